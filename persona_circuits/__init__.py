@@ -1,0 +1,27 @@
+"""persona_circuits: find the persona subnetworks inside a language model.
+
+Quick start::
+
+    import persona_circuits as pc
+    model = pc.load_model()                                  # embedded SmolLM2-135M-Instruct, offline
+    persona = pc.load_persona_set("mbti-ei")                 # bundled persona pair
+    sigs = pc.record_persona_signatures(model, persona, calib_size=64)
+    masks = pc.build_masks(model, "contrastive-wanda", sigs, sparsity=0.5)
+    with pc.apply_mask(model, masks["extravert"]):
+        scores = pc.score_choices(model, persona.test)
+    print(pc.summarize(scores, 0, condition="mask", pole="extravert"))
+"""
+
+from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_set
+from .errors import (DatasetError, MaskError, ModelLoadError, ModelMismatchError, OutputError,
+                     PersonaCircuitsError, SignatureError)
+from .evaluation import ChoiceResult, ChoiceScores, generate, pole_contrast, score_choices, summarize
+from .interventions import apply_mask
+from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_sparse_masks, contrastive_wanda_masks,
+                    load_masks, random_mask, save_masks, topk_rows, wanda_mask)
+from .models import DEFAULT_MODEL, LinearLayer, load_model, prunable_layers
+from .statistics import (ActivationSignature, load_signatures, record_persona_signatures, record_signature,
+                         save_signatures)
+
+__version__ = "0.1.0"
+__all__ = [n for n in dir() if not n.startswith("_")]

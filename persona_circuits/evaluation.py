@@ -1,0 +1,172 @@
+"""Persona alignment by two-way choice, and generation.
+
+For an item (question, answer of pole A, answer of pole B) each answer is scored by the summed
+log-likelihood of its tokens given the chat-templated question, ``LL = Σ_t log p(a_t | q, a_<t)``.
+For pole P the item counts as aligned when P's answer scores higher. Summed log-likelihood favours
+short answers, so we also report the length-normalised choice (mean log-likelihood per token) and the
+mean margin ``LL_P/n_P − LL_other/n_other`` in nats per token, with a bootstrap 95 % interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .data import ChoiceItem, encode_pair, pad_batches
+from .errors import DatasetError
+from .models import get_tokenizer, hf_model
+
+
+@dataclass
+class ChoiceScores:
+    """Summed log-likelihoods and token counts of both answers of each item: columns (A, B)."""
+
+    logp: Float[Tensor, "n 2"]
+    n_tokens: Float[Tensor, "n 2"]
+
+    def diff(self, length_normalized: bool = False) -> Tensor:
+        """Preference for pole A's answer: ``LL_A − LL_B`` (per token if ``length_normalized``)."""
+        v = self.logp / self.n_tokens if length_normalized else self.logp
+        return v[:, 0] - v[:, 1]
+
+
+@torch.no_grad()
+def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = None,
+                  contexts: Sequence[str | None] | None = None, batch_size: int = 16,
+                  progress: bool | str = False) -> ChoiceScores:
+    """Log-likelihood of both answers of every item, batched with right padding.
+
+    Args:
+        system: optional system prompt (persona-prompt baseline).
+        contexts: optional per-item text put before the question in the user turn (RAG baseline).
+    """
+    if not items:
+        raise DatasetError("no items to evaluate")
+    if any(it.answer_b is None for it in items):
+        raise DatasetError("two-way choice items need both answers")
+    tok = get_tokenizer(model)
+    ctx = list(contexts) if contexts is not None else [None] * len(items)
+    enc = []
+    for it, c in zip(items, ctx):
+        enc.append(encode_pair(tok, it.question, it.answer_a, system=system, context=c))
+        enc.append(encode_pair(tok, it.question, it.answer_b, system=system, context=c))
+    device = next(model.parameters()).device
+    logp = torch.zeros(len(enc), dtype=torch.float64)
+    ntok = torch.zeros(len(enc), dtype=torch.float64)
+    desc = progress if isinstance(progress, str) else "scoring"
+    for b in tqdm(pad_batches(enc, tok.pad_token_id, batch_size), desc=desc, disable=not progress, leave=False):
+        ids = b.input_ids.to(device)
+        logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
+        lp = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) - logits[:, :-1].logsumexp(-1)
+        m = b.answer_mask[:, 1:].to(device)
+        idx = torch.tensor(b.index)
+        logp[idx] = (lp * m).sum(1).double().cpu()
+        ntok[idx] = m.sum(1).double().cpu()
+    return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2))
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, stat: Callable = np.mean) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of ``stat`` over items."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    boots = stat(values[idx], axis=1) if stat is np.mean else np.array([stat(values[i]) for i in idx])
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def _wins(d: np.ndarray) -> np.ndarray:
+    return np.where(d > 0, 1.0, np.where(d < 0, 0.0, 0.5))  # exact ties count half
+
+
+@dataclass
+class ChoiceResult:
+    """Alignment of one condition with one pole."""
+
+    condition: str
+    pole: str
+    n: int
+    accuracy: float
+    accuracy_ci95: tuple[float, float]
+    accuracy_length_normalized: float
+    accuracy_length_normalized_ci95: tuple[float, float]
+    mean_margin: float
+    mean_margin_ci95: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("accuracy_ci95", "accuracy_length_normalized_ci95", "mean_margin_ci95"):
+            d[k] = list(d[k])
+        return d
+
+
+def summarize(scores: ChoiceScores, pole_index: int, *, condition: str, pole: str, seed: int = 0,
+              n_boot: int = 2000) -> ChoiceResult:
+    """Accuracy (summed and length-normalised), mean margin and bootstrap intervals for one pole."""
+    sign = 1.0 if pole_index == 0 else -1.0
+    d_sum = sign * scores.diff(False).numpy()
+    d_norm = sign * scores.diff(True).numpy()
+    w, wn = _wins(d_sum), _wins(d_norm)
+    return ChoiceResult(condition, pole, len(w), float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed),
+                        float(wn.mean()), bootstrap_ci(wn, n_boot=n_boot, seed=seed),
+                        float(d_norm.mean()), bootstrap_ci(d_norm, n_boot=n_boot, seed=seed))
+
+
+@dataclass
+class ContrastResult:
+    """The same items under the pole-A condition vs the pole-B condition (cancels answer-length bias).
+
+    ``shift`` is the mean over items of the change in per-token preference for pole A's answer,
+    ``(LL_A − LL_B)/tok`` under condition A minus under condition B; ``accuracy`` is the share of items
+    whose preference moved towards pole A.
+    """
+
+    condition: str
+    n: int
+    shift: float
+    shift_ci95: tuple[float, float]
+    accuracy: float
+    accuracy_ci95: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shift_ci95"], d["accuracy_ci95"] = list(self.shift_ci95), list(self.accuracy_ci95)
+        return d
+
+
+def pole_contrast(scores_a: ChoiceScores, scores_b: ChoiceScores, *, condition: str, seed: int = 0,
+                  n_boot: int = 2000) -> ContrastResult:
+    d = (scores_a.diff(True) - scores_b.diff(True)).numpy()
+    w = _wins(d)
+    return ContrastResult(condition, len(d), float(d.mean()), bootstrap_ci(d, n_boot=n_boot, seed=seed),
+                          float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed))
+
+
+@torch.no_grad()
+def generate(model, question: str, *, max_new_tokens: int = 64, system: str | None = None,
+             do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
+    """Answer ``question`` (chat template) with the model as it is now (apply a mask around the call)."""
+    from .data import render_prompt
+
+    tok = get_tokenizer(model)
+    prompt = render_prompt(tok, question, system=system)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=not getattr(tok, "chat_template", None))
+    hf = hf_model(model)
+    device = next(hf.parameters()).device
+    torch.manual_seed(seed)
+    kw = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
+    # use_cache=False: with transformer-lens 4.3 the KV-cache path of generate() through the bridge's
+    # wrapped attention gives wrong tokens (measured: "The-------" instead of "The capital of France
+    # is Paris."); without the cache the output matches a plain greedy loop over the bridge.
+    out = hf.generate(enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device), use_cache=False,
+                      max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **kw)
+    return tok.decode(out[0, enc.input_ids.shape[1]:], skip_special_tokens=True).strip()

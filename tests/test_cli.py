@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from persona_circuits.cli import main
+
+from .conftest import shared_data
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_personas_lists_bundled_sets(capsys):
+    code, out, _ = run_cli(["personas", "--json"], capsys)
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == ["mbti-ei", "mbti-jp", "mbti-sn", "mbti-tf"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["mask", "no-such-set", "--method", "wanda", "--sparsity", "0.5", "--out", "{tmp}/m"], "unknown dataset"),
+    (["mask", "mbti-ei", "--method", "wanda", "--sparsity", "1.0", "--out", "{tmp}/m"], "sparsity"),
+    (["mask", "mbti-ei", "--method", "wanda", "--sparsity", "-0.1", "--out", "{tmp}/m"], "sparsity"),
+    (["mask", "mbti-ei", "--method", "wanda", "--sparsity", "0.5", "--out", "{tmp}/nope/m"], "parent does not exist"),
+    (["signatures", "mbti-ei", "--out", "{tmp}/nope/s.safetensors"], "parent does not exist"),
+    (["evaluate", "mbti-ei", "--mask", "{tmp}/nothing"], "mask"),
+    (["evaluate", "{tmp}/bad_csv"], "missing column"),
+    (["evaluate", "{tmp}/bad_letter"], "must be A or B"),
+    (["evaluate", "{tmp}/empty"], "empty file"),
+    (["mask", "mbti-ei", "--method", "wanda", "--sparsity", "0.5", "--out", "{tmp}/m", "--model", "no-such-model"], "unknown model"),
+])
+def test_bad_input_gives_one_error_line_and_no_output(tmp_path, capsys, args, needle):
+    (tmp_path / "bad_csv").mkdir()
+    (tmp_path / "bad_csv" / "train.csv").write_text("question,matching\nq,a\n")
+    (tmp_path / "bad_letter").mkdir()
+    (tmp_path / "bad_letter" / "train.csv").write_text("question,matching,not_matching\nq,a,b\n")
+    (tmp_path / "bad_letter" / "test_ab.csv").write_text("question,A,B,matching\nq,a,b,X\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train.csv").write_text("")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run_cli([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("persona-circuits: error:") and needle in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_mask_of_another_model_is_a_clear_error(tmp_path, capsys, tiny_model_dir):
+    from persona_circuits.masks import MaskConfig, Mask, save_masks
+    import torch
+
+    fake = Mask({"blocks.0.attn.q": torch.ones(3, 5, dtype=torch.bool)}, MaskConfig("wanda", 0.5, "other", "x", pole="extravert"))
+    save_masks(tmp_path / "m", {"extravert": fake})
+    code, _, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--model", str(tiny_model_dir),
+                            "--limit", "2", "--no-progress"], capsys)
+    assert code == 2 and "another model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
+    common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4"]
+    code, out, err = run_cli(["signatures", "mbti-ei", "--out", str(tmp_path / "s.safetensors"), "--calib-size", "6"] + common, capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-sparse", "--sparsity", "0.6", "--out",
+                              str(tmp_path / "m"), "--signatures", str(tmp_path / "s.safetensors")] + common, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["extravert", "introvert"]
+    code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "5", "--json"] + common, capsys)
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.strip().splitlines()]
+    assert [(r["condition"], r["pole"]) for r in rows] == [
+        ("dense", "extravert"), ("dense", "introvert"),
+        ("contrastive-sparse:extravert", "extravert"), ("contrastive-sparse:introvert", "introvert")]
+    for r in rows:
+        assert set(r) == {"condition", "pole", "n", "accuracy", "accuracy_ci95", "accuracy_length_normalized", "mean_margin"}
+        assert r["n"] == 5 and 0 <= r["accuracy"] <= 1
+    code, out, err = run_cli(["generate", "--mask", str(tmp_path / "m"), "--pole", "introvert", "--max-new-tokens", "4",
+                              "Hello?"] + common, capsys)
+    assert code == 0, err
+
+
+def test_console_script_help():
+    r = subprocess.run([sys.executable, "-m", "persona_circuits.cli", "mask", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--sparsity" in r.stdout and "DATASET" in r.stdout

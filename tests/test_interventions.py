@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from persona_circuits.errors import MaskError, ModelMismatchError
+from persona_circuits.interventions import ResidualSteering, apply_mask, steering, weights_snapshot
+from persona_circuits.masks import random_mask
+from persona_circuits.models import prunable_layers
+
+
+def _equal_to(model, snap):
+    return all(torch.equal(l.weight, snap[l.name]) for l in prunable_layers(model))
+
+
+def test_apply_mask_zeroes_pruned_weights_and_restores_bit_exactly(tiny_model):
+    snap = weights_snapshot(tiny_model)
+    m = random_mask(tiny_model, sparsity=0.5, seed=3)
+    with apply_mask(tiny_model, m):
+        for l in prunable_layers(tiny_model):
+            w = l.weight
+            assert (w[~m.masks[l.name]] == 0).all()
+            assert torch.equal(w[m.masks[l.name]], snap[l.name][m.masks[l.name]])
+    assert _equal_to(tiny_model, snap)
+
+
+def test_restore_on_exception(tiny_llama):
+    snap = weights_snapshot(tiny_llama)
+    m = random_mask(tiny_llama, sparsity=0.7)
+    with pytest.raises(RuntimeError, match="boom"):
+        with apply_mask(tiny_llama, m):
+            raise RuntimeError("boom")
+    assert _equal_to(tiny_llama, snap)
+
+
+def test_mask_changes_the_output_and_switching_needs_no_reload(tiny_llama):
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        dense = tiny_llama(ids)
+        with apply_mask(tiny_llama, random_mask(tiny_llama, sparsity=0.5, seed=0)):
+            a = tiny_llama(ids)
+        with apply_mask(tiny_llama, random_mask(tiny_llama, sparsity=0.5, seed=1)):
+            b = tiny_llama(ids)
+        again = tiny_llama(ids)
+    assert not torch.allclose(dense, a) and not torch.allclose(a, b)
+    assert torch.equal(dense, again)
+
+
+def test_soft_mask_keeps_gamma_of_pruned_weights(tiny_llama):
+    snap = weights_snapshot(tiny_llama)
+    m = random_mask(tiny_llama, sparsity=0.5)
+    with apply_mask(tiny_llama, m, gamma=0.25):
+        l = prunable_layers(tiny_llama)[0]
+        torch.testing.assert_close(l.weight[~m.masks[l.name]], 0.25 * snap[l.name][~m.masks[l.name]])
+    assert _equal_to(tiny_llama, snap)
+    with pytest.raises(MaskError):
+        with apply_mask(tiny_llama, m, gamma=1.5):
+            pass
+
+
+def test_dense_layers_are_left_untouched(tiny_llama):
+    m = random_mask(tiny_llama, sparsity=0.5)
+    keep = prunable_layers(tiny_llama)[0].name
+    snap = weights_snapshot(tiny_llama)
+    with apply_mask(tiny_llama, m, dense_layers={keep}):
+        assert torch.equal(prunable_layers(tiny_llama)[0].weight, snap[keep])
+        assert not torch.equal(prunable_layers(tiny_llama)[1].weight, snap[prunable_layers(tiny_llama)[1].name])
+
+
+def test_mask_of_other_model_is_refused_before_touching_weights(tiny_llama, tiny_gpt2):
+    m = random_mask(tiny_llama, sparsity=0.5)
+    snap = weights_snapshot(tiny_gpt2)
+    with pytest.raises(ModelMismatchError):
+        with apply_mask(tiny_gpt2, m):
+            pass
+    assert _equal_to(tiny_gpt2, snap)
+
+
+def test_residual_steering_hook_changes_then_restores_output(tiny_llama):
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        base = tiny_llama(ids)
+        with steering(tiny_llama, ResidualSteering(torch.ones(64), layer=0, coef=3.0)):
+            steered = tiny_llama(ids)
+        after = tiny_llama(ids)
+    assert not torch.allclose(base, steered)
+    assert torch.equal(base, after)

@@ -1,0 +1,196 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from persona_circuits.errors import MaskError, ModelMismatchError
+from persona_circuits.masks import (MASK_WEIGHTS_FILENAME, Mask, build_masks, contrastive_sparse_masks,
+                                    contrastive_wanda_masks, keep_count, load_masks, random_mask, save_masks,
+                                    topk_rows, wanda_mask)
+from persona_circuits.models import prunable_layers
+from persona_circuits.statistics import record_signature
+
+A = [("How do you spend a free evening?", "Out with a big group of friends, the louder the better."),
+     ("A party invitation arrives.", "I say yes at once and bring two friends along."),
+     ("Lunch break?", "Chatting with everyone in the canteen.")]
+B = [("How do you spend a free evening?", "At home with a book and a cup of tea, quietly."),
+     ("A party invitation arrives.", "I thank them and probably stay in to recharge."),
+     ("Lunch break?", "A short walk on my own.")]
+
+
+@pytest.fixture(scope="module")
+def sigs(tiny_llama):
+    return (record_signature(tiny_llama, A, pole="a"), record_signature(tiny_llama, B, pole="b"))
+
+
+def loop_topk(scores, tiebreak, k, eligible=None):
+    """Plain reference: for every row sort (score desc, |tiebreak| desc, index asc) and keep k."""
+    s, t = scores.tolist(), tiebreak.abs().tolist()
+    out = torch.zeros(scores.shape, dtype=torch.bool)
+    for i, row in enumerate(s):
+        cols = [j for j in range(len(row)) if eligible is None or bool(eligible[i, j])]
+        cols.sort(key=lambda j: (-row[j], -t[i][j], j))
+        for j in cols[:k]:
+            out[i, j] = True
+    return out
+
+
+def test_topk_rows_matches_loop_with_ties():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (7, 13), generator=g).float()  # many exact ties
+    tb = torch.randint(0, 3, (7, 13), generator=g).float()      # ties in the tiebreak too
+    for k in (0, 1, 5, 12, 13):
+        assert torch.equal(topk_rows(scores, k, tiebreak=tb), loop_topk(scores, tb, k))
+    elig = torch.rand(7, 13, generator=g) > 0.4
+    for k in (0, 3, 6, 13):
+        assert torch.equal(topk_rows(scores, k, tiebreak=tb, eligible=elig), loop_topk(scores, tb, k, elig))
+
+
+def test_keep_count_is_floor():
+    assert keep_count(576, 0.5) == 288 and keep_count(10, 0.3) == 7 and keep_count(1536, 0.7) == 460
+    assert keep_count(64, 0.0) == 64
+
+
+def test_wanda_mask_matches_loop_formula(tiny_llama, sigs):
+    a = sigs[0]
+    for statistic in ("l2", "mean_abs", "rms"):
+        m = wanda_mask(tiny_llama, a, sparsity=0.4, statistic=statistic)
+        for l in prunable_layers(tiny_llama)[:4]:
+            w = l.weight.detach()
+            act = a.statistic(l.name, statistic)
+            score = torch.tensor([[abs(float(w[i, j])) * float(act[j]) for j in range(w.shape[1])] for i in range(w.shape[0])])
+            assert torch.equal(m.masks[l.name], loop_topk(score, w, math.floor(0.6 * w.shape[1])))
+
+
+def test_contrastive_wanda_matches_loop_formula(tiny_llama, sigs):
+    a, b = sigs
+    ma, mb = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="relu")
+    for l in prunable_layers(tiny_llama)[:3]:
+        w = l.weight.detach()
+        mu_a, mu_b = a.l2_mean(l.name), b.l2_mean(l.name)
+        z = (mu_a - mu_b) / (a.l2_var(l.name) + b.l2_var(l.name) + 1e-8).sqrt()
+        k = w.shape[1] // 2
+        sa = w.abs() * torch.clamp(z, min=0).float()[None]
+        sb = w.abs() * torch.clamp(-z, min=0).float()[None]
+        assert torch.equal(ma.masks[l.name], loop_topk(sa, w, k))
+        assert torch.equal(mb.masks[l.name], loop_topk(sb, w, k))
+    sa2, _ = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="softplus", tau=2.0)
+    assert sa2.config.phi == "softplus" and sa2.config.tau == 2.0
+
+
+def test_contrastive_sparse_paper_is_disjoint_and_follows_formula(tiny_llama, sigs):
+    a, b = sigs
+    for rho in (0.3, 0.6):
+        ma, mb = contrastive_sparse_masks(tiny_llama, a, b, sparsity=rho, variant="paper")
+        for l in prunable_layers(tiny_llama):
+            assert not (ma.masks[l.name] & mb.masks[l.name]).any()
+        l = prunable_layers(tiny_llama)[0]
+        w = l.weight.detach()
+        sa = w.abs() * a.l2_mean(l.name).float()[None]
+        sb = w.abs() * b.l2_mean(l.name).float()[None]
+        na, nb = sa / sa.sum(1, keepdim=True), sb / sb.sum(1, keepdim=True)
+        k = keep_count(w.shape[1], rho)
+        assert torch.equal(ma.masks[l.name], loop_topk((na - nb).abs(), w, k, na > nb))
+        assert torch.equal(mb.masks[l.name], loop_topk((na - nb).abs(), w, k, nb > na))
+
+
+def test_contrastive_sparse_released_takes_top_k_then_next_k(tiny_llama, sigs):
+    a, b = sigs
+    ma, mb = contrastive_sparse_masks(tiny_llama, a, b, sparsity=0.7, variant="released")
+    l = prunable_layers(tiny_llama)[0]
+    w = l.weight.detach()
+    z = (a.l2_mean(l.name) - b.l2_mean(l.name)) / (a.l2_var(l.name) + b.l2_var(l.name) + 1e-8).sqrt()
+    s = w.abs() * z.abs().float()[None]
+    k = keep_count(w.shape[1], 0.7)
+    assert torch.equal(ma.masks[l.name], loop_topk(s, w, k))
+    assert torch.equal(mb.masks[l.name], loop_topk(s, w, 2 * k) & ~loop_topk(s, w, k))
+    assert not (ma.masks[l.name] & mb.masks[l.name]).any()
+
+
+@pytest.mark.parametrize("method", ["wanda", "contrastive-wanda", "contrastive-sparse-released", "random"])
+def test_exact_per_row_sparsity(tiny_model, method):
+    s = {"a": record_signature(tiny_model, A, pole="a"), "b": record_signature(tiny_model, B, pole="b")}
+    for rho in (0.0, 0.25, 0.5, 0.9):
+        masks = build_masks(tiny_model, method, s, sparsity=rho)
+        for m in masks.values():
+            for name, mm in m.masks.items():
+                k = keep_count(mm.shape[1], rho)
+                if method == "contrastive-sparse-released" and m.config.pole == "b":
+                    k = min(2 * k, mm.shape[1]) - k
+                assert (mm.sum(1) == k).all(), (name, rho)
+
+
+def test_masks_are_deterministic(tiny_llama, sigs):
+    s = {"a": sigs[0], "b": sigs[1]}
+    for method in ("wanda", "contrastive-wanda", "contrastive-sparse", "random"):
+        m1, m2 = build_masks(tiny_llama, method, s, sparsity=0.5), build_masks(tiny_llama, method, s, sparsity=0.5)
+        for p in m1:
+            for k in m1[p].masks:
+                assert torch.equal(m1[p].masks[k], m2[p].masks[k])
+
+
+def test_modules_scope_and_no_embeddings(tiny_llama, sigs):
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5, modules="mlp")
+    assert m.masks and all(".mlp." in k for k in m.masks)
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5)
+    assert all(k.startswith("blocks.") for k in m.masks)
+    assert len(m.masks) == 7 * 2
+
+
+@pytest.mark.parametrize("rho", [-0.1, 1.0, 1.5, float("nan")])
+def test_bad_sparsity(tiny_llama, sigs, rho):
+    with pytest.raises(MaskError):
+        wanda_mask(tiny_llama, sigs[0], sparsity=rho)
+
+
+def test_save_load_roundtrip_and_size(tiny_llama, sigs, tmp_path):
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5)
+    m.save(tmp_path / "m")
+    back = Mask.load(tmp_path / "m")
+    assert back.config == m.config
+    for k in m.masks:
+        assert torch.equal(back.masks[k], m.masks[k])
+    bits = (tmp_path / "m" / MASK_WEIGHTS_FILENAME).stat().st_size * 8 / m.n_weights
+    assert bits < 1.5  # bit-packed (header included; ~1.0 on a real model)
+    save_masks(tmp_path / "pair", {"a": m, "b": random_mask(tiny_llama, sparsity=0.5)})
+    pair = load_masks(tmp_path / "pair")
+    assert set(pair) == {"a", "b"} and pair["b"].config.method == "random"
+
+
+def test_corrupt_mask_file(tiny_llama, sigs, tmp_path):
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5)
+    m.save(tmp_path / "m")
+    f = tmp_path / "m" / MASK_WEIGHTS_FILENAME
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(MaskError, match="corrupt"):
+        Mask.load(tmp_path / "m")
+    (tmp_path / "m" / "mask_config.json").write_text("{not json")
+    with pytest.raises(MaskError):
+        Mask.load(tmp_path / "m")
+
+
+def test_mask_for_another_model_is_refused(tiny_llama, tiny_gpt2, sigs):
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5)
+    with pytest.raises(ModelMismatchError):
+        m.check_model(tiny_gpt2)
+    with pytest.raises(ModelMismatchError):
+        wanda_mask(tiny_gpt2, sigs[0], sparsity=0.5)
+
+
+def test_save_into_missing_parent_leaves_nothing(tiny_llama, tmp_path):
+    from persona_circuits.errors import OutputError
+
+    m = random_mask(tiny_llama, sparsity=0.5)
+    with pytest.raises(OutputError):
+        m.save(tmp_path / "missing" / "m")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_random_mask_seeded(tiny_llama):
+    a, b, c = (random_mask(tiny_llama, sparsity=0.5, seed=s) for s in (1, 1, 2))
+    k = next(iter(a.masks))
+    assert torch.equal(a.masks[k], b.masks[k]) and not torch.equal(a.masks[k], c.masks[k])
+    assert np.isclose(a.density(), 0.5)
