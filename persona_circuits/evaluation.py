@@ -30,6 +30,7 @@ class ChoiceScores:
 
     logp: Float[Tensor, "n 2"]
     n_tokens: Float[Tensor, "n 2"]
+    features: Float[Tensor, "n 2 layer d_model"] | None = None
 
     def diff(self, length_normalized: bool = False) -> Tensor:
         """Preference for pole A's answer: ``LL_A − LL_B`` (per token if ``length_normalized``)."""
@@ -37,15 +38,61 @@ class ChoiceScores:
         return v[:, 0] - v[:, 1]
 
 
+class _Stop(Exception):
+    pass
+
+
+def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
+                    capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
+    """Per-text summed log-likelihood and count of answer tokens, for one padded batch.
+
+    The unembedding is applied only at the positions that predict answer tokens (the forward pass is
+    stopped at the unembedding's input), which saves the ``d_model x d_vocab`` product elsewhere.
+    ``capture_layers``: also return, per block index, the mean residual stream (``blocks.{i}.hook_out``)
+    over the answer tokens of each text, ``(batch, d_model)``.
+    """
+    store: dict[str, Tensor] = {}
+
+    def grab(x, hook):
+        store[hook.name] = x
+        if hook.name == "unembed.hook_in":
+            raise _Stop
+        return x
+
+    names = [f"blocks.{i}.hook_out" for i in capture_layers] + ["unembed.hook_in"]
+    with model.hooks(fwd_hooks=[(n, grab) for n in names]):
+        try:
+            model(input_ids, attention_mask=attention_mask)
+        except _Stop:
+            pass
+    resid = store["unembed.hook_in"]  # final-normed residual stream
+    tgt_mask = answer_mask[:, 1:]  # position t-1 predicts answer token t
+    rows, cols = tgt_mask.nonzero(as_tuple=True)
+    logits = model.unembed(resid[rows, cols][None])[0].float()
+    targets = input_ids[rows, cols + 1]
+    lp = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+    B = input_ids.shape[0]
+    logp = torch.zeros(B, dtype=torch.float64, device=lp.device).index_add_(0, rows, lp.double())
+    ntok = tgt_mask.sum(1).double()
+    feats = {}
+    am = answer_mask.unsqueeze(-1).float()
+    for i in capture_layers:
+        x = store[f"blocks.{i}.hook_out"].float()
+        feats[i] = (x * am).sum(1) / am.sum(1).clamp_min(1.0)
+    return logp, ntok, feats
+
+
 @torch.no_grad()
 def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = None,
                   contexts: Sequence[str | None] | None = None, batch_size: int = 16,
-                  progress: bool | str = False) -> ChoiceScores:
+                  progress: bool | str = False, capture_layers: Sequence[int] = ()) -> ChoiceScores:
     """Log-likelihood of both answers of every item, batched with right padding.
 
     Args:
         system: optional system prompt (persona-prompt baseline).
         contexts: optional per-item text put before the question in the user turn (RAG baseline).
+        capture_layers: block indices whose mean answer-token residual stream is kept in
+            ``ChoiceScores.features`` (``[n, 2, n_layers, d_model]``), e.g. for probes.
     """
     if not items:
         raise DatasetError("no items to evaluate")
@@ -60,16 +107,17 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
     device = next(model.parameters()).device
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.zeros(len(enc), dtype=torch.float64)
+    feats = torch.zeros(len(enc), len(capture_layers), model.cfg.d_model) if capture_layers else None
     desc = progress if isinstance(progress, str) else "scoring"
     for b in tqdm(pad_batches(enc, tok.pad_token_id, batch_size), desc=desc, disable=not progress, leave=False):
-        ids = b.input_ids.to(device)
-        logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
-        lp = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) - logits[:, :-1].logsumexp(-1)
-        m = b.answer_mask[:, 1:].to(device)
+        lp, nt, f = answer_logprobs(model, b.input_ids.to(device), b.attention_mask.to(device),
+                                    b.answer_mask.to(device), capture_layers)
         idx = torch.tensor(b.index)
-        logp[idx] = (lp * m).sum(1).double().cpu()
-        ntok[idx] = m.sum(1).double().cpu()
-    return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2))
+        logp[idx], ntok[idx] = lp.cpu(), nt.cpu()
+        if feats is not None:
+            feats[idx] = torch.stack([f[i] for i in capture_layers], 1).cpu()
+    return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2),
+                        None if feats is None else feats.view(len(items), 2, len(capture_layers), -1))
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, stat: Callable = np.mean) -> tuple[float, float]:

@@ -1,0 +1,315 @@
+"""Figures of the study, each drawn from ``results.json`` (never from typed numbers).
+
+Every function takes the results dict and returns a matplotlib Figure (it never calls ``plt.show``);
+:func:`write_figures` saves them all as PNG files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+COND_ORDER = ["dense", "prompt", "rag", "steering", "random-mask", "wanda", "contrastive-wanda",
+              "contrastive-sparse", "contrastive-wanda+prompt", "sft"]
+COND_LABEL = {"dense": "dense", "prompt": "persona prompt", "rag": "RAG", "steering": "steering",
+              "random-mask": "random mask", "wanda": "Wanda mask", "contrastive-wanda": "contrastive Wanda",
+              "contrastive-sparse": "contrastive sparse", "contrastive-wanda+prompt": "c-Wanda + prompt",
+              "sft": "LoRA SFT"}
+
+
+def _err(v, ci):
+    return [[max(0.0, v - ci[0])], [max(0.0, ci[1] - v)]]
+
+
+def _grid(n: int, w: float = 4.2, h: float = 3.4):
+    cols = min(4, max(1, n))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes.ravel()
+
+
+def fig_main_accuracy(results: dict) -> Figure:
+    """Length-normalised two-way-choice accuracy per condition and pole, with bootstrap 95 % intervals."""
+    sets = list(results["sets"])
+    fig, axes = _grid(len(sets), 5.0, 3.6)
+    for ax, name in zip(axes, sets):
+        s = results["sets"][name]
+        poles = s["poles"]
+        rows = {(r["condition"], r["pole"]): r for r in s["conditions"]}
+        conds = [c for c in COND_ORDER if any((c, p) in rows for p in poles)]
+        x = np.arange(len(conds))
+        for j, p in enumerate(poles):
+            for i, c in enumerate(conds):
+                r = rows.get((c, p))
+                if r is None:
+                    continue
+                v = r["accuracy_length_normalized"]
+                ax.bar(i + (j - 0.5) * 0.4, v, 0.4, color=f"C{j}", label=p if i == 0 else None,
+                       yerr=_err(v, r["accuracy_length_normalized_ci95"]), capsize=2)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(x, [COND_LABEL[c] for c in conds], rotation=60, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy (length-normalised)")
+        ax.set_title(f"{name} (n={s['n_test']})", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Persona alignment: share of held-out items where the pole's answer is preferred (95 % CI)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_pole_contrast(results: dict) -> Figure:
+    """Pole contrast per method: change of per-token preference for pole A between the pole-A and
+    pole-B conditions (cancels answer-length bias), with bootstrap 95 % intervals."""
+    sets = list(results["sets"])
+    fig, axes = _grid(len(sets), 4.2, 3.4)
+    for ax, name in zip(axes, sets):
+        cs = results["sets"][name]["contrasts"]
+        for i, c in enumerate(cs):
+            ax.bar(i, c["shift"], color="C2", yerr=_err(c["shift"], c["shift_ci95"]), capsize=2)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(cs)), [COND_LABEL.get(c["condition"], c["condition"]) for c in cs], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("shift (nats / token)")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("Pole contrast: same items under the pole-A vs the pole-B condition")
+    fig.tight_layout()
+    return fig
+
+
+def fig_sparsity(results: dict) -> Figure:
+    """Fraction of weights removed per block, attention vs MLP, for each mask method (pole A)."""
+    name = _analysis_name(results)
+    s = results["sets"][name]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (meth, by_pole) in enumerate(s["sparsity"].items()):
+        prof = by_pole[s["poles"][0]]["per_block"]
+        b = [r["block"] for r in prof]
+        ax.plot(b, [r["attn"] for r in prof], color=f"C{i}", ls="-", marker=".", label=f"{meth} attention")
+        ax.plot(b, [r["mlp"] for r in prof], color=f"C{i}", ls="--", marker=".", label=f"{meth} MLP")
+    ax.set_xlabel("block")
+    ax.set_ylabel("fraction of weights removed")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Mask sparsity per block and module type ({name}, pole {s['poles'][0]})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def fig_overlap(results: dict) -> Figure:
+    """Difference rate between the two poles' masks per set and method, next to two random masks."""
+    sets = list(results["sets"])
+    meths = list(results["sets"][sets[0]]["overlap"])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    w = 0.8 / len(meths)
+    for j, m in enumerate(meths):
+        vals = [100 * results["sets"][n]["overlap"][m]["overall"]["difference_rate"] for n in sets]
+        ax.bar(np.arange(len(sets)) + (j - len(meths) / 2 + 0.5) * w, vals, w, label=m, color=f"C{j}")
+    paper = results.get("paper", {}).get("mbti_difference_rate", {})
+    for i, n in enumerate(sets):
+        if n in paper:
+            ax.plot([i - 0.4, i + 0.4], [paper[n], paper[n]], color="k", lw=2, label="paper (Wanda, LLaMA)" if i == 0 else None)
+    ax.set_xticks(range(len(sets)), sets, rotation=30)
+    ax.set_ylabel("mask entries that differ (%)")
+    ax.set_yscale("log")
+    ax.set_title("Opposite-pole masks: difference rate")
+    ax.legend(fontsize=7)
+    name = _analysis_name(results)
+    ov = results["sets"][name]["overlap"]
+    for j, m in enumerate(meths):
+        pb = ov[m]["per_block"]
+        ax2.plot([r["block"] for r in pb], [100 * r["difference_rate"] for r in pb], marker=".", color=f"C{j}", label=m)
+    ax2.set_xlabel("block")
+    ax2.set_ylabel("difference rate (%)")
+    ax2.set_yscale("log")
+    ax2.set_title(f"Per block ({name})")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_ablation(results: dict) -> Figure:
+    """Restoring layer groups inside a mask, and removing top-scored vs random weights from the dense model."""
+    a = results.get("analysis") or {}
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    if "restore" in a:
+        rows = a["restore"]["rows"]
+        ax.barh(range(len(rows)), [r["effect"] for r in rows], color="C0")
+        ax.axvline(a["restore"]["full_mask_effect"], color="C3", ls="--", label="full mask")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(rows)), [f"restore {r['restored']}" for r in rows], fontsize=8)
+        ax.set_xlabel("effect on pole preference (nats / token)")
+        ax.set_title(f"Restore to dense inside the {a['restore']['method']} mask ({a['restore']['pole']})", fontsize=9)
+        ax.legend(fontsize=7)
+    if "removal" in a:
+        rows = a["removal"]["rows"]
+        for k, (kind, ls) in enumerate((("top contrastive", "-"), ("random", "--"))):
+            for pi, pole in enumerate(sorted({r["pole_scored"] for r in rows})):
+                rr = [r for r in rows if r["kind"] == kind and r["pole_scored"] == pole]
+                ax2.plot([100 * r["fraction"] for r in rr], [r["effect"] for r in rr], ls=ls, marker="o",
+                         color=f"C{pi}", label=f"{kind}, {pole}")
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.set_xscale("log")
+        ax2.set_xlabel("weights removed per row (%)")
+        ax2.set_ylabel("change of pole preference (nats / token)")
+        ax2.set_title("Remove top contrastive vs random weights (dense model)", fontsize=9)
+        ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_probes(results: dict) -> Figure:
+    """Linear-probe accuracy per layer (held-out, cross-validated, shuffled-label control)."""
+    sets = list(results["sets"])
+    fig, axes = _grid(len(sets), 4.2, 3.2)
+    for ax, name in zip(axes, sets):
+        pr = results["sets"][name]["probes"]
+        L = [r["layer"] for r in pr]
+        ax.plot(L, [r["test_accuracy"] for r in pr], marker=".", label="held-out")
+        ax.plot(L, [r["cv_accuracy"] for r in pr], marker=".", label="calibration CV")
+        ax.plot(L, [r["shuffled_test_accuracy"] for r in pr], marker=".", color="grey", label="shuffled labels")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0.3, 1.02)
+        ax.set_xlabel("block")
+        ax.set_ylabel("probe accuracy")
+        ax.set_title(f"{name} (train {pr[0]['n_train']}, test {pr[0]['n_test']})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Linear probes decoding the pole from the residual stream")
+    fig.tight_layout()
+    return fig
+
+
+def fig_similarity(results: dict) -> Figure:
+    """Cosine similarity between the two poles' mean representations per layer (raw and centered)."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (name, s) in enumerate(results["sets"].items()):
+        sim = s["similarity"]
+        L = [r["layer"] for r in sim]
+        ax.plot(L, [r["cosine"] for r in sim], color=f"C{i}", label=name)
+        ax2.plot(L, [r["cosine_centered"] for r in sim], color=f"C{i}", label=name)
+        ax2.plot(L, [r["same_pole_halves_centered"] for r in sim], color=f"C{i}", ls=":", lw=0.8)
+    ax.set_title("raw cosine of mean representations")
+    ax2.set_title("centered cosine (dotted: two halves of the same pole)")
+    for a in (ax, ax2):
+        a.set_xlabel("block")
+        a.set_ylabel("cosine similarity")
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_stability(results: dict) -> Figure:
+    """Jaccard agreement of masks from bootstrap resamples of the calibration set, vs random masks."""
+    a = results.get("analysis") or {}
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    st = a.get("stability", [])
+    for i, r in enumerate(st):
+        ax.scatter([i] * len(r["pairwise_jaccard"]), r["pairwise_jaccard"], color=f"C{i}", alpha=0.6)
+        ax.bar(i, r["mean_jaccard"], 0.5, color=f"C{i}", alpha=0.3, label=f"{r['method']} (mean)")
+    if st:
+        ax.axhline(st[0]["random_jaccard"], color="grey", ls="--", label="two random masks")
+    ax.set_xticks(range(len(st)), [r["method"] for r in st])
+    ax.set_ylabel("pairwise Jaccard")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Mask stability under calibration resampling ({a.get('set', '')})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_sweeps(results: dict) -> Figure:
+    """Pole contrast vs sparsity and vs calibration size (contrastive Wanda), 95 % intervals."""
+    a = results.get("analysis") or {}
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for axis, key, xk, xl in ((ax, "sparsity_sweep", "sparsity", "sparsity rho"),
+                              (ax2, "calibration_sweep", "calib_size", "calibration texts per pole")):
+        rows = (a.get(key) or {}).get("rows", [])
+        x = [r[xk] for r in rows]
+        y = [r["contrast"]["shift"] for r in rows]
+        lo = [r["contrast"]["shift"] - r["contrast"]["shift_ci95"][0] for r in rows]
+        hi = [r["contrast"]["shift_ci95"][1] - r["contrast"]["shift"] for r in rows]
+        axis.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3)
+        axis.axhline(0, color="grey", lw=0.8)
+        axis.set_xlabel(xl)
+        axis.set_ylabel("pole contrast (nats / token)")
+        if key == "calibration_sweep" and x:
+            axis.set_xscale("log")
+    ax.set_title("Sparsity sweep")
+    ax2.set_title("Calibration-size sweep")
+    fig.tight_layout()
+    return fig
+
+
+def fig_capability(results: dict) -> Figure:
+    """Perplexity on neutral text and general-knowledge accuracy, dense vs masked."""
+    a = results.get("analysis") or {}
+    cap = a.get("capability", [])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = [c["condition"] for c in cap]
+    ppl = [c["perplexity"]["perplexity"] for c in cap]
+    ci = [np.exp(c["perplexity"]["mean_nll_ci95"]) for c in cap]
+    ax.bar(range(len(cap)), ppl, yerr=[[p - c[0] for p, c in zip(ppl, ci)], [c[1] - p for p, c in zip(ppl, ci)]], capsize=3)
+    ax.set_yscale("log")
+    ax.set_ylabel("perplexity (neutral text, log scale)")
+    acc = [c["general_choice"]["length_normalized"]["accuracy"] for c in cap]
+    aci = [c["general_choice"]["length_normalized"]["accuracy_ci95"] for c in cap]
+    ax2.bar(range(len(cap)), acc, yerr=[[a_ - c[0] for a_, c in zip(acc, aci)], [c[1] - a_ for a_, c in zip(acc, aci)]], capsize=3, color="C1")
+    ax2.axhline(0.5, color="grey", ls="--", lw=0.8)
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("general-knowledge accuracy")
+    for axis in (ax, ax2):
+        axis.set_xticks(range(len(cap)), labels, rotation=30, ha="right", fontsize=8)
+    fig.suptitle(f"General capability, dense vs masked ({a.get('set', '')})")
+    fig.tight_layout()
+    return fig
+
+
+def _analysis_name(results: dict) -> str:
+    a = results.get("analysis") or {}
+    return a.get("set") or next(iter(results["sets"]))
+
+
+FIGURES = {"main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
+           "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes, "similarity": fig_similarity,
+           "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability}
+
+
+def write_figure(results: dict, name: str, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = FIGURES[name](results)
+    path = out / f"{name}.png"
+    tmp = out / f".{name}.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_figures(results: dict, out_dir: str | Path) -> list[Path]:
+    return [write_figure(results, n, out_dir) for n in FIGURES]
+
+
+def script_main(name: str, argv: list[str] | None = None) -> int:
+    """Entry of the ``analyses/*.py`` scripts: ``python analyses/NAME.py RESULTS.json [--out figures]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=(FIGURES[name].__doc__ or "").strip().splitlines()[0])
+    p.add_argument("results", help="results.json written by `persona-circuits reproduce`")
+    p.add_argument("--out", default="figures", help="folder for the PNG (default figures/)")
+    a = p.parse_args(argv)
+    try:
+        results = json.loads(Path(a.results).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"{name}: error: cannot read {a.results}: {exc}", file=sys.stderr)
+        return 2
+    print(write_figure(results, name, a.out))
+    return 0

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from persona_circuits.errors import OutputError
+from persona_circuits.plots import FIGURES
+from persona_circuits.study import StudyConfig, StudyError, run_study
+
+from .conftest import SHARED
+
+
+def micro_config() -> StudyConfig:
+    c = StudyConfig.quick_config()
+    c.test_size_mbti = c.test_size_ai = 3
+    c.analysis_items = 3
+    c.capability_texts = c.capability_items = 3
+    return c
+
+
+@pytest.fixture(scope="module")
+def study_run(tiny_llama, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    res = run_study(tiny_llama, out, cfg=micro_config(), data_root=SHARED if SHARED.exists() else None, progress=False)
+    return out, res
+
+
+def test_study_writes_results_report_and_figures(study_run):
+    out, res = study_run
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["sets"]) >= {"mbti-ei", "mbti-jp", "mbti-sn", "mbti-tf"}
+    for name, s in saved["sets"].items():
+        conds = {r["condition"] for r in s["conditions"]}
+        assert {"dense", "prompt", "rag", "random-mask", "wanda", "contrastive-wanda", "contrastive-sparse",
+                "contrastive-wanda+prompt", "steering"} <= conds, name
+        for r in s["conditions"]:
+            assert r["n"] == s["n_test"] and 0 <= r["accuracy"] <= 1
+        assert {c["condition"] for c in s["contrasts"]} >= {"prompt", "rag", "wanda", "contrastive-wanda"}
+        assert len(s["probes"]) == 2 and len(s["similarity"]) == 2
+    a = saved["analysis"]
+    assert a["set"] == "mbti-ei" and a["restore"]["rows"] and a["removal"]["rows"]
+    assert len(a["sparsity_sweep"]["rows"]) == 3 and len(a["calibration_sweep"]["rows"]) == 2
+    assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
+    report = (out / "REPORT.md").read_text()
+    assert "## Conclusions" in report and "persona-circuits" in report or "reproduce" in report
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_study_resumes_from_cache(study_run, tiny_llama):
+    out, res = study_run
+    before = sorted(p.name for p in (out / "cache").iterdir())
+    again = run_study(tiny_llama, out, cfg=micro_config(), data_root=SHARED if SHARED.exists() else None, progress=False)
+    assert sorted(p.name for p in (out / "cache").iterdir()) == before  # nothing recomputed
+    assert again["sets"]["mbti-ei"]["conditions"] == res["sets"]["mbti-ei"]["conditions"]
+
+
+def test_foreign_output_folder_is_refused(study_run, tiny_llama, tmp_path):
+    out, _ = study_run
+    other = micro_config()
+    other.sparsity = 0.3
+    with pytest.raises(StudyError, match="different study"):
+        run_study(tiny_llama, out, cfg=other, progress=False)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty"):
+        run_study(tiny_llama, tmp_path / "x", cfg=micro_config(), progress=False)
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+    with pytest.raises(OutputError):
+        run_study(tiny_llama, tmp_path / "missing" / "x", cfg=micro_config(), progress=False)
+
+
+def test_bad_data_root(tiny_llama, tmp_path):
+    (tmp_path / "ai_persona" / "power").mkdir(parents=True)
+    with pytest.raises(StudyError, match="expected layout"):
+        run_study(tiny_llama, tmp_path / "out", cfg=micro_config(), data_root=tmp_path, progress=False)
+    assert not (tmp_path / "out").exists()
