@@ -194,8 +194,13 @@ def load_model(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     hf = hf.to(device=device, dtype=dtype).eval()
-    with _offline():
-        bridge = TransformerBridge.boot_transformers(arch or mid, hf_model=hf, tokenizer=tok, device=device, dtype=dtype)
+    if not getattr(hf.config, "architectures", None):  # GGUF-derived configs leave it empty
+        hf.config.architectures = [type(hf).__name__]
+    try:
+        with _offline():
+            bridge = TransformerBridge.boot_transformers(arch or mid, hf_model=hf, tokenizer=tok, device=device, dtype=dtype)
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        raise ModelLoadError(f"TransformerLens cannot wrap {mid!r}: {str(exc)[:300]}") from exc
     bridge.eval()
     bridge.persona_model_id = model_id or mid
     return bridge
