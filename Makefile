@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test reproduce reproduce-full
+.PHONY: install test reproduce reproduce-full figures
 
 install:
 	$(PIP) install --quiet "torch==2.13.0" -e ".[dev]"
@@ -16,5 +16,13 @@ test: install
 reproduce: install
 	persona-circuits reproduce --quick --out runs/quick --data-root ../shared/data
 
+# The full study; then the committed REPORT.md, figures/ and figures/results.json are copied from it.
 reproduce-full: install
 	persona-circuits reproduce --out runs/full --data-root ../shared/data
+	cp runs/full/REPORT.md REPORT.md
+	cp runs/full/results.json figures/results.json
+	$(MAKE) figures
+
+# Redraw every committed figure from figures/results.json with the analyses/ scripts.
+figures:
+	for s in analyses/*.py; do $(PYTHON) $$s figures/results.json --out figures || exit 1; done

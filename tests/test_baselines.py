@@ -1,0 +1,44 @@
+import torch
+
+from persona_circuits.baselines import (LoRA, RagRetriever, persona_prompt, select_steering, steering_vectors,
+                                        train_lora)
+from persona_circuits.evaluation import score_choices
+
+
+def test_persona_prompt_names_the_pole(small_persona):
+    p = persona_prompt(small_persona, "introvert")
+    assert "solitude" in p and p.startswith("You are")
+
+
+def test_rag_retrieves_nearest_calibration_examples(small_persona):
+    rag = RagRetriever(small_persona, "extravert", k=2)
+    q = small_persona.calibration[3].question
+    got = rag.retrieve(q)
+    assert got[0] == (q, small_persona.calibration[3].answer_a)  # the item itself is nearest
+    assert len(got) == 2 and rag.retrieve(q) == got
+    assert small_persona.calibration[3].answer_a in rag.context(q)
+
+
+def test_steering_vectors_and_selection(tiny_llama, small_persona):
+    fa, fb = torch.randn(5, 2, 64), torch.randn(7, 2, 64) + 1.0
+    v = steering_vectors(fa, fb)
+    torch.testing.assert_close(v, fa.mean(0) - fb.mean(0))
+    sel = select_steering(tiny_llama, small_persona, v, [0, 1], [1.0, 3.0], n_items=2)
+    assert len(sel.table) == 4 and (sel.layer, sel.coef) in {(r["layer"], r["coef"]) for r in sel.table}
+    best = max(r["contrast"] for r in sel.table)
+    assert next(r for r in sel.table if (r["layer"], r["coef"]) == (sel.layer, sel.coef))["contrast"] == best
+
+
+def test_lora_starts_at_base_model_and_training_lowers_loss(tiny_llama, small_persona):
+    items = small_persona.test[:2]
+    base = score_choices(tiny_llama, items)
+    lora = LoRA(tiny_llama, rank=4)
+    with lora.active():
+        same = score_choices(tiny_llama, items)
+    torch.testing.assert_close(base.logp, same.logp)
+    pairs = small_persona.calibration_pairs("extravert")[:4]
+    lora, cost = train_lora(tiny_llama, pairs, epochs=3, lr=5e-3, batch_size=4)
+    assert cost["steps"] == 3 and cost["last_loss"] < cost["first_loss"]
+    after = score_choices(tiny_llama, items)
+    torch.testing.assert_close(base.logp, after.logp)  # hooks are gone outside `active()`
+    assert all(p.requires_grad for p in tiny_llama.parameters()) or not any(p.requires_grad for p in tiny_llama.parameters())
