@@ -35,6 +35,14 @@ def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: se
         raise MaskError(f"gamma must be in [0, 1], got {gamma}")
     mask.check_model(model)
     layers = {l.name: l for l in prunable_layers(model)}
+    # Backups go to buffers preallocated once per model and reused (a fresh 0.4 GB clone per switch
+    # spends most of its time in page faults); a nested apply_mask on the same model gets its own.
+    pool = getattr(model, "_persona_backup_pool", None)
+    if pool is None or pool.get("busy"):
+        pool = {"busy": False, "bufs": {}}
+        if getattr(model, "_persona_backup_pool", None) is None:
+            model._persona_backup_pool = pool
+    pool["busy"] = True
     saved: list[tuple[Tensor, Tensor]] = []
     try:
         with torch.no_grad():
@@ -42,10 +50,15 @@ def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: se
                 if name in dense_layers:
                     continue
                 w = layers[name].weight
-                saved.append((w, w.detach().clone()))
+                buf = pool["bufs"].get(name)
+                if buf is None or buf.shape != w.shape or buf.dtype != w.dtype or buf.device != w.device \
+                        or buf.stride() != w.stride():
+                    buf = pool["bufs"][name] = torch.empty_like(w)
+                buf.copy_(w)
+                saved.append((w, buf))
                 m = m.to(w.device)
                 if gamma == 0.0:
-                    w.masked_fill_(~m, 0.0)
+                    _zero_pruned(w, m)
                 else:
                     w.mul_(torch.where(m, 1.0, gamma).to(w.dtype))
         yield model
@@ -53,6 +66,20 @@ def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: se
         with torch.no_grad():
             for w, orig in saved:
                 w.copy_(orig)
+        pool["busy"] = False
+
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _zero_pruned(w: Tensor, keep: Tensor) -> None:
+    """``w.masked_fill_(~keep, 0.0)``, bit for bit, in one pass: the weight's bits (read as integers)
+    times 0 or 1 are +0.0 or unchanged (also for NaN, inf and -0.0). Twice as fast as ``masked_fill_``
+    with an inverted mask on CPU."""
+    if w.is_floating_point() and not w.is_complex() and keep.dtype == torch.bool and w.element_size() in _INT_OF_SIZE:
+        w.view(_INT_OF_SIZE[w.element_size()]).mul_(keep)
+    else:
+        w.masked_fill_(~keep, 0.0)
 
 
 class ResidualSteering:

@@ -70,6 +70,24 @@ def _sort_keys(scores: Tensor, tiebreak: Tensor | None, eligible: Tensor | None)
     return key
 
 
+def _topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
+    """Reference selection on int64 ``(score, tiebreak)`` keys (used where the fast path cannot decide)."""
+    d_in = scores.shape[1]
+    key = _sort_keys(scores, tiebreak, eligible)
+    thr = key.kthvalue(d_in - k + 1, dim=1, keepdim=True).values
+    keep = key > thr
+    need = k - keep.sum(1, keepdim=True)
+    eq = key == thr
+    keep |= eq & (eq.cumsum(1) <= need)
+    return keep
+
+
+def _take_equal_by_index(keep: Tensor, eq: Tensor, k: int) -> None:
+    """Add to ``keep``, per row, the lowest-index entries of ``eq`` until the row holds ``k``."""
+    need = k - keep.sum(1, keepdim=True)
+    keep |= eq & (eq.cumsum(1) <= need)
+
+
 def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor | None = None,
               eligible: Tensor | None = None) -> Bool[Tensor, "d_out d_in"]:
     """Keep, per row, the ``k`` largest scores.
@@ -77,22 +95,52 @@ def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor |
     Ties: larger ``tiebreak`` first, then lower column index. ``eligible`` (bool) excludes entries;
     a row with fewer than ``k`` eligible entries keeps all of them. O(d_in) per row: a k-th value
     selection and a comparison, no sort.
+
+    The order is that of the int64 keys of :func:`_sort_keys` (score, then ``|tiebreak|``, then
+    index). It is computed in two steps that touch fewer bytes: a float32 k-th value per row decides
+    every row whose threshold score is not shared by more entries than fit; only rows with such a tie
+    build int32 keys (``|tiebreak|`` bits of the tied entries) to break it.
     """
     d_out, d_in = scores.shape
-    key = _sort_keys(scores, tiebreak, eligible)
+    s = scores.float().contiguous()
+    if not bool((s >= 0).all()):  # one pass: NaN and negative values both fail ``>= 0``
+        raise MaskError("scores must be non-negative and not NaN")
     if k <= 0:
-        return torch.zeros_like(key, dtype=torch.bool)
+        return torch.zeros((d_out, d_in), dtype=torch.bool, device=s.device)
     if k >= d_in:
-        keep = torch.ones_like(key, dtype=torch.bool)
-    else:
-        # threshold = k-th largest key; keys above it are kept, equal keys by lowest column index
-        thr = key.kthvalue(d_in - k + 1, dim=1, keepdim=True).values
-        keep = key > thr
-        need = k - keep.sum(1, keepdim=True)
-        eq = key == thr
-        keep |= eq & (eq.cumsum(1) <= need)
-    # ineligible keys are -1, below every eligible key: they are only picked in rows with fewer than
-    # k eligible entries, and removed here
+        keep = torch.ones((d_out, d_in), dtype=torch.bool, device=s.device)
+        return keep if eligible is None else keep & eligible
+    if eligible is not None:
+        s = torch.where(eligible, s, torch.full((), -1.0, device=s.device))  # below every eligible score
+    # threshold = k-th largest score; rows where the entries >= threshold are exactly k are decided
+    thr = s.kthvalue(d_in - k + 1, dim=1, keepdim=True).values
+    keep = s > thr
+    eq = s == thr
+    tied = (keep.sum(1) + eq.sum(1)) > k
+    keep |= eq
+    rows = tied.nonzero().squeeze(1)
+    if rows.numel():
+        ks, keq = keep[rows], eq[rows]
+        ks &= ~keq  # entries above the threshold: always kept (fewer than k of them)
+        if tiebreak is None:
+            _take_equal_by_index(ks, keq, k)
+        else:
+            # among the tied entries, order by |tiebreak| (bits of a non-negative float order like
+            # int32), then index; above-threshold entries rank first, the others last
+            tb = (tiebreak[rows].float().abs() + 0.0).contiguous().view(torch.int32)
+            top = torch.iinfo(torch.int32).max
+            if bool((tb == top).any()):  # a NaN tiebreak with all payload bits set: use the reference
+                ks = _topk_rows_keys(scores[rows], k, tiebreak[rows],
+                                     None if eligible is None else eligible[rows])
+            else:
+                key = torch.where(keq, tb, torch.full((), -1, dtype=torch.int32, device=tb.device))
+                key.masked_fill_(ks, top)
+                t2 = key.kthvalue(d_in - k + 1, dim=1, keepdim=True).values
+                ks = key > t2
+                _take_equal_by_index(ks, key == t2, k)
+        keep[rows] = ks
+    # ineligible entries (score -1) are only picked in rows with fewer than k eligible entries, and
+    # removed here
     return keep if eligible is None else keep & eligible
 
 

@@ -189,7 +189,11 @@ class _Recorder:
             "sumsq": per_text_sq.double().sum(0),
             "l2_sum": per_text_sq.sqrt().double().sum(0),
         }
-        self._cache[key] = (x, red)  # keep x alive so its address is not reused within the pass
+        # one entry: layers sharing an input (q/k/v, gate/up) fire one after another. Keeping x alive
+        # stops its address being reused while cached; holding only the latest input keeps the
+        # recorder's memory at one activation instead of every layer input of the pass.
+        self._cache.clear()
+        self._cache[key] = (x, red)
         return red
 
     def hook(self, name: str):
