@@ -43,7 +43,7 @@ class StudyConfig:
     calib_size: int = 128
     calib_record: int = 160  # texts recorded per pole on the analysis set (calibration-size sweep)
     test_size_mbti: int | None = None  # None: every held-out item
-    test_size_ai: int | None = 100
+    test_size_ai: int | None = 80
     sparsity: float = 0.5
     statistic: str = "l2"
     tokens: str = "answer"
@@ -52,28 +52,28 @@ class StudyConfig:
     steer_layers_frac: tuple[float, ...] = (0.25, 0.5, 0.75)
     steer_coefs: tuple[float, ...] = (2.0, 8.0)
     steer_items: int = 8
-    sft_sets: tuple[str, ...] = ("power", "wealth", "hallucination", "mbti-ei")
+    sft_sets: tuple[str, ...] = ("power", "wealth", "hallucination")
     sft_texts: int = 48
     sft_epochs: int = 2
     analysis_set: str = "mbti-ei"
-    analysis_items: int = 40
+    analysis_items: int = 32
     sweep_sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
     sweep_calib_sizes: tuple[int, ...] = (8, 16, 32, 64, 160)
     n_boot: int = 5
     ablation_groups: int = 6
     removal_fractions: tuple[float, ...] = (0.01, 0.05, 0.2)
-    capability_texts: int = 60
-    capability_items: int = 165
+    capability_texts: int = 40
+    capability_items: int = 100
     capability_methods: tuple[str, ...] = MAIN_METHODS
     batch_size: int = 16
     seed: int = 0
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":
-        return cls(quick=True, calib_size=6, calib_record=6, test_size_mbti=4, test_size_ai=4, steer_layers_frac=(0.5,),
+        return cls(quick=True, calib_size=6, calib_record=6, test_size_mbti=2, test_size_ai=2, steer_layers_frac=(0.5,),
                    steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",), sft_texts=4, sft_epochs=1,
-                   analysis_items=4, sweep_sparsities=(0.1, 0.4, 0.7), sweep_calib_sizes=(3, 6), n_boot=2,
-                   ablation_groups=2, removal_fractions=(0.05,), capability_texts=4, capability_items=6,
+                   analysis_items=2, sweep_sparsities=(0.1, 0.7), sweep_calib_sizes=(3, 6), n_boot=2,
+                   ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
                    capability_methods=("contrastive-wanda",))
 
     def to_dict(self) -> dict:
