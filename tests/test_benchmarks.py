@@ -1,0 +1,74 @@
+"""The benchmark scripts still run (tiny sizes, no assertions on timings)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: with another process on the cores, OpenMP threads wait on each other and a
+    smoke test of tiny sizes would take minutes; restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ok(res):
+    assert res.rows and res.checks
+    for r in res.rows:
+        assert r.value == r.value  # not NaN
+
+
+@pytest.mark.slow
+def test_recording_and_released(real_model):
+    import bench_recording
+    import bench_released_stats
+
+    _ok(bench_recording.run(quick=True, repeats=1, model=real_model, n_texts=2))
+    _ok(bench_released_stats.run(quick=True, repeats=1, model=real_model, n_texts=2))
+
+
+@pytest.mark.slow
+def test_masks_switch_storage(real_model):
+    import bench_masks
+    import bench_storage
+    import bench_switch
+
+    _ok(bench_masks.run(quick=True, repeats=1, model=real_model, calib_size=2))
+    _ok(bench_switch.run(quick=True, repeats=1, model=real_model, reload=False))
+    _ok(bench_storage.run(quick=True, repeats=1, model=real_model, memory=False))
+
+
+@pytest.mark.slow
+def test_choices_inference_scaling(real_model):
+    import bench_choices
+    import bench_inference
+    import bench_scaling
+
+    _ok(bench_choices.run(quick=True, repeats=1, model=real_model, n_items=1))
+    _ok(bench_inference.run(quick=True, repeats=1, model=real_model, n_items=1))
+    res = bench_scaling.run(quick=True, repeats=1, model=real_model, models=(), calib_sizes=(2,))
+    assert res.tables
+
+
+def test_markdown_render():
+    import argparse
+
+    import run_all
+    from _common import Result, machine
+
+    r = Result("x", "X", "cmd", timings={"a": [0.1, 0.2, 0.3]}, runs=3)
+    r.add("speed-up", 3.0, "x", 5, ">=")
+    r.misses.append("because")
+    md = run_all.render([r], machine(), argparse.Namespace(quick=True, threads=None), "now", 1.0, 0.0)
+    assert "| X | speed-up: **3.00 x** | >= 5 x | **no** |" in md and "because" in md
