@@ -40,6 +40,7 @@ class StudyConfig:
     """Sizes and settings of a study run (``quick`` or full)."""
 
     quick: bool = False
+    sets: tuple[str, ...] | None = None  # None: every bundled set and, with a data root, every AI task
     calib_size: int = 128
     calib_record: int = 160  # texts recorded per pole on the analysis set (calibration-size sweep)
     test_size_mbti: int | None = None  # None: every held-out item
@@ -70,9 +71,9 @@ class StudyConfig:
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":
-        return cls(quick=True, calib_size=6, calib_record=6, test_size_mbti=2, test_size_ai=2, steer_layers_frac=(0.5,),
+        return cls(quick=True, sets=("mbti-ei", "power"), calib_size=8, calib_record=8, test_size_mbti=4, test_size_ai=4, steer_layers_frac=(0.5,),
                    steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",), sft_texts=4, sft_epochs=1,
-                   analysis_items=2, sweep_sparsities=(0.1, 0.7), sweep_calib_sizes=(3, 6), n_boot=2,
+                   analysis_items=2, sweep_sparsities=(0.1, 0.7), sweep_calib_sizes=(4, 8), n_boot=2,
                    ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
                    capability_methods=("contrastive-wanda",))
 
@@ -173,11 +174,15 @@ def _persona_sets(cfg: StudyConfig, data_root: Path | None) -> list[tuple[str, o
 
     out = []
     for name in bundled_personas():
+        if cfg.sets is not None and name not in cfg.sets:
+            continue
         ps = load_persona_set(name)
         out.append((name, ps.subset(max(cfg.calib_size, cfg.calib_record if name == cfg.analysis_set else 0),
                                      cfg.test_size_mbti), "mbti"))
     if data_root is not None:
         for t in AI_TASKS:
+            if cfg.sets is not None and t not in cfg.sets:
+                continue
             ps = load_persona_set(data_root / "ai_persona" / t)
             out.append((t, ps.subset(max(cfg.calib_size, cfg.calib_record if t == cfg.analysis_set else 0),
                                      cfg.test_size_ai), "ai"))
@@ -519,7 +524,8 @@ def add_reproduce_parser(sub, common) -> None:
                                    "bundled MBTI persona pair and, with --data-root, the paper's AI-persona tasks. "
                                    "Stages are cached under OUT/cache; rerunning the same command resumes.")
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
-    s.add_argument("--quick", action="store_true", help="reduced sizes (a few items per set, fewer sweep points): a few minutes")
+    s.add_argument("--quick", action="store_true", help="reduced run (about 2.5 min on 2 cores): one MBTI set (mbti-ei) and, "
+                   "with --data-root, one AI task (power), a few items each, fewer sweep points")
     s.add_argument("--data-root", default=None, help="folder laid out like shared/data (ai_persona/{power,wealth,hallucination})")
     common(s)
 

@@ -11,6 +11,8 @@ from .conftest import SHARED
 
 def micro_config() -> StudyConfig:
     c = StudyConfig.quick_config()
+    c.sets = ("mbti-ei", "mbti-jp", "power")
+    c.calib_size = c.calib_record = 6
     c.test_size_mbti = c.test_size_ai = 3
     c.analysis_items = 3
     c.capability_texts = c.capability_items = 3
@@ -27,7 +29,7 @@ def study_run(tiny_llama, tmp_path_factory):
 def test_study_writes_results_report_and_figures(study_run):
     out, res = study_run
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["sets"]) >= {"mbti-ei", "mbti-jp", "mbti-sn", "mbti-tf"}
+    assert set(saved["sets"]) == ({"mbti-ei", "mbti-jp", "power"} if SHARED.exists() else {"mbti-ei", "mbti-jp"})
     for name, s in saved["sets"].items():
         conds = {r["condition"] for r in s["conditions"]}
         assert {"dense", "prompt", "rag", "random-mask", "wanda", "contrastive-wanda", "contrastive-sparse",
@@ -38,10 +40,12 @@ def test_study_writes_results_report_and_figures(study_run):
         assert len(s["probes"]) == 2 and len(s["similarity"]) == 2
     a = saved["analysis"]
     assert a["set"] == "mbti-ei" and a["restore"]["rows"] and a["removal"]["rows"]
-    assert len(a["sparsity_sweep"]["rows"]) == 3 and len(a["calibration_sweep"]["rows"]) == 2
+    assert len(a["sparsity_sweep"]["rows"]) == 2 and len(a["calibration_sweep"]["rows"]) == 2
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
     report = (out / "REPORT.md").read_text()
-    assert "## Conclusions" in report and "persona-circuits" in report or "reproduce" in report
+    assert "## Conclusions" in report and "## Analyses" in report
+    if SHARED.exists():
+        assert "## AI persona tasks" in report and "54.0" in report  # the paper's number, read from the data README
     for name in FIGURES:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
 
