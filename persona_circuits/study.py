@@ -43,28 +43,28 @@ class StudyConfig:
     sets: tuple[str, ...] | None = None  # None: every bundled set and, with a data root, every AI task
     calib_size: int = 128
     calib_record: int = 160  # texts recorded per pole on the analysis set (calibration-size sweep)
-    test_size_mbti: int | None = None  # None: every held-out item
-    test_size_ai: int | None = 80
+    test_size_mbti: int | None = 60  # None: every held-out item
+    test_size_ai: int | None = 48
     sparsity: float = 0.5
     statistic: str = "l2"
     tokens: str = "answer"
     modules: str = "all"
-    rag_k: int = 3
-    steer_layers_frac: tuple[float, ...] = (0.25, 0.5, 0.75)
+    rag_k: int = 2
+    steer_layers_frac: tuple[float, ...] = (0.33, 0.67)
     steer_coefs: tuple[float, ...] = (2.0, 8.0)
-    steer_items: int = 8
+    steer_items: int = 6
     sft_sets: tuple[str, ...] = ("power", "wealth", "hallucination")
-    sft_texts: int = 48
+    sft_texts: int = 32
     sft_epochs: int = 2
     analysis_set: str = "mbti-ei"
     analysis_items: int = 32
     sweep_sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
-    sweep_calib_sizes: tuple[int, ...] = (8, 16, 32, 64, 160)
+    sweep_calib_sizes: tuple[int, ...] = (8, 32, 160)
     n_boot: int = 5
-    ablation_groups: int = 6
-    removal_fractions: tuple[float, ...] = (0.01, 0.05, 0.2)
-    capability_texts: int = 40
-    capability_items: int = 100
+    ablation_groups: int = 3
+    removal_fractions: tuple[float, ...] = (0.01, 0.1)
+    capability_texts: int = 30
+    capability_items: int = 80
     capability_methods: tuple[str, ...] = MAIN_METHODS
     batch_size: int = 16
     seed: int = 0
@@ -455,6 +455,12 @@ def _check_data_root(root: str | None) -> Path | None:
     return p.resolve()
 
 
+def _norm_identity(identity: dict) -> dict:
+    """Identity with unset (None) config options dropped, as written by every version."""
+    cfg = {k: v for k, v in (identity.get("config") or {}).items() if v is not None}
+    return {**identity, "config": cfg}
+
+
 def _claim_output(out: Path, identity: dict) -> None:
     """Create or resume ``out``; refuse a folder that holds something else."""
     identity = json.loads(json.dumps(identity))  # compare as stored (tuples become lists)
@@ -470,8 +476,8 @@ def _claim_output(out: Path, identity: dict) -> None:
             old = json.loads(sf.read_text())
         except json.JSONDecodeError as exc:
             raise StudyError(f"{sf}: unreadable ({exc.msg})") from exc
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if _norm_identity(old) != _norm_identity(identity):
+            diff = sorted(k for k in set(old) | set(identity) if _norm_identity(old).get(k) != _norm_identity(identity).get(k))
             raise StudyError(f"{out} holds a different study (differs in {', '.join(diff)}); choose another --out")
         _log(f"resuming the study in {out}")
     out.mkdir(exist_ok=True)
@@ -489,7 +495,9 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
     root = _check_data_root(str(data_root) if data_root is not None else None)
     out = Path(out)
     identity = {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model),
-                "config": cfg.to_dict(), "data_root": str(root) if root else None, "format": 1}
+                # options left unset (None) are omitted, so adding an option keeps old studies resumable
+                "config": {k: v for k, v in cfg.to_dict().items() if v is not None},
+                "data_root": str(root) if root else None, "format": 1}
     _claim_output(out, identity)
     study = Study(model, out, cfg, root, progress)
     torch.manual_seed(cfg.seed)
