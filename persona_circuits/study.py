@@ -196,9 +196,9 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     from .analysis.similarity import layer_cosine
     from .analysis.sparsity import sparsity_profile
     from .baselines import RagRetriever, persona_prompt, select_steering, steering_vectors, train_lora
-    from .evaluation import pole_contrast, score_choices, summarize
+    from .evaluation import ChoiceScores, pole_contrast, score_choices, summarize
     from .interventions import ResidualSteering, apply_mask, steering
-    from .masks import build_masks, random_mask
+    from .masks import build_masks
 
     cfg, model = study.cfg, study.model
     poles = ps.pole_names
@@ -298,7 +298,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                     return d
                 d = study.cached_torch("sft", (set_key, p, cfg.sft_texts, cfg.sft_epochs, cfg.seed), sft)
                 res["sft"][p] = d["cost"]
-                run(f"sft:{p}", lambda d=d: _DictScores(d), [p])
+                run(f"sft:{p}", lambda d=d: ChoiceScores(d["logp"], d["n_tokens"]), [p])
 
     res["conditions"] = results
     # -- pole contrasts: the same items under the pole-A vs the pole-B condition
@@ -328,13 +328,6 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     return res
 
 
-class _DictScores:
-    """Adapter so cached LoRA scores pass through ``Study.scores``."""
-
-    def __init__(self, d):
-        self.logp, self.n_tokens, self.features = d["logp"], d["n_tokens"], None
-
-
 # --------------------------------------------------------------------------------------------
 # Analysis-set experiments
 
@@ -345,7 +338,7 @@ def run_analysis_set(study: Study, name: str, ps, set_res: dict) -> dict:
     from .analysis.stability import bootstrap_stability
     from .evaluation import pole_contrast, score_choices, summarize
     from .interventions import apply_mask
-    from .masks import build_masks, random_mask
+    from .masks import build_masks
 
     cfg, model = study.cfg, study.model
     poles = ps.pole_names
@@ -476,8 +469,9 @@ def _claim_output(out: Path, identity: dict) -> None:
             old = json.loads(sf.read_text())
         except json.JSONDecodeError as exc:
             raise StudyError(f"{sf}: unreadable ({exc.msg})") from exc
-        if _norm_identity(old) != _norm_identity(identity):
-            diff = sorted(k for k in set(old) | set(identity) if _norm_identity(old).get(k) != _norm_identity(identity).get(k))
+        old, new = _norm_identity(old), _norm_identity(identity)
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise StudyError(f"{out} holds a different study (differs in {', '.join(diff)}); choose another --out")
         _log(f"resuming the study in {out}")
     out.mkdir(exist_ok=True)
