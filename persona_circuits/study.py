@@ -459,8 +459,6 @@ def _claim_output(out: Path, identity: dict) -> None:
     identity = json.loads(json.dumps(identity))  # compare as stored (tuples become lists)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
-    if not out.parent.is_dir():
-        raise OutputError(f"output folder's parent does not exist: {out.parent}")
     sf = out / STUDY_FILE
     if out.is_dir() and any(out.iterdir()):
         if not sf.is_file():
@@ -474,7 +472,10 @@ def _claim_output(out: Path, identity: dict) -> None:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise StudyError(f"{out} holds a different study (differs in {', '.join(diff)}); choose another --out")
         _log(f"resuming the study in {out}")
-    out.mkdir(exist_ok=True)
+    try:  # the study's output is a folder of its own: its parents are created too
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
     atomic_write_json(sf, identity)
 
 
@@ -525,7 +526,7 @@ def add_reproduce_parser(sub, common) -> None:
                        description="Run the whole study on the model (default: embedded SmolLM2-135M-Instruct) for every "
                                    "bundled MBTI persona pair and, with --data-root, the paper's AI-persona tasks. "
                                    "Stages are cached under OUT/cache; rerunning the same command resumes.")
-    s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
+    s.add_argument("--out", required=True, help="output folder (created with its parents; resumed if it holds the same study)")
     s.add_argument("--quick", action="store_true", help="reduced run (about 2.5 min on 2 cores): one MBTI set (mbti-ei) and, "
                    "with --data-root, one AI task (power), a few items each, fewer sweep points")
     s.add_argument("--data-root", default=None, help="folder laid out like shared/data (ai_persona/{power,wealth,hallucination})")
@@ -541,8 +542,8 @@ def cmd_reproduce(args) -> int:
     if args.data_root is not None:
         _check_data_root(args.data_root)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise OutputError(f"output folder's parent does not exist: {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path exists and is not a folder: {out}")
     model = _load(args)
     run_study(model, out, cfg=cfg, data_root=args.data_root, progress=not args.no_progress,
               command="persona-circuits " + " ".join(sys.argv[1:]))

@@ -69,8 +69,18 @@ def test_foreign_output_folder_is_refused(study_run, tiny_llama, tmp_path):
     with pytest.raises(StudyError, match="not empty"):
         run_study(tiny_llama, tmp_path / "x", cfg=micro_config(), progress=False)
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+    (tmp_path / "a_file").write_text("")
     with pytest.raises(OutputError):
-        run_study(tiny_llama, tmp_path / "missing" / "x", cfg=micro_config(), progress=False)
+        run_study(tiny_llama, tmp_path / "a_file" / "x", cfg=micro_config(), progress=False)
+
+
+def test_output_folder_parents_are_created(tmp_path):
+    # a fresh clone has no runs/ folder: `reproduce --out runs/quick` creates it
+    from persona_circuits.study import STUDY_FILE, _claim_output
+
+    out = tmp_path / "runs" / "deeper" / "quick"
+    _claim_output(out, {"model": "m", "config": {}, "format": 1})
+    assert (out / STUDY_FILE).is_file()
 
 
 def test_bad_data_root(tiny_llama, tmp_path):
