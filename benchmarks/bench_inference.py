@@ -17,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
 
 from _common import Result, get_model, interleaved, main_of, median, repeats_for  # noqa: E402
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
 
 from _common import Result, calibration_texts, get_model, main_of, median, repeats_for  # noqa: E402
 
@@ -101,7 +100,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, models: tup
     per_text = []
     for n in calib_sizes:
         enc = calibration_texts(model, n)
-        dt, (sums, n_tok, n_txt) = _t(lambda: record_encoded(model, enc, batch_size=8))
+        dt, (sums, n_tok, n_txt) = _t(lambda enc=enc: record_encoded(model, enc, batch_size=8))
         sig = pc.ActivationSignature(sums, n_tok, n_txt, "m", "f", "h")
         with tempfile.TemporaryDirectory() as d:
             size = sig.save(Path(d) / "s.safetensors").stat().st_size

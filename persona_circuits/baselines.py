@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import ChoiceItem, PersonaSet, encode_pair, pad_batches
-from .evaluation import ChoiceScores, score_choices
+from .evaluation import score_choices
 from .interventions import ResidualSteering, steering
 from .models import get_tokenizer, prunable_layers
 
@@ -160,7 +160,7 @@ def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs
     rng = np.random.default_rng(seed)
     try:
         with lora.active(), torch.enable_grad():
-            for ep in range(epochs):
+            for _epoch in range(epochs):
                 order = rng.permutation(len(enc)).tolist()
                 batches = pad_batches([enc[i] for i in order], tok.pad_token_id, batch_size, sort=False)
                 for b in tqdm(batches, desc=progress if isinstance(progress, str) else "lora", disable=not progress, leave=False):

@@ -85,7 +85,7 @@ def _zero_pruned(w: Tensor, keep: Tensor) -> None:
 class ResidualSteering:
     """Adds ``coef · v`` to the residual stream after block ``layer`` (activation steering)."""
 
-    def __init__(self, vector: Float[Tensor, "d_model"], layer: int, coef: float) -> None:
+    def __init__(self, vector: Float[Tensor, " d_model"], layer: int, coef: float) -> None:
         self.vector, self.layer, self.coef = vector, layer, coef
 
     def hooks(self) -> list:

@@ -151,7 +151,7 @@ def fig_ablation(results: dict) -> Figure:
         ax.legend(fontsize=7)
     if "removal" in a:
         rows = a["removal"]["rows"]
-        for k, (kind, ls) in enumerate((("top contrastive", "-"), ("random", "--"))):
+        for kind, ls in (("top contrastive", "-"), ("random", "--")):
             for pi, pole in enumerate(sorted({r["pole_scored"] for r in rows})):
                 rr = [r for r in rows if r["kind"] == kind and r["pole_scored"] == pole]
                 ax2.plot([100 * r["fraction"] for r in rr], [r["effect"] for r in rr], ls=ls, marker="o",

@@ -241,7 +241,7 @@ def conclusions(results: dict) -> list[str]:
                    f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "") + ".")
     # masks vs random mask and vs prompt, per token accuracy for pole A
     better = []
-    for n, s in sets.items():
+    for s in sets.values():
         p0 = s["poles"][0]
         r = _row(s, "random-mask", p0)
         c = _row(s, "contrastive-wanda", p0)

@@ -25,12 +25,12 @@ EPS = 1e-8
 PHIS = ("relu", "softplus")
 
 
-def wanda_scores(weight: Float[Tensor, "d_out d_in"], act: Float[Tensor, "d_in"]) -> Float[Tensor, "d_out d_in"]:
+def wanda_scores(weight: Float[Tensor, "d_out d_in"], act: Float[Tensor, " d_in"]) -> Float[Tensor, "d_out d_in"]:
     """``|W_ij| · a_j`` in float32."""
     return weight.detach().abs().float() * act.to(device=weight.device, dtype=torch.float32)[None, :]
 
 
-def contrastive_z(sig_a: ActivationSignature, sig_b: ActivationSignature, layer: str, eps: float = EPS) -> Float[Tensor, "d_in"]:
+def contrastive_z(sig_a: ActivationSignature, sig_b: ActivationSignature, layer: str, eps: float = EPS) -> Float[Tensor, " d_in"]:
     """Per-channel z-score of pole A against pole B from per-text L2 norms (float64)."""
     mu_a, mu_b = sig_a.l2_mean(layer), sig_b.l2_mean(layer)
     return (mu_a - mu_b) / (sig_a.l2_var(layer) + sig_b.l2_var(layer) + eps).sqrt()

@@ -46,7 +46,7 @@ TOKEN_SELECTIONS = ("answer", "all")
 class ActivationSignature:
     """Per-layer, per-input-channel activation sums of one persona pole."""
 
-    sums: dict[str, dict[str, Float[Tensor, "d_in"]]]
+    sums: dict[str, dict[str, Float[Tensor, " d_in"]]]
     n_tokens: int
     n_texts: int
     model_id: str

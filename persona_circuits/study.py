@@ -17,13 +17,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._io import atomic_write_json, atomic_write_text
+from ._io import atomic_write_json
 from .errors import OutputError, PersonaCircuitsError
 
 AI_TASKS = ("power", "wealth", "hallucination")
@@ -366,7 +366,7 @@ def run_analysis_set(study: Study, name: str, ps, set_res: dict) -> dict:
         full = scored("cw-full", m)
         base_effect = effect(full, 0)
         rows = []
-        groups = [("blocks %d-%d" % (g[0], g[-1]), group_layers(m, blocks=g)) for g in layer_groups(model.cfg.n_layers, cfg.ablation_groups)]
+        groups = [(f"blocks {g[0]}-{g[-1]}", group_layers(m, blocks=g)) for g in layer_groups(model.cfg.n_layers, cfg.ablation_groups)]
         groups += [("all attention", group_layers(m, kind="attn")), ("all MLP", group_layers(m, kind="mlp"))]
         for label, names in groups:
             s = scored(f"restore:{label}", m, dense_layers=names)

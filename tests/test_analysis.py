@@ -82,7 +82,7 @@ def test_stability_and_removal(tiny_llama):
     st = bootstrap_stability(tiny_llama, ra, rb, ["a", "b"], method="contrastive-wanda", sparsity=0.5, n_boot=3)
     assert len(st["pairwise_jaccard"]) == 3 and 0 <= st["mean_jaccard"] <= 1
     m = top_contrastive_removal(tiny_llama, ra.signature(pole="a"), rb.signature(pole="b"), 0.1)
-    for name, mm in m.masks.items():
+    for mm in m.masks.values():
         d_in = mm.shape[1]
         assert ((~mm).sum(1) == d_in - keep_count(d_in, 0.9)).all()
     assert layer_groups(30, 6)[0] == [0, 1, 2, 3, 4] and sum(map(len, layer_groups(30, 4))) == 30

@@ -6,7 +6,6 @@ import pytest
 
 from persona_circuits.cli import main
 
-from .conftest import shared_data
 
 
 def run_cli(args, capsys):

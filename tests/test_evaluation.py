@@ -6,7 +6,8 @@ from persona_circuits.evaluation import ChoiceScores, bootstrap_ci, pole_contras
 
 ITEMS = [ChoiceItem("1", "How do you relax?", "With friends at a busy bar.", "Alone with a novel."),
          ChoiceItem("2", "Weekend?", "A festival!", "Gardening in peace, slowly, on my own."),
-         ChoiceItem("3", "A new colleague joins your team. What do you do?", "I invite them to lunch with the whole team.", "I say hello and let them settle in.")]
+         ChoiceItem("3", "A new colleague joins your team. What do you do?", "I invite them to lunch with the whole team.",
+                    "I say hello and let them settle in.")]
 
 
 def naive_loglik(model, q, a, system=None):
