@@ -25,6 +25,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for random masks and bootstrap intervals (default 0)")
     g.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument("--device-map", default=None, help="shard the model over several devices (needs accelerate): auto, "
+                   "balanced, sequential or a JSON object of module -> device; overrides --device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +90,18 @@ def _load(args):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=_device_map(args),
+                      progress=not args.no_progress)
+
+
+def _device_map(args):
+    dm = getattr(args, "device_map", None)
+    if dm is None or not dm.lstrip().startswith("{"):
+        return dm
+    try:
+        return json.loads(dm)
+    except json.JSONDecodeError as exc:
+        raise PersonaCircuitsError(f"--device-map: not valid JSON ({exc.msg})") from None
 
 
 def _positive(name: str, v: int | None) -> None:

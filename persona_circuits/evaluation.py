@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .data import ChoiceItem, encode_pair, pad_batches
 from .errors import DatasetError
 from .models import get_tokenizer, hf_model
+from .models import input_device
 
 
 @dataclass
@@ -66,10 +67,12 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
         except _Stop:
             pass
     resid = store["unembed.hook_in"]  # final-normed residual stream
+    # with device_map the last block may sit on another device than the inputs
+    input_ids, answer_mask = input_ids.to(resid.device), answer_mask.to(resid.device)
     tgt_mask = answer_mask[:, 1:]  # position t-1 predicts answer token t
     rows, cols = tgt_mask.nonzero(as_tuple=True)
     logits = model.unembed(resid[rows, cols][None])[0].float()
-    targets = input_ids[rows, cols + 1]
+    targets = input_ids[rows, cols + 1].to(logits.device)
     lp = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
     B = input_ids.shape[0]
     logp = torch.zeros(B, dtype=torch.float64, device=lp.device).index_add_(0, rows, lp.double())
@@ -78,7 +81,8 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     am = answer_mask.unsqueeze(-1).float()
     for i in capture_layers:
         x = store[f"blocks.{i}.hook_out"].float()
-        feats[i] = (x * am).sum(1) / am.sum(1).clamp_min(1.0)
+        a = am.to(x.device)
+        feats[i] = ((x * a).sum(1) / a.sum(1).clamp_min(1.0)).cpu()
     return logp, ntok, feats
 
 
@@ -104,7 +108,7 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
     for it, c in zip(items, ctx):
         enc.append(encode_pair(tok, it.question, it.answer_a, system=system, context=c))
         enc.append(encode_pair(tok, it.question, it.answer_b, system=system, context=c))
-    device = next(model.parameters()).device
+    device = input_device(model)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.zeros(len(enc), dtype=torch.float64)
     feats = torch.zeros(len(enc), len(capture_layers), model.cfg.d_model) if capture_layers else None
@@ -209,7 +213,7 @@ def generate(model, question: str, *, max_new_tokens: int = 64, system: str | No
     prompt = render_prompt(tok, question, system=system)
     enc = tok(prompt, return_tensors="pt", add_special_tokens=not getattr(tok, "chat_template", None))
     hf = hf_model(model)
-    device = next(hf.parameters()).device
+    device = input_device(model)
     torch.manual_seed(seed)
     kw = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
     # use_cache=False: with transformer-lens 4.3 the KV-cache path of generate() through the bridge's

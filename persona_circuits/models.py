@@ -12,6 +12,7 @@ Llama's ``up_proj``, ``out`` its ``down_proj``). Embeddings and the unembedding 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -110,9 +111,40 @@ def _offline():
                 os.environ[k] = v
 
 
-def _load_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, str]:
+@contextlib.contextmanager
+def _quiet_gguf(progress: bool):
+    """Hide the tqdm bar transformers shows while it dequantises a GGUF file (``progress=False``).
+
+    That bar is a plain ``tqdm`` in ``transformers.modeling_gguf_pytorch_utils``, which
+    ``transformers.utils.logging.disable_progress_bar()`` does not reach.
+    """
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - no gguf support in this transformers
+        yield
+        return
+    orig = getattr(gguf_utils, "tqdm", None)
+    if orig is None:  # pragma: no cover - the module changed
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(orig, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = orig
+
+
+def _load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any, Any, str, str]:
     """Return (hf_model, tokenizer, model_id, architecture name) for ``name``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    place = {} if device_map is None else {"device_map": device_map}
 
     key = _ALIASES.get(name, name)
     if key in EMBEDDED_MODELS:
@@ -120,14 +152,14 @@ def _load_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, str]:
         gguf = embedded_gguf_path(key)
         with _offline():
             tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+            hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype, **place)
         return hf, tok, key, em.hf_name
     path = Path(name).expanduser()
     if path.is_dir():
         try:
             with _offline():
                 tok = AutoTokenizer.from_pretrained(path)
-                hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+                hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **place)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load a model from folder {path}: {exc}") from exc
         arch = getattr(hf.config, "_name_or_path", None) or str(path)
@@ -135,7 +167,7 @@ def _load_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, str]:
     if path.suffix == ".gguf" and path.is_file():
         with _offline():
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+            hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype, **place)
         return hf, tok, str(path.resolve()), str(path.stem)
     if name.count("/") != 1 or name.startswith(("/", ".")):
         known = ", ".join(sorted(EMBEDDED_MODELS))
@@ -147,10 +179,10 @@ def _load_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, str]:
         try:
             with _offline():
                 tok = AutoTokenizer.from_pretrained(name)
-                hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+                hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **place)
         except OSError:
             tok = AutoTokenizer.from_pretrained(name)
-            hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+            hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **place)
     except Exception as exc:  # noqa: BLE001 - any hub/IO failure becomes one clear error
         raise ModelLoadError(f"cannot load Hugging Face model {name!r}: {type(exc).__name__}: {exc}") from exc
     return hf, tok, name, name
@@ -163,6 +195,8 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
     model_id: str | None = None,
+    device_map: str | dict | None = None,
+    progress: bool = True,
 ):
     """Load a causal language model wrapped in a TransformerLens ``TransformerBridge``.
 
@@ -171,9 +205,14 @@ def load_model(
             folder or ``.gguf`` file, a Hugging Face id, or an already-loaded HF model (then pass
             ``tokenizer`` too).
         tokenizer: the tokenizer of an already-loaded HF model.
-        device: torch device.
+        device: torch device (ignored when ``device_map`` is given).
         dtype: weights' dtype (GGUF weights are dequantised to it).
         model_id: name recorded in signatures and masks (defaults to the name the model came from).
+        device_map: passed to ``from_pretrained`` (needs ``accelerate``: ``pip install
+            persona_circuits[gpu]``): ``"auto"`` shards a model too large for one GPU over every
+            visible GPU; a dict maps module names to devices. Inputs go to the input embedding's
+            device (:func:`input_device`). For an already-loaded model, dispatch it yourself.
+        progress: ``False`` hides the loading progress bars (also the GGUF dequantisation bar).
 
     Returns:
         The bridge, in eval mode, with ``bridge.tokenizer`` set and a padding token defined.
@@ -183,17 +222,27 @@ def load_model(
     dtype = parse_dtype(dtype)
     if model is None:
         model = DEFAULT_MODEL
+    if device_map is not None and importlib.util.find_spec("accelerate") is None:
+        raise ModelLoadError("device_map needs the accelerate package: pip install 'persona_circuits[gpu]'")
     if isinstance(model, str):
-        hf, tok, mid, arch = _load_hf(model, dtype)
+        with _quiet_gguf(progress):
+            hf, tok, mid, arch = _load_hf(model, dtype, device_map)
     else:
         if tokenizer is None:
             raise ModelLoadError("an already-loaded model needs its tokenizer: pass tokenizer=...")
+        if device_map is not None:
+            raise ModelLoadError("device_map applies to models loaded here; dispatch an already-loaded model "
+                                 "with from_pretrained(..., device_map=...) before passing it")
         hf, tok = model, tokenizer
         mid = model_id or getattr(hf.config, "_name_or_path", None) or type(hf).__name__
         arch = getattr(hf.config, "_name_or_path", None) or mid
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    hf = hf.to(device=device, dtype=dtype).eval()
+    if device_map is None and not getattr(hf, "hf_device_map", None):
+        hf = hf.to(device=device, dtype=dtype)
+    else:  # placed by accelerate: leave every weight where it is; inputs go to the embedding's device
+        device = str(_embedding_device(hf))
+    hf = hf.eval()
     if not getattr(hf.config, "architectures", None):  # GGUF-derived configs leave it empty
         hf.config.architectures = [type(hf).__name__]
     try:
@@ -221,6 +270,20 @@ def get_tokenizer(model):
 def hf_model(model) -> nn.Module:
     """The wrapped Hugging Face model (weights shared with the bridge)."""
     return model.original_model
+
+
+def _embedding_device(hf: nn.Module) -> torch.device:
+    try:
+        emb = hf.get_input_embeddings()
+        return emb.weight.device
+    except (AttributeError, NotImplementedError):
+        return next(hf.parameters()).device
+
+
+def input_device(model) -> torch.device:
+    """Where token ids go: the input embedding's device (a model loaded with ``device_map`` spans
+    several devices; its layers move activations between them)."""
+    return _embedding_device(hf_model(model))
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ._io import atomic_write_bytes
 from .data import EncodedText, PersonaSet, encode_pair, pad_batches
 from .errors import ModelMismatchError, SignatureError
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
+from .models import input_device
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum")
 STATISTICS = ("l2", "mean_abs", "rms")
@@ -168,7 +169,9 @@ class _Recorder:
 
     def __init__(self, layers, device) -> None:
         self.layers = layers
-        self.acc = {l.name: {k: torch.zeros(l.shape[1], dtype=torch.float64, device=device) for k in SUM_KEYS} for l in layers}
+        # each layer's sums live on that layer's device (a model loaded with device_map spans several)
+        self.acc = {l.name: {k: torch.zeros(l.shape[1], dtype=torch.float64, device=l.weight.device) for k in SUM_KEYS}
+                    for l in layers}
         self.fired = {l.name: 0 for l in layers}
         self.sel: Tensor | None = None  # (batch, pos, 1) 0/1 weights of selected tokens
         self._cache: dict[tuple, tuple[Tensor, dict[str, Tensor]]] = {}
@@ -181,7 +184,7 @@ class _Recorder:
         xs = x.reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
         if xs.dtype != torch.float32:
             xs = xs.float()
-        xm = xs * self.sel
+        xm = xs * self.sel.to(xs.device)
         per_text_sq = (xm * xm).sum(1)  # (batch, d_in)
         red = {
             "sum": xm.sum((0, 1)).double(),
@@ -225,7 +228,7 @@ def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answ
         raise SignatureError("no calibration texts to record")
     tok = get_tokenizer(model)
     layers = prunable_layers(model, modules)
-    device = layers[0].weight.device
+    device = input_device(model)
     rec = _Recorder(layers, device)
     last_block = max(l.block for l in layers)
     hooks = [(l.hook_name, rec.hook(l.name)) for l in layers] + [(f"blocks.{last_block}.hook_out", _stop)]

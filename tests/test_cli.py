@@ -84,3 +84,11 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "persona_circuits.cli", "mask", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--sparsity" in r.stdout and "DATASET" in r.stdout
+
+
+@pytest.mark.slow
+def test_no_progress_hides_every_bar(capsys):
+    # the embedded model is a GGUF file: transformers dequantises it behind its own tqdm bar
+    code, out, err = run_cli(["generate", "--no-progress", "--max-new-tokens", "2", "Hi"], capsys)
+    assert code == 0 and out.strip()
+    assert err == "", err

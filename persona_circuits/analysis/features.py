@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import encode_pair, pad_batches
 from ..errors import SignatureError
-from ..models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
+from ..models import architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
 from ..statistics import ActivationSignature
 
 _KEYS = ("sum", "sumsq", "sumabs")
@@ -69,7 +69,7 @@ def record_calibration(model, pairs: Sequence[tuple[str, str]], *, tokens: str =
     n_blocks = model.cfg.n_layers
     enc = [encode_pair(tok, q, a) for q, a in pairs]
     N = len(enc)
-    device = layers[0].weight.device
+    device = input_device(model)  # with device_map, blocks may sit on other devices than the inputs
     per_text: dict[str, Tensor] = {}
     fired = {l.name: 0 for l in layers}
     resid = torch.zeros(N, n_blocks, model.cfg.d_model)
@@ -85,7 +85,7 @@ def record_calibration(model, pairs: Sequence[tuple[str, str]], *, tokens: str =
                 if layer.name not in per_text:
                     per_text[layer.name] = per_text[src_name]
             else:
-                xs = x.detach().reshape(*x.shape[:2], -1).float() * state["sel"]
+                xs = x.detach().reshape(*x.shape[:2], -1).float() * state["sel"].to(x.device)
                 red = torch.stack([xs.sum(1), (xs * xs).sum(1), xs.abs().sum(1)], 1).cpu()  # (B, 3, d)
                 if layer.name not in per_text:
                     per_text[layer.name] = torch.zeros(N, 3, red.shape[-1])
@@ -97,7 +97,7 @@ def record_calibration(model, pairs: Sequence[tuple[str, str]], *, tokens: str =
 
     def resid_hook(i):
         def fn(x, hook):
-            am = state["ans"]
+            am = state["ans"].to(x.device)
             resid[state["idx"], i] = ((x.float() * am).sum(1) / am.sum(1).clamp_min(1.0)).cpu()
             if i == n_blocks - 1:
                 raise _Stop
