@@ -1,4 +1,4 @@
-"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate}``.
+"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce}``.
 
 Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2.
 """
@@ -80,7 +80,49 @@ def build_parser() -> argparse.ArgumentParser:
     from .study import add_reproduce_parser  # noqa: PLC0415
 
     add_reproduce_parser(sub, _common)
+    _add_export_parser(sub)
+    _add_overwrite_options(sub)
     return p
+
+
+def _add_export_parser(sub) -> None:
+    s = sub.add_parser("export", help="write the model with a pole's mask applied as a Hugging Face checkpoint",
+                       description="Write the model with one pole's mask applied as a standard Hugging Face checkpoint "
+                                   "(config.json, model.safetensors, tokenizer, README.md model card) that "
+                                   "transformers.AutoModelForCausalLM.from_pretrained loads without this package.")
+    s.add_argument("--mask", required=True, help="folder written by `mask`")
+    s.add_argument("--pole", default=None, help="which pole's mask (required when the folder holds several)")
+    s.add_argument("--out", required=True, help="output folder (the checkpoint)")
+    s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
+    _common(s)
+
+
+def _add_overwrite_options(sub) -> None:
+    for name in ("signatures", "mask", "export"):
+        sub.choices[name].add_argument("--overwrite", action="store_true",
+                                       help="replace an existing output (refused otherwise)")
+
+
+def _check_overwrite(args) -> None:
+    """Commands with --overwrite refuse to replace an existing --out without it (before any work)."""
+    if getattr(args, "overwrite", True) or not getattr(args, "out", None):
+        return
+    if Path(args.out).exists():
+        from .errors import OutputError
+
+        raise OutputError(f"output already exists: {args.out} (pass --overwrite to replace it)")
+
+
+def _pick_mask(path: str, pole: str | None):
+    from .masks import load_masks
+
+    masks = load_masks(path)
+    if pole is None and len(masks) > 1:
+        raise PersonaCircuitsError(f"--pole is required: the mask folder holds {', '.join(masks)}")
+    key = pole or next(iter(masks))
+    if key not in masks:
+        raise PersonaCircuitsError(f"no mask for pole {key!r}; the folder holds {', '.join(masks)}")
+    return key, masks[key]
 
 
 def _load(args):
@@ -226,12 +268,29 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ._io import check_parent
+    from .export import export_model
+
+    if not 0.0 <= args.gamma <= 1.0:
+        raise PersonaCircuitsError(f"--gamma must be in [0, 1], got {args.gamma}")
+    check_parent(args.out)
+    key, mask = _pick_mask(args.mask, args.pole)
+    model = _load(args)
+    mask.check_model(model)
+    export_model(model, mask, args.out, overwrite=args.overwrite, gamma=args.gamma)
+    print(f"wrote the {key} persona model ({mask.config.method}, sparsity {mask.config.sparsity:g}, "
+          f"density {mask.density():.3f}) to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"personas": cmd_personas, "signatures": cmd_signatures, "mask": cmd_mask,
-                "evaluate": cmd_evaluate, "generate": cmd_generate}
+                "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export}
     try:
+        _check_overwrite(args)
         if args.command == "reproduce":
             from .study import cmd_reproduce
 
