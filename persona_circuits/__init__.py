@@ -16,6 +16,7 @@ from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_s
 from .errors import (DatasetError, MaskError, ModelLoadError, ModelMismatchError, OutputError,
                      PersonaCircuitsError, SignatureError)
 from .evaluation import ChoiceResult, ChoiceScores, generate, pole_contrast, score_choices, summarize
+from .export import export_model
 from .interventions import apply_mask
 from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_sparse_masks, contrastive_wanda_masks,
                     load_masks, random_mask, save_masks, topk_rows, wanda_mask)
