@@ -223,3 +223,47 @@ def test_random_mask_seeded(tiny_llama):
     k = next(iter(a.masks))
     assert torch.equal(a.masks[k], b.masks[k]) and not torch.equal(a.masks[k], c.masks[k])
     assert np.isclose(a.density(), 0.5)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.3])
+def test_removal_masks_remove_exactly_the_requested_count_per_row(tiny_model, fraction):
+    from persona_circuits.masks import contrastive_removal_masks, remove_count
+    from persona_circuits import scoring
+
+    a, b = record_signature(tiny_model, A, pole="a"), record_signature(tiny_model, B, pole="b")
+    ma, mb = contrastive_removal_masks(tiny_model, a, b, sparsity=fraction)
+    assert ma.config.method == "contrastive-removal" and ma.config.pole == "a" and mb.config.pole == "b"
+    for l in prunable_layers(tiny_model):
+        n = remove_count(l.shape[1], fraction)
+        assert n >= 1
+        assert ((~ma.masks[l.name]).sum(1) == n).all() and ((~mb.masks[l.name]).sum(1) == n).all()
+    # pole A's mask removes the top of pole B's contrastive score (and vice versa)
+    l = prunable_layers(tiny_model)[2]
+    w = l.weight.detach()
+    sa, sb = scoring.contrastive_wanda_scores(w, a, b, l.name)
+    n = remove_count(w.shape[1], fraction)
+    assert torch.equal(~ma.masks[l.name], loop_topk(sb, w, n))
+    assert torch.equal(~mb.masks[l.name], loop_topk(sa, w, n))
+
+
+def test_build_masks_knows_removal_and_text_stat(tiny_llama, sigs):
+    s = {"a": sigs[0], "b": sigs[1]}
+    l2 = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1)
+    rms = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1, text_stat="rms")
+    assert rms["a"].config.text_stat == "rms" and l2["a"].config.text_stat == "l2"
+    assert any(not torch.equal(l2["a"].masks[k], rms["a"].masks[k]) for k in l2["a"].masks)
+    with pytest.raises(MaskError, match="per-text statistic"):
+        build_masks(tiny_llama, "contrastive-wanda", s, sparsity=0.1, text_stat="median")
+
+
+def test_random_like_matches_every_rows_count_and_is_seeded(tiny_llama, sigs):
+    from persona_circuits.masks import random_like
+
+    ma, _ = contrastive_sparse_masks(tiny_llama, *sigs, sparsity=0.3, variant="paper")  # sparser than nominal
+    r1, r2, r3 = random_like(ma, seed=1), random_like(ma, seed=1), random_like(ma, seed=2)
+    for k, m in ma.masks.items():
+        assert torch.equal(r1.masks[k].sum(1), m.sum(1))
+        assert torch.equal(r1.masks[k], r2.masks[k])
+    assert any(not torch.equal(r1.masks[k], r3.masks[k]) for k in ma.masks)
+    assert abs(r1.density() - ma.density()) < 1e-12 and ma.density() < 0.7
+    assert r1.config.method == "random" and r1.config.extra["matched_to"] == "contrastive-sparse"
