@@ -29,8 +29,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .damage import DEFAULT_DAMAGE_TEXTS
-    from .masks import DEFAULT_TEXT_STAT, METHODS
-    from .statistics import STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS
+    from .masks import METHODS
+    from .statistics import DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS
 
     p = argparse.ArgumentParser(prog="persona-circuits", description="Find persona subnetworks in a language model "
                                 "(activation signatures, Wanda / contrastive masks, evaluation).", epilog=EPILOG)
@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modules", choices=("all", "attn", "mlp"), default="all", help="which layers to mask (default all)")
     s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
     s.add_argument("--text-stat", choices=TEXT_STATISTICS, default=DEFAULT_TEXT_STAT,
-                   help="per-text statistic of the contrastive z-score: l2 (per-text L2 norm, as the paper; default) or "
-                        "rms (L2 / sqrt(tokens), which does not grow with answer length)")
+                   help="per-text statistic of the contrastive z-score: rms (L2 / sqrt(tokens), which does not grow with "
+                        "answer length; default) or l2 (per-text L2 norm, as the paper and the released code)")
     s.add_argument("--phi", choices=("relu", "softplus"), default="relu", help="contrastive rectifier (default relu)")
     s.add_argument("--tau", type=float, default=2.0, help="softplus temperature (default 2)")
     s.add_argument("--signatures", default=None, help="reuse a signature file written by `signatures`")

@@ -29,10 +29,7 @@ from . import scoring
 from ._io import atomic_directory
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
-from .statistics import DEFAULT_STATISTIC, STATISTICS, TEXT_STATISTICS, ActivationSignature
-
-#: default per-text statistic of the contrastive z-score
-DEFAULT_TEXT_STAT = "l2"
+from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
 MASK_CONFIG_FILENAME = "mask_config.json"
@@ -362,7 +359,7 @@ def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: Activation
     With ReLU, channels with ``z ≤ 0`` score 0 for pole A; when fewer than ``k`` channels of a row
     score above 0 the rest of the top-k is filled from the ties by ``|W|`` (then by index), so at
     ``ρ < 0.5`` the two masks necessarily overlap. ``text_stat``: per-text statistic of the z-score
-    (``"l2"`` as the paper, or the length-invariant ``"rms"``).
+    (the length-invariant ``"rms"`` by default, or ``"l2"`` as the paper and the released code).
     """
     sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
     if phi not in scoring.PHIS:
@@ -375,7 +372,7 @@ def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: Activation
         ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
         mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
     return _pair(model, "contrastive-wanda", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
-                 tau=tau if phi == "softplus" else None, statistic="l2", text_stat=text_stat)
+                 tau=tau if phi == "softplus" else None, text_stat=text_stat)
 
 
 @torch.no_grad()
@@ -399,7 +396,7 @@ def contrastive_removal_masks(model, sig_a: ActivationSignature, sig_b: Activati
         ma[l.name] = (~topk_rows(sb, n, tiebreak=w.detach())).cpu()
         mb[l.name] = (~topk_rows(sa, n, tiebreak=w.detach())).cpu()
     return _pair(model, "contrastive-removal", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
-                 tau=tau if phi == "softplus" else None, statistic="l2", text_stat=text_stat)
+                 tau=tau if phi == "softplus" else None, text_stat=text_stat)
 
 
 @torch.no_grad()

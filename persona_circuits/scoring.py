@@ -7,7 +7,7 @@ signature, ``p+``/``p-`` the two poles of a pair.
 * Contrastive z-score per channel, from a per-text statistic of each pole (its mean ``μ`` and variance
   ``σ²`` over texts): ``z_j = (μ+_j − μ−_j) / sqrt(σ²+_j + σ²−_j + ε)``. The statistic is the per-text
   L2 norm (``"l2"``, the paper and the released code) or the per-text RMS (``"rms"``, ``ℓ / sqrt(c)``,
-  which does not grow with answer length).
+  which does not grow with answer length; the default, see ``statistics.DEFAULT_TEXT_STAT``).
 * Contrastive-Wanda: ``S+ = |W| · φ(z)``, ``S− = |W| · φ(−z)`` with ``φ = ReLU`` or ``softplus(z/τ)``.
 * Contrastive-sparse (paper): row-normalised single-persona scores ``S̃ = S / Σ_row S``; each weight
   belongs to the pole with the larger ``S̃``; ranking by ``|S̃+ − S̃−|``.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from .statistics import DEFAULT_STATISTIC, ActivationSignature
+from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, ActivationSignature
 
 EPS = 1e-6
 PHIS = ("relu", "softplus")
@@ -37,7 +37,7 @@ def wanda_scores(weight: Float[Tensor, "d_out d_in"], act: Float[Tensor, "d_in"]
 
 
 def contrastive_z(sig_a: ActivationSignature, sig_b: ActivationSignature, layer: str, eps: float = EPS,
-                  text_stat: str = "l2") -> Float[Tensor, "d_in"]:
+                  text_stat: str = DEFAULT_TEXT_STAT) -> Float[Tensor, "d_in"]:
     """Per-channel z-score of pole A against pole B from a per-text statistic (``"l2"`` or ``"rms"``), float64."""
     mu_a, mu_b = sig_a.text_mean(layer, text_stat), sig_b.text_mean(layer, text_stat)
     return (mu_a - mu_b) / (sig_a.text_var(layer, text_stat) + sig_b.text_var(layer, text_stat) + eps).sqrt()
@@ -53,7 +53,7 @@ def phi(z: Tensor, kind: str = "relu", tau: float = 2.0) -> Tensor:
 
 
 def contrastive_wanda_scores(weight: Tensor, sig_a: ActivationSignature, sig_b: ActivationSignature, layer: str,
-                             kind: str = "relu", tau: float = 2.0, text_stat: str = "l2") -> tuple[Tensor, Tensor]:
+                             kind: str = "relu", tau: float = 2.0, text_stat: str = DEFAULT_TEXT_STAT) -> tuple[Tensor, Tensor]:
     """``(|W| · φ(z), |W| · φ(−z))``: the contrastive-Wanda scores of poles A and B."""
     z = contrastive_z(sig_a, sig_b, layer, text_stat=text_stat)
     return wanda_scores(weight, phi(z, kind, tau)), wanda_scores(weight, phi(-z, kind, tau))

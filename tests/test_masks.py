@@ -65,7 +65,7 @@ def test_wanda_mask_matches_loop_formula(tiny_llama, sigs):
 
 def test_contrastive_wanda_matches_loop_formula(tiny_llama, sigs):
     a, b = sigs
-    ma, mb = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="relu")
+    ma, mb = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="relu", text_stat="l2")
     for l in prunable_layers(tiny_llama)[:3]:
         w = l.weight.detach()
         mu_a, mu_b = a.l2_mean(l.name), b.l2_mean(l.name)
@@ -248,9 +248,9 @@ def test_removal_masks_remove_exactly_the_requested_count_per_row(tiny_model, fr
 
 def test_build_masks_knows_removal_and_text_stat(tiny_llama, sigs):
     s = {"a": sigs[0], "b": sigs[1]}
-    l2 = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1)
-    rms = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1, text_stat="rms")
-    assert rms["a"].config.text_stat == "rms" and l2["a"].config.text_stat == "l2"
+    l2 = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1, text_stat="l2")
+    rms = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1)
+    assert rms["a"].config.text_stat == "rms" and l2["a"].config.text_stat == "l2"  # rms is the default
     assert any(not torch.equal(l2["a"].masks[k], rms["a"].masks[k]) for k in l2["a"].masks)
     with pytest.raises(MaskError, match="per-text statistic"):
         build_masks(tiny_llama, "contrastive-wanda", s, sparsity=0.1, text_stat="median")

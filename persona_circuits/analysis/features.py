@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data import encode_pair, pad_batches
 from ..errors import SignatureError
 from ..models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
-from ..statistics import ActivationSignature
+from ..statistics import ActivationSignature, PerTextStats
 
 _KEYS = ("sum", "sumsq", "sumabs")
 
@@ -44,18 +44,8 @@ class CalibrationRecord:
     def signature(self, index: Sequence[int] | Tensor | None = None, *, pole: str | None = None,
                   dataset: str | None = None, calibration_hash: str = "") -> ActivationSignature:
         """Signature of the texts ``index`` (all by default; repeated indices count repeatedly)."""
-        idx = torch.arange(len(self.n_tok)) if index is None else torch.as_tensor(index, dtype=torch.long)
-        sums, cache = {}, {}
-        for name, t in self.per_text.items():
-            key = id(t)
-            if key not in cache:
-                sel = t[idx].double()
-                cache[key] = {"sum": sel[:, 0].sum(0), "sumsq": sel[:, 1].sum(0), "sumabs": sel[:, 2].sum(0),
-                              "l2_sum": sel[:, 1].sqrt().sum(0)}
-            sums[name] = cache[key]
-        nt = self.n_tok[idx]
-        return ActivationSignature(sums, int(nt.sum()), int((nt > 0).sum()), self.model_id, self.fingerprint,
-                                   calibration_hash, self.tokens, pole, dataset)
+        stats = PerTextStats(self.per_text, self.n_tok, self.model_id, self.fingerprint, self.tokens)
+        return stats.signature(index, pole=pole, dataset=dataset, calibration_hash=calibration_hash)
 
 
 @torch.no_grad()
