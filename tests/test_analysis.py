@@ -167,6 +167,7 @@ def test_neutral_text_decoding(tiny_llama):
     steer = decode_intervention(tiny_llama, None, lambda: steering(tiny_llama, ResidualSteering(v, 0, 10.0)), texts,
                                 n_boot=200)
     assert all(r["accuracy"] > 0.9 and r["decodable"] for r in steer["layers"])
+    assert all(0.3 <= r["shuffled_accuracy"] <= 0.7 for r in steer["layers"])  # the control does not leak
     assert steer["n_texts"] == 16 and steer["folds"] == 5
     heavy = random_mask(tiny_llama, sparsity=0.9, seed=1)
     masked = decode_intervention(tiny_llama, None, lambda: apply_mask(tiny_llama, heavy), texts, n_boot=200)

@@ -22,7 +22,8 @@ above zero for each baseline. One such comparison is made per layer; the report 
 are run under two interventions (two poles' masks, or two persona prompts put before the text), and
 a probe decodes which intervention was active from the mean residual over the text's tokens. Cross-
 validation folds split by text, so a text never sits in both training and test folds; the control
-swaps the two labels of a random half of the texts (a label permutation that respects the pairing).
+swaps the two labels of half the texts in every fold (a label permutation that respects the pairing
+and leaves every training set balanced, so a real effect cannot leak into the control).
 Two identical interventions give bit-identical features for each text, hence exactly 50 %.
 """
 
@@ -179,8 +180,12 @@ def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np
     if k < 2:
         raise ValueError(f"need at least 2 texts to cross-validate, got {n}")
     rng = np.random.default_rng(seed)
-    fold = rng.permutation(n) % k
-    swap = rng.random(n) < 0.5  # control: labels of these texts exchanged
+    pos = np.empty(n, int)
+    pos[rng.permutation(n)] = np.arange(n)  # random position of every text
+    fold = pos % k
+    # control: exchange the two labels of half the texts of every fold (a checkerboard over position
+    # in fold and fold, so that every training set is balanced too and no consistent direction is left)
+    swap = ((pos // k) + fold) % 2 == 1
     x = np.concatenate([feats_a, feats_b])  # [2n, L, d]: condition A rows, then condition B rows
     y = np.r_[np.zeros(n, int), np.ones(n, int)]
     y_ctrl = np.where(np.r_[swap, swap], 1 - y, y)
