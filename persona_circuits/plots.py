@@ -238,9 +238,10 @@ def fig_neutral_decoding(results: dict) -> Figure:
         for i, (label, d) in enumerate(results["sets"][name]["neutral_decoding"].items()):
             rows = d["layers"]
             L = [r["layer"] for r in rows]
-            ax.plot(L, [r["accuracy"] for r in rows], color=f"C{i}", label=f"{label} ({d['n_decodable']}/{len(rows)} layers)")
-            _band(ax, L, [r["accuracy_ci95"] for r in rows], f"C{i}")
-            ax.plot(L, [r["shuffled_accuracy"] for r in rows], color=f"C{i}", ls=":", lw=0.8)
+            c = "grey" if "reference" in label else f"C{i}"
+            ax.plot(L, [r["accuracy"] for r in rows], color=c, label=f"{label} ({d['n_decodable']}/{len(rows)} layers)")
+            _band(ax, L, [r["accuracy_ci95"] for r in rows], c)
+            ax.plot(L, [r["shuffled_accuracy"] for r in rows], color=c, ls=":", lw=0.8)
         ax.axhline(0.5, color="grey", lw=0.6, ls="--")
         ax.set_ylim(0.3, 1.02)
         ax.set_xlabel("block")

@@ -277,15 +277,17 @@ def _probe_section(sets: dict) -> list[str]:
              f"{sum(s['probes']['n_comparisons'] for s in sets.values())} layer-vs-baseline decisions in all, uncorrected.)\n")
     if all("neutral_decoding" in s for s in sets.values()):
         L.append("**Which pole's intervention is active, decoded from neutral text** (cannot be lexical: the same texts under "
-                 "both interventions; cross-validation folds split by text; control: labels swapped for a random half of "
-                 "the texts).\n\n![neutral decoding](figures/neutral_decoding.png)\n")
-        L.append("| set | intervention | neutral texts | decodable layers (95 % CI above 50 %) | best layer | accuracy there | control there |")
+                 "both interventions; cross-validation folds split by text; control: labels swapped for half the texts of "
+                 "every fold). Two masks that damage the model differently are told apart whatever they encode, so the "
+                 "poles' masks are shown next to two random masks of the same sparsity.\n\n"
+                 "![neutral decoding](figures/neutral_decoding.png)\n")
+        L.append("| set | intervention | neutral texts (first tokens) | decodable layers (95 % CI above 50 %) | best layer | accuracy there | control there |")
         L.append("|---|---|---|---|---|---|---|")
         for name, s in sets.items():
             for label, d in s["neutral_decoding"].items():
                 best = max(d["layers"], key=lambda r: (r["accuracy"], -r["layer"]))
                 dec = [r["layer"] for r in d["layers"] if r["decodable"]]
-                L.append(f"| {name} | {label} | {d['n_texts']} | {len(dec)} of {len(d['layers'])}: {_layer_list(dec)} | "
+                L.append(f"| {name} | {label} | {d['n_texts']} ({d.get('max_tokens', '-')}) | {len(dec)} of {len(d['layers'])}: {_layer_list(dec)} | "
                          f"{best['layer']} | {_pct(best['accuracy'])} % {_ci(best['accuracy_ci95'])} | {_pct(best['shuffled_accuracy'])} % |")
     return L
 
@@ -342,7 +344,7 @@ def conclusions(results: dict) -> list[str]:
     cmp = [f"{n} {100 * d:.2f} %" + (f" (paper {pap[n]} %)" if n in pap else "") for n, d, _ in wd]
     both = [(100 * d, pap[n]) for n, d, _ in wd if n in pap]
     rel = ("" if not both else
-           f"; on the {len(both)} sets the paper reports, ours are {'all below' if all(x < y for x, y in both) else 'all above' if all(x > y for x, y in both) else 'on both sides of'} its values")
+           f"; on the {len(both)} set(s) the paper reports, ours are {'all below' if all(x < y for x, y in both) else 'all above' if all(x > y for x, y in both) else 'on both sides of'} its values")
     out.append("- Opposite-pole Wanda masks differ in " + ", ".join(cmp) +
                f" of entries, against {100 * wd[0][2]:.0f} % for two random masks of the same sparsity{rel}.")
     if all(isinstance(s.get("probes"), dict) for s in sets.values()):
@@ -358,10 +360,23 @@ def conclusions(results: dict) -> list[str]:
                       "a persona representation beyond the lexical content." if n_inf == 0 else
                       "Only those layers carry pole information beyond the answers' words (uncorrected for the number of layers)."))
     if all("neutral_decoding" in s for s in sets.values()):
+        ref = "two random masks (reference)"
         parts = [f"{n} / {label}: {d['n_decodable']} of {len(d['layers'])} layers"
-                 for n, s in sets.items() for label, d in s["neutral_decoding"].items()]
-        out.append("- Which pole's intervention is active is decodable from neutral text (95 % interval above chance) at: "
-                   + "; ".join(parts) + ".")
+                 for n, s in sets.items() for label, d in s["neutral_decoding"].items() if label != ref]
+        line = ("- Which pole's intervention is active is decodable from neutral text (95 % interval above chance) at: "
+                + "; ".join(parts) + ".")
+        refs = [s["neutral_decoding"][ref] for s in sets.values() if ref in s["neutral_decoding"]]
+        cw = [s["neutral_decoding"].get("contrastive-wanda masks") for s in sets.values()]
+        if refs and all(cw):
+            r = refs[0]
+            n_ref, mean_ref = r["n_decodable"], float(np.mean([x["accuracy"] for x in r["layers"]]))
+            mean_cw = [float(np.mean([x["accuracy"] for x in d["layers"]])) for d in cw]
+            above = sum(m > mean_ref for m in mean_cw)
+            line += (f" Two random masks of the same sparsity are decodable at {n_ref} of {len(r['layers'])} layers "
+                     f"(mean accuracy over layers {100 * mean_ref:.0f} %); the poles' contrastive-Wanda masks have a higher mean "
+                     f"accuracy in {above} of {len(cw)} sets" + (", so their decodability alone is no evidence of persona structure."
+                                                                    if above == 0 else "."))
+        out.append(line)
     if all(isinstance(s.get("similarity"), dict) for s in sets.values()):
         parts = [f"{n} {sum(r['p_value'] < 0.05 for r in s['similarity']['layers'])} of {len(s['similarity']['layers'])}"
                  for n, s in sets.items()]

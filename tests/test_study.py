@@ -43,8 +43,10 @@ def test_study_writes_results_report_and_figures(study_run):
         sim = s["similarity"]
         assert len(sim["layers"]) == 2 and all(0 < r["p_value"] <= 1 for r in sim["layers"])
         assert "cosine_centered" not in sim["layers"][0]
-        assert set(s["neutral_decoding"]) == {"contrastive-wanda masks", "persona prompts"}
+        assert set(s["neutral_decoding"]) == {"contrastive-wanda masks", "persona prompts", "two random masks (reference)"}
         assert all(len(d["layers"]) == 2 for d in s["neutral_decoding"].values())
+    ref = [s["neutral_decoding"]["two random masks (reference)"] for s in saved["sets"].values()]
+    assert all(r == ref[0] for r in ref)  # set-independent: decoded once
     a = saved["analysis"]
     assert a["set"] == "mbti-ei" and a["removal"]["rows"] and a["removal"]["matched_count_per_row"]
     r = a["restore"]
@@ -102,6 +104,6 @@ def test_study_does_not_import_the_cli():
 def test_later_settings_keep_the_identity_of_older_studies():
     full, quick = StudyConfig(), StudyConfig.quick_config()
     assert full.setting("similarity_permutations") > quick.setting("similarity_permutations")
-    assert all(full.to_dict()[k] is None for k in ("similarity_splits", "similarity_permutations", "neutral_probe_texts"))
+    assert all(full.to_dict()[k] is None for k in ("similarity_splits", "similarity_permutations", "neutral_probe_texts", "neutral_probe_tokens"))
     full.neutral_probe_texts = 5
     assert full.setting("neutral_probe_texts") == 5

@@ -90,8 +90,13 @@ def bag_of_words(train_texts: Sequence[str], train_y: np.ndarray, test_texts: Se
                  folds: int = 5, seed: int = 0) -> tuple[dict, np.ndarray]:
     """TF-IDF (word uni- and bigrams, sublinear tf) + logistic regression with ``C`` chosen by CV on
     the training texts. Returns the summary and the per-test-text correctness."""
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    xtr, xte = vec.fit_transform(train_texts), vec.transform(test_texts)
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, token_pattern=r"(?u)\b\w+\b")
+    try:
+        xtr, xte = vec.fit_transform(train_texts), vec.transform(test_texts)
+    except ValueError:  # no word at all in the training texts: the best a bag of words can do is the majority class
+        major = int(np.bincount(train_y, minlength=2).argmax())
+        correct = np.asarray(test_y) == major
+        return {"test_accuracy": float(correct.mean()), "cv_accuracy": float("nan"), "C": None, "n_features": 0}, correct
     make = lambda C: LogisticRegression(C=C, max_iter=2000, random_state=seed)  # noqa: E731
     cvs = {C: _cv(lambda C=C: make(C), xtr, train_y, folds, seed) for C in BOW_CS}
     C = max(BOW_CS, key=lambda c: (np.nan_to_num(cvs[c], nan=-1.0), -abs(np.log10(c))))  # ties: closest to C = 1
@@ -161,14 +166,16 @@ def probes_with_baselines(train_x: Float[np.ndarray, "n layer d"], train_y: Int[
 
 
 def intervention_features(model, intervention: Intervention, texts: Sequence[str], *, batch_size: int = 16,
-                          progress: bool | str = False) -> Float[torch.Tensor, "n layer d_model"]:
-    """Mean residuals after every block over each neutral text's tokens under ``intervention``."""
+                          max_tokens: int = 256, progress: bool | str = False) -> Float[torch.Tensor, "n layer d_model"]:
+    """Mean residuals after every block over each neutral text's first ``max_tokens`` tokens under
+    ``intervention``."""
     from .features import text_features
 
+    kw = dict(batch_size=batch_size, max_tokens=max_tokens, progress=progress)
     if isinstance(intervention, str):
-        return text_features(model, texts, prefix=intervention, batch_size=batch_size, progress=progress)
+        return text_features(model, texts, prefix=intervention, **kw)
     with (contextlib.nullcontext() if intervention is None else intervention()):
-        return text_features(model, texts, batch_size=batch_size, progress=progress)
+        return text_features(model, texts, **kw)
 
 
 def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np.ndarray, "n layer d"], *,
@@ -211,13 +218,14 @@ def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np
 
 def decode_intervention(model, intervention_a: Intervention, intervention_b: Intervention, texts: Sequence[str], *,
                         folds: int = 5, C: float = 0.1, seed: int = 0, batch_size: int = 16, n_boot: int = 2000,
-                        progress: bool | str = False) -> dict:
+                        max_tokens: int = 256, progress: bool | str = False) -> dict:
     """Decode which of two interventions is active from hidden states of neutral ``texts``.
 
     ``intervention_*``: a callable returning a context manager (``lambda: apply_mask(model, m)``,
     ``lambda: steering(model, s)``), a plain-text prefix such as a persona prompt, or ``None``.
     Returns per-layer cross-validated accuracy (folds split by text) with a label-swap control.
     """
-    fa = intervention_features(model, intervention_a, texts, batch_size=batch_size, progress=progress)
-    fb = intervention_features(model, intervention_b, texts, batch_size=batch_size, progress=progress)
-    return decode_conditions(fa.numpy(), fb.numpy(), folds=folds, C=C, seed=seed, n_boot=n_boot)
+    kw = dict(batch_size=batch_size, max_tokens=max_tokens, progress=progress)
+    fa = intervention_features(model, intervention_a, texts, **kw)
+    fb = intervention_features(model, intervention_b, texts, **kw)
+    return {**decode_conditions(fa.numpy(), fb.numpy(), folds=folds, C=C, seed=seed, n_boot=n_boot), "max_tokens": max_tokens}

@@ -17,7 +17,8 @@ MAIN_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
 LATER_DEFAULTS = {
     "similarity_splits": (20, 10),  # random splits averaged per split-half reliability
     "similarity_permutations": (200, 50),  # label permutations of its null
-    "neutral_probe_texts": (48, 8),  # neutral texts for decoding which pole's mask / prompt is active
+    "neutral_probe_texts": (32, 6),  # neutral texts for decoding which pole's mask / prompt is active
+    "neutral_probe_tokens": (64, 64),  # their first tokens kept (4 forward passes per set)
 }
 
 
@@ -61,6 +62,7 @@ class StudyConfig:
     similarity_splits: int | None = None
     similarity_permutations: int | None = None
     neutral_probe_texts: int | None = None
+    neutral_probe_tokens: int | None = None
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":

@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 from .plan import MAIN_METHODS
+
+#: The reference pair of :func:`representation_analyses`' neutral-text decoding.
+RANDOM_PAIR = "two random masks (reference)"
 from .state import Study, scores_to_dict
 
 
@@ -148,7 +151,8 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
 def representation_analyses(study: Study, name: str, ps, set_key, recs: dict, dense, masks: dict) -> dict:
     """Probes (with the bag-of-words and embedding baselines), split-half reliability of the pole
     difference (with its permutation null), and neutral-text decoding of the poles' contrastive-Wanda
-    masks and persona prompts. Training texts: the recorded calibration texts of both poles; held-out
+    masks and persona prompts, next to two random masks of the same sparsity (a pair that differs in
+    damage only: pole masks that are no more decodable than it give no evidence of persona structure). Training texts: the recorded calibration texts of both poles; held-out
     texts: both answers of every held-out item."""
     from ..analysis.capability import neutral_texts
     from ..analysis.features import answer_embeddings
@@ -186,10 +190,16 @@ def representation_analyses(study: Study, name: str, ps, set_key, recs: dict, de
         "contrastive-wanda masks": (lambda: apply_mask(model, cw[poles[0]]), lambda: apply_mask(model, cw[poles[1]])),
         "persona prompts": (persona_prompt(ps, poles[0]), persona_prompt(ps, poles[1])),
     }
+    # reference: two random masks of the same sparsity and row structure differ as much in damage; they
+    # do not depend on the set, so this pair is decoded once per study
+    rnd = study.random_masks()
+    conditions[RANDOM_PAIR] = (lambda: apply_mask(model, rnd[0]), lambda: apply_mask(model, rnd[1]))
+    n_tok = cfg.setting("neutral_probe_tokens")
     out["neutral_decoding"] = {}
     for label, (ia, ib) in conditions.items():
-        key = (set_key, label, len(texts), cfg.calib_size, cfg.sparsity, cfg.statistic, cfg.modules, cfg.seed)
+        key = ((None if label == RANDOM_PAIR else set_key), label, len(texts), n_tok, cfg.calib_size, cfg.sparsity,
+               cfg.statistic, cfg.modules, cfg.seed)
         d = study.cached_json("neutral-decode", key, lambda ia=ia, ib=ib: decode_intervention(
-            model, ia, ib, texts, seed=cfg.seed, batch_size=cfg.batch_size))
-        out["neutral_decoding"][label] = {"poles": poles, **d}
+            model, ia, ib, texts, seed=cfg.seed, batch_size=cfg.batch_size, max_tokens=n_tok))
+        out["neutral_decoding"][label] = {"poles": ["random mask 1", "random mask 2"] if label == RANDOM_PAIR else poles, **d}
     return out
