@@ -181,7 +181,7 @@ def fig_ablation(results: dict) -> Figure:
         rows = a["removal"]["rows"]
         kinds = [("contrastive_contrast", "top contrastive: contrast (B-top removed vs A-top removed)", "C3"),
                  ("random_pair_contrast", "two random removals: contrast", "grey")]
-        shifts = [("wanda-pooled", "top pooled Wanda: shift vs dense", "C1"), ("random-0", "random: shift vs dense", "C7")]
+        shifts = [("wanda-pooled", "top pooled Wanda: shift vs dense", "C1"), ("random-0", "random: shift vs dense", "C4")]
         w = 0.8 / (len(kinds) + len(shifts))
         for i, row in enumerate(rows):
             vals = [(row[k], lab, c) for k, lab, c in kinds] + [(row["shift_vs_dense"][k], lab, c) for k, lab, c in shifts]
@@ -238,8 +238,10 @@ def fig_neutral_decoding(results: dict) -> Figure:
         for i, (label, d) in enumerate(results["sets"][name]["neutral_decoding"].items()):
             rows = d["layers"]
             L = [r["layer"] for r in rows]
-            c = "grey" if "reference" in label else f"C{i}"
-            ax.plot(L, [r["accuracy"] for r in rows], color=c, label=f"{label} ({d['n_decodable']}/{len(rows)} layers)")
+            ref = "reference" in label
+            c = "grey" if ref else f"C{i}"
+            ax.plot(L, [r["accuracy"] for r in rows], color=c, lw=4 if ref else 1.5, alpha=0.45 if ref else 1.0,
+                    zorder=1 if ref else 2, label=f"{label} ({d['n_decodable']}/{len(rows)} layers)")
             _band(ax, L, [r["accuracy_ci95"] for r in rows], c)
             ax.plot(L, [r["shuffled_accuracy"] for r in rows], color=c, ls=":", lw=0.8)
         ax.axhline(0.5, color="grey", lw=0.6, ls="--")
