@@ -123,11 +123,23 @@ def build_report(results: dict) -> str:
         L.append("")
         L.append("Pole contrast (same items, pole-A condition vs pole-B condition; shift of the per-token preference for "
                  f"`{poles[0]}`'s answer, nats/token, and share of items that moved towards it):\n")
-        L.append("| method | shift | 95 % CI | items moved | 95 % CI |")
-        L.append("|---|---|---|---|---|")
+        L.append("| method | shift | 95 % CI | items moved | 95 % CI | damage (KL, nats/token) | null: mean ± sd (draws) | "
+                 "null 95 % bound | persona-specific |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for c in s["contrasts"]:
+            dmg = f"{c['damage_kl']:.3f}" if c.get("damage_kl") is not None else "-"
+            if c.get("null_draws"):
+                sd = f"{c['null_shift_sd']:.3f}" if c.get("null_shift_sd") is not None else "-"
+                null = f"{c['null_shift_mean']:+.3f} ± {sd} ({c['null_draws']} {c.get('null_kind', '')})"
+                thr = f"{c['null_threshold']:+.3f}" if c.get("null_threshold") is not None else "-"
+                spec = "yes" if c.get("persona_specific") else "no"
+            else:
+                null, thr, spec = "no null", "-", "untested"
             L.append(f"| {c['condition']} | {c['shift']:+.3f} | [{c['shift_ci95'][0]:+.3f}, {c['shift_ci95'][1]:+.3f}] | "
-                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} |")
+                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} | {dmg} | {null} | {thr} | {spec} |")
+        L.append("\nA contrast counts as persona-specific only above the one-sided 95 % prediction bound of its null "
+                 "draws (label-swapped calibration data for masks, random directions of the same norm for steering) "
+                 "with its own interval above 0; prompt, RAG and fine-tuning have no null here.")
         if s.get("steering"):
             st = s["steering"]
             L.append(f"\nSteering: layer {st['layer']}, coefficient {st['coef']} (chosen on calibration items).")
@@ -325,8 +337,13 @@ def conclusions(results: dict) -> list[str]:
             continue
         pos = [n for n, v in sig if v > 0]
         neg = [n for n, v in sig if v < 0]
+        tested = [(n, c) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m and c.get("null_draws")]
+        spec = [n for n, c in tested if c.get("persona_specific")]
+        null_txt = (f"; it beats its null (persona-specific) in {len(spec)} of {len(tested)} sets"
+                    f"{' (' + ', '.join(spec) + ')' if spec else ''}" if tested else "; no null was measured for it")
         out.append(f"- **{m}**: the pole contrast is positive with a 95 % interval above zero in {len(pos)} of {len(sig)} sets"
-                   f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "") + ".")
+                   f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "")
+                   + null_txt + ".")
     # masks vs random mask and vs prompt, per token accuracy for pole A
     better = []
     for n, s in sets.items():

@@ -37,6 +37,12 @@ def test_study_writes_results_report_and_figures(study_run):
         for r in s["conditions"]:
             assert r["n"] == s["n_test"] and 0 <= r["accuracy"] <= 1
         assert {c["condition"] for c in s["contrasts"]} >= {"prompt", "rag", "wanda", "contrastive-wanda"}
+        for c in s["contrasts"]:  # every mask and steering contrast is read against its null, at a stated damage
+            if c["condition"] in ("wanda", "contrastive-wanda", "contrastive-sparse", "steering"):
+                assert c["null_draws"] == 2 and len(c["null_shifts"]) == 2 and isinstance(c["persona_specific"], bool)
+                assert c["damage_kl"] > 0
+            if c["condition"] == "prompt":
+                assert "null_draws" not in c and c["damage_kl"] > 0
         pr = s["probes"]
         assert len(pr["layers"]) == 2 and {"bag_of_words", "embedding"} <= set(pr)
         assert all(isinstance(r["informative"], bool) for r in pr["layers"])
@@ -55,6 +61,7 @@ def test_study_writes_results_report_and_figures(study_run):
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
     report = (out / "REPORT.md").read_text()
     assert "## Conclusions" in report and "## Analyses" in report
+    assert "persona-specific" in report and "label-swapped" in report
     assert "informative" in report and "Split-half reliability" in report and "not evidence" in report
     if SHARED.exists():
         assert "## AI persona tasks" in report and "54.0" in report  # the paper's number, read from the data README

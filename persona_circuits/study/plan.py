@@ -19,6 +19,8 @@ LATER_DEFAULTS = {
     "similarity_permutations": (200, 50),  # label permutations of its null
     "neutral_probe_texts": (32, 6),  # neutral texts for decoding which pole's mask / prompt is active
     "neutral_probe_tokens": (64, 64),  # their first tokens kept (4 forward passes per set)
+    "null_draws": (4, 2),  # label-swapped mask pairs / random steering directions per contrast
+    "damage_texts": (24, 4),  # neutral texts of the KL damage of each contrast's conditions
 }
 
 
@@ -63,6 +65,8 @@ class StudyConfig:
     similarity_permutations: int | None = None
     neutral_probe_texts: int | None = None
     neutral_probe_tokens: int | None = None
+    null_draws: int | None = None
+    damage_texts: int | None = None
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":

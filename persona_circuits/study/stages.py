@@ -37,18 +37,23 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     bs = cfg.batch_size
 
     # -- calibration: per pole, one pass (signature of the first calib_size texts, residual features)
-    recs = {}
+    recs, live = {}, {}
     with study.timed(f"{name}: calibration"):
         for p in poles:
             pairs = ps.calibration_pairs(p)
             def calib(p=p, pairs=pairs):
                 rec = record_calibration(model, pairs, tokens=cfg.tokens, batch_size=bs,
                                          progress=f"{name}/{p} calibration" if study.progress else False)
+                live[p] = rec
                 return {"rec": rec if name == cfg.analysis_set else None, "resid": rec.resid,
                         "sig": rec.signature(range(min(cfg.calib_size, len(pairs))), pole=p, dataset=name,
                                              calibration_hash=ps.subset(cfg.calib_size).content_hash())}
             recs[p] = study.cached_torch("calib", (set_key, p, cfg.calib_size, len(pairs), name == cfg.analysis_set), calib)
     sigs = {p: recs[p]["sig"] for p in poles}
+    n_null = cfg.setting("null_draws")
+    with study.timed(f"{name}: label-swapped null signatures"):
+        null_sigs = study.cached_torch("null-sigs", (set_key, cfg.calib_size, n_null, cfg.seed),
+                                       lambda: _null_signatures(study, name, ps, recs, live, n_null))
 
     # -- masks
     masks = {}
@@ -56,6 +61,8 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         for method in MAIN_METHODS:
             masks[method] = build_masks(model, method, sigs, sparsity=cfg.sparsity, statistic=cfg.statistic, modules=cfg.modules)
         rnd, rnd2 = study.random_masks()
+        null_masks = {method: [build_masks(model, method, ns, sparsity=cfg.sparsity, statistic=cfg.statistic,
+                                           modules=cfg.modules) for ns in null_sigs] for method in MAIN_METHODS}
 
     # -- conditions
     results, scores = [], {}
@@ -111,6 +118,32 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                     return score_choices(model, ps.test, batch_size=bs)
             run(f"steering:{p}", steered, [p])
 
+    # -- nulls of every mask and steering contrast: label-swapped mask pairs of the same method and
+    #    sparsity; random steering directions of the persona vector's norm at the same layer and coefficient
+    from ..nulls import null_test, random_directions
+
+    null_shifts: dict[str, list[float]] = {}
+    with study.timed(f"{name}: null pairs"):
+        for method in MAIN_METHODS:
+            null_shifts[method] = []
+            for d, pair in enumerate(null_masks[method]):
+                ss = []
+                for p in poles:
+                    def nm(m=pair[p]):
+                        with apply_mask(model, m):
+                            return score_choices(model, ps.test, batch_size=bs)
+                    ss.append(study.scores(set_key, f"null:{method}:{cfg.sparsity}:{cfg.statistic}:{d}:{p}", nm))
+                null_shifts[method].append(pole_contrast(ss[0], ss[1], condition="null", seed=cfg.seed).shift)
+        null_shifts["steering"] = []
+        for d, r in enumerate(random_directions(v, draws=n_null, seed=cfg.seed)):
+            ss = []
+            for sign in (1.0, -1.0):
+                def rs(r=r, sign=sign):
+                    with steering(model, ResidualSteering(r, sel["layer"], sign * sel["coef"])):
+                        return score_choices(model, ps.test, batch_size=bs)
+                ss.append(study.scores(set_key, f"null:steering:{sel['layer']}:{sel['coef']}:{d}:{sign}", rs))
+            null_shifts["steering"].append(pole_contrast(ss[0], ss[1], condition="null", seed=cfg.seed).shift)
+
     # -- supervised fine-tuning upper bound
     if name in cfg.sft_sets:
         with study.timed(f"{name}: LoRA fine-tuning"):
@@ -130,11 +163,33 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
 
     res["conditions"] = results
     # -- pole contrasts: the same items under the pole-A vs the pole-B condition
+    #    with, where a null exists, the null test, and the damage (KL on neutral text) of both conditions
+    from ..damage import kl_damage
+    from ..interventions import Intervention
+
+    ivs = {m: [Intervention(mask=masks[m][p]) for p in poles] for m in MAIN_METHODS}
+    ivs["steering"] = [Intervention(steer=ResidualSteering(v, sel["layer"], c * sel["coef"])) for c in (1.0, -1.0)]
+    ivs["prompt"] = [Intervention(system=persona_prompt(ps, p)) for p in poles]
+    ivs["contrastive-wanda+prompt"] = [Intervention(mask=masks["contrastive-wanda"][p], system=persona_prompt(ps, p))
+                                       for p in poles]
     contrasts = []
-    for cond in ["prompt", "rag", "steering", *MAIN_METHODS, "contrastive-wanda+prompt", "sft"]:
-        ka, kb = f"{cond}:{poles[0]}", f"{cond}:{poles[1]}"
-        if ka in scores and kb in scores:
-            contrasts.append(pole_contrast(scores[ka], scores[kb], condition=cond, seed=cfg.seed).to_dict())
+    with study.timed(f"{name}: contrasts and damage"):
+        for cond in ["prompt", "rag", "steering", *MAIN_METHODS, "contrastive-wanda+prompt", "sft"]:
+            ka, kb = f"{cond}:{poles[0]}", f"{cond}:{poles[1]}"
+            if ka not in scores or kb not in scores:
+                continue
+            c = pole_contrast(scores[ka], scores[kb], condition=cond, seed=cfg.seed)
+            d = c.to_dict()
+            if cond in null_shifts:
+                t = null_test(c.shift, null_shifts[cond], shift_ci95=c.shift_ci95)
+                d.update(null_kind="random directions" if cond == "steering" else "label-swapped",
+                         null_shifts=null_shifts[cond], **{k: v for k, v in t.to_dict().items() if k != "shift"})
+            if cond in ivs:
+                key = (cond, set_key, cfg.sparsity, cfg.statistic, cfg.modules, sel["layer"], sel["coef"],
+                       cfg.setting("damage_texts"))
+                d["damage_kl"] = study.cached_json("damage", key, lambda cond=cond: float(sum(
+                    kl_damage(model, iv, study.neutral_reference(), n_boot=1)[0] for iv in ivs[cond]) / 2))
+            contrasts.append(d)
     res["contrasts"] = contrasts
 
     # -- per-set analyses (no forward pass)
@@ -146,6 +201,27 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         res.update(representation_analyses(study, name, ps, set_key, recs, dense, masks))
     res["_masks"], res["_recs"], res["_scores"] = masks, recs, scores
     return res
+
+
+def _null_signatures(study: Study, name: str, ps, recs: dict, live: dict, draws: int) -> list[dict]:
+    """``draws`` label-swapped signature pairs of the first ``calib_size`` calibration items (the records of
+    this run when both poles were just recorded; recorded again when the calibration came from the cache)."""
+    from ..analysis.features import record_calibration
+    from ..nulls import label_swapped_signatures
+    from ..statistics import PerTextStats
+
+    cfg, poles = study.cfg, ps.pole_names
+    n = min(cfg.calib_size, len(ps.calibration))
+    stats = []
+    for p in poles:
+        rec = live.get(p) or recs[p].get("rec")
+        if rec is None:
+            rec = record_calibration(study.model, ps.calibration_pairs(p)[:n], tokens=cfg.tokens, batch_size=cfg.batch_size)
+        cut: dict[int, object] = {}  # layers sharing one input keep sharing one tensor
+        per_text = {k: cut.setdefault(id(t), t[:n]) for k, t in rec.per_text.items()}
+        stats.append(PerTextStats(per_text, rec.n_tok[:n], rec.model_id, rec.fingerprint, rec.tokens))
+    return label_swapped_signatures(stats[0], stats[1], draws=draws, seed=cfg.seed, poles=poles, dataset=name,
+                                    calibration_hash=ps.subset(cfg.calib_size).content_hash())
 
 
 def representation_analyses(study: Study, name: str, ps, set_key, recs: dict, dense, masks: dict) -> dict:

@@ -73,6 +73,15 @@ class Study:
         d = self.cached_torch("scores", (set_key, cond), lambda: scores_to_dict(fn()))
         return ChoiceScores(d["logp"], d["n_tokens"], d.get("features"))
 
+    def neutral_reference(self):
+        """Dense next-token distributions on the study's neutral texts (for KL damage; built once)."""
+        if not hasattr(self, "_neutral_ref"):
+            from ..damage import neutral_reference
+
+            self._neutral_ref = neutral_reference(self.model, n_texts=self.cfg.setting("damage_texts"),
+                                                  batch_size=min(8, self.cfg.batch_size))
+        return self._neutral_ref
+
     def random_masks(self):
         """Two random masks of the study's sparsity (pole- and set-independent: built once)."""
         if not hasattr(self, "_random"):
