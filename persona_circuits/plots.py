@@ -349,12 +349,52 @@ def fig_capability(results: dict) -> Figure:
     return fig
 
 
+CURVE_STYLE = {"contrastive-wanda": ("C0", "contrastive-Wanda keep mask (sparsity)"),
+               "contrastive-removal": ("C3", "contrastive removal (fraction)"),
+               "steering": ("C2", "steering (coefficient)")}
+
+
+def fig_effect_damage(results: dict) -> Figure:
+    """Pole contrast against damage (KL on neutral text) over each method's strength dial, with its null
+    draws at every strength (hollow markers: label-swapped masks, random steering directions)."""
+    sets = [n for n, s in results["sets"].items() if s.get("effect_damage")]
+    _need(bool(sets), "effect-damage curves")
+    fig, axes = _grid(len(sets), 5.2, 4.0)
+    for ax, name in zip(axes, sets):
+        ed = results["sets"][name]["effect_damage"]
+        for method, pts in ed["curves"].items():
+            color, label = CURVE_STYLE.get(method, ("C7", method))
+            x = [max(p["damage_kl"], 1e-5) for p in pts]
+            y = [p["shift"] for p in pts]
+            lo = [p["shift"] - p["shift_ci95"][0] for p in pts]
+            hi = [p["shift_ci95"][1] - p["shift"] for p in pts]
+            ax.errorbar(x, y, yerr=[lo, hi], color=color, marker="o", ms=4, lw=1.2, capsize=2, label=label)
+            for p in pts:
+                spec = "*" if p["persona_specific"] else ""
+                ax.annotate(f"{p['strength']:g}{spec}", (max(p["damage_kl"], 1e-5), p["shift"]), fontsize=6,
+                            color=color, xytext=(3, 3), textcoords="offset points")
+                nx = [max(d, 1e-5) for d in p["null_damage_kl"]]
+                ax.scatter(nx, p["null_shifts"], facecolors="none", edgecolors=color, s=14, lw=0.7, alpha=0.7)
+        pr = (ed.get("points") or {}).get("prompt")
+        if pr:
+            ax.errorbar([max(pr["damage_kl"], 1e-5)], [pr["shift"]], yerr=[[pr["shift"] - pr["shift_ci95"][0]],
+                        [pr["shift_ci95"][1] - pr["shift"]]], color="k", marker="s", ms=5, capsize=2, label="persona prompt")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("damage: KL(dense || intervened) on neutral text, nats/token")
+        ax.set_ylabel("pole contrast, nats/token")
+        ax.set_title(f"{name} ({ed['n_items']} items, {ed['null_draws']} null draws per point; * beats its null)", fontsize=8)
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def _analysis_name(results: dict) -> str:
     a = results.get("analysis") or {}
     return a.get("set") or next(iter(results["sets"]))
 
 
-FIGURES = {"main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
+FIGURES = {"effect_damage": fig_effect_damage, "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
            "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes,
            "neutral_decoding": fig_neutral_decoding, "similarity": fig_similarity,
            "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability}

@@ -100,6 +100,9 @@ def build_report(results: dict) -> str:
             L.append(f"| {label} | " + " | ".join(cells) + " |")
         L.append("")
 
+    # ---- headline: effect against damage
+    L += effect_damage_section(sets)
+
     # ---- per-set tables
     L.append("## Alignment per persona set\n")
     L.append("![main accuracy](figures/main_accuracy.png)\n")
@@ -327,9 +330,50 @@ def _similarity_section(sets: dict) -> list[str]:
     return L
 
 
+def effect_damage_section(sets: dict) -> list[str]:
+    """Per set with curves: every strength of every method, its damage, contrast and null."""
+    with_curves = {n: s["effect_damage"] for n, s in sets.items() if s.get("effect_damage")}
+    if not with_curves:
+        return []
+    L = ["## Effect against damage\n", "![effect against damage](figures/effect_damage.png)\n",
+         "Each method's pole contrast over its strength dial, against the damage it does (mean KL(dense || intervened) "
+         "over both poles' conditions on neutral text), with the same dial built from label-swapped calibration data "
+         "(masks) or random directions of the persona vector's norm (steering) at every strength. "
+         "A point is persona-specific only above the one-sided 95 % prediction bound of its null draws and with its own "
+         "interval above 0.\n"]
+    for name, ed in with_curves.items():
+        L.append(f"### {name} ({ed['n_items']} held-out items, {ed['n_damage_texts']} neutral texts, "
+                 f"{ed['null_draws']} null draws per point)\n")
+        L.append("| method | strength | damage (KL) | contrast | 95 % CI | moved | null: mean ± sd | null damage | persona-specific |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for method, pts in ed["curves"].items():
+            for p in pts:
+                sd = f"{p['null_shift_sd']:.3f}" if p.get("null_shift_sd") is not None else "-"
+                nm = f"{p['null_shift_mean']:+.3f} ± {sd}" if p.get("null_shift_mean") is not None else "-"
+                nd = f"{sum(p['null_damage_kl']) / len(p['null_damage_kl']):.3f}" if p["null_damage_kl"] else "-"
+                L.append(f"| {method} | {p['strength']:g} | {p['damage_kl']:.3f} | {p['shift']:+.3f} | "
+                         f"[{p['shift_ci95'][0]:+.3f}, {p['shift_ci95'][1]:+.3f}] | {_pct(p['moved'])} | {nm} | {nd} | "
+                         f"{'yes' if p['persona_specific'] else 'no'} |")
+        pr = (ed.get("points") or {}).get("prompt")
+        if pr:
+            L.append(f"| persona prompt | - | {pr['damage_kl']:.3f} | {pr['shift']:+.3f} | "
+                     f"[{pr['shift_ci95'][0]:+.3f}, {pr['shift_ci95'][1]:+.3f}] | {_pct(pr['moved'])} | no null | - | untested |")
+        L.append("")
+    return L
+
+
 def conclusions(results: dict) -> list[str]:
     sets = results["sets"]
     out = []
+    for name, s_ in sets.items():
+        ed = s_.get("effect_damage")
+        if not ed:
+            continue
+        for method, pts in ed["curves"].items():
+            spec = [p for p in pts if p["persona_specific"]]
+            damages = ", ".join(f"{p['damage_kl']:.3f}" for p in spec)
+            txt = f"beats its null at {len(spec)} of {len(pts)} strengths" + (f" (damage {damages} nats/token)" if spec else "")
+            out.append(f"- **{name}, effect against damage, {method}**: {txt}.")
     methods = ["wanda", "contrastive-wanda", "contrastive-sparse", "prompt", "rag", "steering", "sft"]
     for m in methods:
         sig = [(n, _significant(c)) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m]

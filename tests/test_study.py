@@ -61,7 +61,13 @@ def test_study_writes_results_report_and_figures(study_run):
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
     report = (out / "REPORT.md").read_text()
     assert "## Conclusions" in report and "## Analyses" in report
-    assert "persona-specific" in report and "label-swapped" in report
+    assert "persona-specific" in report and "label-swapped" in report and "## Effect against damage" in report
+    ed = saved["sets"]["mbti-ei"]["effect_damage"]
+    assert set(ed["curves"]) == {"contrastive-wanda", "contrastive-removal", "steering"}
+    for pts in ed["curves"].values():
+        assert len(pts) == 2 and all(len(p["null_shifts"]) == 2 and p["damage_kl"] >= 0 for p in pts)
+    assert "prompt" in ed["points"] and "effect_damage" not in saved["sets"]["mbti-jp"]
+    assert (out / "figures" / "effect_damage.png").is_file()
     assert "informative" in report and "Split-half reliability" in report and "not evidence" in report
     if SHARED.exists():
         assert "## AI persona tasks" in report and "54.0" in report  # the paper's number, read from the data README

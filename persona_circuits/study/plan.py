@@ -21,6 +21,11 @@ LATER_DEFAULTS = {
     "neutral_probe_tokens": (64, 64),  # their first tokens kept (4 forward passes per set)
     "null_draws": (4, 2),  # label-swapped mask pairs / random steering directions per contrast
     "damage_texts": (24, 4),  # neutral texts of the KL damage of each contrast's conditions
+    "curve_sets": (("mbti-ei",), ("mbti-ei",)),  # sets with an effect-damage curve (the headline figure)
+    "curve_items": (40, 4),  # held-out items per curve point
+    "curve_keep_sparsities": ((0.001, 0.01, 0.1, 0.3, 0.5, 0.7), (0.01, 0.5)),  # contrastive-Wanda keep masks
+    "curve_removal_fractions": ((0.0003, 0.001, 0.003, 0.01), (0.001, 0.01)),  # contrastive-removal
+    "curve_steer_coefs": ((0.5, 1.0, 2.0, 4.0, 8.0), (1.0, 8.0)),  # steering at the selected layer
 }
 
 
@@ -67,6 +72,11 @@ class StudyConfig:
     neutral_probe_tokens: int | None = None
     null_draws: int | None = None
     damage_texts: int | None = None
+    curve_sets: tuple[str, ...] | None = None
+    curve_items: int | None = None
+    curve_keep_sparsities: tuple[float, ...] | None = None
+    curve_removal_fractions: tuple[float, ...] | None = None
+    curve_steer_coefs: tuple[float, ...] | None = None
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":
@@ -76,7 +86,7 @@ class StudyConfig:
                    ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
                    capability_methods=("contrastive-wanda",))
 
-    def setting(self, name: str) -> int:
+    def setting(self, name: str):
         """A :data:`LATER_DEFAULTS` setting: its value, or the default of a full / quick run when unset."""
         v = getattr(self, name)
         return LATER_DEFAULTS[name][1 if self.quick else 0] if v is None else v

@@ -192,6 +192,10 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
             contrasts.append(d)
     res["contrasts"] = contrasts
 
+    if name in cfg.setting("curve_sets"):
+        with study.timed(f"{name}: effect-damage curves"):
+            res["effect_damage"] = effect_damage_curves(study, name, ps, sigs, null_sigs, v, sel, ivs["prompt"])
+
     # -- per-set analyses (no forward pass)
     with study.timed(f"{name}: mask analyses"):
         res["sparsity"] = {m: {p: sparsity_profile(masks[m][p]) for p in poles} for m in MAIN_METHODS}
@@ -201,6 +205,47 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         res.update(representation_analyses(study, name, ps, set_key, recs, dense, masks))
     res["_masks"], res["_recs"], res["_scores"] = masks, recs, scores
     return res
+
+
+def effect_damage_curves(study: Study, name: str, ps, sigs: dict, null_sigs: list, vector, sel: dict,
+                         prompt_pair: list) -> dict:
+    """The headline measurement: the pole contrast of each method against its damage over its strength
+    dial (contrastive-Wanda keep masks over sparsity, contrastive-removal over the removed fraction,
+    steering over its coefficient), with the same dial built from each label-swapped null (masks) or random
+    direction of the same norm (steering) at every strength; the persona prompt as one point."""
+    from ..curves import dial_curve, pair_contrast
+    from ..damage import mask_dial, steering_dial
+    from ..nulls import random_directions
+
+    cfg, model = study.cfg, study.model
+    items = ps.test[: cfg.setting("curve_items")]
+    ref = study.neutral_reference()
+    kw = dict(modules=cfg.modules)
+    dials = {
+        "contrastive-wanda": (mask_dial(model, "contrastive-wanda", sigs, **kw),
+                              [mask_dial(model, "contrastive-wanda", ns, **kw) for ns in null_sigs],
+                              cfg.setting("curve_keep_sparsities")),
+        "contrastive-removal": (mask_dial(model, "contrastive-removal", sigs, **kw),
+                                [mask_dial(model, "contrastive-removal", ns, **kw) for ns in null_sigs],
+                                cfg.setting("curve_removal_fractions")),
+        "steering": (steering_dial(vector, sel["layer"]),
+                     [steering_dial(r, sel["layer"]) for r in random_directions(vector, draws=len(null_sigs), seed=cfg.seed)],
+                     cfg.setting("curve_steer_coefs")),
+    }
+    out: dict = {"n_items": len(items), "n_damage_texts": len(ref.texts), "null_draws": len(null_sigs),
+                 "steering_layer": sel["layer"], "curves": {}}
+    base = (name, ps.content_hash(), [it.id for it in items], cfg.tokens, cfg.modules, cfg.seed, len(ref.texts), len(null_sigs))
+    for method, (dial, nulls, grid) in dials.items():
+        key = base + (method, list(grid), sel["layer"] if method == "steering" else None)
+        out["curves"][method] = study.cached_json("curve", key, lambda dial=dial, nulls=nulls, grid=grid: [
+            p.to_dict() for p in dial_curve(model, dial, grid, items, ref, null_dials=nulls, batch_size=cfg.batch_size,
+                                            seed=cfg.seed, progress=f"{name} {dial.name} curve" if study.progress else False)])
+
+    def prompt_point():
+        c, dmg = pair_contrast(model, prompt_pair, items, ref, batch_size=cfg.batch_size, seed=cfg.seed)
+        return {"shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy, "damage_kl": dmg}
+    out["points"] = {"prompt": study.cached_json("curve-prompt", base, prompt_point)}
+    return out
 
 
 def _null_signatures(study: Study, name: str, ps, recs: dict, live: dict, draws: int) -> list[dict]:
