@@ -15,14 +15,18 @@ Quick start::
 from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_set
 from .errors import (DatasetError, MaskError, ModelLoadError, ModelMismatchError, OutputError,
                      PersonaCircuitsError, SignatureError)
+from .damage import (Damage, Dial, NeutralReference, StrengthSearch, find_strength, kl_damage, mask_dial,
+                     measure_damage, neutral_reference, soft_mask_dial, steering_dial)
 from .evaluation import ChoiceResult, ChoiceScores, generate, pole_contrast, score_choices, summarize
 from .export import export_model
-from .interventions import apply_mask
-from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_sparse_masks, contrastive_wanda_masks,
-                    load_masks, random_mask, save_masks, topk_rows, wanda_mask)
+from .interventions import Intervention, ResidualSteering, apply_mask
+from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_removal_masks, contrastive_sparse_masks,
+                    contrastive_wanda_masks, load_masks, load_null_masks, random_like, random_mask, save_masks,
+                    topk_rows, wanda_mask)
 from .models import DEFAULT_MODEL, LinearLayer, load_model, prunable_layers
-from .statistics import (ActivationSignature, load_signatures, record_persona_signatures, record_signature,
-                         save_signatures)
+from .nulls import NullTest, label_swapped_signatures, null_mask_pairs, null_test, random_directions, random_pairs_like
+from .statistics import (ActivationSignature, PerTextStats, load_signatures, persona_signatures,
+                         record_persona_per_text, record_persona_signatures, record_signature, save_signatures)
 
 __version__ = "0.1.0"
 __all__ = [n for n in dir() if not n.startswith("_")]

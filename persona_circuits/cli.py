@@ -30,8 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .damage import DEFAULT_DAMAGE_TEXTS
     from .masks import METHODS
-    from .statistics import STATISTICS, TOKEN_SELECTIONS
+    from .statistics import DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS
 
     p = argparse.ArgumentParser(prog="persona-circuits", description="Find persona subnetworks in a language model "
                                 "(activation signatures, Wanda / contrastive masks, evaluation).", epilog=EPILOG)
@@ -40,26 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("personas", help="list the bundled persona sets")
     s.add_argument("--json", action="store_true", help="print JSON")
 
+    tokens_help = ("positions whose statistics are recorded: answer (the answer tokens, default), predict (the positions "
+                   "that predict the answer tokens, i.e. those the evaluation scores) or all (prompt included)")
     s = sub.add_parser("signatures", help="record the activation signatures of both poles", epilog=EPILOG)
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="output .safetensors file")
     s.add_argument("--calib-size", type=int, default=None, help="use the first N calibration items (default all)")
-    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help="statistics over answer tokens (default) or all tokens")
+    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
     _common(s)
 
     s = sub.add_parser("mask", help="build the masks of both poles", epilog=EPILOG)
     s.add_argument("dataset")
-    s.add_argument("--method", choices=METHODS, required=True)
-    s.add_argument("--sparsity", type=float, required=True, help="fraction of each row's weights removed, in [0, 1)")
+    s.add_argument("--method", choices=METHODS, required=True,
+                   help="contrastive-removal: each pole's mask removes the top --sparsity fraction of every row by "
+                        "the opposite pole's contrastive score (use 0.001-0.05); the others keep the top of each row")
+    s.add_argument("--sparsity", type=float, required=True,
+                   help="fraction of each row's weights removed, in [0, 1) (the method's strength dial)")
     s.add_argument("--out", required=True, help="output folder (one sub-folder per pole)")
     s.add_argument("--calib-size", type=int, default=None, help="use the first N calibration items (default all)")
     s.add_argument("--statistic", choices=STATISTICS, default="l2",
                    help="channel magnitude: l2 (released code, default), mean_abs (paper's equation), rms (Wanda)")
     s.add_argument("--modules", choices=("all", "attn", "mlp"), default="all", help="which layers to mask (default all)")
-    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help="statistics over answer tokens (default) or all tokens")
-    s.add_argument("--phi", choices=("relu", "softplus"), default="relu", help="contrastive-wanda rectifier (default relu)")
+    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
+    s.add_argument("--text-stat", choices=TEXT_STATISTICS, default=DEFAULT_TEXT_STAT,
+                   help="per-text statistic of the contrastive z-score: rms (L2 / sqrt(tokens), which does not grow with "
+                        "answer length; default) or l2 (per-text L2 norm, as the paper and the released code)")
+    s.add_argument("--phi", choices=("relu", "softplus"), default="relu", help="contrastive rectifier (default relu)")
     s.add_argument("--tau", type=float, default=2.0, help="softplus temperature (default 2)")
     s.add_argument("--signatures", default=None, help="reuse a signature file written by `signatures`")
+    s.add_argument("--null-draws", type=int, default=0,
+                   help="also write K label-swapped null pairs of the same method and strength under OUT/nulls/<k>/ "
+                        "(each calibration item's two answers assigned to pseudo-poles at random; default 0)")
     _common(s)
 
     s = sub.add_parser("evaluate", help="two-way-choice alignment: dense model and, with --mask, each pole's mask", epilog=EPILOG)
@@ -67,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mask", default=None, help="folder written by `mask`")
     s.add_argument("--limit", type=int, default=None, help="evaluate the first N held-out items")
     s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
-    s.add_argument("--json", action="store_true", help="one JSON object per condition and pole")
+    s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
+                   help=f"neutral texts for the KL damage of each mask (default {DEFAULT_DAMAGE_TEXTS})")
+    s.add_argument("--json", action="store_true", help="one JSON object per condition and pole, and one per mask pair "
+                   "with \"pole\": \"contrast\" (pole contrast, damage and, with null pairs, the null test)")
     _common(s)
 
     s = sub.add_parser("generate", help="answer a question, optionally with a pole's mask on")
@@ -132,18 +147,10 @@ def _load(args):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=_device_map(args),
+    from .models import parse_device_map
+
+    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=parse_device_map(args.device_map),
                       progress=not args.no_progress)
-
-
-def _device_map(args):
-    dm = getattr(args, "device_map", None)
-    if dm is None or not dm.lstrip().startswith("{"):
-        return dm
-    try:
-        return json.loads(dm)
-    except json.JSONDecodeError as exc:
-        raise PersonaCircuitsError(f"--device-map: not valid JSON ({exc.msg})") from None
 
 
 def _positive(name: str, v: int | None) -> None:
@@ -185,66 +192,158 @@ def cmd_signatures(args) -> int:
 
 
 def cmd_mask(args) -> int:
-    from ._io import check_parent
+    from ._io import atomic_directory, check_parent
     from .data import load_persona_set
-    from .masks import build_masks, check_sparsity, save_masks
-    from .statistics import load_signatures, record_persona_signatures
+    from .masks import NULLS_DIRNAME, build_masks, check_sparsity
+    from .nulls import null_mask_pairs
+    from .statistics import load_signatures, persona_signatures, record_persona_per_text
 
     check_sparsity(args.sparsity)
     _positive("--calib-size", args.calib_size)
     _positive("--batch-size", args.batch_size)
+    if args.null_draws < 0:
+        raise PersonaCircuitsError(f"--null-draws must be >= 0, got {args.null_draws}")
     ps = load_persona_set(args.dataset)
+    if args.null_draws:
+        if args.signatures:
+            raise PersonaCircuitsError("--null-draws needs per-text statistics, which a signature file does not hold: drop --signatures")
+        if args.method == "random" or len(ps.poles) != 2:
+            raise PersonaCircuitsError("--null-draws needs a persona pair and a method that uses its data (not random)")
     check_parent(Path(args.out))
     model = _load(args)
+    kw = dict(sparsity=args.sparsity, statistic=args.statistic, modules=args.modules, phi=args.phi, tau=args.tau,
+              text_stat=args.text_stat)
+    stats = None
     if args.signatures:
         sigs = load_signatures(args.signatures)
     else:
-        sigs = record_persona_signatures(model, ps, calib_size=args.calib_size, tokens=args.tokens,
-                                         batch_size=args.batch_size, progress=not args.no_progress)
-    masks = build_masks(model, args.method, sigs, sparsity=args.sparsity, statistic=args.statistic,
-                        modules=args.modules, phi=args.phi, tau=args.tau, seed=args.seed)
-    save_masks(args.out, masks)
-    dens = ", ".join(f"{p}: density {m.density():.3f}" for p, m in masks.items())
-    print(f"wrote {args.method} masks (sparsity {args.sparsity}) to {args.out} ({dens})")
+        stats = record_persona_per_text(model, ps, calib_size=args.calib_size, tokens=args.tokens,
+                                        batch_size=args.batch_size, progress=not args.no_progress)
+        sigs = persona_signatures(ps, stats, calib_size=args.calib_size)
+    masks = build_masks(model, args.method, sigs, seed=args.seed, **kw)
+    nulls = []
+    if args.null_draws:
+        a, b = ps.pole_names
+        nulls = null_mask_pairs(model, args.method, stats[a], stats[b], draws=args.null_draws, seed=args.seed,
+                                poles=(a, b), dataset=ps.name, calibration_hash=ps.subset(args.calib_size).content_hash(),
+                                **kw)
+    with atomic_directory(args.out) as tmp:
+        for pole, m in masks.items():
+            m.save(tmp / _safe(pole))
+        for i, pair in enumerate(nulls):
+            (tmp / NULLS_DIRNAME / str(i)).mkdir(parents=True)
+            for pole, m in pair.items():
+                m.save(tmp / NULLS_DIRNAME / str(i) / _safe(pole))
+    dens = ", ".join(f"{p}: density {m.density():.4f}" for p, m in masks.items())
+    extra = f"; {len(nulls)} label-swapped null pair(s) in {Path(args.out) / 'nulls'}" if nulls else ""
+    print(f"wrote {args.method} masks (sparsity {args.sparsity}) to {args.out} ({dens}){extra}")
     return 0
 
 
+def _safe(name: str) -> str:
+    from .masks import _safe_name
+
+    return _safe_name(name)
+
+
+def _contrast_record(model, ps, items, masks, nulls, scores_of, reference, args) -> dict | None:
+    """The pole-contrast object of a mask pair (and its null test when null pairs are present)."""
+    from .damage import kl_damage
+    from .interventions import Intervention
+    from .evaluation import pole_contrast
+    from .nulls import null_test
+
+    a, b = ps.pole_names
+    if a not in masks or b not in masks:
+        return None
+    method = masks[a].config.method
+    c = pole_contrast(scores_of(masks[a]), scores_of(masks[b]), condition=method, seed=args.seed)
+    dmg = {p: kl_damage(model, Intervention(mask=masks[p], gamma=args.gamma), reference, seed=args.seed)[0] for p in (a, b)}
+    rec = {"condition": method, "pole": "contrast", "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95),
+           "moved": c.accuracy, "moved_ci95": list(c.accuracy_ci95), "damage_kl": float(sum(dmg.values()) / 2),
+           "damage_kl_by_pole": dmg, "sparsity": masks[a].config.sparsity}
+    if nulls:
+        shifts, null_dmg = [], []
+        for pair in nulls:
+            shifts.append(pole_contrast(scores_of(pair[a]), scores_of(pair[b]), condition="null", seed=args.seed).shift)
+            null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=args.gamma), reference, n_boot=1)[0]
+                                for p in (a, b)) / 2)
+        t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
+        rec.update(null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd, null_draws=t.null_draws,
+                   null_threshold=t.null_threshold, null_z=t.null_z, null_p_value=t.null_p_value,
+                   persona_specific=t.persona_specific, null_shifts=shifts,
+                   null_damage_kl_mean=float(sum(null_dmg) / len(null_dmg)))
+    return rec
+
+
 def cmd_evaluate(args) -> int:
+    from .damage import neutral_reference
     from .data import load_persona_set
     from .evaluation import score_choices, summarize
     from .interventions import apply_mask
-    from .masks import load_masks
+    from .masks import load_masks, load_null_masks
 
     _positive("--limit", args.limit)
     _positive("--batch-size", args.batch_size)
+    _positive("--damage-texts", args.damage_texts)
     ps = load_persona_set(args.dataset)
     items = ps.test[: args.limit] if args.limit else ps.test
     if not items:
         raise PersonaCircuitsError(f"{ps.name}: no held-out items to evaluate")
     masks = load_masks(args.mask) if args.mask else {}
+    nulls = load_null_masks(args.mask) if args.mask else []
     model = _load(args)
-    for m in masks.values():
+    for m in list(masks.values()) + [m for pair in nulls for m in pair.values()]:
         m.check_model(model)
+    cache: dict[int, object] = {}
+
+    def scores_of(mask, label="scoring"):
+        if id(mask) not in cache:
+            with apply_mask(model, mask, gamma=args.gamma):
+                cache[id(mask)] = score_choices(model, items, batch_size=args.batch_size,
+                                                progress=False if args.no_progress else label)
+        return cache[id(mask)]
+
     # dense: both poles; a pole's mask: that pole (a mask named after no pole: both poles)
     conditions = [("dense", None, ps.pole_names)] + [
         (f"{m.config.method}:{key}", m, [key] if key in ps.pole_names else ps.pole_names) for key, m in masks.items()]
     results = []
     for cond, mask, poles in conditions:
-        with apply_mask(model, mask, gamma=args.gamma):
-            scores = score_choices(model, items, batch_size=args.batch_size, progress=False if args.no_progress else cond)
+        scores = scores_of(mask, cond)
         for pole in poles:
             results.append(summarize(scores, ps.pole_index(pole), condition=cond, pole=pole, seed=args.seed))
+    contrast = None
+    if len(ps.poles) == 2 and masks:
+        reference = neutral_reference(model, n_texts=args.damage_texts, batch_size=min(args.batch_size, 8))
+        contrast = _contrast_record(model, ps, items, masks, nulls, scores_of, reference, args)
     if args.json:
         for r in results:
             d = r.to_dict()
             print(json.dumps({k: d[k] for k in ("condition", "pole", "n", "accuracy", "accuracy_ci95",
                                                 "accuracy_length_normalized", "mean_margin")}))
+        if contrast is not None:
+            print(json.dumps(contrast))
     else:
         print(f"{ps.name}: {len(items)} held-out items; accuracy = share of items where the pole's answer has the higher log-likelihood")
         print(f"{'condition':34s} {'pole':14s} {'n':>4s} {'acc (sum)':>10s} {'95% CI':>15s} {'acc (len-norm)':>15s} {'margin nats/tok':>16s}")
         for r in results:
             ci = f"[{r.accuracy_ci95[0]:.2f}, {r.accuracy_ci95[1]:.2f}]"
             print(f"{r.condition:34s} {r.pole:14s} {r.n:4d} {r.accuracy:10.3f} {ci:>15s} {r.accuracy_length_normalized:15.3f} {r.mean_margin:16.3f}")
+        if contrast is not None:
+            c = contrast
+            print(f"\npole contrast ({c['condition']}, {ps.pole_names[0]} mask vs {ps.pole_names[1]} mask, per-token preference "
+                  f"for {ps.pole_names[0]}'s answer): {c['shift']:+.3f} nats/token "
+                  f"[{c['shift_ci95'][0]:+.3f}, {c['shift_ci95'][1]:+.3f}], {100 * c['moved']:.0f} % of items moved; "
+                  f"damage {c['damage_kl']:.3f} nats/token KL on neutral text")
+            if "null_draws" in c:
+                sd = "n/a" if c["null_shift_sd"] is None else f"{c['null_shift_sd']:.3f}"
+                thr = "n/a (needs >= 2 draws)" if c["null_threshold"] is None else f"{c['null_threshold']:+.3f}"
+                print(f"null ({c['null_draws']} label-swapped pairs): mean {c['null_shift_mean']:+.3f}, sd {sd}, "
+                      f"95 % prediction bound {thr}, null damage {c['null_damage_kl_mean']:.3f}; "
+                      f"persona-specific: {'yes' if c['persona_specific'] else 'no'}")
+            else:
+                print("no null pairs in the mask folder (build them with `mask ... --null-draws K`): "
+                      "the contrast cannot be called persona-specific")
     return 0
 
 

@@ -1,14 +1,20 @@
-"""Interventions on a loaded model: masks (hard or soft), restored exactly on exit.
+"""Interventions on a loaded model: masks (hard or soft), steering, restored exactly on exit.
 
 ``with apply_mask(model, mask): ...`` multiplies each masked weight in place, ``W ← W ⊙ M`` (or
 ``W ⊙ (M + γ(1 − M))`` for a soft gate), and copies the original values back on exit, also when the
 body raises. Switching persona is switching masks: nothing is reloaded.
+
+:class:`Intervention` puts every way of changing the model behind one object (a mask, a soft mask,
+residual steering, a system prompt, a LoRA adapter, or nothing), so that damage and alignment are
+measured the same way for all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -64,7 +70,9 @@ def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: se
         yield model
     finally:
         with torch.no_grad():
-            for w, orig in saved:
+            # reverse order: when two layer names alias one weight storage, the later backup was taken
+            # after the earlier layer's mask was applied; restoring last-to-first ends with the original
+            for w, orig in reversed(saved):
                 w.copy_(orig)
         pool["busy"] = False
 
@@ -110,3 +118,34 @@ def steering(model, steer: ResidualSteering | None) -> Iterator:
 def weights_snapshot(model) -> Mapping[str, Tensor]:
     """Copies of every prunable weight (for bit-exact restore checks)."""
     return {l.name: l.weight.detach().clone() for l in prunable_layers(model)}
+
+
+@dataclass
+class Intervention:
+    """One condition of the model: any combination of a (soft) mask, residual steering, a system prompt
+    and a LoRA adapter; all ``None`` is the dense model.
+
+    Weight and hook changes are made by :meth:`active`; the system prompt is part of the input, so
+    functions that build inputs (:func:`~persona_circuits.evaluation.score_choices` via ``system=``,
+    :func:`~persona_circuits.damage.kl_damage`) read :attr:`system` themselves.
+    """
+
+    label: str = "dense"
+    mask: Mask | None = None
+    gamma: float = 0.0
+    steer: ResidualSteering | None = None
+    system: str | None = None
+    lora: Any = None  # persona_circuits.baselines.LoRA
+
+    @contextlib.contextmanager
+    def active(self, model) -> Iterator:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(apply_mask(model, self.mask, gamma=self.gamma))
+            stack.enter_context(steering(model, self.steer))
+            if self.lora is not None:
+                stack.enter_context(self.lora.active())
+            yield model
+
+    @property
+    def is_dense(self) -> bool:
+        return self.mask is None and self.steer is None and not self.system and self.lora is None

@@ -1,7 +1,9 @@
 """Persona masks: per-row top-k selection, the mask object, and its compact storage.
 
-Every method keeps, in every row ``i`` of every selected layer, the ``k = floor((1 − ρ) · d_in)``
-weights with the largest score (``ρ`` = sparsity, the same in every layer). Ties are broken
+Every keep-mask method keeps, in every row ``i`` of every selected layer, the ``k = floor((1 − ρ) · d_in)``
+weights with the largest score (``ρ`` = sparsity, the same in every layer). The removal method
+(``contrastive-removal``) instead removes, per row, the ``d_in − k`` weights (a fraction ``ρ``, e.g.
+0.001-0.05) with the largest score of the *opposite* pole and keeps the rest. Ties are broken
 deterministically: larger score first, then larger ``|W|``, then lower input index, so identical
 inputs give bit-identical masks. Masks are stored bit-packed (one bit per weight) in
 ``mask.safetensors`` with their metadata in ``mask_config.json``.
@@ -27,14 +29,15 @@ from . import scoring
 from ._io import atomic_directory
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
-from .statistics import DEFAULT_STATISTIC, STATISTICS, ActivationSignature
+from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
 MASK_CONFIG_FILENAME = "mask_config.json"
-METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse", "contrastive-sparse-released", "random")
-CONTRASTIVE_METHODS = METHODS[1:4]
+METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse", "contrastive-sparse-released", "contrastive-removal",
+           "random")
+CONTRASTIVE_METHODS = METHODS[1:5]
 DEFAULT_SPARSITY = {"wanda": 0.5, "contrastive-wanda": 0.3, "contrastive-sparse": 0.3,
-                    "contrastive-sparse-released": 0.3, "random": 0.5}
+                    "contrastive-sparse-released": 0.3, "contrastive-removal": 0.01, "random": 0.5}
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -47,6 +50,11 @@ def check_sparsity(sparsity: float) -> float:
 def keep_count(d_in: int, sparsity: float) -> int:
     """``k = floor((1 − ρ) · d_in)`` (computed exactly for decimal ρ)."""
     return int(np.floor(round((1.0 - sparsity) * d_in, 9)))
+
+
+def remove_count(d_in: int, fraction: float) -> int:
+    """Weights removed per row by a removal mask of ``fraction``: ``d_in − floor((1 − fraction) · d_in)``."""
+    return d_in - keep_count(d_in, fraction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,6 +152,14 @@ def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor |
     return keep if eligible is None else keep & eligible
 
 
+def topk_rows_varying(scores: Float[Tensor, "d_out d_in"], k: Tensor) -> Bool[Tensor, "d_out d_in"]:
+    """Keep, in row ``i``, the ``k[i]`` largest scores (ties: lower column index first). One stable sort."""
+    d_out, d_in = scores.shape
+    order = scores.float().argsort(dim=1, descending=True, stable=True)
+    rank_keep = torch.arange(d_in, device=scores.device)[None, :] < k.to(scores.device)[:, None]
+    return torch.zeros((d_out, d_in), dtype=torch.bool, device=scores.device).scatter_(1, order, rank_keep)
+
+
 # --------------------------------------------------------------------------------------------
 # The mask object
 
@@ -165,6 +181,7 @@ class MaskConfig:
     calibration_hash: str | None = None
     phi: str | None = None
     tau: float | None = None
+    text_stat: str | None = None
     seed: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -268,6 +285,18 @@ def load_masks(path: str | Path) -> dict[str, Mask]:
     return {p.name: Mask.load(p) for p in subs}
 
 
+NULLS_DIRNAME = "nulls"
+
+
+def load_null_masks(path: str | Path) -> list[dict[str, Mask]]:
+    """Null mask pairs stored under ``path/nulls/<k>/<pole>`` (written by ``mask --null-draws``), in draw order."""
+    root = Path(path) / NULLS_DIRNAME
+    if not root.is_dir():
+        return []
+    draws = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return [load_masks(p) for p in draws]
+
+
 def save_masks(path: str | Path, masks: Mapping[str, Mask]) -> Path:
     """Write one sub-folder per pole under ``path``, all or nothing."""
     with atomic_directory(path) as tmp:
@@ -289,12 +318,14 @@ def _config(model, method, sparsity, modules, **kw) -> MaskConfig:
                       fingerprint=architecture_fingerprint(model), modules=modules, **kw)
 
 
-def _check(model, sparsity, modules, sigs=(), statistic=None) -> float:
+def _check(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) -> float:
     sparsity = check_sparsity(sparsity)
     if modules not in MODULE_SCOPES:
         raise MaskError(f"modules must be one of {MODULE_SCOPES}, got {modules!r}")
     if statistic is not None and statistic not in STATISTICS:
         raise MaskError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+    if text_stat is not None and text_stat not in TEXT_STATISTICS:
+        raise MaskError(f"unknown per-text statistic {text_stat!r}; choose one of {TEXT_STATISTICS}")
     fp = architecture_fingerprint(model)
     for s in sigs:
         if s.fingerprint != fp:
@@ -321,25 +352,51 @@ def wanda_mask(model, signature: ActivationSignature, *, sparsity: float = 0.5, 
 
 @torch.no_grad()
 def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
-                            phi: str = "relu", tau: float = 2.0, modules: str = "all") -> tuple[Mask, Mask]:
+                            phi: str = "relu", tau: float = 2.0, modules: str = "all",
+                            text_stat: str = DEFAULT_TEXT_STAT) -> tuple[Mask, Mask]:
     """Contrastive-Wanda masks of poles A and B: top-k of ``|W| · φ(±z)`` per row.
 
     With ReLU, channels with ``z ≤ 0`` score 0 for pole A; when fewer than ``k`` channels of a row
     score above 0 the rest of the top-k is filled from the ties by ``|W|`` (then by index), so at
-    ``ρ < 0.5`` the two masks necessarily overlap.
+    ``ρ < 0.5`` the two masks necessarily overlap. ``text_stat``: per-text statistic of the z-score
+    (the length-invariant ``"rms"`` by default, or ``"l2"`` as the paper and the released code).
     """
-    sparsity = _check(model, sparsity, modules, (sig_a, sig_b))
+    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
     if phi not in scoring.PHIS:
         raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
     ma, mb = {}, {}
     for l in prunable_layers(model, modules):
         w = l.weight
         k = keep_count(w.shape[1], sparsity)
-        sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau)
+        sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau, text_stat)
         ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
         mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
     return _pair(model, "contrastive-wanda", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
-                 tau=tau if phi == "softplus" else None, statistic="l2")
+                 tau=tau if phi == "softplus" else None, text_stat=text_stat)
+
+
+@torch.no_grad()
+def contrastive_removal_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.01,
+                              phi: str = "relu", tau: float = 2.0, modules: str = "all",
+                              text_stat: str = DEFAULT_TEXT_STAT) -> tuple[Mask, Mask]:
+    """Removal masks: pole A's mask removes, in every row, the ``ρ`` fraction of weights with the largest
+    pole-B contrastive-Wanda score ``|W| · φ(−z)`` (the weights the opposite pole relies on), and keeps the
+    rest; pole B's mask removes the top of ``|W| · φ(z)``. Exactly ``d_in − floor((1 − ρ) d_in)`` weights
+    per row are removed (ties by ``|W|``, then index: with ReLU, a row with fewer channels of positive
+    score than that removes its largest-``|W|`` zero-score weights too).
+    """
+    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
+    if phi not in scoring.PHIS:
+        raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
+    ma, mb = {}, {}
+    for l in prunable_layers(model, modules):
+        w = l.weight
+        n = remove_count(w.shape[1], sparsity)
+        sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau, text_stat)
+        ma[l.name] = (~topk_rows(sb, n, tiebreak=w.detach())).cpu()
+        mb[l.name] = (~topk_rows(sa, n, tiebreak=w.detach())).cpu()
+    return _pair(model, "contrastive-removal", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
+                 tau=tau if phi == "softplus" else None, text_stat=text_stat)
 
 
 @torch.no_grad()
@@ -351,8 +408,11 @@ def contrastive_sparse_masks(model, sig_a: ActivationSignature, sig_b: Activatio
     ``variant="paper"``: each weight belongs to the pole with the larger row-normalised Wanda score
     (disjoint masks); each pole keeps per row the top-k of its own weights by ``|S̃a − S̃b|`` (at most
     as many as it owns, so below ``ρ = 0.5`` a mask can be sparser than ``ρ``).
-    ``variant="released"``: the released code's method: one symmetric score ``|W|·|z|``; pole A keeps
-    the top-k, pole B the next k (ranks k..2k−1; fewer when ``2k > d_in``). Also disjoint.
+    ``variant="released"``: the released code's method (``contra.py``): one symmetric score
+    ``|W| · |ma − mb| / sqrt(va + vb + 1e-6)`` from token-pooled means and variances of the raw
+    activations; pole A keeps the top-k; pole B keeps the top-k of the entries not in A's mask, and when
+    ``2k > d_in`` fills the rest of its k from A's entries (which the released code sets to ``−inf``,
+    so its order among them is arbitrary; here: larger ``|W|``, then lower index). Both keep k per row.
     """
     sparsity = _check(model, sparsity, modules, (sig_a, sig_b), statistic)
     ma, mb = {}, {}
@@ -366,8 +426,12 @@ def contrastive_sparse_masks(model, sig_a: ActivationSignature, sig_b: Activatio
         elif variant == "released":
             s = scoring.released_sparse_scores(w, sig_a, sig_b, l.name)
             first = topk_rows(s, k, tiebreak=w.detach())
-            both = topk_rows(s, min(2 * k, w.shape[1]), tiebreak=w.detach())
-            ma[l.name], mb[l.name] = first.cpu(), (both & ~first).cpu()
+            second = topk_rows(s, k, tiebreak=w.detach(), eligible=~first)
+            deficit = k - second.sum(1)
+            if bool((deficit > 0).any()):  # 2k > d_in: fill from A's entries by |W|
+                fill_score = torch.where(first, w.detach().abs().float(), torch.full((), -1.0, device=w.device))
+                second |= topk_rows_varying(fill_score, deficit)
+            ma[l.name], mb[l.name] = first.cpu(), second.cpu()
         else:
             raise MaskError(f"unknown contrastive-sparse variant {variant!r} (paper or released)")
     method = "contrastive-sparse" if variant == "paper" else "contrastive-sparse-released"
@@ -381,6 +445,22 @@ def _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, **kw) -> tuple
     common = dict(tokens=sig_a.tokens, poles=poles, dataset=sig_a.dataset, calibration_hash=h, **kw)
     return (Mask(ma, _config(model, method, sparsity, modules, pole=poles[0], **common)),
             Mask(mb, _config(model, method, sparsity, modules, pole=poles[1], **common)))
+
+
+def random_like(mask: Mask, *, seed: int = 0, pole: str | None = None) -> Mask:
+    """Control matched to ``mask``: in every row of every layer, as many weights kept as ``mask`` keeps
+    there, chosen uniformly at random (so the realised per-layer and per-row density is the same, also
+    for masks sparser than their nominal ``ρ`` such as contrastive-sparse)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(mask.masks):
+        m = mask.masks[name]
+        out[name] = topk_rows_varying(torch.rand(m.shape, generator=g), m.sum(1))
+    c = mask.config
+    cfg = MaskConfig(method="random", sparsity=1.0 - mask.density(), model_id=c.model_id, fingerprint=c.fingerprint,
+                     modules=c.modules, pole=pole if pole is not None else c.pole, poles=list(c.poles), dataset=c.dataset,
+                     seed=seed, extra={"matched_to": c.method, "matched_sparsity": c.sparsity})
+    return Mask({n: out[n] for n in mask.masks}, cfg)
 
 
 @torch.no_grad()
@@ -397,8 +477,12 @@ def random_mask(model, *, sparsity: float = 0.5, modules: str = "all", seed: int
 
 def build_masks(model, method: str, signatures: Mapping[str, ActivationSignature], *, sparsity: float | None = None,
                 statistic: str = DEFAULT_STATISTIC, modules: str = "all", phi: str = "relu", tau: float = 2.0,
-                seed: int = 0) -> dict[str, Mask]:
-    """Masks of every pole for ``method`` (one of :data:`METHODS`), keyed by pole name."""
+                seed: int = 0, text_stat: str = DEFAULT_TEXT_STAT) -> dict[str, Mask]:
+    """Masks of every pole for ``method`` (one of :data:`METHODS`), keyed by pole name.
+
+    ``sparsity`` is the method's strength dial: the fraction removed per row (keep-masks), or the
+    fraction of top opposite-pole weights removed per row (``contrastive-removal``).
+    """
     if method not in METHODS:
         raise MaskError(f"unknown method {method!r}; choose one of {METHODS}")
     sparsity = DEFAULT_SPARSITY[method] if sparsity is None else sparsity
@@ -411,7 +495,11 @@ def build_masks(model, method: str, signatures: Mapping[str, ActivationSignature
         raise MaskError(f"{method} needs a persona pair (two poles), got {len(poles)}")
     a, b = signatures[poles[0]], signatures[poles[1]]
     if method == "contrastive-wanda":
-        ma, mb = contrastive_wanda_masks(model, a, b, sparsity=sparsity, phi=phi, tau=tau, modules=modules)
+        ma, mb = contrastive_wanda_masks(model, a, b, sparsity=sparsity, phi=phi, tau=tau, modules=modules,
+                                         text_stat=text_stat)
+    elif method == "contrastive-removal":
+        ma, mb = contrastive_removal_masks(model, a, b, sparsity=sparsity, phi=phi, tau=tau, modules=modules,
+                                           text_stat=text_stat)
     else:
         ma, mb = contrastive_sparse_masks(model, a, b, sparsity=sparsity, statistic=statistic, modules=modules,
                                           variant="paper" if method == "contrastive-sparse" else "released")

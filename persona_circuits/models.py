@@ -188,6 +188,16 @@ def _load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any
     return hf, tok, name, name
 
 
+def parse_device_map(value: str | None) -> str | dict | None:
+    """``--device-map``: a name accelerate knows (``auto``, ``balanced``...) or a JSON object module -> device."""
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"--device-map: not valid JSON ({exc.msg})") from None
+
+
 def load_model(
     model: str | nn.Module | None = None,
     tokenizer: Any | None = None,

@@ -136,71 +136,148 @@ def fig_overlap(results: dict) -> Figure:
     return fig
 
 
+class FigureDataMissing(Exception):
+    """``results.json`` lacks what a figure needs (e.g. written by an older study): skip the figure."""
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise FigureDataMissing(f"results.json has no {what} (written by an older study?); rerun the study "
+                                "(`make reproduce-full`) to draw this figure")
+
+
+def _band(ax, x, ci, color, alpha=0.2):
+    ax.fill_between(x, [c[0] for c in ci], [c[1] for c in ci], color=color, alpha=alpha, lw=0)
+
+
 def fig_ablation(results: dict) -> Figure:
-    """Restoring layer groups inside a mask, and removing top-scored vs random weights from the dense model."""
+    """Restoring layer groups inside both poles' masks (fraction of the full pole contrast), and removal of
+    top contrastive vs top pooled-Wanda vs random weights at matched count per row."""
     a = results.get("analysis") or {}
+    _need(not a or ("full_contrast" in a.get("restore", {}) and "rows" in a.get("removal", {})
+                    and all("contrastive_contrast" in r for r in a["removal"]["rows"])),
+          "two-mask restore / matched-count removal ablation")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
     if "restore" in a:
-        rows = a["restore"]["rows"]
-        ax.barh(range(len(rows)), [r["effect"] for r in rows], color="C0")
-        ax.axvline(a["restore"]["full_mask_effect"], color="C3", ls="--", label="full mask")
-        ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(rows)), [f"restore {r['restored']}" for r in rows], fontsize=8)
-        ax.set_xlabel("effect on pole preference (nats / token)")
-        ax.set_title(f"Restore to dense inside the {a['restore']['method']} mask ({a['restore']['pole']})", fontsize=9)
-        ax.legend(fontsize=7)
+        r = a["restore"]
+        rows = r["rows"]
+        if rows:
+            fr = [x["fraction_of_full"] for x in rows]
+            ax.barh(range(len(rows)), fr, color="C0",
+                    xerr=[[max(0.0, f - x["fraction_ci95"][0]) for f, x in zip(fr, rows)],
+                          [max(0.0, x["fraction_ci95"][1] - f) for f, x in zip(fr, rows)]], capsize=2)
+            ax.axvline(1.0, color="C3", ls="--", label="full masks")
+            ax.axvline(0, color="grey", lw=0.8)
+            ax.set_yticks(range(len(rows)), [f"restore {x['restored']}" for x in rows], fontsize=8)
+            ax.set_xlabel("pole contrast remaining (fraction of the full masks')")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not computed:\n" + (r.get("skipped") or "").replace(": ", ":\n", 1), ha="center",
+                    va="center", wrap=True, fontsize=8, transform=ax.transAxes)
+            ax.set_axis_off()
+        ax.set_title(f"Restore to dense inside both {r.get('method', '')} masks "
+                     f"(full contrast {r['full_contrast']['shift']:+.3f})", fontsize=9)
     if "removal" in a:
         rows = a["removal"]["rows"]
-        for kind, ls in (("top contrastive", "-"), ("random", "--")):
-            for pi, pole in enumerate(sorted({r["pole_scored"] for r in rows})):
-                rr = [r for r in rows if r["kind"] == kind and r["pole_scored"] == pole]
-                ax2.plot([100 * r["fraction"] for r in rr], [r["effect"] for r in rr], ls=ls, marker="o",
-                         color=f"C{pi}", label=f"{kind}, {pole}")
+        kinds = [("contrastive_contrast", "top contrastive: contrast (B-top removed vs A-top removed)", "C3"),
+                 ("random_pair_contrast", "two random removals: contrast", "grey")]
+        shifts = [("wanda-pooled", "top pooled Wanda: shift vs dense", "C1"), ("random-0", "random: shift vs dense", "C4")]
+        w = 0.8 / (len(kinds) + len(shifts))
+        for i, row in enumerate(rows):
+            vals = [(row[k], lab, c) for k, lab, c in kinds] + [(row["shift_vs_dense"][k], lab, c) for k, lab, c in shifts]
+            for j, (v, lab, c) in enumerate(vals):
+                ax2.bar(i + (j - len(vals) / 2 + 0.5) * w, v["shift"], w, color=c, yerr=_err(v["shift"], v["shift_ci95"]),
+                        capsize=2, label=lab if i == 0 else None)
         ax2.axhline(0, color="grey", lw=0.8)
-        ax2.set_xscale("log")
-        ax2.set_xlabel("weights removed per row (%)")
-        ax2.set_ylabel("change of pole preference (nats / token)")
-        ax2.set_title("Remove top contrastive vs random weights (dense model)", fontsize=9)
-        ax2.legend(fontsize=7)
+        ax2.set_xticks(range(len(rows)), [f"{100 * r['fraction']:g} % per row" for r in rows])
+        ax2.set_ylabel("nats / token (preference for pole A)")
+        ax2.set_title("Removal at matched count per row (dense model)", fontsize=9)
+        ax2.legend(fontsize=6)
     fig.tight_layout()
     return fig
 
 
 def fig_probes(results: dict) -> Figure:
-    """Linear-probe accuracy per layer (held-out, cross-validated, shuffled-label control)."""
+    """Layer probes (held-out accuracy, 95 % CI) next to the bag-of-words and embedding baselines;
+    filled markers: informative layers (beat both baselines)."""
     sets = list(results["sets"])
+    _need(all(isinstance(results["sets"][n].get("probes"), dict) for n in sets), "probes with lexical baselines")
     fig, axes = _grid(len(sets), 4.2, 3.2)
     for ax, name in zip(axes, sets):
         pr = results["sets"][name]["probes"]
-        L = [r["layer"] for r in pr]
-        ax.plot(L, [r["test_accuracy"] for r in pr], marker=".", label="held-out")
-        ax.plot(L, [r["cv_accuracy"] for r in pr], marker=".", label="calibration CV")
-        ax.plot(L, [r["shuffled_test_accuracy"] for r in pr], marker=".", color="grey", label="shuffled labels")
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        rows = pr["layers"]
+        L = [r["layer"] for r in rows]
+        acc = [r["test_accuracy"] for r in rows]
+        ax.plot(L, acc, color="C0", label="layer probe (held-out)")
+        _band(ax, L, [r["test_accuracy_ci95"] for r in rows], "C0")
+        inf = [r for r in rows if r["informative"]]
+        ax.scatter([r["layer"] for r in inf], [r["test_accuracy"] for r in inf], color="C0", zorder=3, s=14,
+                   label="informative (beats both)")
+        ax.axhline(pr["bag_of_words"]["test_accuracy"], color="C3", ls="--", label="bag of words (TF-IDF)")
+        ax.axhline(pr["embedding"]["test_accuracy"], color="C2", ls="-.", label="embedding probe")
+        ax.plot(L, [r["shuffled_test_accuracy"] for r in rows], color="grey", lw=0.8, label="shuffled labels")
+        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(0.3, 1.02)
         ax.set_xlabel("block")
-        ax.set_ylabel("probe accuracy")
-        ax.set_title(f"{name} (train {pr[0]['n_train']}, test {pr[0]['n_test']})", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("Linear probes decoding the pole from the residual stream")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} (train {pr['n_train']}, test {pr['n_test']}; {pr['n_informative']}/{pr['n_comparisons']} informative)",
+                     fontsize=8)
+        ax.legend(fontsize=6)
+    fig.suptitle("Linear probes decoding the pole, against lexical baselines on the same split")
+    fig.tight_layout()
+    return fig
+
+
+def fig_neutral_decoding(results: dict) -> Figure:
+    """Which pole's mask / persona prompt is active, decoded from hidden states of neutral text
+    (cross-validated by text, 95 % CI over texts; dotted: label-swap control)."""
+    sets = list(results["sets"])
+    _need(all("neutral_decoding" in results["sets"][n] for n in sets), "neutral-text decoding")
+    fig, axes = _grid(len(sets), 4.2, 3.2)
+    for ax, name in zip(axes, sets):
+        for i, (label, d) in enumerate(results["sets"][name]["neutral_decoding"].items()):
+            rows = d["layers"]
+            L = [r["layer"] for r in rows]
+            ref = "reference" in label
+            c = "grey" if ref else f"C{i}"
+            ax.plot(L, [r["accuracy"] for r in rows], color=c, lw=4 if ref else 1.5, alpha=0.45 if ref else 1.0,
+                    zorder=1 if ref else 2, label=f"{label} ({d['n_decodable']}/{len(rows)} layers)")
+            _band(ax, L, [r["accuracy_ci95"] for r in rows], c)
+            ax.plot(L, [r["shuffled_accuracy"] for r in rows], color=c, ls=":", lw=0.8)
+        ax.axhline(0.5, color="grey", lw=0.6, ls="--")
+        ax.set_ylim(0.3, 1.02)
+        ax.set_xlabel("block")
+        ax.set_ylabel("accuracy (CV by text)")
+        n = next(iter(results["sets"][name]["neutral_decoding"].values()))["n_texts"]
+        ax.set_title(f"{name} ({n} neutral texts)", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle("Which pole's intervention is active? Decoded from neutral text (not lexical)")
     fig.tight_layout()
     return fig
 
 
 def fig_similarity(results: dict) -> Figure:
-    """Cosine similarity between the two poles' mean representations per layer (raw and centered)."""
+    """Split-half reliability of the pole-difference direction per layer against its label-permutation
+    null (band: null mean to 95th percentile); right: the paper's cosine of the means, not evidence."""
+    sets = results["sets"]
+    _need(all(isinstance(s.get("similarity"), dict) for s in sets.values()), "split-half reliability")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
-    for i, (name, s) in enumerate(results["sets"].items()):
-        sim = s["similarity"]
-        L = [r["layer"] for r in sim]
-        ax.plot(L, [r["cosine"] for r in sim], color=f"C{i}", label=name)
-        ax2.plot(L, [r["cosine_centered"] for r in sim], color=f"C{i}", label=name)
-        ax2.plot(L, [r["same_pole_halves_centered"] for r in sim], color=f"C{i}", ls=":", lw=0.8)
-    ax.set_title("raw cosine of mean representations")
-    ax2.set_title("centered cosine (dotted: two halves of the same pole)")
+    for i, (name, s) in enumerate(sets.items()):
+        rows = s["similarity"]["layers"]
+        L = [r["layer"] for r in rows]
+        ax.plot(L, [r["reliability"] for r in rows], color=f"C{i}", label=name)
+        _band(ax, L, [(r["null_mean"], r["null_p95"]) for r in rows], f"C{i}", alpha=0.15)
+        sig = [r for r in rows if r["p_value"] < 0.05]
+        ax.scatter([r["layer"] for r in sig], [r["reliability"] for r in sig], color=f"C{i}", s=10, zorder=3)
+        ax2.plot(L, [r["cosine_of_means"] for r in rows], color=f"C{i}", label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title("split-half reliability of the difference direction\n(band: permutation null, mean to 95th pct; dots: p < 0.05)",
+                 fontsize=9)
+    ax.set_ylabel("cos(m(A1) - m(B1), m(A2) - m(B2))")
+    ax2.set_title("paper's measure: cos(m_A, m_B) - near 1 for any texts, not evidence", fontsize=9)
+    ax2.set_ylabel("cosine of the poles' means")
     for a in (ax, ax2):
         a.set_xlabel("block")
-        a.set_ylabel("cosine similarity")
         a.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -272,13 +349,54 @@ def fig_capability(results: dict) -> Figure:
     return fig
 
 
+CURVE_STYLE = {"contrastive-wanda": ("C0", "contrastive-Wanda keep mask (sparsity)"),
+               "contrastive-removal": ("C3", "contrastive removal (fraction)"),
+               "steering": ("C2", "steering (coefficient)")}
+
+
+def fig_effect_damage(results: dict) -> Figure:
+    """Pole contrast against damage (KL on neutral text) over each method's strength dial, with its null
+    draws at every strength (hollow markers: label-swapped masks, random steering directions)."""
+    sets = [n for n, s in results["sets"].items() if s.get("effect_damage")]
+    _need(bool(sets), "effect-damage curves")
+    fig, axes = _grid(len(sets), 5.2, 4.0)
+    for ax, name in zip(axes, sets):
+        ed = results["sets"][name]["effect_damage"]
+        for method, pts in ed["curves"].items():
+            color, label = CURVE_STYLE.get(method, ("C7", method))
+            x = [max(p["damage_kl"], 1e-5) for p in pts]
+            y = [p["shift"] for p in pts]
+            lo = [p["shift"] - p["shift_ci95"][0] for p in pts]
+            hi = [p["shift_ci95"][1] - p["shift"] for p in pts]
+            ax.errorbar(x, y, yerr=[lo, hi], color=color, marker="o", ms=4, lw=1.2, capsize=2, label=label)
+            for p in pts:
+                spec = "*" if p["persona_specific"] else ""
+                ax.annotate(f"{p['strength']:g}{spec}", (max(p["damage_kl"], 1e-5), p["shift"]), fontsize=6,
+                            color=color, xytext=(3, 3), textcoords="offset points")
+                nx = [max(d, 1e-5) for d in p["null_damage_kl"]]
+                ax.scatter(nx, p["null_shifts"], facecolors="none", edgecolors=color, s=14, lw=0.7, alpha=0.7)
+        pr = (ed.get("points") or {}).get("prompt")
+        if pr:
+            ax.errorbar([max(pr["damage_kl"], 1e-5)], [pr["shift"]], yerr=[[pr["shift"] - pr["shift_ci95"][0]],
+                        [pr["shift_ci95"][1] - pr["shift"]]], color="k", marker="s", ms=5, capsize=2, label="persona prompt")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("damage: KL(dense || intervened) on neutral text, nats/token")
+        ax.set_ylabel("pole contrast, nats/token")
+        ax.set_title(f"{name} ({ed['n_items']} items, {ed['null_draws']} null draws per point; * beats its null)", fontsize=8)
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def _analysis_name(results: dict) -> str:
     a = results.get("analysis") or {}
     return a.get("set") or next(iter(results["sets"]))
 
 
-FIGURES = {"main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
-           "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes, "similarity": fig_similarity,
+FIGURES = {"effect_damage": fig_effect_damage, "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
+           "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes,
+           "neutral_decoding": fig_neutral_decoding, "similarity": fig_similarity,
            "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability}
 
 
@@ -295,7 +413,14 @@ def write_figure(results: dict, name: str, out_dir: str | Path) -> Path:
 
 
 def write_figures(results: dict, out_dir: str | Path) -> list[Path]:
-    return [write_figure(results, n, out_dir) for n in FIGURES]
+    """Every figure of :data:`FIGURES`; one whose data is missing is skipped with a message on stderr."""
+    out = []
+    for n in FIGURES:
+        try:
+            out.append(write_figure(results, n, out_dir))
+        except FigureDataMissing as exc:
+            print(f"{n}: skipped: {exc}", file=sys.stderr)
+    return out
 
 
 def script_main(name: str, argv: list[str] | None = None) -> int:
@@ -311,5 +436,8 @@ def script_main(name: str, argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"{name}: error: cannot read {a.results}: {exc}", file=sys.stderr)
         return 2
-    print(write_figure(results, name, a.out))
+    try:
+        print(write_figure(results, name, a.out))
+    except FigureDataMissing as exc:
+        print(f"{name}: skipped: {exc}", file=sys.stderr)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ._io import atomic_write_text
 
 #: Difference rate (%) between opposite-pole Wanda masks reported by the paper (LLaMA, MBTI axes),
@@ -98,6 +100,9 @@ def build_report(results: dict) -> str:
             L.append(f"| {label} | " + " | ".join(cells) + " |")
         L.append("")
 
+    # ---- headline: effect against damage
+    L += effect_damage_section(sets)
+
     # ---- per-set tables
     L.append("## Alignment per persona set\n")
     L.append("![main accuracy](figures/main_accuracy.png)\n")
@@ -121,11 +126,23 @@ def build_report(results: dict) -> str:
         L.append("")
         L.append("Pole contrast (same items, pole-A condition vs pole-B condition; shift of the per-token preference for "
                  f"`{poles[0]}`'s answer, nats/token, and share of items that moved towards it):\n")
-        L.append("| method | shift | 95 % CI | items moved | 95 % CI |")
-        L.append("|---|---|---|---|---|")
+        L.append("| method | shift | 95 % CI | items moved | 95 % CI | damage (KL, nats/token) | null: mean ± sd (draws) | "
+                 "null 95 % bound | persona-specific |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for c in s["contrasts"]:
+            dmg = f"{c['damage_kl']:.3f}" if c.get("damage_kl") is not None else "-"
+            if c.get("null_draws"):
+                sd = f"{c['null_shift_sd']:.3f}" if c.get("null_shift_sd") is not None else "-"
+                null = f"{c['null_shift_mean']:+.3f} ± {sd} ({c['null_draws']} {c.get('null_kind', '')})"
+                thr = f"{c['null_threshold']:+.3f}" if c.get("null_threshold") is not None else "-"
+                spec = "yes" if c.get("persona_specific") else "no"
+            else:
+                null, thr, spec = "no null", "-", "untested"
             L.append(f"| {c['condition']} | {c['shift']:+.3f} | [{c['shift_ci95'][0]:+.3f}, {c['shift_ci95'][1]:+.3f}] | "
-                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} |")
+                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} | {dmg} | {null} | {thr} | {spec} |")
+        L.append("\nA contrast counts as persona-specific only above the one-sided 95 % prediction bound of its null "
+                 "draws (label-swapped calibration data for masks, random directions of the same norm for steering) "
+                 "with its own interval above 0; prompt, RAG and fine-tuning have no null here.")
         if s.get("steering"):
             st = s["steering"]
             L.append(f"\nSteering: layer {st['layer']}, coefficient {st['coef']} (chosen on calibration items).")
@@ -165,38 +182,11 @@ def build_report(results: dict) -> str:
     a = results.get("analysis")
     if a:
         L.append(f"\n### 3. Ablation ({a['set']}, {a['n_items']} held-out items)\n\n![ablation](figures/ablation.png)\n")
-        r = a["restore"]
-        L.append(f"Effect of the full {r['method']} mask for `{r['pole']}`: {r['full_mask_effect']:+.3f} nats/token "
-                 f"({r['effect_definition']}).\n")
-        L.append("| restored to dense | remaining effect | fraction of the full effect |")
-        L.append("|---|---|---|")
-        for row in r["rows"]:
-            fr = row["fraction_of_effect_remaining"]
-            L.append(f"| {row['restored']} | {row['effect']:+.3f} | {'-' if fr is None else f'{fr:.2f}'} |")
-        L.append("\n| weights removed per row | pole | top contrastive: effect | random: effect |")
-        L.append("|---|---|---|---|")
-        rows = a["removal"]["rows"]
-        for q in sorted({x["fraction"] for x in rows}):
-            for p in sorted({x["pole_scored"] for x in rows}):
-                top = next((x["effect"] for x in rows if x["fraction"] == q and x["pole_scored"] == p and x["kind"] != "random"), None)
-                rnd = next((x["effect"] for x in rows if x["fraction"] == q and x["pole_scored"] == p and x["kind"] == "random"), None)
-                L.append(f"| {100 * q:g} % | {p} | {top:+.3f} | {rnd:+.3f} |")
-    L.append("\n### 4. Linear probes\n\n![probes](figures/probes.png)\n")
-    L.append("| set | best layer | held-out accuracy there | CV accuracy there | shuffled-label control | layer-0 held-out accuracy |")
-    L.append("|---|---|---|---|---|---|")
-    for name, s in sets.items():
-        pr = s["probes"]
-        best = max(pr, key=lambda r: (r["cv_accuracy"], -r["layer"]))
-        L.append(f"| {name} | {best['layer']} | {_pct(best['test_accuracy'])} % | {_pct(best['cv_accuracy'])} % | "
-                 f"{_pct(best['shuffled_test_accuracy'])} % | {_pct(pr[0]['test_accuracy'])} % |")
-    L.append("\n(The best layer is chosen by calibration CV accuracy, not by held-out accuracy.)\n")
-    L.append("### 5. Layer-wise cosine similarity of the poles' mean representations\n\n![similarity](figures/similarity.png)\n")
-    L.append("| set | raw cosine, first block | raw cosine, last block | centered cosine, last block | same-pole halves, last block |")
-    L.append("|---|---|---|---|---|")
-    for name, s in sets.items():
-        sim = s["similarity"]
-        L.append(f"| {name} | {sim[0]['cosine']:.3f} | {sim[-1]['cosine']:.3f} | {sim[-1]['cosine_centered']:.3f} | "
-                 f"{sim[-1]['same_pole_halves_centered']:.3f} |")
+        L.extend(_ablation_section(a))
+    L.append("\n### 4. Linear probes against lexical baselines\n\n![probes](figures/probes.png)\n")
+    L.extend(_probe_section(sets))
+    L.append("\n### 5. Does the pole difference replicate? Split-half reliability\n\n![similarity](figures/similarity.png)\n")
+    L.extend(_similarity_section(sets))
     if a:
         L.append(f"\n### 6. Stability under calibration resampling ({a['set']})\n\n![stability](figures/stability.png)\n")
         L.append("| method | bootstrap resamples | mean pairwise Jaccard | min | two random masks |")
@@ -227,9 +217,163 @@ def build_report(results: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def _iv(ci, fmt="{:+.3f}") -> str:
+    return "[" + fmt.format(ci[0]) + ", " + fmt.format(ci[1]) + "]"
+
+
+def _layer_list(layers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``0-2, 5, 7-8`` (``none`` when empty)."""
+    if not layers:
+        return "none"
+    out, start = [], layers[0]
+    for prev, cur in zip(layers, layers[1:] + [None]):
+        if cur != prev + 1:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(out)
+
+
+def _ablation_section(a: dict) -> list[str]:
+    L = []
+    r = a.get("restore") or {}
+    if "full_contrast" not in r:
+        return ["(These results predate the two-mask restore and the matched-count removal; rerun the study.)"]
+    fc = r["full_contrast"]
+    L.append(f"**Restore.** Pole contrast of both {r['method']} masks ({' vs '.join(r['poles'])}): {fc['shift']:+.3f} nats/token "
+             f"{_iv(fc['shift_ci95'])}, {_pct(fc['accuracy'])} % of items moved. Gate ({r['gate']['test']}): "
+             f"{'passed' if r['gate']['passed'] else 'not passed'}.\n")
+    if r["rows"]:
+        L.append("| restored to dense (both masks) | layers | pole contrast | 95 % CI | fraction of the full contrast | 95 % CI |")
+        L.append("|---|---|---|---|---|---|")
+        for row in r["rows"]:
+            c = row["contrast"]
+            L.append(f"| {row['restored']} | {row['n_layers']} | {c['shift']:+.3f} | {_iv(c['shift_ci95'])} | "
+                     f"{row['fraction_of_full']:.2f} | {_iv(row['fraction_ci95'], '{:.2f}')} |")
+    else:
+        L.append(f"Restore rows not computed: {r['skipped']}; a fraction of a contrast that may be noise would mean nothing.")
+    rem = a["removal"]
+    L.append(f"\n**Removal** from the dense model, the same number of weights in every row for every kind "
+             f"(condition {rem['poles'][0]}: remove the weights pole {rem['poles'][1]} relies on most, and vice versa). "
+             "Contrast: preference for the first pole's answer under the first condition minus under the second; "
+             "shift: against the dense model.\n")
+    L.append("| removed per row | weights removed | top contrastive: contrast | two random removals: contrast | "
+             "difference (paired 95 % CI) | top pooled Wanda: shift | random: shift |")
+    L.append("|---|---|---|---|---|---|---|")
+    for row in rem["rows"]:
+        c, rp, sv = row["contrastive_contrast"], row["random_pair_contrast"], row["shift_vs_dense"]
+        L.append(f"| {100 * row['fraction']:g} % | {row['removed_total']} | {c['shift']:+.3f} {_iv(c['shift_ci95'])} | "
+                 f"{rp['shift']:+.3f} {_iv(rp['shift_ci95'])} | {row['contrastive_minus_random_pair']:+.3f} "
+                 f"{_iv(row['contrastive_minus_random_pair_ci95'])} | {sv['wanda-pooled']['shift']:+.3f} "
+                 f"{_iv(sv['wanda-pooled']['shift_ci95'])} | {sv['random-0']['shift']:+.3f} {_iv(sv['random-0']['shift_ci95'])} |")
+    return L
+
+
+def _probe_section(sets: dict) -> list[str]:
+    if not all(isinstance(s.get("probes"), dict) for s in sets.values()):
+        return ["(These results predate the probes with lexical baselines; rerun the study.)"]
+    L = ["Probes are trained on the calibration texts of both poles and tested on both answers of every held-out "
+         "item; the bag-of-words classifier (TF-IDF of the answers + logistic regression) and the embedding probe "
+         "(mean token embedding of the same answer tokens) use the same split. A layer is *informative* only where "
+         "the paired bootstrap 95 % interval (over held-out items) of its accuracy minus each baseline's lies above 0.\n"]
+    L.append("| set | bag of words | embedding probe | best layer (CV) | its held-out accuracy | minus the better baseline | "
+             "shuffled-label control | informative layers |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for name, s in sets.items():
+        pr = s["probes"]
+        best = max(pr["layers"], key=lambda r: (np.nan_to_num(r["cv_accuracy"], nan=-1), -r["layer"]))
+        key = "minus_bag_of_words" if pr["better_baseline"] == "bag_of_words" else "minus_embedding"
+        inf = [r["layer"] for r in pr["layers"] if r["informative"]]
+        L.append(f"| {name} | {_pct(pr['bag_of_words']['test_accuracy'])} % {_ci(pr['bag_of_words']['test_accuracy_ci95'])} | "
+                 f"{_pct(pr['embedding']['test_accuracy'])} % {_ci(pr['embedding']['test_accuracy_ci95'])} | {best['layer']} | "
+                 f"{_pct(best['test_accuracy'])} % {_ci(best['test_accuracy_ci95'])} | {100 * best[key]:+.1f} points "
+                 f"{_ci(best[key + '_ci95'])} | {_pct(best['shuffled_test_accuracy'])} % | "
+                 f"{len(inf)} of {pr['n_comparisons']}: {_layer_list(inf)} |")
+    L.append("\n(The best layer is chosen by calibration CV accuracy, not by held-out accuracy; "
+             f"{sum(s['probes']['n_comparisons'] for s in sets.values())} layer-vs-baseline decisions in all, uncorrected.)\n")
+    if all("neutral_decoding" in s for s in sets.values()):
+        L.append("**Which pole's intervention is active, decoded from neutral text** (cannot be lexical: the same texts under "
+                 "both interventions; cross-validation folds split by text; control: labels swapped for half the texts of "
+                 "every fold). Two masks that damage the model differently are told apart whatever they encode, so the "
+                 "poles' masks are shown next to two random masks of the same sparsity.\n\n"
+                 "![neutral decoding](figures/neutral_decoding.png)\n")
+        L.append("| set | intervention | neutral texts (first tokens) | decodable layers (95 % CI above 50 %) | best layer | accuracy there | control there |")
+        L.append("|---|---|---|---|---|---|---|")
+        for name, s in sets.items():
+            for label, d in s["neutral_decoding"].items():
+                best = max(d["layers"], key=lambda r: (r["accuracy"], -r["layer"]))
+                dec = [r["layer"] for r in d["layers"] if r["decodable"]]
+                L.append(f"| {name} | {label} | {d['n_texts']} ({d.get('max_tokens', '-')}) | {len(dec)} of {len(d['layers'])}: {_layer_list(dec)} | "
+                         f"{best['layer']} | {_pct(best['accuracy'])} % {_ci(best['accuracy_ci95'])} | {_pct(best['shuffled_accuracy'])} % |")
+    return L
+
+
+def _similarity_section(sets: dict) -> list[str]:
+    if not all(isinstance(s.get("similarity"), dict) for s in sets.values()):
+        return ["(These results predate the split-half reliability; rerun the study.)"]
+    any_sim = next(iter(sets.values()))["similarity"]
+    L = ["Per layer: split each pole's calibration texts into random halves and take the cosine between the two "
+         "halves' estimates of the pole difference, cos(m(A1) - m(B1), m(A2) - m(B2)), averaged over "
+         f"{any_sim['n_splits']} splits; null: the same statistic with the pole labels permuted over the pooled texts "
+         f"({any_sim['n_permutations']} permutations). The paper's cosine of the two poles' means is shown for comparison "
+         "only: it is near 1 for any two sets of texts (a shared component dominates every mean), so it is not evidence.\n"]
+    L.append("| set | layers with p < 0.05 | max reliability (layer) | null 95th pct there | p there | last block: reliability / null 95th pct | "
+             "paper's cosine of means, last block (not evidence) |")
+    L.append("|---|---|---|---|---|---|---|")
+    for name, s in sets.items():
+        rows = s["similarity"]["layers"]
+        sig = [r["layer"] for r in rows if r["p_value"] < 0.05]
+        m = max(rows, key=lambda r: r["reliability"])
+        last = rows[-1]
+        L.append(f"| {name} | {len(sig)} of {len(rows)}: {_layer_list(sig)} | {m['reliability']:.3f} ({m['layer']}) | "
+                 f"{m['null_p95']:.3f} | {m['p_value']:.3f} | {last['reliability']:.3f} / {last['null_p95']:.3f} | "
+                 f"{last['cosine_of_means']:.3f} |")
+    return L
+
+
+def effect_damage_section(sets: dict) -> list[str]:
+    """Per set with curves: every strength of every method, its damage, contrast and null."""
+    with_curves = {n: s["effect_damage"] for n, s in sets.items() if s.get("effect_damage")}
+    if not with_curves:
+        return []
+    L = ["## Effect against damage\n", "![effect against damage](figures/effect_damage.png)\n",
+         "Each method's pole contrast over its strength dial, against the damage it does (mean KL(dense || intervened) "
+         "over both poles' conditions on neutral text), with the same dial built from label-swapped calibration data "
+         "(masks) or random directions of the persona vector's norm (steering) at every strength. "
+         "A point is persona-specific only above the one-sided 95 % prediction bound of its null draws and with its own "
+         "interval above 0.\n"]
+    for name, ed in with_curves.items():
+        L.append(f"### {name} ({ed['n_items']} held-out items, {ed['n_damage_texts']} neutral texts, "
+                 f"{ed['null_draws']} null draws per point)\n")
+        L.append("| method | strength | damage (KL) | contrast | 95 % CI | moved | null: mean ± sd | null damage | persona-specific |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for method, pts in ed["curves"].items():
+            for p in pts:
+                sd = f"{p['null_shift_sd']:.3f}" if p.get("null_shift_sd") is not None else "-"
+                nm = f"{p['null_shift_mean']:+.3f} ± {sd}" if p.get("null_shift_mean") is not None else "-"
+                nd = f"{sum(p['null_damage_kl']) / len(p['null_damage_kl']):.3f}" if p["null_damage_kl"] else "-"
+                L.append(f"| {method} | {p['strength']:g} | {p['damage_kl']:.3f} | {p['shift']:+.3f} | "
+                         f"[{p['shift_ci95'][0]:+.3f}, {p['shift_ci95'][1]:+.3f}] | {_pct(p['moved'])} | {nm} | {nd} | "
+                         f"{'yes' if p['persona_specific'] else 'no'} |")
+        pr = (ed.get("points") or {}).get("prompt")
+        if pr:
+            L.append(f"| persona prompt | - | {pr['damage_kl']:.3f} | {pr['shift']:+.3f} | "
+                     f"[{pr['shift_ci95'][0]:+.3f}, {pr['shift_ci95'][1]:+.3f}] | {_pct(pr['moved'])} | no null | - | untested |")
+        L.append("")
+    return L
+
+
 def conclusions(results: dict) -> list[str]:
     sets = results["sets"]
     out = []
+    for name, s_ in sets.items():
+        ed = s_.get("effect_damage")
+        if not ed:
+            continue
+        for method, pts in ed["curves"].items():
+            spec = [p for p in pts if p["persona_specific"]]
+            damages = ", ".join(f"{p['damage_kl']:.3f}" for p in spec)
+            txt = f"beats its null at {len(spec)} of {len(pts)} strengths" + (f" (damage {damages} nats/token)" if spec else "")
+            out.append(f"- **{name}, effect against damage, {method}**: {txt}.")
     methods = ["wanda", "contrastive-wanda", "contrastive-sparse", "prompt", "rag", "steering", "sft"]
     for m in methods:
         sig = [(n, _significant(c)) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m]
@@ -237,8 +381,13 @@ def conclusions(results: dict) -> list[str]:
             continue
         pos = [n for n, v in sig if v > 0]
         neg = [n for n, v in sig if v < 0]
+        tested = [(n, c) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m and c.get("null_draws")]
+        spec = [n for n, c in tested if c.get("persona_specific")]
+        null_txt = (f"; it beats its null (persona-specific) in {len(spec)} of {len(tested)} sets"
+                    f"{' (' + ', '.join(spec) + ')' if spec else ''}" if tested else "; no null was measured for it")
         out.append(f"- **{m}**: the pole contrast is positive with a 95 % interval above zero in {len(pos)} of {len(sig)} sets"
-                   f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "") + ".")
+                   f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "")
+                   + null_txt + ".")
     # masks vs random mask and vs prompt, per token accuracy for pole A
     better = []
     for s in sets.values():
@@ -250,16 +399,68 @@ def conclusions(results: dict) -> list[str]:
     if better:
         out.append(f"- Contrastive Wanda vs a random mask of the same sparsity (pole A, per-token accuracy): mean difference "
                    f"{100 * sum(better) / len(better):+.1f} points over {len(better)} sets.")
+    pap = results.get("paper", {}).get("mbti_difference_rate", {})
     wd = [(n, s["overlap"]["wanda"]["overall"]["difference_rate"], s["overlap"]["random"]["overall"]["difference_rate"])
           for n, s in sets.items()]
-    out.append("- Opposite-pole Wanda masks differ in " + ", ".join(f"{n} {100 * d:.2f} %" for n, d, _ in wd) +
-               f" of entries, against {100 * wd[0][2]:.0f} % for two random masks: single-persona masks are almost the same mask,"
-               " as the paper found; the persona information is in the few weights where they differ, or in the contrastive scores.")
-    pr = [(n, max(s["probes"], key=lambda r: (r["cv_accuracy"], -r["layer"]))) for n, s in sets.items()]
-    out.append("- Probes decode the pole from the residual stream of held-out texts at "
-               + ", ".join(f"{n} {100 * b['test_accuracy']:.0f} % (control {100 * b['shuffled_test_accuracy']:.0f} %)" for n, b in pr)
-               + ": the distinction is linearly present in the dense model's representations.")
+    cmp = [f"{n} {100 * d:.2f} %" + (f" (paper {pap[n]} %)" if n in pap else "") for n, d, _ in wd]
+    both = [(100 * d, pap[n]) for n, d, _ in wd if n in pap]
+    rel = ("" if not both else
+           f"; on the {len(both)} set(s) the paper reports, ours are {'all below' if all(x < y for x, y in both) else 'all above' if all(x > y for x, y in both) else 'on both sides of'} its values")
+    out.append("- Opposite-pole Wanda masks differ in " + ", ".join(cmp) +
+               f" of entries, against {100 * wd[0][2]:.0f} % for two random masks of the same sparsity{rel}.")
+    if all(isinstance(s.get("probes"), dict) for s in sets.values()):
+        parts = []
+        for n, s in sets.items():
+            pr = s["probes"]
+            bb = pr["better_baseline"].replace("_", " ")
+            parts.append(f"{n} {pr['n_informative']} of {pr['n_comparisons']} layers (better baseline: {bb}, "
+                         f"{100 * pr[pr['better_baseline']]['test_accuracy']:.0f} %)")
+        n_inf = sum(s["probes"]["n_informative"] for s in sets.values())
+        out.append("- Probes beat both lexical baselines (bag of words and embedding probe) at " + "; ".join(parts) + ". "
+                   + ("No layer decodes the pole better than the words of the answers do, so the probes give no evidence of "
+                      "a persona representation beyond the lexical content." if n_inf == 0 else
+                      "Only those layers carry pole information beyond the answers' words (uncorrected for the number of layers)."))
+    if all("neutral_decoding" in s for s in sets.values()):
+        ref = "two random masks (reference)"
+        parts = [f"{n} / {label}: {d['n_decodable']} of {len(d['layers'])} layers"
+                 for n, s in sets.items() for label, d in s["neutral_decoding"].items() if label != ref]
+        line = ("- Which pole's intervention is active is decodable from neutral text (95 % interval above chance) at: "
+                + "; ".join(parts) + ".")
+        refs = [s["neutral_decoding"][ref] for s in sets.values() if ref in s["neutral_decoding"]]
+        cw = [s["neutral_decoding"].get("contrastive-wanda masks") for s in sets.values()]
+        if refs and all(cw):
+            r = refs[0]
+            n_ref, mean_ref = r["n_decodable"], float(np.mean([x["accuracy"] for x in r["layers"]]))
+            mean_cw = [float(np.mean([x["accuracy"] for x in d["layers"]])) for d in cw]
+            above = sum(m > mean_ref for m in mean_cw)
+            line += (f" Two random masks of the same sparsity are decodable at {n_ref} of {len(r['layers'])} layers "
+                     f"(mean accuracy over layers {100 * mean_ref:.0f} %); the poles' contrastive-Wanda masks have a higher mean "
+                     f"accuracy in {above} of {len(cw)} sets" + (", so their decodability alone is no evidence of persona structure."
+                                                                    if above == 0 else "."))
+        out.append(line)
+    if all(isinstance(s.get("similarity"), dict) for s in sets.values()):
+        parts = [f"{n} {sum(r['p_value'] < 0.05 for r in s['similarity']['layers'])} of {len(s['similarity']['layers'])}"
+                 for n, s in sets.items()]
+        lo = min(r["cosine_of_means"] for s in sets.values() for r in s["similarity"]["layers"][len(s["similarity"]["layers"]) // 2:])
+        out.append("- The pole-difference direction replicates across split halves beyond the permutation null "
+                   "(p < 0.05) at " + ", ".join(parts) + f" layers. The paper's cosine of the means is at least {lo:.3f} "
+                   "in the later half of the layers of every set, as it would be for any texts.")
     a = results.get("analysis")
+    if a and "full_contrast" in (a.get("restore") or {}):
+        r = a["restore"]
+        if r["rows"]:
+            lo = min(r["rows"], key=lambda x: x["fraction_of_full"])
+            out.append(f"- Restoring {lo['restored']} to dense in both masks leaves {lo['fraction_of_full']:.2f} of the full pole "
+                       f"contrast (95 % CI {_iv(lo['fraction_ci95'], '{:.2f}')}), the lowest of {len(r['rows'])} groups.")
+        else:
+            out.append(f"- Restore ablation not computed: {r['skipped']}.")
+        for row in a["removal"]["rows"]:
+            lo_, hi_ = row["contrastive_minus_random_pair_ci95"]
+            verdict = ("larger than" if lo_ > 0 else "smaller than" if hi_ < 0 else "not distinguishable from")
+            out.append(f"- Removing {100 * row['fraction']:g} % of each row: the top-contrastive removals' pole contrast "
+                       f"({row['contrastive_contrast']['shift']:+.3f}) is {verdict} that of two random removals of the same count "
+                       f"({row['random_pair_contrast']['shift']:+.3f}; paired difference {_iv(row['contrastive_minus_random_pair_ci95'])}); "
+                       f"the same count of top pooled-Wanda weights shifts the preference by {row['shift_vs_dense']['wanda-pooled']['shift']:+.3f}.")
     if a and a.get("capability"):
         d = a["capability"][0]
         worst = max(a["capability"][1:], key=lambda c: c["perplexity"]["perplexity"], default=None)

@@ -1,18 +1,27 @@
-"""Activation signatures: streaming per-channel statistics of every prunable layer's input.
+"""Activation signatures: per-channel statistics of every prunable layer's input.
 
 For each prunable linear layer ``y = W x`` (input hook ``blocks.{i}.{attn,mlp}.{...}.hook_in``) and
-each input channel ``j`` we accumulate, over the selected tokens ``t`` of every calibration text ``n``
-(padding always excluded; optionally only the answer tokens), in float64:
+each input channel ``j`` we record, per calibration text ``n`` over its selected tokens ``t`` (padding
+always excluded), ``s_nj = Σ_t x_tj``, ``q_nj = Σ_t x_tj²``, ``b_nj = Σ_t |x_tj|`` and the token count
+``c_n`` (:class:`PerTextStats`). A signature (:class:`ActivationSignature`) reduces them in float64:
 
-* ``sum_j = Σ x_tj``, ``sumsq_j = Σ x_tj²``, ``sumabs_j = Σ |x_tj|`` and the token count ``N``;
-* the per-text L2 norm ``ℓ_nj = sqrt(Σ_{t∈n} x_tj²)`` summed over texts, ``l2_sum_j = Σ_n ℓ_nj``,
-  and the number of texts ``T``. The sum of ``ℓ_nj²`` over texts equals ``sumsq_j``, so the mean and
-  variance of the per-text norms are ``l2_sum/T`` and ``sumsq/T - (l2_sum/T)²``.
+* ``sum_j = Σ_n s_nj``, ``sumsq_j = Σ_n q_nj``, ``sumabs_j = Σ_n b_nj`` and ``N = Σ_n c_n``;
+* the per-text L2 norm ``ℓ_nj = sqrt(q_nj)``: ``l2_sum_j = Σ_n ℓ_nj`` (and ``Σ_n ℓ_nj² = sumsq_j``);
+* the per-text RMS ``r_nj = sqrt(q_nj / c_n) = ℓ_nj / sqrt(c_n)``, which does not grow with the number
+  of selected tokens: ``rms_sum_j = Σ_n r_nj`` and ``msq_sum_j = Σ_n r_nj²``; with ``T`` texts.
 
-From these come the three channel magnitudes the method can use (:meth:`ActivationSignature.statistic`):
-``"l2"`` (the released code: mean over texts of the per-text L2 norm), ``"mean_abs"`` (the paper's
-``E|x_j|``) and ``"rms"`` (Wanda's ``sqrt(E x_j²)``). Signatures merge by adding sums, so batches,
-shards or data sets can be recorded separately.
+Channel magnitudes for Wanda scores (:meth:`ActivationSignature.statistic`): ``"l2"`` (the released
+code: mean over texts of the per-text L2 norm), ``"mean_abs"`` (the paper's ``E|x_j|``) and ``"rms"``
+(Wanda's ``sqrt(E x_j²)``). Per-text statistics for the contrastive z-score
+(:meth:`ActivationSignature.text_mean` / :meth:`~ActivationSignature.text_var`): ``"l2"`` (as the
+paper and the released code; grows like ``sqrt(c_n)``, so a pole with longer answers gets larger
+values in every channel) or ``"rms"`` (length-invariant).
+
+Token selections: ``"answer"`` (the positions that *read* answer tokens), ``"predict"`` (the
+positions that *predict* them: the last prompt token and every answer token but the last; these are the
+positions whose output the two-way-choice evaluation scores) and ``"all"`` (prompt included).
+Signatures merge by adding sums; per-text statistics give the signature of any subset or resample of
+texts (label-swapped nulls, bootstrap) with no new forward pass.
 """
 
 from __future__ import annotations
@@ -36,11 +45,18 @@ from .errors import ModelMismatchError, SignatureError
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
 from .models import input_device
 
-SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum")
+SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
 STATISTICS = ("l2", "mean_abs", "rms")
 #: default channel statistic: the released code's per-text L2 norm, averaged over texts
 DEFAULT_STATISTIC = "l2"
-TOKEN_SELECTIONS = ("answer", "all")
+TOKEN_SELECTIONS = ("answer", "predict", "all")
+#: per-text statistics the contrastive z-score can use
+TEXT_STATISTICS = ("l2", "rms")
+#: default per-text statistic of the contrastive z-score: the length-invariant RMS. On the default model the
+#: mean z from per-text L2 norms tracks the pseudo-poles' token-count difference over label-swapped draws
+#: (correlation +0.94 to +1.00 on mbti-ei, power and hallucination) and the RMS does much less (+0.06 to
+#: +0.45): ``analyses/z_length.py`` -> figures/z_length.json. ``"l2"`` reproduces the paper and released code.
+DEFAULT_TEXT_STAT = "rms"
 
 
 @dataclass
@@ -81,6 +97,27 @@ class ActivationSignature:
         m = self.l2_mean(layer)
         return (self.sums[layer]["sumsq"] / self.n_texts - m * m).clamp_min(0.0)
 
+    def _sum(self, layer: str, key: str) -> Tensor:
+        v = self.sums[layer].get(key)
+        if v is None:
+            raise SignatureError(f"this signature has no {key!r} sums (recorded by an older version); record it again")
+        return v
+
+    def text_mean(self, layer: str, kind: str = DEFAULT_TEXT_STAT) -> Tensor:
+        """Mean over texts of a per-text statistic: ``"l2"`` (``ℓ_nj``) or ``"rms"`` (``ℓ_nj / sqrt(c_n)``)."""
+        if kind == "l2":
+            return self.l2_mean(layer)
+        if kind == "rms":
+            return self._sum(layer, "rms_sum") / self.n_texts
+        raise SignatureError(f"unknown per-text statistic {kind!r}; choose one of {TEXT_STATISTICS}")
+
+    def text_var(self, layer: str, kind: str = DEFAULT_TEXT_STAT) -> Tensor:
+        """Population variance over texts of a per-text statistic (clamped at 0)."""
+        if kind == "l2":
+            return self.l2_var(layer)
+        m = self.text_mean(layer, kind)
+        return (self._sum(layer, "msq_sum") / self.n_texts - m * m).clamp_min(0.0)
+
     def statistic(self, layer: str, name: str = DEFAULT_STATISTIC) -> Tensor:
         """Channel magnitude ``a_j`` used by Wanda scores: ``"l2"``, ``"mean_abs"`` or ``"rms"``."""
         if name == "l2":
@@ -104,7 +141,8 @@ class ActivationSignature:
     def merge(self, other: "ActivationSignature") -> "ActivationSignature":
         """Statistics of the union of both calibration sets (sums add)."""
         self.check_compatible(other)
-        sums = {l: {k: self.sums[l][k] + other.sums[l][k] for k in SUM_KEYS} for l in self.sums}
+        sums = {l: {k: self.sums[l][k] + other.sums[l][k] for k in SUM_KEYS
+                    if k in self.sums[l] and k in other.sums[l]} for l in self.sums}
         h = hashlib.sha256(f"{self.calibration_hash}+{other.calibration_hash}".encode()).hexdigest()[:16]
         pole = self.pole if self.pole == other.pole else None
         return ActivationSignature(sums, self.n_tokens + other.n_tokens, self.n_texts + other.n_texts,
@@ -130,7 +168,8 @@ def save_signatures(path: str | Path, signatures: Mapping[str, ActivationSignatu
         meta[key] = sig.to_dict()
         for layer, d in sig.sums.items():
             for k in SUM_KEYS:
-                tensors[f"{key}::{layer}::{k}"] = d[k].detach().cpu().clone()
+                if k in d:
+                    tensors[f"{key}::{layer}::{k}"] = d[k].detach().cpu().clone()
     blob = save(tensors, metadata={"persona_circuits": json.dumps({"format": "signatures", "version": 1, "signatures": meta})})
     return atomic_write_bytes(path, blob)
 
@@ -150,109 +189,180 @@ def load_signatures(path: str | Path) -> dict[str, ActivationSignature]:
         raise SignatureError(f"{path}: not a persona_circuits signature file ({exc})") from exc
     out = {}
     for key, m in header["signatures"].items():
-        sums = {l: {k: tensors[f"{key}::{l}::{k}"] for k in SUM_KEYS} for l in m["layers"]}
+        sums = {l: {k: tensors[f"{key}::{l}::{k}"] for k in SUM_KEYS if f"{key}::{l}::{k}" in tensors} for l in m["layers"]}
         out[key] = ActivationSignature(sums, m["n_tokens"], m["n_texts"], m["model_id"], m["fingerprint"],
                                        m["calibration_hash"], m["tokens"], m["pole"], m["dataset"], m.get("meta", {}))
     return out
 
 
+
 # --------------------------------------------------------------------------------------------
-# Recording
+# Per-text statistics and recording
+
+_PER_TEXT = ("sum", "sumsq", "sumabs")
+
+
+@dataclass
+class PerTextStats:
+    """Per-text sums of every prunable layer's input channels, from one recording pass.
+
+    ``per_text[layer]`` is ``[n_texts, 3, d_in]`` (``Σ x``, ``Σ x²``, ``Σ |x|`` over each text's selected
+    tokens, float32); layers that read the same input (q/k/v, gate/up) share one tensor. ``n_tok[n]`` is
+    the number of selected tokens of text ``n``. :meth:`signature` reduces any subset (with repeats) of
+    the texts in float64, so resamples and label-swapped nulls need no new forward pass.
+    """
+
+    per_text: dict[str, Float[Tensor, "n 3 d_in"]]
+    n_tok: Tensor
+    model_id: str
+    fingerprint: str
+    tokens: str
+
+    def __len__(self) -> int:
+        return len(self.n_tok)
+
+    def signature(self, index: Sequence[int] | Tensor | None = None, *, pole: str | None = None,
+                  dataset: str | None = None, calibration_hash: str = "") -> ActivationSignature:
+        """Signature of the texts ``index`` (all by default; a repeated index counts repeatedly)."""
+        idx = torch.arange(len(self.n_tok)) if index is None else torch.as_tensor(index, dtype=torch.long)
+        nt = self.n_tok[idx].double()
+        has = nt > 0
+        inv_n = torch.where(has, 1.0 / nt.clamp_min(1.0), torch.zeros_like(nt))[:, None]
+        sums, cache = {}, {}
+        for name, t in self.per_text.items():
+            key = id(t)
+            if key not in cache:
+                sel = t[idx].double()
+                sq = sel[:, 1]
+                msq = sq * inv_n
+                cache[key] = {"sum": sel[:, 0].sum(0), "sumsq": sq.sum(0), "sumabs": sel[:, 2].sum(0),
+                              "l2_sum": sq.sqrt().sum(0), "rms_sum": msq.sqrt().sum(0), "msq_sum": msq.sum(0)}
+            sums[name] = cache[key]
+        return ActivationSignature(sums, int(nt.sum()), int(has.sum()), self.model_id, self.fingerprint,
+                                   calibration_hash, self.tokens, pole, dataset)
+
+    def concat(self, other: "PerTextStats") -> "PerTextStats":
+        """The texts of ``self`` followed by those of ``other`` (same model, layers and token selection)."""
+        if (self.fingerprint, self.tokens) != (other.fingerprint, other.tokens) or set(self.per_text) != set(other.per_text):
+            raise SignatureError("per-text statistics of different models, layers or token selections cannot be joined")
+        joined: dict[int, Tensor] = {}
+        per_text = {}
+        for name, t in self.per_text.items():
+            key = id(t)
+            if key not in joined:
+                joined[key] = torch.cat([t, other.per_text[name]])
+            per_text[name] = joined[key]
+        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens)
 
 
 class _StopForward(Exception):
     """Raised after the last block: the unembedding is not needed for statistics."""
 
 
-class _Recorder:
-    """Hook state: accumulates sums for every prunable layer; reuses work for shared inputs."""
-
-    def __init__(self, layers, device) -> None:
-        self.layers = layers
-        # each layer's sums live on that layer's device (a model loaded with device_map spans several)
-        self.acc = {l.name: {k: torch.zeros(l.shape[1], dtype=torch.float64, device=l.weight.device) for k in SUM_KEYS}
-                    for l in layers}
-        self.fired = {l.name: 0 for l in layers}
-        self.sel: Tensor | None = None  # (batch, pos, 1) 0/1 weights of selected tokens
-        self._cache: dict[tuple, tuple[Tensor, dict[str, Tensor]]] = {}
-
-    def reductions(self, x: Tensor) -> dict[str, Tensor]:
-        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit[1]
-        xs = x.reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
-        if xs.dtype != torch.float32:
-            xs = xs.float()
-        xm = xs * self.sel.to(xs.device)
-        per_text_sq = (xm * xm).sum(1)  # (batch, d_in)
-        red = {
-            "sum": xm.sum((0, 1)).double(),
-            "sumabs": xm.abs().sum((0, 1)).double(),
-            "sumsq": per_text_sq.double().sum(0),
-            "l2_sum": per_text_sq.sqrt().double().sum(0),
-        }
-        # one entry: layers sharing an input (q/k/v, gate/up) fire one after another. Keeping x alive
-        # stops its address being reused while cached; holding only the latest input keeps the
-        # recorder's memory at one activation instead of every layer input of the pass.
-        self._cache.clear()
-        self._cache[key] = (x, red)
-        return red
-
-    def hook(self, name: str):
-        def fn(x: Tensor, hook) -> Tensor:
-            red = self.reductions(x.detach())
-            acc = self.acc[name]
-            for k in SUM_KEYS:
-                acc[k] += red[k]
-            self.fired[name] += 1
-            return x
-
-        return fn
-
-    def end_batch(self) -> None:
-        self._cache.clear()
-
-
 def _stop(x, hook):
     raise _StopForward
 
 
+def selection_mask(attention_mask: Tensor, answer_mask: Tensor, tokens: str) -> Tensor:
+    """Boolean ``(batch, pos)`` selection of the positions whose statistics are recorded.
+
+    ``answer``: the answer tokens; ``predict``: the positions predicting them (position ``t`` predicts
+    token ``t + 1``); ``all``: every non-padding position.
+    """
+    att = attention_mask.bool()
+    if tokens == "answer":
+        return answer_mask & att
+    if tokens == "predict":
+        pred = torch.zeros_like(answer_mask)
+        pred[:, :-1] = answer_mask[:, 1:]
+        return pred & att
+    if tokens == "all":
+        return att
+    raise SignatureError(f"tokens must be one of {TOKEN_SELECTIONS}, got {tokens!r}")
+
+
 @torch.no_grad()
-def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
-                   modules: str = "all", progress: bool | str = False) -> tuple[dict, int, int]:
-    """Accumulate sums over pre-encoded texts. Returns (sums per layer, n_tokens, n_texts)."""
+def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
+                    modules: str = "all", progress: bool | str = False) -> PerTextStats:
+    """Per-text sums of every prunable layer's input over pre-encoded texts (one forward pass per batch)."""
     if tokens not in TOKEN_SELECTIONS:
         raise SignatureError(f"tokens must be one of {TOKEN_SELECTIONS}, got {tokens!r}")
     if not encoded:
         raise SignatureError("no calibration texts to record")
     tok = get_tokenizer(model)
     layers = prunable_layers(model, modules)
-    device = input_device(model)
-    rec = _Recorder(layers, device)
+    device = input_device(model)  # with device_map, blocks may sit on other devices than the inputs
+    N = len(encoded)
+    per_text: dict[str, Tensor] = {}
+    fired = {l.name: 0 for l in layers}
+    state: dict = {}
+    by_input: dict[tuple, tuple[str, Tensor]] = {}
+
+    def stat_hook(layer):
+        def fn(x: Tensor, hook) -> Tensor:
+            key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
+            hit = by_input.get(key)
+            if hit is not None:  # q/k/v (gate/up) read one tensor: share its statistics
+                per_text.setdefault(layer.name, per_text[hit[0]])
+            else:
+                xs = x.detach().reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
+                xm = xs.float() * state["sel"].to(xs.device)
+                red = torch.stack([xm.sum(1), (xm * xm).sum(1), xm.abs().sum(1)], 1).cpu()  # (batch, 3, d_in)
+                if layer.name not in per_text:
+                    per_text[layer.name] = torch.zeros(N, 3, red.shape[-1])
+                per_text[layer.name][state["idx"]] = red
+                by_input[key] = (layer.name, x)  # keeping x alive stops its address being reused this batch
+            fired[layer.name] += 1
+            return x
+        return fn
+
     last_block = max(l.block for l in layers)
-    hooks = [(l.hook_name, rec.hook(l.name)) for l in layers] + [(f"blocks.{last_block}.hook_out", _stop)]
+    hooks = [(l.hook_name, stat_hook(l)) for l in layers] + [(f"blocks.{last_block}.hook_out", _stop)]
     batches = pad_batches(encoded, tok.pad_token_id, batch_size)
-    n_tokens = n_texts = 0
+    n_tok = torch.zeros(N, dtype=torch.long)
     desc = progress if isinstance(progress, str) else "signatures"
     with model.hooks(fwd_hooks=hooks):
         for b in tqdm(batches, desc=desc, disable=not progress, leave=False):
             att = b.attention_mask.to(device)
-            sel = (b.answer_mask.to(device) & att.bool()) if tokens == "answer" else att.bool()
-            rec.sel = sel.unsqueeze(-1).to(layers[0].weight.dtype if layers[0].weight.dtype == torch.float32 else torch.float32)
-            n_tokens += int(sel.sum())
-            n_texts += int(sel.any(1).sum())
+            sel = selection_mask(att, b.answer_mask.to(device), tokens)
+            idx = torch.tensor(b.index)
+            state.update(sel=sel.unsqueeze(-1).float(), idx=idx)
+            n_tok[idx] = sel.sum(1).cpu()
+            by_input.clear()
             try:
                 model(b.input_ids.to(device), attention_mask=att)
             except _StopForward:
                 pass
-            rec.end_batch()
-    missing = [n for n, c in rec.fired.items() if c != len(batches)]
+            by_input.clear()
+    missing = [n for n, c in fired.items() if c != len(batches)]
     if missing:
         raise SignatureError(f"{len(missing)} expected hook(s) did not fire on every batch, e.g. {missing[:3]}")
-    if n_tokens == 0:
+    if int(n_tok.sum()) == 0:
         raise SignatureError("no tokens were selected (empty answers?)")
-    return rec.acc, n_tokens, n_texts
+    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens)
+
+
+def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
+                   modules: str = "all", progress: bool | str = False) -> tuple[dict, int, int]:
+    """Sums over pre-encoded texts. Returns (sums per layer, n_tokens, n_texts)."""
+    sig = record_per_text(model, encoded, tokens=tokens, batch_size=batch_size, modules=modules,
+                          progress=progress).signature()
+    return sig.sums, sig.n_tokens, sig.n_texts
+
+
+def _calibration_hash(pairs: Sequence[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for q, a in pairs:
+        h.update(json.dumps([q, a]).encode())
+    return h.hexdigest()[:16]
+
+
+def record_pairs(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
+                 modules: str = "all", system: str | None = None, progress: bool | str = False) -> PerTextStats:
+    """Per-text statistics of ``(question, answer)`` pairs rendered with the chat template."""
+    tok = get_tokenizer(model)
+    encoded = [encode_pair(tok, q, a, system=system) for q, a in pairs]
+    return record_per_text(model, encoded, tokens=tokens, batch_size=batch_size, modules=modules, progress=progress)
 
 
 def record_signature(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
@@ -262,31 +372,43 @@ def record_signature(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "
     """Record the activation signature of ``(question, answer)`` pairs rendered with the chat template.
 
     Args:
-        tokens: ``"answer"`` (statistics over the answer tokens only) or ``"all"`` (prompt included).
+        tokens: ``"answer"`` (answer tokens only), ``"predict"`` (positions predicting the answer tokens)
+            or ``"all"`` (prompt included).
         batch_size: texts per forward pass (right-padded, padding excluded from every statistic).
         modules: ``"all"``, ``"attn"`` or ``"mlp"``: which layers to record.
         system: optional system prompt rendered before each question.
     """
-    tok = get_tokenizer(model)
-    encoded = [encode_pair(tok, q, a, system=system) for q, a in pairs]
-    sums, n_tokens, n_texts = record_encoded(model, encoded, tokens=tokens, batch_size=batch_size,
-                                             modules=modules, progress=progress)
-    if calibration_hash is None:
-        h = hashlib.sha256()
-        for q, a in pairs:
-            h.update(json.dumps([q, a]).encode())
-        calibration_hash = h.hexdigest()[:16]
-    return ActivationSignature({k: {s: v.cpu() for s, v in d.items()} for k, d in sums.items()}, n_tokens, n_texts,
-                               get_model_id(model), architecture_fingerprint(model), calibration_hash, tokens, pole, dataset)
+    stats = record_pairs(model, pairs, tokens=tokens, batch_size=batch_size, modules=modules, system=system,
+                         progress=progress)
+    return stats.signature(pole=pole, dataset=dataset,
+                           calibration_hash=calibration_hash if calibration_hash is not None else _calibration_hash(pairs))
+
+
+def record_persona_per_text(model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
+                            batch_size: int = 8, modules: str = "all",
+                            progress: bool = False) -> dict[str, PerTextStats]:
+    """Per-text statistics of every pole of ``persona`` (the first ``calib_size`` calibration items).
+
+    Row ``i`` of each pole belongs to calibration item ``i`` (items lacking a pole's answer are
+    skipped for that pole; label-swapped nulls need both answers of every item).
+    """
+    ps = persona.subset(calib_size)
+    return {pole: record_pairs(model, ps.calibration_pairs(pole), tokens=tokens, batch_size=batch_size,
+                               modules=modules, progress=f"{ps.name}/{pole}" if progress else False)
+            for pole in ps.pole_names}
+
+
+def persona_signatures(persona: PersonaSet, stats: Mapping[str, PerTextStats], *,
+                       calib_size: int | None = None) -> dict[str, ActivationSignature]:
+    """Signatures of every pole from :func:`record_persona_per_text`'s output."""
+    ps = persona.subset(calib_size)
+    h = ps.content_hash()
+    return {pole: st.signature(pole=pole, dataset=ps.name, calibration_hash=h) for pole, st in stats.items()}
 
 
 def record_persona_signatures(model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
                               batch_size: int = 8, modules: str = "all", progress: bool = False) -> dict[str, ActivationSignature]:
     """Signatures of every pole of ``persona`` (the first ``calib_size`` calibration items)."""
-    ps = persona.subset(calib_size)
-    out = {}
-    for pole in ps.pole_names:
-        out[pole] = record_signature(model, ps.calibration_pairs(pole), tokens=tokens, batch_size=batch_size,
-                                     modules=modules, pole=pole, dataset=ps.name, calibration_hash=ps.content_hash(),
-                                     progress=f"{ps.name}/{pole}" if progress else False)
-    return out
+    stats = record_persona_per_text(model, persona, calib_size=calib_size, tokens=tokens, batch_size=batch_size,
+                                    modules=modules, progress=progress)
+    return persona_signatures(persona, stats, calib_size=calib_size)

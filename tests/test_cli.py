@@ -7,7 +7,6 @@ import pytest
 from persona_circuits.cli import main
 
 
-
 def run_cli(args, capsys):
     code = main(args)
     out = capsys.readouterr()
@@ -72,7 +71,10 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     rows = [json.loads(l) for l in out.strip().splitlines()]
     assert [(r["condition"], r["pole"]) for r in rows] == [
         ("dense", "extravert"), ("dense", "introvert"),
-        ("contrastive-sparse:extravert", "extravert"), ("contrastive-sparse:introvert", "introvert")]
+        ("contrastive-sparse:extravert", "extravert"), ("contrastive-sparse:introvert", "introvert"),
+        ("contrastive-sparse", "contrast")]
+    contrast = rows.pop()
+    assert contrast["damage_kl"] > 0 and "null_draws" not in contrast  # no null pairs in this folder
     for r in rows:
         assert set(r) == {"condition", "pole", "n", "accuracy", "accuracy_ci95", "accuracy_length_normalized", "mean_margin"}
         assert r["n"] == 5 and 0 <= r["accuracy"] <= 1
@@ -84,6 +86,40 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "persona_circuits.cli", "mask", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--sparsity" in r.stdout and "DATASET" in r.stdout
+
+
+def test_removal_masks_with_nulls_and_the_contrast_object(tmp_path, capsys, tiny_model_dir):
+    common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4"]
+    code, out, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-removal", "--sparsity", "0.05", "--calib-size", "6",
+                              "--null-draws", "3", "--out", str(tmp_path / "m")] + common, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["extravert", "introvert", "nulls"]
+    assert sorted(p.name for p in (tmp_path / "m" / "nulls").iterdir()) == ["0", "1", "2"]
+    cfg = json.loads((tmp_path / "m" / "nulls" / "1" / "introvert" / "mask_config.json").read_text())
+    assert cfg["method"] == "contrastive-removal" and cfg["extra"]["null"] == "label-swapped" and cfg["sparsity"] == 0.05
+    code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "4", "--json",
+                              "--damage-texts", "3"] + common, capsys)
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.strip().splitlines()]
+    c = rows[-1]
+    assert c["pole"] == "contrast" and c["condition"] == "contrastive-removal" and c["n"] == 4
+    for k in ("shift", "shift_ci95", "moved", "damage_kl", "null_shift_mean", "null_shift_sd", "null_draws", "persona_specific"):
+        assert k in c, k
+    assert c["null_draws"] == 3 and isinstance(c["persona_specific"], bool) and c["damage_kl"] > 0
+    assert c["shift_ci95"][0] <= c["shift"] <= c["shift_ci95"][1]
+    code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "4",
+                              "--damage-texts", "3"] + common, capsys)
+    assert code == 0 and "pole contrast" in out and "persona-specific" in out
+
+
+def test_null_draws_need_per_text_statistics(tmp_path, capsys, tiny_model_dir):
+    common = ["--model", str(tiny_model_dir), "--no-progress"]
+    code, _, err = run_cli(["signatures", "mbti-ei", "--out", str(tmp_path / "s.safetensors"), "--calib-size", "4"] + common, capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-wanda", "--sparsity", "0.3", "--null-draws", "2",
+                            "--signatures", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "m")] + common, capsys)
+    assert code == 2 and "per-text" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.slow

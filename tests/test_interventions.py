@@ -83,3 +83,35 @@ def test_residual_steering_hook_changes_then_restores_output(tiny_llama):
         after = tiny_llama(ids)
     assert not torch.allclose(base, steered)
     assert torch.equal(base, after)
+
+
+def test_restore_is_exact_when_two_layers_alias_one_weight(tokenizer_dir):
+    from .conftest import make_tiny
+    from persona_circuits.models import prunable_layers
+
+    model = make_tiny("llama", tokenizer_dir, seed=5)
+    l0, l1 = prunable_layers(model)[0], prunable_layers(model)[7]  # blocks.0.attn.q and blocks.1.attn.q
+    assert l0.shape == l1.shape
+    l1.module.weight = l0.module.weight  # tied: one storage, two layer names
+    before = l0.weight.detach().clone()
+    m = random_mask(model, sparsity=0.5, seed=11)
+    assert not torch.equal(m.masks[l0.name], m.masks[l1.name])
+    with apply_mask(model, m):
+        assert not torch.equal(l0.weight, before)
+    assert torch.equal(l0.weight, before) and torch.equal(l1.weight, before)
+
+
+def test_intervention_combines_mask_and_steering_and_restores(tiny_llama):
+    from persona_circuits.interventions import Intervention, ResidualSteering
+
+    ids = torch.tensor([[1, 2, 3, 4]])
+    dense = tiny_llama(ids)
+    iv = Intervention(label="x", mask=random_mask(tiny_llama, sparsity=0.5),
+                      steer=ResidualSteering(torch.ones(tiny_llama.cfg.d_model), 0, 3.0))
+    assert Intervention().is_dense and not iv.is_dense
+    with iv.active(tiny_llama):
+        moved = tiny_llama(ids)
+    with Intervention(mask=iv.mask).active(tiny_llama):
+        mask_only = tiny_llama(ids)
+    assert not torch.allclose(moved, mask_only) and not torch.allclose(mask_only, dense)
+    assert torch.equal(tiny_llama(ids), dense)

@@ -65,11 +65,11 @@ def test_wanda_mask_matches_loop_formula(tiny_llama, sigs):
 
 def test_contrastive_wanda_matches_loop_formula(tiny_llama, sigs):
     a, b = sigs
-    ma, mb = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="relu")
+    ma, mb = contrastive_wanda_masks(tiny_llama, a, b, sparsity=0.5, phi="relu", text_stat="l2")
     for l in prunable_layers(tiny_llama)[:3]:
         w = l.weight.detach()
         mu_a, mu_b = a.l2_mean(l.name), b.l2_mean(l.name)
-        z = (mu_a - mu_b) / (a.l2_var(l.name) + b.l2_var(l.name) + 1e-8).sqrt()
+        z = (mu_a - mu_b) / (a.l2_var(l.name) + b.l2_var(l.name) + 1e-6).sqrt()
         k = w.shape[1] // 2
         sa = w.abs() * torch.clamp(z, min=0).float()[None]
         sb = w.abs() * torch.clamp(-z, min=0).float()[None]
@@ -95,17 +95,48 @@ def test_contrastive_sparse_paper_is_disjoint_and_follows_formula(tiny_llama, si
         assert torch.equal(mb.masks[l.name], loop_topk((na - nb).abs(), w, k, nb > na))
 
 
-def test_contrastive_sparse_released_takes_top_k_then_next_k(tiny_llama, sigs):
+def released_loop(sig_a, sig_b, w, sparsity):
+    """The released code's contrastive-sparse (contra.py), as a loop: token-pooled mean/variance of each
+    channel, eps 1e-6, per row torch.topk for the seek mask, then torch.topk with the seek entries at -inf."""
+    d_in = w.shape[1]
+    keep_k = max(1, int(d_in * (1.0 - sparsity)))
+    score = []
+    for j in range(d_in):
+        ms = float(sig_a.sums["L"]["sum"][j]) / sig_a.n_tokens
+        mr = float(sig_b.sums["L"]["sum"][j]) / sig_b.n_tokens
+        vs = max(float(sig_a.sums["L"]["sumsq"][j]) / sig_a.n_tokens - ms * ms, 0.0)
+        vr = max(float(sig_b.sums["L"]["sumsq"][j]) / sig_b.n_tokens - mr * mr, 0.0)
+        score.append(abs(ms - mr) / math.sqrt(vs + vr + 1e-6))
+    S = w.abs().double() * torch.tensor(score, dtype=torch.float64)[None]
+    M = torch.zeros(S.shape, dtype=torch.bool)
+    M_r = torch.zeros(S.shape, dtype=torch.bool)
+    for i in range(S.shape[0]):
+        M[i, torch.topk(S[i], k=keep_k).indices] = True
+        s_r = S[i].clone()
+        s_r[M[i]] = -float("inf")
+        M_r[i, torch.topk(s_r, k=keep_k).indices] = True
+    return M, M_r
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.7])
+def test_contrastive_sparse_released_matches_a_loop_of_the_released_algorithm(tiny_llama, sigs, rho):
     a, b = sigs
-    ma, mb = contrastive_sparse_masks(tiny_llama, a, b, sparsity=0.7, variant="released")
-    l = prunable_layers(tiny_llama)[0]
-    w = l.weight.detach()
-    z = (a.l2_mean(l.name) - b.l2_mean(l.name)) / (a.l2_var(l.name) + b.l2_var(l.name) + 1e-8).sqrt()
-    s = w.abs() * z.abs().float()[None]
-    k = keep_count(w.shape[1], 0.7)
-    assert torch.equal(ma.masks[l.name], loop_topk(s, w, k))
-    assert torch.equal(mb.masks[l.name], loop_topk(s, w, 2 * k) & ~loop_topk(s, w, k))
-    assert not (ma.masks[l.name] & mb.masks[l.name]).any()
+    ma, mb = contrastive_sparse_masks(tiny_llama, a, b, sparsity=rho, variant="released")
+    for l in prunable_layers(tiny_llama)[:4]:
+        w = l.weight.detach()
+        la = type(a)({"L": a.sums[l.name]}, a.n_tokens, a.n_texts, a.model_id, a.fingerprint, "")
+        lb = type(b)({"L": b.sums[l.name]}, b.n_tokens, b.n_texts, b.model_id, b.fingerprint, "")
+        ref_a, ref_b = released_loop(la, lb, w, rho)
+        k = keep_count(w.shape[1], rho)
+        assert torch.equal(ma.masks[l.name], ref_a)
+        got_b = mb.masks[l.name]
+        assert (got_b.sum(1) == k).all() and (ref_b.sum(1) == k).all()
+        if 2 * k <= w.shape[1]:  # no fill from the seek mask's (-inf, arbitrarily ordered) entries
+            assert torch.equal(got_b, ref_b)
+            assert not (ma.masks[l.name] & got_b).any()
+        else:  # B holds every entry outside A, plus 2k - d_in of A's (the released order among them is arbitrary)
+            assert torch.equal(got_b & ~ma.masks[l.name], ref_b & ~ref_a)
+            assert ((got_b & ma.masks[l.name]).sum(1) == 2 * k - w.shape[1]).all()
 
 
 @pytest.mark.parametrize("method", ["wanda", "contrastive-wanda", "contrastive-sparse-released", "random"])
@@ -116,8 +147,6 @@ def test_exact_per_row_sparsity(tiny_model, method):
         for m in masks.values():
             for name, mm in m.masks.items():
                 k = keep_count(mm.shape[1], rho)
-                if method == "contrastive-sparse-released" and m.config.pole == "b":
-                    k = min(2 * k, mm.shape[1]) - k
                 assert (mm.sum(1) == k).all(), (name, rho)
 
 
@@ -194,3 +223,47 @@ def test_random_mask_seeded(tiny_llama):
     k = next(iter(a.masks))
     assert torch.equal(a.masks[k], b.masks[k]) and not torch.equal(a.masks[k], c.masks[k])
     assert np.isclose(a.density(), 0.5)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.3])
+def test_removal_masks_remove_exactly_the_requested_count_per_row(tiny_model, fraction):
+    from persona_circuits.masks import contrastive_removal_masks, remove_count
+    from persona_circuits import scoring
+
+    a, b = record_signature(tiny_model, A, pole="a"), record_signature(tiny_model, B, pole="b")
+    ma, mb = contrastive_removal_masks(tiny_model, a, b, sparsity=fraction)
+    assert ma.config.method == "contrastive-removal" and ma.config.pole == "a" and mb.config.pole == "b"
+    for l in prunable_layers(tiny_model):
+        n = remove_count(l.shape[1], fraction)
+        assert n >= 1
+        assert ((~ma.masks[l.name]).sum(1) == n).all() and ((~mb.masks[l.name]).sum(1) == n).all()
+    # pole A's mask removes the top of pole B's contrastive score (and vice versa)
+    l = prunable_layers(tiny_model)[2]
+    w = l.weight.detach()
+    sa, sb = scoring.contrastive_wanda_scores(w, a, b, l.name)
+    n = remove_count(w.shape[1], fraction)
+    assert torch.equal(~ma.masks[l.name], loop_topk(sb, w, n))
+    assert torch.equal(~mb.masks[l.name], loop_topk(sa, w, n))
+
+
+def test_build_masks_knows_removal_and_text_stat(tiny_llama, sigs):
+    s = {"a": sigs[0], "b": sigs[1]}
+    l2 = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1, text_stat="l2")
+    rms = build_masks(tiny_llama, "contrastive-removal", s, sparsity=0.1)
+    assert rms["a"].config.text_stat == "rms" and l2["a"].config.text_stat == "l2"  # rms is the default
+    assert any(not torch.equal(l2["a"].masks[k], rms["a"].masks[k]) for k in l2["a"].masks)
+    with pytest.raises(MaskError, match="per-text statistic"):
+        build_masks(tiny_llama, "contrastive-wanda", s, sparsity=0.1, text_stat="median")
+
+
+def test_random_like_matches_every_rows_count_and_is_seeded(tiny_llama, sigs):
+    from persona_circuits.masks import random_like
+
+    ma, _ = contrastive_sparse_masks(tiny_llama, *sigs, sparsity=0.3, variant="paper")  # sparser than nominal
+    r1, r2, r3 = random_like(ma, seed=1), random_like(ma, seed=1), random_like(ma, seed=2)
+    for k, m in ma.masks.items():
+        assert torch.equal(r1.masks[k].sum(1), m.sum(1))
+        assert torch.equal(r1.masks[k], r2.masks[k])
+    assert any(not torch.equal(r1.masks[k], r3.masks[k]) for k in ma.masks)
+    assert abs(r1.density() - ma.density()) < 1e-12 and ma.density() < 0.7
+    assert r1.config.method == "random" and r1.config.extra["matched_to"] == "contrastive-sparse"

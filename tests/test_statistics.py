@@ -126,3 +126,71 @@ def test_hook_that_never_fires_is_an_error(tiny_llama, monkeypatch):
 def test_empty_calibration_is_an_error(tiny_llama):
     with pytest.raises(SignatureError):
         record_signature(tiny_llama, [])
+
+
+def test_per_text_rms_statistics_match_a_loop(tiny_llama):
+    from persona_circuits.statistics import record_pairs
+
+    stats = record_pairs(tiny_llama, PAIRS, batch_size=3)
+    sig = stats.signature()
+    tok = tiny_llama.tokenizer
+    layer = prunable_layers(tiny_llama)[5]
+    rms, msq = torch.zeros(layer.shape[1], dtype=torch.float64), torch.zeros(layer.shape[1], dtype=torch.float64)
+    for q, a in PAIRS:
+        e = encode_pair(tok, q, a)
+        _, cache = tiny_llama.run_with_cache(torch.tensor([e.ids]), names_filter=lambda n: n == layer.hook_name)
+        x = cache[layer.hook_name][0].double().reshape(len(e.ids), -1)[e.answer_start:]
+        r = (x.pow(2).sum(0) / x.shape[0]).sqrt()
+        rms += r
+        msq += r * r
+    torch.testing.assert_close(sig.text_mean(layer.name, "rms"), rms / len(PAIRS), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sig.text_var(layer.name, "rms"), (msq / len(PAIRS) - (rms / len(PAIRS)) ** 2).clamp_min(0),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_rms_statistic_is_length_invariant_and_l2_is_not(tiny_llama):
+    """The same answer repeated k times: per-text L2 grows like sqrt(k) (for a repeated pattern), RMS stays put."""
+    from persona_circuits.statistics import record_pairs
+
+    short = [("Say it.", "yes yes yes yes")]
+    long = [("Say it.", " ".join(["yes"] * 64))]
+    s, l = record_pairs(tiny_llama, short).signature(), record_pairs(tiny_llama, long).signature()
+    name = prunable_layers(tiny_llama)[-1].name
+    ratio_l2 = float((l.text_mean(name, "l2") / s.text_mean(name, "l2")).median())
+    ratio_rms = float((l.text_mean(name, "rms") / s.text_mean(name, "rms")).median())
+    assert ratio_l2 > 2.5  # 16x the tokens
+    assert 0.5 < ratio_rms < 2.0
+
+
+def test_predict_selection_is_the_answer_selection_shifted_by_one(tiny_llama):
+    from persona_circuits.data import pad_batches
+    from persona_circuits.statistics import record_pairs, selection_mask
+
+    enc = [encode_pair(tiny_llama.tokenizer, q, a) for q, a in PAIRS]
+    b = pad_batches(enc, tiny_llama.tokenizer.pad_token_id, 4)[0]
+    ans = selection_mask(b.attention_mask, b.answer_mask, "answer")
+    pred = selection_mask(b.attention_mask, b.answer_mask, "predict")
+    assert torch.equal(pred.sum(1), ans.sum(1))  # as many positions as answer tokens
+    assert torch.equal(pred[:, :-1], ans[:, 1:])
+    for r, i in enumerate(b.index):  # the first predicting position is the last prompt token
+        assert bool(pred[r, enc[i].answer_start - 1]) and not bool(pred[r, len(enc[i].ids) - 1])
+    one_token = [("Is this you?", "Yes")]
+    st = record_pairs(tiny_llama, one_token, tokens="predict")
+    assert int(st.n_tok[0]) == 1
+    with pytest.raises(SignatureError):
+        record_pairs(tiny_llama, one_token, tokens="sideways")
+
+
+def test_per_text_signature_of_a_subset_equals_recording_the_subset(tiny_llama):
+    from persona_circuits.statistics import record_pairs
+
+    stats = record_pairs(tiny_llama, PAIRS, batch_size=2)
+    sub = stats.signature([1, 3])
+    ref = record_signature(tiny_llama, [PAIRS[1], PAIRS[3]], batch_size=2)
+    assert (sub.n_tokens, sub.n_texts) == (ref.n_tokens, ref.n_texts)
+    for layer in ref.sums:
+        for k in ref.sums[layer]:
+            torch.testing.assert_close(sub.sums[layer][k], ref.sums[layer][k], rtol=1e-5, atol=1e-5)
+    both = stats.concat(stats)
+    assert len(both) == 2 * len(PAIRS)
+    torch.testing.assert_close(both.signature([0, 4]).sums[layer]["l2_sum"], 2 * stats.signature([0]).sums[layer]["l2_sum"])

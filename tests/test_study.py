@@ -37,13 +37,38 @@ def test_study_writes_results_report_and_figures(study_run):
         for r in s["conditions"]:
             assert r["n"] == s["n_test"] and 0 <= r["accuracy"] <= 1
         assert {c["condition"] for c in s["contrasts"]} >= {"prompt", "rag", "wanda", "contrastive-wanda"}
-        assert len(s["probes"]) == 2 and len(s["similarity"]) == 2
+        for c in s["contrasts"]:  # every mask and steering contrast is read against its null, at a stated damage
+            if c["condition"] in ("wanda", "contrastive-wanda", "contrastive-sparse", "steering"):
+                assert c["null_draws"] == 2 and len(c["null_shifts"]) == 2 and isinstance(c["persona_specific"], bool)
+                assert c["damage_kl"] > 0
+            if c["condition"] == "prompt":
+                assert "null_draws" not in c and c["damage_kl"] > 0
+        pr = s["probes"]
+        assert len(pr["layers"]) == 2 and {"bag_of_words", "embedding"} <= set(pr)
+        assert all(isinstance(r["informative"], bool) for r in pr["layers"])
+        sim = s["similarity"]
+        assert len(sim["layers"]) == 2 and all(0 < r["p_value"] <= 1 for r in sim["layers"])
+        assert "cosine_centered" not in sim["layers"][0]
+        assert set(s["neutral_decoding"]) == {"contrastive-wanda masks", "persona prompts", "two random masks (reference)"}
+        assert all(len(d["layers"]) == 2 for d in s["neutral_decoding"].values())
+    ref = [s["neutral_decoding"]["two random masks (reference)"] for s in saved["sets"].values()]
+    assert all(r == ref[0] for r in ref)  # set-independent: decoded once
     a = saved["analysis"]
-    assert a["set"] == "mbti-ei" and a["restore"]["rows"] and a["removal"]["rows"]
+    assert a["set"] == "mbti-ei" and a["removal"]["rows"] and a["removal"]["matched_count_per_row"]
+    r = a["restore"]
+    assert (r["rows"] != []) == r["gate"]["passed"] and (r["skipped"] is None) == r["gate"]["passed"]
     assert len(a["sparsity_sweep"]["rows"]) == 2 and len(a["calibration_sweep"]["rows"]) == 2
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
     report = (out / "REPORT.md").read_text()
     assert "## Conclusions" in report and "## Analyses" in report
+    assert "persona-specific" in report and "label-swapped" in report and "## Effect against damage" in report
+    ed = saved["sets"]["mbti-ei"]["effect_damage"]
+    assert set(ed["curves"]) == {"contrastive-wanda", "contrastive-removal", "steering"}
+    for pts in ed["curves"].values():
+        assert len(pts) == 2 and all(len(p["null_shifts"]) == 2 and p["damage_kl"] >= 0 for p in pts)
+    assert "prompt" in ed["points"] and "effect_damage" not in saved["sets"]["mbti-jp"]
+    assert (out / "figures" / "effect_damage.png").is_file()
+    assert "informative" in report and "Split-half reliability" in report and "not evidence" in report
     if SHARED.exists():
         assert "## AI persona tasks" in report and "54.0" in report  # the paper's number, read from the data README
     for name in FIGURES:
@@ -76,10 +101,11 @@ def test_foreign_output_folder_is_refused(study_run, tiny_llama, tmp_path):
 
 def test_output_folder_parents_are_created(tmp_path):
     # a fresh clone has no runs/ folder: `reproduce --out runs/quick` creates it
-    from persona_circuits.study import STUDY_FILE, _claim_output
+    from persona_circuits.study import STUDY_FILE
+    from persona_circuits.study.state import claim_output
 
     out = tmp_path / "runs" / "deeper" / "quick"
-    _claim_output(out, {"model": "m", "config": {}, "format": 1})
+    claim_output(out, {"model": "m", "config": {}, "format": 1})
     assert (out / STUDY_FILE).is_file()
 
 
@@ -88,3 +114,33 @@ def test_bad_data_root(tiny_llama, tmp_path):
     with pytest.raises(StudyError, match="expected layout"):
         run_study(tiny_llama, tmp_path / "out", cfg=micro_config(), data_root=tmp_path, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_study_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = "import sys, persona_circuits.study; print('persona_circuits.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_later_settings_keep_the_identity_of_older_studies():
+    full, quick = StudyConfig(), StudyConfig.quick_config()
+    assert full.setting("similarity_permutations") > quick.setting("similarity_permutations")
+    assert all(full.to_dict()[k] is None for k in ("similarity_splits", "similarity_permutations", "neutral_probe_texts", "neutral_probe_tokens"))
+    full.neutral_probe_texts = 5
+    assert full.setting("neutral_probe_texts") == 5
+
+
+def test_figure_scripts_skip_results_without_their_data(tmp_path, capsys):
+    from persona_circuits.plots import script_main
+
+    old = {"sets": {"x": {"poles": ["a", "b"], "probes": [{"layer": 0}], "similarity": [{"layer": 0, "cosine": 0.9}]}},
+           "analysis": {"set": "x", "restore": {"rows": []}, "removal": {"rows": [{"effect": 0.1}]}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(old))
+    for name in ("similarity", "probes", "neutral_decoding", "ablation"):
+        assert script_main(name, [str(path), "--out", str(tmp_path / "figs")]) == 0
+        assert "skipped" in capsys.readouterr().err
+        assert not (tmp_path / "figs" / f"{name}.png").exists()

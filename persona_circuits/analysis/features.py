@@ -5,6 +5,10 @@ Per text ``n`` and prunable layer input channel ``j`` it keeps the sums of :mod:
 of texts (bootstrap resamples, calibration-size sweeps) is a sum over rows, with no new forward pass.
 It also keeps the mean residual stream over the answer tokens after every block (for probes,
 similarity and steering vectors).
+
+Two more feature sets for the probes: :func:`answer_embeddings`, the mean token embedding over the
+same answer tokens (the lexical "layer 0" of a probe, no forward pass), and :func:`text_features`,
+mean residuals over the tokens of plain texts (neutral text) with an optional plain-text prefix.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data import encode_pair, pad_batches
+from ..data import EncodedText, encode_pair, pad_batches
 from ..errors import SignatureError
 from ..models import architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
-from ..statistics import ActivationSignature
+from ..statistics import ActivationSignature, PerTextStats
 
 _KEYS = ("sum", "sumsq", "sumabs")
 
@@ -44,18 +48,8 @@ class CalibrationRecord:
     def signature(self, index: Sequence[int] | Tensor | None = None, *, pole: str | None = None,
                   dataset: str | None = None, calibration_hash: str = "") -> ActivationSignature:
         """Signature of the texts ``index`` (all by default; repeated indices count repeatedly)."""
-        idx = torch.arange(len(self.n_tok)) if index is None else torch.as_tensor(index, dtype=torch.long)
-        sums, cache = {}, {}
-        for name, t in self.per_text.items():
-            key = id(t)
-            if key not in cache:
-                sel = t[idx].double()
-                cache[key] = {"sum": sel[:, 0].sum(0), "sumsq": sel[:, 1].sum(0), "sumabs": sel[:, 2].sum(0),
-                              "l2_sum": sel[:, 1].sqrt().sum(0)}
-            sums[name] = cache[key]
-        nt = self.n_tok[idx]
-        return ActivationSignature(sums, int(nt.sum()), int((nt > 0).sum()), self.model_id, self.fingerprint,
-                                   calibration_hash, self.tokens, pole, dataset)
+        stats = PerTextStats(self.per_text, self.n_tok, self.model_id, self.fingerprint, self.tokens)
+        return stats.signature(index, pole=pole, dataset=dataset, calibration_hash=calibration_hash)
 
 
 @torch.no_grad()
@@ -122,3 +116,70 @@ def record_calibration(model, pairs: Sequence[tuple[str, str]], *, tokens: str =
     if missing:
         raise SignatureError(f"{len(missing)} expected hook(s) did not fire, e.g. {missing[:3]}")
     return CalibrationRecord(per_text, n_tok, resid, get_model_id(model), architecture_fingerprint(model), tokens)
+
+
+@torch.no_grad()
+def answer_embeddings(model, pairs: Sequence[tuple[str, str]]) -> Float[Tensor, "n d_model"]:
+    """Mean token embedding ``(1/|a|) Σ_t W_E[a_t]`` over each text's answer tokens (the same tokens,
+    with the same chat-template tokenisation, whose residuals :func:`record_calibration` averages).
+
+    This is what a probe sees before any block has mixed in context: a purely lexical feature. (Models
+    that scale the embedding, e.g. Gemma's ``sqrt(d_model)``, differ by one constant factor, which a
+    standardised probe ignores.)
+    """
+    tok = get_tokenizer(model)
+    enc = [encode_pair(tok, q, a) for q, a in pairs]
+    ids = torch.tensor([i for e in enc for i in e.ids[e.answer_start:]], dtype=torch.long)
+    counts = torch.tensor([len(e.ids) - e.answer_start for e in enc])
+    seg = torch.repeat_interleave(torch.arange(len(enc)), counts)
+    w_e = model.W_E.detach()
+    emb = w_e[ids.to(w_e.device)].float().cpu()
+    out = torch.zeros(len(enc), emb.shape[1]).index_add_(0, seg, emb)
+    return out / counts.clamp_min(1)[:, None]
+
+
+def encode_text(tokenizer, text: str, prefix: str | None = None, max_tokens: int = 256) -> EncodedText:
+    """Token ids of ``prefix`` (plus a blank line) followed by ``text``, tokenised separately so that the
+    text's span (``answer_start`` onwards) is exact. Special tokens (BOS) come with the first part."""
+    head = tokenizer(f"{prefix}\n\n" if prefix else "").input_ids
+    body = tokenizer(text, add_special_tokens=False).input_ids[:max_tokens]
+    if not body:
+        raise SignatureError(f"empty text: {text[:60]!r}")
+    return EncodedText(list(head) + list(body), len(head))
+
+
+@torch.no_grad()
+def text_features(model, texts: Sequence[str], *, prefix: str | None = None, batch_size: int = 16,
+                  max_tokens: int = 256, progress: bool | str = False) -> Float[Tensor, "n layer d_model"]:
+    """Mean residual stream after every block over the tokens of each plain text (no chat template;
+    an optional plain-text ``prefix``, e.g. a persona prompt, comes before the text and is excluded
+    from the mean; padding is excluded). Run it inside an intervention (``apply_mask``, ``steering``)
+    to get that condition's features."""
+    if not texts:
+        raise SignatureError("no texts")
+    tok = get_tokenizer(model)
+    enc = [encode_text(tok, t, prefix, max_tokens) for t in texts]
+    n_blocks = model.cfg.n_layers
+    out = torch.zeros(len(enc), n_blocks, model.cfg.d_model)
+    device = input_device(model)
+    state: dict = {}
+
+    def hook(i):
+        def fn(x, hook):
+            sel = state["sel"].to(x.device)
+            out[state["idx"], i] = ((x.float() * sel).sum(1) / sel.sum(1).clamp_min(1.0)).cpu()
+            if i == n_blocks - 1:
+                raise _Stop
+            return x
+        return fn
+
+    batches = pad_batches(enc, tok.pad_token_id, batch_size)
+    with model.hooks(fwd_hooks=[(f"blocks.{i}.hook_out", hook(i)) for i in range(n_blocks)]):
+        for b in tqdm(batches, desc=progress if isinstance(progress, str) else "text features", disable=not progress, leave=False):
+            att = b.attention_mask.to(device)
+            state.update(sel=(b.answer_mask.to(device) & att.bool()).unsqueeze(-1).float(), idx=torch.tensor(b.index))
+            try:
+                model(b.input_ids.to(device), attention_mask=att)
+            except _Stop:
+                pass
+    return out

@@ -1,0 +1,358 @@
+"""Damage of an intervention, and strength dials that reach a chosen damage.
+
+Two different masks always move a model somewhere; a persona effect only counts at a stated cost. The
+cost of an intervention ``I`` (a mask, a soft mask, steering, a system prompt, a LoRA adapter; see
+:class:`~persona_circuits.interventions.Intervention`) is measured on neutral text that has nothing to
+do with any persona (``persona_circuits/capability/neutral_text.jsonl``, written for this project):
+
+* **KL damage**: the mean over predicted tokens ``t`` of ``KL(p_dense(· | x_<t) || p_I(· | x_<t))`` in
+  nats/token, with a bootstrap 95 % interval over texts. Zero for the dense model, and it grows with
+  every change of the next-token distribution, whatever its direction;
+* **perplexity** ``exp(mean NLL)`` of the same tokens under ``I`` (next to the dense one);
+* **general-choice accuracy** on a small general-knowledge two-way choice set (also written for this
+  project), next to the dense accuracy.
+
+A system prompt is placed before each neutral text and the KL is taken on the text's own tokens, so
+prompts are charged for how much they change the model's predictions too.
+
+The dense distributions are computed once per model (:class:`NeutralReference`) and kept as float16
+log-probabilities (relative error ``≤ 2^-11`` per value, far below the damages of interest).
+
+Strength dials (:class:`Dial`) map a scalar strength to the interventions of both poles (keep-mask
+sparsity, removal fraction, soft-mask ``1 − γ``, steering coefficient); :func:`find_strength` searches
+the strength whose mean KL over the poles reaches a target, using neutral text only (and calibration
+data, through the dial), never test items.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import ChoiceItem, EncodedText, pad_batches
+from .errors import PersonaCircuitsError
+from .interventions import Intervention, ResidualSteering
+from .masks import Mask, build_masks
+from .models import architecture_fingerprint, get_tokenizer
+
+DEFAULT_DAMAGE_TEXTS = 24
+DEFAULT_MAX_TOKENS = 128
+
+
+class DamageError(PersonaCircuitsError, ValueError):
+    """A damage measurement or strength search cannot be made with these arguments."""
+
+
+def _ratio_ci(num: np.ndarray, den: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval (over texts) of ``Σ num / Σ den``."""
+    if len(num) == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(n_boot, len(num)))
+    boots = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def _leading_specials(tok, text: str, ids: list[int]) -> int:
+    plain = tok(text, add_special_tokens=False).input_ids
+    k = len(ids) - len(plain)
+    return k if k >= 0 and ids[k:] == plain else 0
+
+
+@dataclass
+class NeutralReference:
+    """Neutral texts, their token ids and the dense model's next-token log-probabilities (float16).
+
+    ``dense_logp[i]`` is ``[len(ids[i]) − 1, vocab]``: row ``j`` predicts token ``j + 1`` of text ``i``.
+    """
+
+    texts: list[str]
+    ids: list[list[int]]
+    dense_logp: list[Tensor]
+    dense_nll: np.ndarray  # per text, summed over its predicted tokens
+    fingerprint: str
+    batch_size: int = 8
+    _dense_general: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_pred(self) -> np.ndarray:
+        return np.array([len(i) - 1 for i in self.ids], dtype=float)
+
+    @property
+    def dense_perplexity(self) -> float:
+        return math.exp(self.dense_nll.sum() / self.n_pred.sum())
+
+
+def _encode_for(ref_ids: Sequence[list[int]], texts: Sequence[str], tok, system: str | None) -> list[EncodedText]:
+    """Inputs whose scored region (``answer_start`` onwards) holds tokens ``1..n−1`` of each text.
+
+    Without a system prompt the input is the text itself. With one, the text's ids (after any leading
+    special tokens ``k``) follow the tokenised ``system + "\\n\\n"``; token ``j`` of the text then sits
+    at ``P − k + j`` where ``P`` is the prefix length.
+    """
+    if not system:
+        return [EncodedText(list(ids), 1) for ids in ref_ids]
+    prefix = tok(system + "\n\n").input_ids
+    out = []
+    for ids, text in zip(ref_ids, texts):
+        k = _leading_specials(tok, text, ids)
+        seq = list(prefix) + list(ids[k:])
+        out.append(EncodedText(seq, len(prefix) - k + 1))
+    return out
+
+
+@torch.no_grad()
+def _next_token_logp(model, encoded: Sequence[EncodedText], batch_size: int, consume: Callable[[int, Tensor, Tensor], None]) -> None:
+    """For every text, the log-softmax at the positions predicting its scored tokens, in order.
+
+    ``consume(i, logp [m, vocab] float32, targets [m])`` is called once per text.
+    """
+    tok = get_tokenizer(model)
+    device = next(model.parameters()).device
+    for b in pad_batches(encoded, tok.pad_token_id, batch_size):
+        ids = b.input_ids.to(device)
+        logits = model(ids, attention_mask=b.attention_mask.to(device))
+        tgt = b.answer_mask[:, 1:].to(device) & b.attention_mask[:, 1:].to(device).bool()
+        for r, i in enumerate(b.index):
+            cols = tgt[r].nonzero().squeeze(1)
+            lp = torch.log_softmax(logits[r, cols].float(), -1)
+            consume(i, lp, ids[r, cols + 1])
+
+
+def neutral_reference(model, texts: Sequence[str] | None = None, *, n_texts: int = DEFAULT_DAMAGE_TEXTS,
+                      max_tokens: int = DEFAULT_MAX_TOKENS, batch_size: int = 8) -> NeutralReference:
+    """Dense next-token distributions on neutral text (the bundled neutral texts by default).
+
+    Args:
+        texts: plain texts; default: the first ``n_texts`` bundled neutral texts.
+        max_tokens: each text is cut to this many tokens (bounds the float16 cache:
+            ``n_texts · max_tokens · vocab · 2`` bytes, about 0.3 GB for the defaults and a 49k vocabulary).
+    """
+    from .analysis.capability import neutral_texts
+
+    texts = list(texts) if texts is not None else neutral_texts(n_texts)
+    if not texts:
+        raise DamageError("no neutral texts to measure damage on")
+    tok = get_tokenizer(model)
+    ids = [tok(t).input_ids[:max_tokens] for t in texts]
+    if any(len(i) < 2 for i in ids):
+        raise DamageError("every neutral text needs at least two tokens")
+    logp: list[Tensor | None] = [None] * len(texts)
+    nll = np.zeros(len(texts))
+
+    def keep(i, lp, targets):
+        logp[i] = lp.to(torch.float16).cpu()
+        nll[i] = float(-lp.gather(1, targets[:, None]).sum())
+
+    _next_token_logp(model, _encode_for(ids, texts, tok, None), batch_size, keep)
+    return NeutralReference(texts, ids, logp, nll, architecture_fingerprint(model), batch_size)  # type: ignore[arg-type]
+
+
+@dataclass
+class Damage:
+    """Cost of one intervention: KL from the dense model on neutral text, perplexity, general accuracy."""
+
+    label: str
+    kl: float
+    kl_ci95: tuple[float, float]
+    n_texts: int
+    n_tokens: int
+    perplexity: float
+    perplexity_dense: float
+    general_accuracy: float | None = None
+    general_accuracy_ci95: tuple[float, float] | None = None
+    general_accuracy_dense: float | None = None
+    general_n: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("kl_ci95", "general_accuracy_ci95"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+
+def _as_intervention(x: Intervention | Mask | None) -> Intervention:
+    if x is None:
+        return Intervention()
+    if isinstance(x, Mask):
+        return Intervention(label=f"{x.config.method}:{x.config.pole}", mask=x)
+    return x
+
+
+@torch.no_grad()
+def kl_damage(model, intervention: Intervention | Mask | None, reference: NeutralReference, *, seed: int = 0,
+              n_boot: int = 2000) -> tuple[float, tuple[float, float], float, np.ndarray]:
+    """Mean per-token ``KL(dense || intervened)`` on the reference's texts.
+
+    Returns ``(kl, kl_ci95, perplexity, per_text_kl_sums)``.
+    """
+    iv = _as_intervention(intervention)
+    if reference.fingerprint != architecture_fingerprint(model):
+        raise DamageError("the neutral reference was computed on another model")
+    tok = get_tokenizer(model)
+    kl_sum = np.zeros(len(reference.ids))
+    nll = np.zeros(len(reference.ids))
+
+    def acc(i, lp, targets):
+        ref = reference.dense_logp[i].to(lp.device, torch.float32)
+        kl_sum[i] = float((ref.exp() * (ref - lp)).sum())
+        nll[i] = float(-lp.gather(1, targets[:, None]).sum())
+
+    with iv.active(model):
+        _next_token_logp(model, _encode_for(reference.ids, reference.texts, tok, iv.system), reference.batch_size, acc)
+    n = reference.n_pred
+    kl = float(kl_sum.sum() / n.sum())
+    return max(kl, 0.0), _ratio_ci(kl_sum, n, n_boot=n_boot, seed=seed), math.exp(nll.sum() / n.sum()), kl_sum
+
+
+def measure_damage(model, intervention: Intervention | Mask | None = None, *, reference: NeutralReference | None = None,
+                   general: bool | Sequence[ChoiceItem] = True, batch_size: int = 16, seed: int = 0) -> Damage:
+    """KL damage, perplexity and (unless ``general=False``) general-choice accuracy of an intervention.
+
+    Args:
+        intervention: an :class:`Intervention`, a :class:`Mask`, or ``None`` (the dense model: KL 0).
+        reference: dense distributions on neutral text (computed here if not given; pass one to reuse it).
+        general: ``True`` for the bundled general-knowledge choice items, a list of items, or ``False``.
+    """
+    from .analysis.capability import general_choice_items
+    from .evaluation import _wins, bootstrap_ci, score_choices
+
+    iv = _as_intervention(intervention)
+    ref = reference if reference is not None else neutral_reference(model)
+    kl, ci, ppl, _ = kl_damage(model, iv, ref, seed=seed)
+    out = Damage(iv.label, kl, ci, len(ref.ids), int(ref.n_pred.sum()), ppl, ref.dense_perplexity)
+    if general is not False:
+        items = general_choice_items() if general is True else list(general)
+        key = tuple(it.id for it in items)
+        if key not in ref._dense_general:
+            ref._dense_general[key] = float(_wins(score_choices(model, items, batch_size=batch_size).diff(True).numpy()).mean())
+        with iv.active(model):
+            w = _wins(score_choices(model, items, system=iv.system, batch_size=batch_size).diff(True).numpy())
+        out.general_accuracy, out.general_accuracy_ci95 = float(w.mean()), bootstrap_ci(w, seed=seed)
+        out.general_accuracy_dense, out.general_n = ref._dense_general[key], len(items)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Strength dials
+
+
+@dataclass
+class Dial:
+    """A method's strength dial: ``make(strength)`` gives the interventions of both poles at that strength.
+
+    Damage is assumed to grow with strength between ``lo`` and ``hi`` (searched on a log scale when
+    ``log_scale``).
+    """
+
+    name: str
+    make: Callable[[float], Sequence[Intervention]]
+    lo: float
+    hi: float
+    log_scale: bool = True
+
+
+def mask_dial(model, method: str, signatures: Mapping, *, lo: float | None = None, hi: float | None = None,
+              **mask_kwargs) -> Dial:
+    """Sparsity dial of a mask method (keep-mask sparsity, or removal fraction for ``contrastive-removal``)."""
+    removal = method == "contrastive-removal"
+    lo = (1e-4 if removal else 1e-3) if lo is None else lo
+    hi = (0.2 if removal else 0.9) if hi is None else hi
+
+    def make(s: float) -> list[Intervention]:
+        masks = build_masks(model, method, signatures, sparsity=s, **mask_kwargs)
+        return [Intervention(label=f"{method}:{p}@{s:.4g}", mask=m) for p, m in masks.items()]
+
+    return Dial(method, make, lo, hi, True)
+
+
+def soft_mask_dial(masks: Mapping[str, Mask] | Sequence[Mask], *, lo: float = 1e-3, hi: float = 1.0) -> Dial:
+    """Soft-gate dial of fixed masks: strength ``1 − γ`` (``γ`` = kept fraction of the pruned weights)."""
+    ms = list(masks.values()) if isinstance(masks, Mapping) else list(masks)
+
+    def make(s: float) -> list[Intervention]:
+        g = min(max(1.0 - s, 0.0), 1.0)
+        return [Intervention(label=f"soft:{m.config.pole}@{g:.4g}", mask=m, gamma=g) for m in ms]
+
+    return Dial("soft-mask", make, lo, hi, True)
+
+
+def steering_dial(vector: Tensor, layer: int, *, lo: float = 0.1, hi: float = 32.0) -> Dial:
+    """Steering-coefficient dial: pole A gets ``+c v``, pole B ``−c v`` after block ``layer``."""
+
+    def make(c: float) -> list[Intervention]:
+        return [Intervention(label=f"steer+@{c:.4g}", steer=ResidualSteering(vector, layer, c)),
+                Intervention(label=f"steer-@{c:.4g}", steer=ResidualSteering(vector, layer, -c))]
+
+    return Dial("steering", make, lo, hi, True)
+
+
+def pair_damage(model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
+    """Mean KL damage over the interventions of a pair (or any set)."""
+    return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in interventions]))
+
+
+@dataclass
+class StrengthSearch:
+    """Result of :func:`find_strength`: the strength whose damage came closest to the target."""
+
+    dial: str
+    target_kl: float
+    strength: float
+    kl: float
+    reached: bool
+    history: list[tuple[float, float]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def find_strength(model, dial: Dial, target_kl: float, reference: NeutralReference, *, rel_tol: float = 0.15,
+                  max_iter: int = 12) -> StrengthSearch:
+    """Bisect the dial's strength until the pair's mean KL damage is within ``rel_tol`` of ``target_kl``.
+
+    The ends are evaluated first; a target outside their damages returns the nearer end with
+    ``reached=False``. Each step evaluates the (geometric, for log-scale dials) midpoint of the bracket.
+    """
+    if not target_kl > 0:
+        raise DamageError(f"target damage must be > 0 nats/token, got {target_kl}")
+    if not (0 < dial.lo < dial.hi) and dial.log_scale:
+        raise DamageError(f"a log-scale dial needs 0 < lo < hi, got {dial.lo}, {dial.hi}")
+    history: list[tuple[float, float]] = []
+
+    def damage(s: float) -> float:
+        d = pair_damage(model, dial.make(s), reference)
+        history.append((float(s), d))
+        return d
+
+    def close(d: float) -> bool:
+        return abs(d - target_kl) <= rel_tol * target_kl
+
+    def best() -> tuple[float, float]:
+        return min(history, key=lambda h: abs(math.log(max(h[1], 1e-12) / target_kl)))
+
+    lo, hi = dial.lo, dial.hi
+    d_lo = damage(lo)
+    if close(d_lo) or d_lo > target_kl:
+        return StrengthSearch(dial.name, target_kl, lo, d_lo, close(d_lo), history)
+    d_hi = damage(hi)
+    if close(d_hi) or d_hi < target_kl:
+        return StrengthSearch(dial.name, target_kl, hi, d_hi, close(d_hi), history)
+    for _ in range(max_iter):
+        mid = math.sqrt(lo * hi) if dial.log_scale else (lo + hi) / 2
+        d = damage(mid)
+        if close(d):
+            return StrengthSearch(dial.name, target_kl, mid, d, True, history)
+        if d < target_kl:
+            lo = mid
+        else:
+            hi = mid
+    s, d = best()
+    return StrengthSearch(dial.name, target_kl, s, d, close(d), history)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from persona_circuits.data import ChoiceItem, PersonaSet, Pole
+from persona_circuits.evaluation import pole_contrast, score_choices
+from persona_circuits.interventions import apply_mask
+from persona_circuits.masks import build_masks
+from persona_circuits.nulls import (label_swap_indices, label_swapped_signatures, null_mask_pairs, null_test,
+                                    random_directions, random_pairs_like)
+from persona_circuits.statistics import persona_signatures, record_persona_per_text
+
+
+def contrast(model, masks, items, poles):
+    s = {}
+    for p in poles:
+        with apply_mask(model, masks[p]):
+            s[p] = score_choices(model, items, batch_size=8)
+    return pole_contrast(s[poles[0]], s[poles[1]], condition="x").shift
+
+
+@pytest.fixture(scope="module")
+def persona():
+    from persona_circuits.data import load_persona_set
+
+    return load_persona_set("mbti-ei").subset(calib_size=10, test_size=6)
+
+
+@pytest.fixture(scope="module")
+def stats(tiny_llama, persona):
+    return record_persona_per_text(tiny_llama, persona, batch_size=5)
+
+
+def test_poles_with_the_same_texts_give_null_level_contrasts(tiny_llama, persona):
+    same = PersonaSet("same", (Pole("p"), Pole("q")),
+                      [ChoiceItem(it.id, it.question, it.answer_a, it.answer_a) for it in persona.calibration], persona.test)
+    st = record_persona_per_text(tiny_llama, same, batch_size=5)
+    sigs = persona_signatures(same, st)
+    for method in ("contrastive-wanda", "contrastive-removal"):
+        masks = build_masks(tiny_llama, method, sigs, sparsity=0.1)
+        for k in masks["p"].masks:  # z = 0 everywhere: both poles get the same mask
+            assert torch.equal(masks["p"].masks[k], masks["q"].masks[k])
+        shift = contrast(tiny_llama, masks, same.test, ["p", "q"])
+        assert shift == 0.0
+        nulls = null_mask_pairs(tiny_llama, method, st["p"], st["q"], draws=3, poles=("p", "q"), sparsity=0.1)
+        t = null_test(shift, [contrast(tiny_llama, n, same.test, ["p", "q"]) for n in nulls])
+        assert t.null_shift_mean == 0.0 and not t.persona_specific
+
+
+def test_swapping_every_label_negates_the_contrast(tiny_llama, persona, stats):
+    """The label-swap null is centred on 0 by construction: a draw and its complement give opposite contrasts."""
+    a, b = persona.pole_names
+    both = stats[a].concat(stats[b])
+    ia, ib = label_swap_indices(len(stats[a]), seed=4)
+    sig = {a: both.signature(ia, pole=a), b: both.signature(ib, pole=b)}
+    comp = {a: both.signature(ib, pole=a), b: both.signature(ia, pole=b)}
+    m1 = build_masks(tiny_llama, "contrastive-removal", sig, sparsity=0.1)
+    m2 = build_masks(tiny_llama, "contrastive-removal", comp, sparsity=0.1)
+    for k in m1[a].masks:
+        assert torch.equal(m1[a].masks[k], m2[b].masks[k]) and torch.equal(m1[b].masks[k], m2[a].masks[k])
+    s1, s2 = contrast(tiny_llama, m1, persona.test, [a, b]), contrast(tiny_llama, m2, persona.test, [a, b])
+    assert s1 == pytest.approx(-s2, abs=1e-12)
+
+
+def test_label_swapped_draws_centre_on_zero(tiny_llama, persona, stats):
+    a, b = persona.pole_names
+    nulls = null_mask_pairs(tiny_llama, "contrastive-removal", stats[a], stats[b], draws=12, poles=(a, b), sparsity=0.1)
+    assert all(n[a].config.extra["null"] == "label-swapped" for n in nulls)
+    shifts = np.array([contrast(tiny_llama, n, persona.test, [a, b]) for n in nulls])
+    assert len(set(np.round(shifts, 12))) > 6  # draws differ
+    assert abs(shifts.mean()) < 3 * shifts.std(ddof=1) / np.sqrt(len(shifts))
+
+
+def test_label_swap_keeps_every_item_once_per_pseudo_pole():
+    ia, ib = label_swap_indices(50, seed=1)
+    n = 50
+    assert sorted(torch.cat([ia, ib]).tolist()) == list(range(2 * n))
+    assert torch.equal(ia % n, torch.arange(n)) and torch.equal(ib % n, torch.arange(n))
+    assert 10 < int((ia >= n).sum()) < 40
+
+
+def test_label_swapped_signatures_need_paired_texts(tiny_llama, stats, persona):
+    from persona_circuits.errors import MaskError
+
+    a, b = persona.pole_names
+    short = type(stats[b])({k: v[:5] for k, v in stats[b].per_text.items()}, stats[b].n_tok[:5], stats[b].model_id,
+                           stats[b].fingerprint, stats[b].tokens)
+    with pytest.raises(MaskError, match="both answers"):
+        label_swapped_signatures(stats[a], short, draws=1)
+
+
+def test_null_test_rule():
+    nulls = [-0.1, 0.0, 0.1, 0.05, -0.05]
+    t = null_test(1.0, nulls, shift_ci95=(0.5, 1.5))
+    assert t.persona_specific and t.null_draws == 5 and t.null_p_value == pytest.approx(1 / 6)
+    assert t.null_threshold > max(nulls)
+    assert not null_test(0.12, nulls).persona_specific
+    assert not null_test(1.0, nulls, shift_ci95=(-0.1, 2.0)).persona_specific  # its own interval includes 0
+    assert not null_test(1.0, [0.0]).persona_specific  # one draw has no spread
+    assert not null_test(1.0, []).persona_specific
+
+
+def test_random_controls_match_norm_and_density(tiny_llama, persona, stats):
+    v = torch.randn(64)
+    r = random_directions(v, draws=5, seed=0)
+    torch.testing.assert_close(r.norm(dim=1), v.norm().expand(5))
+    a, b = persona.pole_names
+    masks = build_masks(tiny_llama, "contrastive-sparse", persona_signatures(persona, stats), sparsity=0.3)
+    pairs = random_pairs_like(masks[a], masks[b], draws=2)
+    for pair in pairs:
+        for p in (a, b):
+            for k in masks[p].masks:
+                assert torch.equal(pair[p].masks[k].sum(1), masks[p].masks[k].sum(1))
