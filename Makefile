@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full figures notebook
+.PHONY: install lint test reproduce reproduce-full figures z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -38,9 +38,14 @@ reproduce-full: install
 	cp runs/full/results.json figures/results.json
 	$(MAKE) figures
 
-# Redraw every committed figure from figures/results.json with the analyses/ scripts.
+# Redraw every committed figure from figures/results.json with the analyses/ scripts (z_length.py
+# measures on the model instead: `make z-length`).
 figures:
-	for s in analyses/*.py; do $(PYTHON) $$s figures/results.json --out figures || exit 1; done
+	for s in $(filter-out analyses/z_length.py,$(wildcard analyses/*.py)); do $(PYTHON) $$s figures/results.json --out figures || exit 1; done
+
+# Is the contrastive z length-driven? figures/z_length.{json,png} (about 5 minutes on 2 cores).
+z-length: install
+	$(PYTHON) analyses/z_length.py --data-root ../shared/data --out figures
 
 # Execute the walkthrough notebook and save it with its outputs (figures show when browsing the repository).
 notebook: install
