@@ -97,3 +97,20 @@ def test_bad_targets_and_texts_are_errors(tiny_llama, ref, sigs):
         find_strength(tiny_llama, mask_dial(tiny_llama, "wanda", sigs), 0.0, ref)
     with pytest.raises(DamageError):
         neutral_reference(tiny_llama, [])
+
+
+def test_lora_and_soft_mask_interventions(tiny_llama, ref):
+    from persona_circuits.baselines import LoRA
+    from persona_circuits.damage import soft_mask_dial
+
+    lora = LoRA(tiny_llama, rank=2, seed=0)
+    assert kl_damage(tiny_llama, Intervention(lora=lora), ref)[0] < 1e-4  # B = 0: the adapted model is the base model
+    with torch.no_grad():
+        for _, b in lora.params.values():
+            b.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    assert kl_damage(tiny_llama, Intervention(lora=lora), ref)[0] > 1e-3
+    m = random_mask(tiny_llama, sparsity=0.6, seed=3)
+    dial = soft_mask_dial([m])
+    d = [pair_damage(tiny_llama, dial.make(s), ref) for s in (0.01, 0.3, 1.0)]  # strength 1 - gamma
+    assert d[0] < d[1] < d[2]
+    assert d[2] == pytest.approx(kl_damage(tiny_llama, m, ref)[0], rel=1e-6)
