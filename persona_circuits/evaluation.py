@@ -5,6 +5,11 @@ log-likelihood of its tokens given the chat-templated question, ``LL = Σ_t log 
 For pole P the item counts as aligned when P's answer scores higher. Summed log-likelihood favours
 short answers, so we also report the length-normalised choice (mean log-likelihood per token) and the
 mean margin ``LL_P/n_P − LL_other/n_other`` in nats per token, with a bootstrap 95 % interval.
+
+:func:`score_choices` computes the prompt once for both answers of an item (a plain HF forward sharing
+the bridge's weights, see :mod:`persona_circuits.plain`) unless hooks or activation capture need the
+TransformerBridge; both paths give the same choices. In a bfloat16 model (``load_model(dtype="bfloat16")``)
+log-probabilities are still summed in float64.
 """
 
 from __future__ import annotations
@@ -96,15 +101,16 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
                   path: str = "auto", max_tokens: int | None = None) -> ChoiceScores:
     """Log-likelihood of both answers of every item.
 
-    Two paths give the same numbers (float tolerance; identical choices in float32):
+    Two paths give the same numbers (to float rounding: identical choices in float32, per-token margins
+    within 1e-5 nats on the default model; see ``benchmarks/bench_scoring_paths.py``):
 
     * ``"shared-prefix"`` (fast): through :func:`~persona_circuits.plain.plain_model`, a plain Hugging Face
       module sharing the bridge's weights (SDPA attention, no hooks). Each item is one row, prompt then
       answer A then answer B, with a tree-shaped attention mask (B's tokens do not see A's) and B's
       position ids restarting after the prompt, so the prompt is computed once for both answers. Rows are
       sorted by length and batched by a padded-token budget; logits are computed only at the positions
-      that predict answer tokens. Items whose two prompts differ
-      (a prompt cut at ``max_length``) get one row per answer.
+      that predict answer tokens. Items whose two prompts differ (a prompt cut at ``max_length``) get one
+      row per answer.
     * ``"bridge"`` (fallback): one right-padded text per answer through the TransformerBridge, forward
       stopped at ``unembed.hook_in`` and unembedded at answer-predicting positions only; every hook fires.
 
@@ -184,14 +190,12 @@ def shared_prefix_rows(enc: Sequence[EncodedText]) -> list[_Row]:
     """Texts ``2i`` and ``2i+1`` (the two answers of item ``i``) share one row when their prompts are equal."""
     rows = []
     for i in range(0, len(enc), 2):
-        pair = [(enc[j], j) for j in range(i, min(i + 2, len(enc)))]
-        (ea, ja) = pair[0]
-        pa = ea.ids[:ea.answer_start]
-        if len(pair) == 2 and pair[1][0].ids[:pair[1][0].answer_start] == pa and pa:
-            rows.append(_Row(pa, [(ea.ids[ea.answer_start:], ja), (pair[1][0].ids[pair[1][0].answer_start:], pair[1][1])]))
+        texts = [(enc[j].ids[:enc[j].answer_start], enc[j].ids[enc[j].answer_start:], j)
+                 for j in range(i, min(i + 2, len(enc)))]
+        if len(texts) == 2 and texts[0][0] and texts[0][0] == texts[1][0]:
+            rows.append(_Row(texts[0][0], [(ans, j) for _, ans, j in texts]))
         else:
-            for e, j in pair:
-                rows.append(_Row(e.ids[:e.answer_start], [(e.ids[e.answer_start:], j)]))
+            rows += [_Row(prompt, [(ans, j)]) for prompt, ans, j in texts]
     return rows
 
 

@@ -176,6 +176,7 @@ class _WeightGroup:
 
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_THREADED_MIN_ENTRIES = 1 << 18  # smaller switches are not worth handing to threads
 
 
 class MaskSwitcher:
@@ -189,6 +190,13 @@ class MaskSwitcher:
     which differ in a few per cent of entries, moves a few per cent of the bytes of ``apply_mask``. Going
     from or to the dense model (``switch(None)``) is one full pass. On exit (also on an exception) every
     weight is copied back from the dense copy: bit-exact.
+
+    Cost (default model, one CPU thread, see ``benchmarks/bench_pole_switch.py``): a switch between the
+    two poles of a Wanda pair (3 % of entries differ) takes about a sixth of an ``apply_mask`` exit +
+    enter; preparing a pair costs about four such full switches and opening (the dense copy) about two,
+    so the switcher pays off when the same masks are switched back and forth several times; for a mask
+    used once, ``apply_mask`` is cheaper. Large switches are spread over ``torch.get_num_threads()``
+    threads.
 
     Values are those of :func:`apply_mask` bit for bit: pruned entries are ``+0.0`` (``gamma = 0``) or
     ``W · γ`` per mask that prunes them. Layer names that alias one weight (the same tensor view, e.g. tied
@@ -206,6 +214,7 @@ class MaskSwitcher:
         self._group_of: dict[str, _WeightGroup] = {}
         self._cache: dict[tuple[int, int], tuple[Mask, Mask, list]] = {}
         self._checked: dict[int, Mask] = {}
+        self._pool = None  # threads for large switches (NumPy releases the GIL while it scatters)
         self.current: Mask | None = None
 
     # ---- life cycle
@@ -238,6 +247,9 @@ class MaskSwitcher:
         self._groups, self._group_of, self.current = None, {}, None
         self._cache.clear()
         self._checked.clear()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def __enter__(self) -> "MaskSwitcher":
         return self.open()
@@ -257,8 +269,8 @@ class MaskSwitcher:
         self.open()
         if mask is not None:
             self._check(mask)
-        for g in self._groups:
-            if g.w.data_ptr() != g.ptr:
+        for l in self._layers:
+            if l.weight.data_ptr() != self._group_of[l.name].ptr:
                 raise MaskError("the model's weights were moved or replaced while a MaskSwitcher was open")
         cur = self.current
         if mask is cur:
@@ -269,9 +281,31 @@ class MaskSwitcher:
             for g in self._groups_of(cur):
                 g.w.copy_(g.orig)
         else:
-            for g, sidx, vals in self._transition(cur, mask):
-                _put(g.flat, sidx, vals)
+            self._run(self._transition(cur, mask))
         self.current = mask
+
+    def _run(self, steps: list["_Step"]) -> None:
+        """Apply the steps, spread over ``torch.get_num_threads()`` threads when they are large."""
+        n = min(torch.get_num_threads(), len(steps))
+        total = sum(s.size for s in steps)
+        if n < 2 or total < _THREADED_MIN_ENTRIES:
+            for s in steps:
+                s.apply()
+            return
+        if self._pool is None or self._pool._max_workers != n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(n, thread_name_prefix="mask-switch")
+        bins: list[list[_Step]] = [[] for _ in range(n)]
+        load = [0] * n
+        for s in sorted(steps, key=lambda s: -s.size):  # largest first into the least loaded thread
+            k = load.index(min(load))
+            bins[k].append(s)
+            load[k] += s.size
+        for f in [self._pool.submit(_apply_all, b) for b in bins]:
+            f.result()
 
     def prepare(self, a: Mask, b: Mask) -> None:
         """Compute (and cache) the switches ``a → b`` and ``b → a`` now, so the first switch is fast too."""
@@ -312,33 +346,36 @@ class MaskSwitcher:
                 vals = vals * torch.where(mk, 1.0, self.gamma).to(vals.dtype)
         return vals
 
-    def _transition(self, a: Mask, b: Mask) -> list:
+    def _transition(self, a: Mask, b: Mask) -> list["_Step"]:
         key = (id(a), id(b))
         hit = self._cache.get(key)
         if hit is not None and hit[0] is a and hit[1] is b:
             self._cache[key] = self._cache.pop(key)  # most recently used last
             return hit[2]
-        steps = []
-        for g in self._groups:
-            diff = None
-            for name in g.names:
-                ma, mb = a.masks.get(name), b.masks.get(name)
-                if ma is None and mb is None:
+        back = self._cache.get((id(b), id(a)))
+        if back is not None and back[0] is b and back[1] is a:  # same entries differ: reuse the indices
+            steps = [_Step(s.group, s.idx, s.sidx, self._values(s.group, b, s.idx)) for s in back[2]]
+        else:
+            steps = []
+            for g in self._groups:
+                diff = None
+                for name in g.names:
+                    ma, mb = a.masks.get(name), b.masks.get(name)
+                    if ma is None and mb is None:
+                        continue
+                    dev = g.w.device
+                    if ma is None:
+                        x = ~mb.to(dev)
+                    elif mb is None:
+                        x = ~ma.to(dev)
+                    else:
+                        x = ma.to(dev) ^ mb.to(dev)
+                    diff = x if diff is None else diff | x
+                if diff is None:
                     continue
-                dev = g.w.device
-                if ma is None:
-                    x = ~mb.to(dev)
-                elif mb is None:
-                    x = ~ma.to(dev)
-                else:
-                    x = ma.to(dev) ^ mb.to(dev)
-                diff = x if diff is None else diff | x
-            if diff is None:
-                continue
-            idx = diff.reshape(-1).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            steps.append((g, g.storage_index(idx), self._values(g, b, idx)))
+                idx = diff.reshape(-1).nonzero().squeeze(1)
+                if idx.numel():
+                    steps.append(_Step(g, idx, g.storage_index(idx), self._values(g, b, idx)))
         if self.cache_size:
             self._cache[key] = (a, b, steps)
             while len(self._cache) > self.cache_size:
@@ -348,17 +385,37 @@ class MaskSwitcher:
     def changed_entries(self, a: Mask, b: Mask) -> int:
         """Number of weight entries a switch ``a → b`` writes."""
         self.open()
-        return sum(int(s.numel()) for _, s, _ in self._transition(a, b))
+        return sum(int(s.idx.numel()) for s in self._transition(a, b))
 
 
-def _put(flat: Tensor, sidx: Tensor, vals: Tensor) -> None:
-    """``flat[sidx] = vals``. On CPU through NumPy's fancy assignment on the bit patterns (about 1.4x
-    faster than ``index_copy_`` here, and it also takes bfloat16)."""
-    if flat.device.type == "cpu" and flat.element_size() in _INT_VIEW:
-        it = _INT_VIEW[flat.element_size()]
-        flat.view(it).numpy()[sidx.numpy()] = vals.view(it).numpy()
-    else:
-        flat.index_copy_(0, sidx, vals)
+class _Step:
+    """Write ``vals`` at flat storage indices ``sidx`` of one weight group (``idx``: row-major view indices).
+
+    On CPU the write goes through NumPy's fancy assignment on the values' bit patterns (about 1.4x faster
+    than ``index_copy_`` here, and it also takes bfloat16); the NumPy views are made once."""
+
+    __slots__ = ("group", "idx", "sidx", "vals", "size", "_np")
+
+    def __init__(self, group: _WeightGroup, idx: Tensor, sidx: Tensor, vals: Tensor) -> None:
+        self.group, self.idx, self.sidx, self.vals = group, idx, sidx, vals
+        self.size = int(idx.numel())
+        flat = group.flat
+        self._np = None
+        if flat.device.type == "cpu" and flat.element_size() in _INT_VIEW:
+            it = _INT_VIEW[flat.element_size()]
+            self._np = (flat.view(it).numpy(), sidx.numpy(), vals.view(it).numpy())
+
+    def apply(self) -> None:
+        if self._np is not None:
+            dst, i, v = self._np
+            dst[i] = v
+        else:
+            self.group.flat.index_copy_(0, self.sidx, self.vals)
+
+
+def _apply_all(steps: list[_Step]) -> None:
+    for s in steps:
+        s.apply()
 
 
 def _check_no_partial_overlap(groups: list[_WeightGroup]) -> None:

@@ -208,3 +208,31 @@ def test_switcher_refuses_partially_overlapping_views(tokenizer_dir):
         layers["blocks.0.attn.o"].module.weight.data = big.data.T  # same storage, another view
     with pytest.raises(MaskError, match="share part"):
         MaskSwitcher(m).open()
+
+
+def test_switcher_threads_give_the_same_weights(tokenizer_dir, monkeypatch):
+    from persona_circuits import interventions
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=8)
+    monkeypatch.setattr(interventions, "_THREADED_MIN_ENTRIES", 0)
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_switches(m, [random_mask(m, sparsity=0.5, seed=1), random_mask(m, sparsity=0.5, seed=2),
+                            random_mask(m, sparsity=0.5, seed=1)])
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_switcher_refuses_weights_replaced_while_open(tokenizer_dir):
+    from persona_circuits.interventions import MaskSwitcher
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=9)
+    with MaskSwitcher(m) as sw:
+        sw.switch(random_mask(m, sparsity=0.5, seed=1))
+        lin = prunable_layers(m)[0].module
+        lin.weight = torch.nn.Parameter(lin.weight.detach().clone())
+        with pytest.raises(MaskError, match="replaced"):
+            sw.switch(random_mask(m, sparsity=0.5, seed=2))
