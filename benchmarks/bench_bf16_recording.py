@@ -43,7 +43,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, calib_size:
     s32, s16 = (f() for f in rec.values())
     layer = next(iter(s32[persona.pole_names[0]].sums))
     assert all(v.dtype == torch.float64 for sig in (s32, s16) for s in sig.values() for v in s.sums[layer].values())
-    rel = max(float(((s16[p].mean(layer) - s32[p].mean(layer)).norm() / s32[p].mean(layer).norm()))
+    rel = max(float((s16[p].mean(layer) - s32[p].mean(layer)).norm() / s32[p].mean(layer).norm())
               for p in persona.pole_names)
     res.checks.append(f"signatures of both dtypes hold float64 sums over the same {s32[persona.pole_names[0]].n_tokens} "
                       f"answer tokens per pole; relative difference of the mean input of {layer}: {rel:.1e}")

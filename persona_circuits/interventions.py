@@ -229,9 +229,7 @@ class MaskSwitcher:
                 by_view.setdefault(key, [l.name, w])
                 if by_view[key][0] != l.name:
                     by_view[key].append(l.name)
-            groups = []
-            for key, (first, w, *more) in by_view.items():
-                groups.append(_WeightGroup([first, *more], w))
+            groups = [_WeightGroup([first, *more], w) for first, w, *more in by_view.values()]
             _check_no_partial_overlap(groups)
         self._groups = groups
         self._group_of = {n: g for g in groups for n in g.names}

@@ -173,7 +173,11 @@ def _self_check(model, plain: nn.Module) -> bool:
 
 
 def plain_model(model) -> nn.Module | None:
-    """The plain HF module sharing ``model``'s weights (built once, rebuilt when stale), or ``None``."""
+    """The plain HF module sharing ``model``'s weights (built once, rebuilt when stale), or ``None``
+    (also for a model spread over several devices with ``device_map``: its dispatch hooks move
+    activations between devices and the plain module has none)."""
+    if len({p.device for p in hf_model(model).parameters()}) > 1:
+        return None
     p = _CACHE.get(model, False)
     if p is False or (p is not None and not p.current()):
         p = _CACHE[model] = _build(model)
