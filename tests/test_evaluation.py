@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from persona_circuits.data import ChoiceItem, encode_pair
+from persona_circuits.data import ChoiceItem, EncodedText, encode_pair
 from persona_circuits.evaluation import ChoiceScores, bootstrap_ci, pole_contrast, score_choices, summarize
 
 ITEMS = [ChoiceItem("1", "How do you relax?", "With friends at a busy bar.", "Alone with a novel."),
@@ -63,3 +63,114 @@ def test_pole_contrast_cancels_length_bias():
     under_b = ChoiceScores(torch.tensor([[-1.5, -2.0]] * 3, dtype=torch.float64), lengths)
     c = pole_contrast(under_a, under_b, condition="x")
     assert c.accuracy == 1.0 and np.isclose(c.shift, 0.5)
+
+
+# ---- shared-prefix path (plain HF module, one row per item) vs the bridge path
+
+def _same_scores(a, b, tol=1e-4):
+    assert torch.equal(a.n_tokens, b.n_tokens)
+    assert float((a.logp - b.logp).abs().max()) < tol
+    assert torch.equal(a.diff() > 0, b.diff() > 0) and torch.equal(a.diff(True) > 0, b.diff(True) > 0)
+
+
+def test_shared_prefix_path_matches_bridge_path(tiny_model):
+    a = score_choices(tiny_model, ITEMS, path="bridge", batch_size=2)
+    b = score_choices(tiny_model, ITEMS, path="shared-prefix", batch_size=2, max_tokens=64)
+    _same_scores(a, b)
+    c = score_choices(tiny_model, ITEMS, system="Be brief.", contexts=["ctx"] * 3)  # auto: shared prefix
+    d = score_choices(tiny_model, ITEMS, system="Be brief.", contexts=["ctx"] * 3, path="bridge")
+    _same_scores(c, d)
+
+
+def test_shared_prefix_path_sees_masks(tiny_model):
+    from persona_circuits.interventions import apply_mask
+    from persona_circuits.masks import random_mask
+
+    with apply_mask(tiny_model, random_mask(tiny_model, sparsity=0.5, seed=4)):
+        a = score_choices(tiny_model, ITEMS, path="bridge")
+        b = score_choices(tiny_model, ITEMS, path="shared-prefix")
+    _same_scores(a, b)
+    assert not torch.allclose(a.logp, score_choices(tiny_model, ITEMS).logp)
+
+
+def test_auto_path_falls_back_to_the_bridge_with_hooks(tiny_llama):
+    import pytest
+
+    from persona_circuits.interventions import ResidualSteering, steering
+    from persona_circuits.models import prunable_layers
+
+    base = score_choices(tiny_llama, ITEMS)
+    with steering(tiny_llama, ResidualSteering(torch.ones(64), layer=0, coef=4.0)):
+        steered = score_choices(tiny_llama, ITEMS)
+        with pytest.raises(ValueError, match="shared-prefix"):
+            score_choices(tiny_llama, ITEMS, path="shared-prefix")
+    assert not torch.allclose(base.logp, steered.logp)
+    lin = prunable_layers(tiny_llama)[0].module
+    h = lin.register_forward_hook(lambda mod, inp, out: out * 0.5)  # a LoRA-style hook on nn.Linear
+    try:
+        hooked = score_choices(tiny_llama, ITEMS)
+        ref = score_choices(tiny_llama, ITEMS, path="bridge")
+    finally:
+        h.remove()
+    _same_scores(hooked, ref, tol=1e-9)
+    assert not torch.allclose(base.logp, hooked.logp)
+    _same_scores(score_choices(tiny_llama, ITEMS), base, tol=1e-9)  # hook removed: fast path again
+
+
+def test_capture_layers_use_the_bridge_and_keep_features(tiny_llama):
+    s = score_choices(tiny_llama, ITEMS, capture_layers=[0, 1])
+    assert s.features is not None and s.features.shape == (3, 2, 2, 64)
+    _same_scores(s, score_choices(tiny_llama, ITEMS))
+
+
+def test_rows_share_the_prompt_only_when_equal():
+    from persona_circuits.evaluation import shared_prefix_rows
+
+    enc = [EncodedText([1, 2, 3, 9, 9], 3), EncodedText([1, 2, 3, 8], 3),
+           EncodedText([5, 6, 7], 2), EncodedText([4, 6, 7], 2)]
+    rows = shared_prefix_rows(enc)
+    assert [len(r.branches) for r in rows] == [2, 1, 1]
+    assert rows[0].prefix == [1, 2, 3] and rows[0].branches == [([9, 9], 0), ([8], 1)]
+    assert rows[1].branches == [([7], 2)] and rows[2].branches == [([7], 3)]
+
+
+def test_rows_with_different_prompts_score_like_the_bridge(tiny_llama):
+    from persona_circuits.data import EncodedText
+    from persona_circuits.evaluation import _score_shared_prefix
+    from persona_circuits.plain import plain_model
+
+    tok = tiny_llama.tokenizer
+    enc = [encode_pair(tok, it.question, a) for it in ITEMS for a in (it.answer_a, it.answer_b)]
+    enc[1] = EncodedText(enc[1].ids[2:], enc[1].answer_start - 2)  # item 0: prompts differ (cut)
+    lp, nt = _score_shared_prefix(plain_model(tiny_llama), enc, tok.pad_token_id, 3, 10_000, None)
+    for e, v, n in zip(enc, lp, nt):
+        ids = torch.tensor([e.ids])
+        with torch.no_grad():
+            ref = torch.log_softmax(tiny_llama(ids).double(), -1)[0]
+        want = sum(float(ref[t - 1, e.ids[t]]) for t in range(e.answer_start, len(e.ids)))
+        assert abs(float(v) - want) < 1e-4 and int(n) == len(e.ids) - e.answer_start
+
+
+def test_token_batches_cover_every_row_once_within_budget():
+    from persona_circuits.evaluation import token_batches
+
+    lengths = [5, 40, 7, 12, 300, 9, 9, 33]
+    b = token_batches(lengths, max_tokens=64, max_rows=3)
+    assert sorted(i for x in b for i in x) == list(range(len(lengths)))
+    for x in b:
+        assert len(x) <= 3
+        assert len(x) == 1 or len(x) * max(lengths[i] for i in x) <= 64
+    assert [lengths[x[0]] for x in b] == sorted(lengths[x[0]] for x in b)
+
+
+def test_bfloat16_scores_close_to_float32(tokenizer_dir):
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=1)
+    a = score_choices(m, ITEMS)
+    m.original_model.to(torch.bfloat16)
+    b = score_choices(m, ITEMS)
+    c = score_choices(m, ITEMS, path="bridge")
+    assert b.logp.dtype == torch.float64
+    assert float((a.diff(True) - b.diff(True)).abs().max()) < 0.1
+    assert float((b.diff(True) - c.diff(True)).abs().max()) < 0.1

@@ -115,3 +115,124 @@ def test_intervention_combines_mask_and_steering_and_restores(tiny_llama):
         mask_only = tiny_llama(ids)
     assert not torch.allclose(moved, mask_only) and not torch.allclose(mask_only, dense)
     assert torch.equal(tiny_llama(ids), dense)
+
+
+# ---- MaskSwitcher: persona-to-persona switch writing only the entries that differ
+
+def _inside_apply_mask(model, mask, gamma=0.0):
+    with apply_mask(model, mask, gamma=gamma):
+        return weights_snapshot(model)
+
+
+def _check_switches(model, masks, gamma=0.0):
+    from persona_circuits.interventions import MaskSwitcher
+
+    snap = weights_snapshot(model)
+    want = {id(m): _inside_apply_mask(model, m, gamma) for m in masks if m is not None}
+    with MaskSwitcher(model, gamma=gamma) as sw:
+        for m in masks:
+            sw.switch(m)
+            ref = snap if m is None else want[id(m)]
+            for l in prunable_layers(model):  # bit for bit, also the sign of zeros
+                assert torch.equal(l.weight.view(torch.int32), ref[l.name].view(torch.int32)) if l.weight.dtype == torch.float32 \
+                    else torch.equal(l.weight, ref[l.name]), l.name
+    assert _equal_to(model, snap)
+
+
+def test_switcher_matches_apply_mask_and_restores(tiny_model):
+    a = random_mask(tiny_model, sparsity=0.5, seed=1)
+    b = random_mask(tiny_model, sparsity=0.5, seed=2)
+    _check_switches(tiny_model, [a, b, a, b, None, b, a])
+    _check_switches(tiny_model, [a, b, a], gamma=0.25)
+
+
+def test_switcher_writes_only_differing_entries(tiny_llama):
+    from persona_circuits.interventions import MaskSwitcher
+
+    a = random_mask(tiny_llama, sparsity=0.5, seed=1)
+    b = random_mask(tiny_llama, sparsity=0.5, seed=1)
+    names = list(b.masks)
+    b.masks[names[0]] = b.masks[names[0]].clone()
+    b.masks[names[0]].view(-1)[:10] ^= True  # b differs from a in 10 entries of one layer
+    del b.masks[names[1]]  # and leaves one layer dense
+    with MaskSwitcher(tiny_llama) as sw:
+        n = sw.changed_entries(a, b)
+        assert n == 10 + int((~a.masks[names[1]]).sum())
+    _check_switches(tiny_llama, [a, b, a])
+
+
+def test_switcher_with_two_layers_aliasing_one_weight(tokenizer_dir):
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=5)
+    layers = {l.name: l for l in prunable_layers(m)}
+    layers["blocks.1.attn.q"].module.weight = layers["blocks.0.attn.q"].module.weight  # tied
+    assert layers["blocks.1.attn.q"].weight.data_ptr() == layers["blocks.0.attn.q"].weight.data_ptr()
+    a = random_mask(m, sparsity=0.5, seed=1)
+    b = random_mask(m, sparsity=0.5, seed=2)
+    _check_switches(m, [a, b, a, None, b])
+    _check_switches(m, [b, a], gamma=0.5)
+
+
+def test_switcher_restores_on_exception_and_refuses_other_models(tiny_llama, tiny_gpt2):
+    from persona_circuits.interventions import MaskSwitcher
+
+    snap = weights_snapshot(tiny_llama)
+    with pytest.raises(RuntimeError, match="boom"):
+        with MaskSwitcher(tiny_llama) as sw:
+            sw.switch(random_mask(tiny_llama, sparsity=0.5, seed=1))
+            sw.switch(random_mask(tiny_llama, sparsity=0.5, seed=2))
+            raise RuntimeError("boom")
+    assert _equal_to(tiny_llama, snap)
+    with MaskSwitcher(tiny_gpt2) as sw:
+        with pytest.raises(ModelMismatchError):
+            sw.switch(random_mask(tiny_llama, sparsity=0.5))
+
+
+def test_switcher_in_bfloat16(tokenizer_dir):
+    from tests.conftest import make_tiny
+
+    m = make_tiny("gpt2", tokenizer_dir, seed=6)
+    m.original_model.to(torch.bfloat16)
+    _check_switches(m, [random_mask(m, sparsity=0.5, seed=1), random_mask(m, sparsity=0.3, seed=2), None])
+
+
+def test_switcher_refuses_partially_overlapping_views(tokenizer_dir):
+    from persona_circuits.interventions import MaskSwitcher
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=7)
+    layers = {l.name: l for l in prunable_layers(m)}
+    big = layers["blocks.0.attn.q"].module.weight  # 64 x 64
+    with torch.no_grad():
+        layers["blocks.0.attn.o"].module.weight.data = big.data.T  # same storage, another view
+    with pytest.raises(MaskError, match="share part"):
+        MaskSwitcher(m).open()
+
+
+def test_switcher_threads_give_the_same_weights(tokenizer_dir, monkeypatch):
+    from persona_circuits import interventions
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=8)
+    monkeypatch.setattr(interventions, "_THREADED_MIN_ENTRIES", 0)
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_switches(m, [random_mask(m, sparsity=0.5, seed=1), random_mask(m, sparsity=0.5, seed=2),
+                            random_mask(m, sparsity=0.5, seed=1)])
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_switcher_refuses_weights_replaced_while_open(tokenizer_dir):
+    from persona_circuits.interventions import MaskSwitcher
+    from tests.conftest import make_tiny
+
+    m = make_tiny("llama", tokenizer_dir, seed=9)
+    with MaskSwitcher(m) as sw:
+        sw.switch(random_mask(m, sparsity=0.5, seed=1))
+        lin = prunable_layers(m)[0].module
+        lin.weight = torch.nn.Parameter(lin.weight.detach().clone())
+        with pytest.raises(MaskError, match="replaced"):
+            sw.switch(random_mask(m, sparsity=0.5, seed=2))

@@ -1,0 +1,199 @@
+"""A plain Hugging Face module that shares the bridge's weights, for fast forward passes.
+
+TransformerLens 4.x wraps the Hugging Face model *in place*: ``hf_model(bridge)`` runs through the
+bridge's components (hook points, and an attention wrapper whose KV-cache path is wrong in
+transformer-lens 4.3). :func:`plain_model` builds, once per bridge, a second instance of the Hugging
+Face class on the ``meta`` device whose parameters and buffers are *the same tensor objects* as the
+bridge's (nothing is copied). Weight edits in place (masks, :func:`~persona_circuits.apply_mask`,
+``model.to(dtype)``) are therefore seen by both. It uses PyTorch's SDPA attention, accepts custom 4D
+attention masks and position ids, and fires no TransformerLens hook and no hook on the bridge's modules.
+
+Use it only when :func:`hooks_active` is false: steering hooks (``model.hooks(...)``), LoRA forward
+hooks on the wrapped ``nn.Linear`` modules and activation capture act on the bridge's modules, which the
+plain module does not call.
+
+On build the plain module is checked against the bridge on a short input (same log-probabilities to
+float tolerance); a model it cannot mirror (a parameter it cannot find, a failed or differing forward)
+gets ``None`` and callers use the bridge.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import weakref
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules import module as _torch_module
+
+from .models import hf_model
+
+log = logging.getLogger(__name__)
+
+_WRAP = "._original_component"
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, _Plain | None]" = weakref.WeakKeyDictionary()
+
+
+class _Plain:
+    """The plain module and the (owner, kind, name, tensor) links that keep it in step with the bridge."""
+
+    def __init__(self, module: nn.Module, links: list[tuple[nn.Module, str, str, Tensor]]) -> None:
+        self.module = module
+        self.links = links
+
+    def current(self) -> bool:
+        """True while every shared parameter and buffer is still the object the bridge holds.
+
+        ``model.to(...)`` changes parameters in place (same objects) but replaces buffers, and code may
+        assign new parameters; either makes the plain module stale and it is rebuilt."""
+        for owner, kind, name, t in self.links:
+            if getattr(owner, kind).get(name) is not t:
+                return False
+        return True
+
+
+def _internal_hooks(root: nn.Module) -> set[tuple[int, int]]:
+    """(id of hook dict, hook id) of the hooks TransformerLens's blocks install for themselves on their
+    first forward (``BlockBridge._capture_hook_handles``: they only feed its own hook points)."""
+    keys = set()
+    for mod in root.modules():
+        for h in getattr(mod, "_capture_hook_handles", None) or ():
+            d = h.hooks_dict_ref()
+            if d is not None:
+                keys.add((id(d), h.id))
+    return keys
+
+
+def hooks_active(model) -> bool:
+    """True if any forward hook or pre-hook is registered on the bridge, the wrapped HF model (TransformerLens
+    hook points, LoRA hooks on ``nn.Linear`` modules) or globally on every module; the bridge's own
+    internal capture hooks do not count."""
+    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+        return True
+    internal = None
+    seen = set()
+    for root in (model, hf_model(model)):
+        for mod in root.modules():
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            for d in (mod._forward_hooks, mod._forward_pre_hooks):
+                if not d:
+                    continue
+                if internal is None:
+                    internal = _internal_hooks(model)
+                if any((id(d), k) not in internal for k in d):
+                    return True
+    return False
+
+
+def _owner_links(root: nn.Module) -> dict[str, tuple[nn.Module, str, str, Tensor]]:
+    """Unwrapped name (``model.layers.0.self_attn.q_proj.weight``) -> where the tensor lives in ``root``."""
+    out: dict[str, tuple[nn.Module, str, str, Tensor]] = {}
+    clash: set[str] = set()
+    for mod_name, mod in root.named_modules(remove_duplicate=False):
+        for kind in ("_parameters", "_buffers"):
+            for name, t in getattr(mod, kind).items():
+                if t is None:
+                    continue
+                full = f"{mod_name}.{name}" if mod_name else name
+                key = full.replace(_WRAP, "")
+                prev = out.get(key)
+                if prev is not None and prev[3] is not t:
+                    clash.add(key)
+                out.setdefault(key, (mod, kind, name, t))
+    for key in clash:
+        out.pop(key, None)  # ambiguous: the plain module will miss it and is refused
+    return out
+
+
+def _build(model) -> _Plain | None:
+    hf = hf_model(model)
+    cfg = copy.deepcopy(hf.config)
+    try:
+        with torch.device("meta"):
+            plain = type(hf)._from_config(cfg, attn_implementation="sdpa")
+    except Exception as exc:  # noqa: BLE001 - any failure: use the bridge
+        log.info("no plain forward for %s: %s", type(hf).__name__, exc)
+        return None
+    have = _owner_links(hf)
+    links = []
+    for kind in ("_parameters", "_buffers"):
+        for mod_name, mod in plain.named_modules(remove_duplicate=False):
+            for name, t in list(getattr(mod, kind).items()):
+                if t is None:
+                    continue
+                full = f"{mod_name}.{name}" if mod_name else name
+                src = have.get(full)
+                if src is None or tuple(src[3].shape) != tuple(t.shape):
+                    log.info("no plain forward: %s not found in the wrapped model", full)
+                    return None
+                getattr(mod, kind)[name] = src[3]
+                links.append(src)
+    plain.eval()
+    p = _Plain(plain, links)
+    if not _self_check(model, plain):
+        return None
+    return p
+
+
+@torch.no_grad()
+def _self_check(model, plain: nn.Module) -> bool:
+    """Same next-token log-probabilities as the bridge on a short two-row padded input, with the plain
+    module switched to eager attention for the check (the bridge's own attention is eager), so that a
+    structural difference is not hidden behind SDPA's 16-bit rounding."""
+    tok = getattr(model, "tokenizer", None)
+    dev = next(plain.parameters()).device
+    vocab = plain.get_output_embeddings().weight.shape[0]
+    ids = (torch.arange(14, device=dev).view(2, 7) * 7919 + 11) % max(vocab, 1)
+    att = torch.ones_like(ids)
+    att[1, 5:] = 0
+    if tok is not None and tok.pad_token_id is not None:
+        ids[1, 5:] = tok.pad_token_id
+    try:
+        ref = model(ids, attention_mask=att).float().log_softmax(-1)
+        plain.set_attn_implementation("eager")
+        try:
+            out = plain(ids, attention_mask=att, use_cache=False).logits.float().log_softmax(-1)
+        finally:
+            plain.set_attn_implementation("sdpa")
+    except Exception as exc:  # noqa: BLE001
+        log.info("no plain forward: %s", exc)
+        return False
+    keep = att.bool()
+    err = float((ref[keep] - out[keep]).abs().max())
+    dtype = next(plain.parameters()).dtype
+    tol = 1e-3 if dtype in (torch.float32, torch.float64) else 5e-2
+    if not err <= tol:
+        log.warning("plain forward differs from the bridge by %.3g (tolerance %.3g): using the bridge", err, tol)
+        return False
+    return True
+
+
+def plain_model(model) -> nn.Module | None:
+    """The plain HF module sharing ``model``'s weights (built once, rebuilt when stale), or ``None``
+    (also for a model spread over several devices with ``device_map``: its dispatch hooks move
+    activations between devices and the plain module has none)."""
+    if len({p.device for p in hf_model(model).parameters()}) > 1:
+        return None
+    p = _CACHE.get(model, False)
+    if p is False or (p is not None and not p.current()):
+        p = _CACHE[model] = _build(model)
+    return None if p is None else p.module
+
+
+def attention_masks(plain: nn.Module, allowed: Tensor, position_ids: Tensor) -> Any:
+    """``allowed`` (batch, query, key) boolean as the model's 4D mask; a dict per attention type for
+    models with sliding-window layers (window measured on position ids, as the model does)."""
+    mask = allowed[:, None]
+    cfg = getattr(plain.config, "get_text_config", lambda: plain.config)()
+    types = set(getattr(cfg, "layer_types", None) or ())
+    window = getattr(cfg, "sliding_window", None)
+    if window and "sliding_attention" in types:
+        dist = position_ids[:, :, None] - position_ids[:, None, :]
+        sliding = allowed & (dist < window)
+        eye = torch.eye(allowed.shape[1], dtype=torch.bool, device=allowed.device)
+        return {"full_attention": mask, "sliding_attention": (sliding | eye)[:, None]}
+    return mask
