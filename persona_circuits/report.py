@@ -66,7 +66,8 @@ def build_report(results: dict) -> str:
     L.append("# persona_circuits: study report\n")
     L.append(f"Regenerate with `{meta.get('command') or 'persona-circuits reproduce'}` "
              f"({'quick' if meta.get('quick') else 'full'} run, model `{meta.get('model')}`, "
-             f"{meta.get('cpu_count')} CPU cores, torch {meta.get('torch')}, {meta.get('seconds')} s, finished {meta.get('finished')}). "
+             f"{meta.get('cpu_count')} CPU cores, torch {meta.get('torch')}, weights and forward passes in "
+             f"{meta.get('dtype', 'float32')} (statistics accumulated in float64), {meta.get('seconds')} s, finished {meta.get('finished')}). "
              "Every number below is read from `results.json` of that run; figures are drawn from it by `analyses/*.py`.\n")
     cfg = meta.get("config", {})
     L.append(f"Settings: statistics over `{cfg.get('tokens')}` tokens, `{cfg.get('statistic')}` channel statistic, modules "

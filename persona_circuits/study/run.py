@@ -45,7 +45,8 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
     study.results["analysis"] = analysis
     study.results["meta"] = {
         **identity, "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+        "torch": torch.__version__, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "python": platform.python_version(), "machine": platform.machine(),
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
