@@ -361,18 +361,7 @@ def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: Activation
     ``ρ < 0.5`` the two masks necessarily overlap. ``text_stat``: per-text statistic of the z-score
     (the length-invariant ``"rms"`` by default, or ``"l2"`` as the paper and the released code).
     """
-    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
-    if phi not in scoring.PHIS:
-        raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
-    ma, mb = {}, {}
-    for l in prunable_layers(model, modules):
-        w = l.weight
-        k = keep_count(w.shape[1], sparsity)
-        sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau, text_stat)
-        ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
-        mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
-    return _pair(model, "contrastive-wanda", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
-                 tau=tau if phi == "softplus" else None, text_stat=text_stat)
+    return _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_stat, removal=False)
 
 
 @torch.no_grad()
@@ -385,17 +374,28 @@ def contrastive_removal_masks(model, sig_a: ActivationSignature, sig_b: Activati
     per row are removed (ties by ``|W|``, then index: with ReLU, a row with fewer channels of positive
     score than that removes its largest-``|W|`` zero-score weights too).
     """
+    return _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_stat, removal=True)
+
+
+def _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_stat, *, removal: bool) -> tuple[Mask, Mask]:
+    """Keep the top-k of each pole's own score (contrastive-Wanda), or remove the top of the other pole's."""
     sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
     if phi not in scoring.PHIS:
         raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
     ma, mb = {}, {}
     for l in prunable_layers(model, modules):
         w = l.weight
-        n = remove_count(w.shape[1], sparsity)
         sa, sb = scoring.contrastive_wanda_scores(w, sig_a, sig_b, l.name, phi, tau, text_stat)
-        ma[l.name] = (~topk_rows(sb, n, tiebreak=w.detach())).cpu()
-        mb[l.name] = (~topk_rows(sa, n, tiebreak=w.detach())).cpu()
-    return _pair(model, "contrastive-removal", sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
+        if removal:
+            n = remove_count(w.shape[1], sparsity)
+            ma[l.name] = (~topk_rows(sb, n, tiebreak=w.detach())).cpu()
+            mb[l.name] = (~topk_rows(sa, n, tiebreak=w.detach())).cpu()
+        else:
+            k = keep_count(w.shape[1], sparsity)
+            ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
+            mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
+    method = "contrastive-removal" if removal else "contrastive-wanda"
+    return _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
                  tau=tau if phi == "softplus" else None, text_stat=text_stat)
 
 

@@ -31,6 +31,9 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
                 # options left unset (None) are omitted, so adding an option keeps old studies resumable
                 "config": {k: v for k, v in cfg.to_dict().items() if v is not None},
                 "data_root": str(root) if root else None, "format": 1}
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    if dtype != "float32":  # cached scores depend on it (float32 left out: older studies stay resumable)
+        identity["dtype"] = dtype
     claim_output(out, identity)
     study = Study(model, out, cfg, root, progress)
     torch.manual_seed(cfg.seed)
@@ -45,7 +48,7 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
     study.results["analysis"] = analysis
     study.results["meta"] = {
         **identity, "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
-        "torch": torch.__version__, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "torch": torch.__version__, "dtype": dtype,
         "python": platform.python_version(), "machine": platform.machine(),
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
