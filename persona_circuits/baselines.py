@@ -129,7 +129,8 @@ class LoRA:
     def active(self) -> Iterator[None]:
         def make(a, b):
             def fn(mod, inp, out):
-                return out + self.scale * (inp[0] @ a.T) @ b.T
+                # adapters stay float32 (trainable) whatever the model's dtype (e.g. bfloat16)
+                return out + (self.scale * (inp[0].to(a.dtype) @ a.T) @ b.T).to(out.dtype)
 
             return fn
 

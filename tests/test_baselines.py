@@ -42,3 +42,19 @@ def test_lora_starts_at_base_model_and_training_lowers_loss(tiny_llama, small_pe
     after = score_choices(tiny_llama, items)
     torch.testing.assert_close(base.logp, after.logp)  # hooks are gone outside `active()`
     assert all(p.requires_grad for p in tiny_llama.parameters()) or not any(p.requires_grad for p in tiny_llama.parameters())
+
+
+def test_lora_trains_and_runs_on_a_bfloat16_model(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from persona_circuits import load_model
+
+    from .conftest import _tiny_hf
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = load_model(_tiny_hf("llama", len(tok)), tok, model_id="tiny-bf16", dtype="bfloat16")
+    lora, cost = train_lora(model, [("Hi?", "Hello there."), ("Plans?", "Staying in.")], epochs=1, batch_size=2)
+    assert cost["steps"] == 1 and all(p.dtype == torch.float32 for p in lora.parameters())
+    with lora.active():
+        out = model(torch.tensor([[1, 2, 3]]))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
