@@ -194,7 +194,7 @@ def cmd_signatures(args) -> int:
 def cmd_mask(args) -> int:
     from ._io import atomic_directory, check_parent
     from .data import load_persona_set
-    from .masks import NULLS_DIRNAME, build_masks, check_sparsity
+    from .masks import NULLS_DIRNAME, _safe_name, build_masks, check_sparsity
     from .nulls import null_mask_pairs
     from .statistics import load_signatures, persona_signatures, record_persona_per_text
 
@@ -229,24 +229,18 @@ def cmd_mask(args) -> int:
                                 **kw)
     with atomic_directory(args.out) as tmp:
         for pole, m in masks.items():
-            m.save(tmp / _safe(pole))
+            m.save(tmp / _safe_name(pole))
         for i, pair in enumerate(nulls):
             (tmp / NULLS_DIRNAME / str(i)).mkdir(parents=True)
             for pole, m in pair.items():
-                m.save(tmp / NULLS_DIRNAME / str(i) / _safe(pole))
+                m.save(tmp / NULLS_DIRNAME / str(i) / _safe_name(pole))
     dens = ", ".join(f"{p}: density {m.density():.4f}" for p, m in masks.items())
     extra = f"; {len(nulls)} label-swapped null pair(s) in {Path(args.out) / 'nulls'}" if nulls else ""
     print(f"wrote {args.method} masks (sparsity {args.sparsity}) to {args.out} ({dens}){extra}")
     return 0
 
 
-def _safe(name: str) -> str:
-    from .masks import _safe_name
-
-    return _safe_name(name)
-
-
-def _contrast_record(model, ps, items, masks, nulls, scores_of, reference, args) -> dict | None:
+def _contrast_record(model, ps, masks, nulls, scores_of, reference, args) -> dict | None:
     """The pole-contrast object of a mask pair (and its null test when null pairs are present)."""
     from .damage import kl_damage
     from .interventions import Intervention
@@ -315,7 +309,7 @@ def cmd_evaluate(args) -> int:
     contrast = None
     if len(ps.poles) == 2 and masks:
         reference = neutral_reference(model, n_texts=args.damage_texts, batch_size=min(args.batch_size, 8))
-        contrast = _contrast_record(model, ps, items, masks, nulls, scores_of, reference, args)
+        contrast = _contrast_record(model, ps, masks, nulls, scores_of, reference, args)
     if args.json:
         for r in results:
             d = r.to_dict()

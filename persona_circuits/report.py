@@ -139,7 +139,7 @@ def build_report(results: dict) -> str:
                 spec = "yes" if c.get("persona_specific") else "no"
             else:
                 null, thr, spec = "no null", "-", "untested"
-            L.append(f"| {c['condition']} | {c['shift']:+.3f} | [{c['shift_ci95'][0]:+.3f}, {c['shift_ci95'][1]:+.3f}] | "
+            L.append(f"| {c['condition']} | {c['shift']:+.3f} | {_iv(c['shift_ci95'])} | "
                      f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} | {dmg} | {null} | {thr} | {spec} |")
         L.append("\nA contrast counts as persona-specific only above the one-sided 95 % prediction bound of its null "
                  "draws (label-swapped calibration data for masks, random directions of the same norm for steering) "
@@ -353,12 +353,12 @@ def effect_damage_section(sets: dict) -> list[str]:
                 nm = f"{p['null_shift_mean']:+.3f} ± {sd}" if p.get("null_shift_mean") is not None else "-"
                 nd = f"{sum(p['null_damage_kl']) / len(p['null_damage_kl']):.3f}" if p["null_damage_kl"] else "-"
                 L.append(f"| {method} | {p['strength']:g} | {p['damage_kl']:.3f} | {p['shift']:+.3f} | "
-                         f"[{p['shift_ci95'][0]:+.3f}, {p['shift_ci95'][1]:+.3f}] | {_pct(p['moved'])} | {nm} | {nd} | "
+                         f"{_iv(p['shift_ci95'])} | {_pct(p['moved'])} | {nm} | {nd} | "
                          f"{'yes' if p['persona_specific'] else 'no'} |")
         pr = (ed.get("points") or {}).get("prompt")
         if pr:
             L.append(f"| persona prompt | - | {pr['damage_kl']:.3f} | {pr['shift']:+.3f} | "
-                     f"[{pr['shift_ci95'][0]:+.3f}, {pr['shift_ci95'][1]:+.3f}] | {_pct(pr['moved'])} | no null | - | untested |")
+                     f"{_iv(pr['shift_ci95'])} | {_pct(pr['moved'])} | no null | - | untested |")
         L.append("")
     return L
 
