@@ -29,7 +29,7 @@ test: lint
 	$(PYTHON) -m pytest -q
 
 reproduce: install
-	$(CLI) reproduce --quick --out runs/quick --data-root ../shared/data
+	$(CLI) reproduce --quick --dtype bfloat16 --out runs/quick --data-root ../shared/data
 
 # The full study (in bfloat16: this CPU family runs it ~3.7x faster than float32, with the agreement measured in
 # BENCHMARKS.md); then the committed REPORT.md, figures/ and figures/results.json are copied from it.

@@ -142,11 +142,32 @@ class LoRA:
                 h.remove()
 
 
+@torch.no_grad()
+def _answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8) -> float:
+    """Mean answer-token negative log-likelihood of ``(question, answer)`` pairs under the model as it is now."""
+    tok = get_tokenizer(model)
+    device = next(model.parameters()).device
+    tot, n = 0.0, 0.0
+    for b in pad_batches([encode_pair(tok, q, a) for q, a in pairs], tok.pad_token_id, batch_size, sort=False):
+        ids = b.input_ids.to(device)
+        logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
+        m = b.answer_mask[:, 1:].to(device)
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        tot, n = tot - float((lp * m).sum()), n + float(m.sum())
+    return tot / max(n, 1.0)
+
+
 def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs: int = 1, lr: float = 1e-3,
-               batch_size: int = 8, seed: int = 0, progress: bool | str = False) -> tuple[LoRA, dict]:
+               batch_size: int = 8, seed: int = 0, progress: bool | str = False,
+               val_pairs: Sequence[tuple[str, str]] | None = None, min_rel_improvement: float = 0.01) -> tuple[LoRA, dict]:
     """Fine-tune LoRA adapters on ``(question, answer)`` pairs (loss on answer tokens only).
 
-    Returns the adapters and a cost record (steps, tokens, seconds, trainable parameters).
+    With ``val_pairs`` (held-out calibration pairs of the same pole), ``epochs`` is a maximum: after every
+    epoch the mean answer-token loss on ``val_pairs`` is measured, and training stops at the first epoch
+    that lowers it by less than ``min_rel_improvement`` (relative); the adapters of the best epoch are
+    kept (the base model's, i.e. zero adapters, if no epoch lowered it). ``converged`` in the cost record says whether that happened before the maximum.
+
+    Returns the adapters and a cost record (steps, tokens, seconds, trainable parameters, losses).
     """
     torch.manual_seed(seed)
     tok = get_tokenizer(model)
@@ -159,9 +180,20 @@ def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs
     for p in model.parameters():
         p.requires_grad_(False)
     rng = np.random.default_rng(seed)
+    val = list(val_pairs) if val_pairs else []
+
+    def val_loss() -> float:
+        return _answer_loss(model, val, batch_size=batch_size)
+
+    val_losses: list[float] = []
+    best_state = [p.detach().clone() for p in lora.parameters()]  # epoch 0: the base model
+    converged, epochs_run = False, 0
     try:
         with lora.active(), torch.enable_grad():
+            if val:
+                val_losses.append(val_loss())
             for _epoch in range(epochs):
+                epochs_run += 1
                 order = rng.permutation(len(enc)).tolist()
                 batches = pad_batches([enc[i] for i in order], tok.pad_token_id, batch_size, sort=False)
                 for b in tqdm(batches, desc=progress if isinstance(progress, str) else "lora", disable=not progress, leave=False):
@@ -176,12 +208,27 @@ def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs
                     steps += 1
                     n_tok += int(b.attention_mask.sum())
                     losses.append(float(loss.detach()))
+                if val:
+                    v = val_loss()
+                    best = min(val_losses)
+                    if v < best:
+                        best_state = [p.detach().clone() for p in lora.parameters()]
+                    val_losses.append(v)
+                    if v > best * (1 - min_rel_improvement):
+                        converged = True
+                        break
     finally:
         for p, g in zip(model.parameters(), base_grad):
             p.requires_grad_(g)
-    cost = {"steps": steps, "epochs": epochs, "texts": len(enc), "tokens": n_tok, "seconds": time.perf_counter() - t0,
+    if val:
+        with torch.no_grad():
+            for p, b in zip(lora.parameters(), best_state):
+                p.copy_(b)
+    cost = {"steps": steps, "epochs": epochs_run, "max_epochs": epochs, "texts": len(enc), "tokens": n_tok,
+            "seconds": time.perf_counter() - t0,
             "trainable_parameters": sum(p.numel() for p in lora.parameters()), "rank": rank, "lr": lr,
-            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "val_texts": len(val), "val_losses": val_losses, "converged": converged if val else None}
     for p in lora.parameters():
         p.requires_grad_(False)
     return lora, cost

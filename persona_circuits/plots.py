@@ -351,40 +351,87 @@ def fig_capability(results: dict) -> Figure:
 
 CURVE_STYLE = {"contrastive-wanda": ("C0", "contrastive-Wanda keep mask (sparsity)"),
                "contrastive-removal": ("C3", "contrastive removal (fraction)"),
+               "wanda": ("C1", "Wanda keep mask (sparsity)"),
+               "contrastive-sparse": ("C4", "contrastive-sparse keep mask (sparsity)"),
+               "soft-mask": ("C5", "soft contrastive-Wanda mask (1 - gamma)"),
                "steering": ("C2", "steering (coefficient)")}
 
 
 def fig_effect_damage(results: dict) -> Figure:
-    """Pole contrast against damage (KL on neutral text) over each method's strength dial, with its null
-    draws at every strength (hollow markers: label-swapped masks, random steering directions)."""
+    """Pole contrast against damage (KL on neutral text) over each method's strength dial, one panel per set,
+    with its null draws at every strength (hollow markers: label-swapped masks, random steering directions)
+    and the null's one-sided 95 % prediction bound (dotted, drawn at the nulls' mean damage). Diamonds: the
+    strengths matched to the target damages (grey vertical lines). Prompt, RAG and LoRA are single points,
+    measured on every held-out item."""
     sets = [n for n, s in results["sets"].items() if s.get("effect_damage")]
     _need(bool(sets), "effect-damage curves")
-    fig, axes = _grid(len(sets), 5.2, 4.0)
+    fig, axes = _grid(len(sets), 5.6, 4.2)
     for ax, name in zip(axes, sets):
         ed = results["sets"][name]["effect_damage"]
+        for t in ed.get("targets", []):
+            ax.axvline(t, color="grey", lw=0.6, ls="--")
         for method, pts in ed["curves"].items():
             color, label = CURVE_STYLE.get(method, ("C7", method))
             x = [max(p["damage_kl"], 1e-5) for p in pts]
             y = [p["shift"] for p in pts]
             lo = [p["shift"] - p["shift_ci95"][0] for p in pts]
             hi = [p["shift_ci95"][1] - p["shift"] for p in pts]
-            ax.errorbar(x, y, yerr=[lo, hi], color=color, marker="o", ms=4, lw=1.2, capsize=2, label=label)
+            ax.errorbar(x, y, yerr=[lo, hi], color=color, marker="o", ms=3.5, lw=1.2, capsize=2, label=label)
             for p in pts:
-                spec = "*" if p["persona_specific"] else ""
-                ax.annotate(f"{p['strength']:g}{spec}", (max(p["damage_kl"], 1e-5), p["shift"]), fontsize=6,
-                            color=color, xytext=(3, 3), textcoords="offset points")
+                if p.get("matched_target"):
+                    ax.scatter([max(p["damage_kl"], 1e-5)], [p["shift"]], marker="D", s=28, color=color, zorder=3)
+                if p["persona_specific"]:
+                    ax.annotate("*", (max(p["damage_kl"], 1e-5), p["shift"]), fontsize=9, color=color,
+                                xytext=(2, 2), textcoords="offset points")
                 nx = [max(d, 1e-5) for d in p["null_damage_kl"]]
-                ax.scatter(nx, p["null_shifts"], facecolors="none", edgecolors=color, s=14, lw=0.7, alpha=0.7)
-        pr = (ed.get("points") or {}).get("prompt")
-        if pr:
-            ax.errorbar([max(pr["damage_kl"], 1e-5)], [pr["shift"]], yerr=[[pr["shift"] - pr["shift_ci95"][0]],
-                        [pr["shift_ci95"][1] - pr["shift"]]], color="k", marker="s", ms=5, capsize=2, label="persona prompt")
+                ax.scatter(nx, p["null_shifts"], facecolors="none", edgecolors=color, s=12, lw=0.6, alpha=0.6)
+            bound = [(float(np.mean(p["null_damage_kl"])), p["null_threshold"]) for p in pts
+                     if p.get("null_threshold") is not None and p["null_damage_kl"]]
+            if bound:
+                bx, by = zip(*sorted(bound))
+                ax.plot([max(v, 1e-5) for v in bx], by, color=color, ls=":", lw=0.9)
+        for cond, (marker, label) in {"prompt": ("s", "persona prompt"), "rag": ("^", "RAG"), "sft": ("P", "LoRA")}.items():
+            pr = (ed.get("points") or {}).get(cond)
+            if pr and pr.get("damage_kl") is not None:
+                ax.errorbar([max(pr["damage_kl"], 1e-5)], [pr["shift"]], yerr=[[pr["shift"] - pr["shift_ci95"][0]],
+                            [pr["shift_ci95"][1] - pr["shift"]]], color="k", marker=marker, ms=5, capsize=2, ls="none",
+                            label=f"{label} (all items)")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("damage: KL(dense || intervened) on neutral text, nats/token")
         ax.set_ylabel("pole contrast, nats/token")
-        ax.set_title(f"{name} ({ed['n_items']} items, {ed['null_draws']} null draws per point; * beats its null)", fontsize=8)
-        ax.legend(fontsize=6, loc="best")
+        ax.set_title(f"{name} ({ed.get('n_items_curve', ed.get('n_items'))} items per curve point, {ed['null_draws']} "
+                     "null draws; * beats its null)", fontsize=8)
+        ax.legend(fontsize=5.5, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def fig_matched_damage(results: dict) -> Figure:
+    """The matched-damage table as bars: each method's pole contrast on every held-out item at each target
+    damage (95 % interval), the null's prediction bound (on the curve items) as a black tick, and the
+    persona prompt's contrast (at its own damage) as a dashed line."""
+    sets = [n for n, s in results["sets"].items() if (s.get("effect_damage") or {}).get("matched")]
+    _need(bool(sets), "matched-damage rows")
+    fig, axes = _grid(len(sets), 5.0, 3.4)
+    for ax, name in zip(axes, sets):
+        ed = results["sets"][name]["effect_damage"]
+        rows = [r for r in ed["matched"] if r.get("reached")]
+        for i, r in enumerate(rows):
+            color, _ = CURVE_STYLE.get(r["method"], ("C7", r["method"]))
+            ax.bar(i, r["shift"], color=color, alpha=0.8)
+            ax.errorbar(i, r["shift"], yerr=[[r["shift"] - r["shift_ci95"][0]], [r["shift_ci95"][1] - r["shift"]]],
+                        color="k", capsize=2)
+            if r.get("null_threshold") is not None:
+                ax.plot([i - 0.35, i + 0.35], [r["null_threshold"]] * 2, color="k", lw=1.5)
+        pr = (ed.get("points") or {}).get("prompt")
+        if pr:
+            ax.axhline(pr["shift"], color="k", ls="--", lw=0.8, label=f"persona prompt (KL {pr['damage_kl']:.2f})")
+            ax.legend(fontsize=6)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(rows)), [f"{r['method']}\nKL {r['target_kl']:g}" for r in rows], fontsize=6, rotation=30)
+        ax.set_ylabel("pole contrast, nats/token")
+        ax.set_title(f"{name}: matched damage ({ed['n_items_table']} items)", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -394,7 +441,7 @@ def _analysis_name(results: dict) -> str:
     return a.get("set") or next(iter(results["sets"]))
 
 
-FIGURES = {"effect_damage": fig_effect_damage, "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
+FIGURES = {"effect_damage": fig_effect_damage, "matched_damage": fig_matched_damage, "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
            "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes,
            "neutral_decoding": fig_neutral_decoding, "similarity": fig_similarity,
            "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability}

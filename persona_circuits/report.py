@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write_text
+from .study.plan import MAIN_METHODS
 
 #: Difference rate (%) between opposite-pole Wanda masks reported by the paper (LLaMA, MBTI axes),
 #: as quoted in this project's issue 3; keyed by our set names.
@@ -87,18 +88,24 @@ def build_report(results: dict) -> str:
         L.append("| method | " + " | ".join(f"{t} paper | {t} ours (sum) | {t} ours (per token)" for t in ai) + " |")
         L.append("|---" * (1 + 3 * len(ai)) + "|")
         for cond, label in [("dense", "dense model"), ("prompt", "persona prompt"), ("rag", "RAG"),
-                            ("steering", "activation steering"), ("random-mask", "random mask"),
+                            ("random-mask", "random mask"),
                             ("wanda", "Wanda persona mask"), ("contrastive-wanda", "contrastive Wanda"),
-                            ("contrastive-sparse", "contrastive sparse"), ("contrastive-wanda+prompt", "c-Wanda mask + prompt"),
+                            ("contrastive-sparse", "contrastive sparse"),
                             ("sft", "LoRA fine-tuning (upper bound)")]:
             cells = []
             for t in ai:
                 r = _row(sets[t], cond, "matching")
                 p = paper.get(t, {}).get(cond)
                 cells.append(f"{p:.1f}" if p is not None else "-")
-                cells.append(f"{_pct(r['accuracy'])} {_ci(r['accuracy_ci95'])}" if r else "-")
+                if t in LENGTH_DECIDED:
+                    cells.append("(not reported: length decides it)")
+                else:
+                    cells.append(f"{_pct(r['accuracy'])} {_ci(r['accuracy_ci95'])}" if r else "-")
                 cells.append(f"{_pct(r['accuracy_length_normalized'])} {_ci(r['accuracy_length_normalized_ci95'])}" if r else "-")
             L.append(f"| {label} | " + " | ".join(cells) + " |")
+        L.append("\nSteering appears in the matched-damage table below (its coefficient is set by a damage target). "
+                 "Sparsity of the masks here: the paper's setting, which does the damage shown in the per-set contrast tables.")
+        L.extend(_length_note(sets))
         L.append("")
 
     # ---- headline: effect against damage
@@ -110,8 +117,10 @@ def build_report(results: dict) -> str:
     for name, s in sets.items():
         poles = s["poles"]
         L.append(f"### {name} ({' / '.join(poles)}; {s['n_calibration']} calibration texts per pole, {s['n_test']} held-out items)\n")
-        L.append("| condition | " + " | ".join(f"{p}: acc sum | {p}: acc per token | {p}: margin" for p in poles) + " |")
-        L.append("|---" * (1 + 3 * len(poles)) + "|")
+        summed = name not in LENGTH_DECIDED
+        L.append("| condition | " + " | ".join((f"{p}: acc sum | " if summed else "") + f"{p}: acc per token | {p}: margin"
+                                            for p in poles) + " |")
+        L.append("|---" * (1 + (3 if summed else 2) * len(poles)) + "|")
         conds = []
         for r in s["conditions"]:
             if r["condition"] not in conds:
@@ -120,37 +129,33 @@ def build_report(results: dict) -> str:
             cells = []
             for p in poles:
                 r = _row(s, c, p)
-                cells += ([f"{_pct(r['accuracy'])} {_ci(r['accuracy_ci95'])}",
-                           f"{_pct(r['accuracy_length_normalized'])} {_ci(r['accuracy_length_normalized_ci95'])}",
-                           f"{r['mean_margin']:+.3f}"] if r else ["-", "-", "-"])
+                cell = ([f"{_pct(r['accuracy'])} {_ci(r['accuracy_ci95'])}",
+                         f"{_pct(r['accuracy_length_normalized'])} {_ci(r['accuracy_length_normalized_ci95'])}",
+                         f"{r['mean_margin']:+.3f}"] if r else ["-", "-", "-"])
+                cells += cell if summed else cell[1:]
             L.append(f"| {c} | " + " | ".join(cells) + " |")
         L.append("")
         L.append("Pole contrast (same items, pole-A condition vs pole-B condition; shift of the per-token preference for "
                  f"`{poles[0]}`'s answer, nats/token, and share of items that moved towards it):\n")
-        L.append("| method | shift | 95 % CI | items moved | 95 % CI | damage (KL, nats/token) | null: mean ± sd (draws) | "
-                 "null 95 % bound | persona-specific |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| method | shift | 95 % CI | items moved | 95 % CI | damage (KL, nats/token) |")
+        L.append("|---|---|---|---|---|---|")
         for c in s["contrasts"]:
             dmg = f"{c['damage_kl']:.3f}" if c.get("damage_kl") is not None else "-"
-            if c.get("null_draws"):
-                sd = f"{c['null_shift_sd']:.3f}" if c.get("null_shift_sd") is not None else "-"
-                null = f"{c['null_shift_mean']:+.3f} ± {sd} ({c['null_draws']} {c.get('null_kind', '')})"
-                thr = f"{c['null_threshold']:+.3f}" if c.get("null_threshold") is not None else "-"
-                spec = "yes" if c.get("persona_specific") else "no"
-            else:
-                null, thr, spec = "no null", "-", "untested"
             L.append(f"| {c['condition']} | {c['shift']:+.3f} | {_iv(c['shift_ci95'])} | "
-                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} | {dmg} | {null} | {thr} | {spec} |")
-        L.append("\nA contrast counts as persona-specific only above the one-sided 95 % prediction bound of its null "
-                 "draws (label-swapped calibration data for masks, random directions of the same norm for steering) "
-                 "with its own interval above 0; prompt, RAG and fine-tuning have no null here.")
+                     f"{_pct(c['accuracy'])} | {_ci(c['accuracy_ci95'])} | {dmg} |")
+        L.append("\nMasks here are at the study's sparsity; their nulls, and every method at matched damage, are in the "
+                 "headline section.")
         if s.get("steering"):
             st = s["steering"]
-            L.append(f"\nSteering: layer {st['layer']}, coefficient {st['coef']} (chosen on calibration items).")
+            L.append(f"\nSteering layer {st['layer']} (chosen on calibration items); its coefficients come from the damage targets.")
         if s.get("sft"):
-            costs = "; ".join(f"{p}: {c['steps']} steps, {c['tokens']} tokens, {c['seconds']:.0f} s, "
-                              f"{c['trainable_parameters']} trainable parameters" for p, c in s["sft"].items())
-            L.append(f"\nLoRA fine-tuning cost: {costs}.")
+            costs = "; ".join(
+                f"{p}: {c['steps']} steps over {c['epochs']} epoch(s) (at most {c.get('max_epochs', c['epochs'])}), "
+                f"{c['tokens']} tokens, {c['seconds']:.0f} s, {c['trainable_parameters']} trainable parameters, held-out "
+                f"calibration loss {' → '.join(f'{v:.3f}' for v in c.get('val_losses') or [])}"
+                + (" (stopped falling)" if c.get("converged") else " (still falling at the maximum)" if c.get("converged") is False else "")
+                for p, c in s["sft"].items())
+            L.append(f"\nLoRA fine-tuning, trained until its held-out calibration loss stops falling: {costs}.")
         L.append("")
 
     # ---- analyses
@@ -331,64 +336,162 @@ def _similarity_section(sets: dict) -> list[str]:
     return L
 
 
+#: Sets where the answers' length decides the summed score (see :func:`_length_note`): only the per-token
+#: accuracy and the pole contrast are reported for them.
+LENGTH_DECIDED = ("hallucination",)
+
+
+def _length_note(sets: dict) -> list[str]:
+    rows = [(n, s["answer_tokens"]) for n, s in sets.items() if n in LENGTH_DECIDED and s.get("answer_tokens")]
+    if not rows and not any(n in LENGTH_DECIDED for n in sets):
+        return []
+    parts = "; ".join(f"{n}: {', '.join(f'{p} {v:.1f}' for p, v in t.items())} tokens per answer on average" for n, t in rows)
+    return [f"\n**{', '.join(LENGTH_DECIDED)}: per-token accuracy and the pole contrast only.** A summed log-likelihood "
+            "falls with every token, so when one pole's answers are systematically longer the summed score picks the "
+            "shorter answer whatever the persona" + (f" ({parts})" if parts else "") + ". The per-token score and the pole "
+            "contrast (the same items under both poles' conditions) cancel that length bias."]
+
+
+def _null_cells(p: dict) -> tuple[str, str, str]:
+    sd = f"{p['null_shift_sd']:.3f}" if p.get("null_shift_sd") is not None else "-"
+    nm = f"{p['null_shift_mean']:+.3f} ± {sd}" if p.get("null_shift_mean") is not None else "-"
+    thr = f"{p['null_threshold']:+.3f}" if p.get("null_threshold") is not None else "-"
+    return nm, thr, "yes" if p.get("persona_specific") else "no"
+
+
 def effect_damage_section(sets: dict) -> list[str]:
-    """Per set with curves: every strength of every method, its damage, contrast and null."""
+    """The headline: the matched-damage table per set, then every curve point (in a folded block)."""
     with_curves = {n: s["effect_damage"] for n, s in sets.items() if s.get("effect_damage")}
     if not with_curves:
         return []
-    L = ["## Effect against damage\n", "![effect against damage](figures/effect_damage.png)\n",
-         "Each method's pole contrast over its strength dial, against the damage it does (mean KL(dense || intervened) "
-         "over both poles' conditions on neutral text), with the same dial built from label-swapped calibration data "
-         "(masks) or random directions of the persona vector's norm (steering) at every strength. "
-         "A point is persona-specific only above the one-sided 95 % prediction bound of its null draws and with its own "
-         "interval above 0.\n"]
+    L = ["## Headline: effect against damage\n",
+         "The question: **at equal damage to the model, does a training-free mask move the model towards a persona more "
+         "than a null mask, a persona prompt, RAG and steering do?** Damage is the mean KL(dense || intervened) over both "
+         "poles' conditions on neutral text (nats/token); the effect is the pole contrast (the same held-out items under "
+         "pole A's condition minus under pole B's: the shift of the per-token preference for pole A's answer, nats/token).\n",
+         "![effect against damage](figures/effect_damage.png)\n",
+         "Each method's contrast over its strength dial, with the same dial built from label-swapped calibration data "
+         "(masks) or from random directions of the persona vector's norm at the same layer (steering) at every strength "
+         "(hollow markers; dotted: their one-sided 95 % prediction bound). A point is persona-specific (*) only above "
+         "that bound, mean + t(0.95, K−1)·sd·sqrt(1 + 1/K), with its own bootstrap interval above 0.\n"]
+    n_null_tests, n_paired = 0, 0
+    L.append("### Matched-damage table\n")
+    L.append("![matched damage](figures/matched_damage.png)\n")
+    first = next(iter(with_curves.values()))
+    L.append("Each method's strength is interpolated (log strength against log damage) from its measured curve to each "
+             "target damage and measured there again: the real pair on **every held-out item** (contrast, interval, share "
+             f"of items moved), and the real pair with its {first.get('matched_null_draws', first['null_draws'])} null pairs on the curve's "
+             f"{first['n_items_curve']} items (the null test: same items, same strength). `− prompt` and `− steering`: "
+             "the paired difference (same items) to the persona prompt (at its own damage) and to steering at the same "
+             "target, with a paired bootstrap 95 % interval. A target outside a dial's measured damages is not "
+             "extrapolated (\"not reached\").\n")
     for name, ed in with_curves.items():
-        L.append(f"### {name} ({ed['n_items']} held-out items, {ed['n_damage_texts']} neutral texts, "
-                 f"{ed['null_draws']} null draws per point)\n")
-        L.append("| method | strength | damage (KL) | contrast | 95 % CI | moved | null: mean ± sd | null damage | persona-specific |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append(f"#### {name} ({ed['n_items_table']} held-out items; null test on {ed['n_items_curve']} items, "
+                 f"{ed.get('matched_null_draws', ed['null_draws'])} null draws; damage on {ed['n_damage_texts']} neutral texts)\n")
+        L.append("| method | target KL | strength | damage (KL) | contrast, all items | 95 % CI | moved | null on curve items: mean ± sd | "
+                 "contrast on curve items | null 95 % bound | persona-specific | − prompt [95 % CI] | − steering [95 % CI] |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in ed.get("matched", []):
+            if not r.get("reached"):
+                lo, hi = r["curve_damage_range"]
+                L.append(f"| {r['method']} | {r['target_kl']:g} | not reached (curve damage {lo:.3g} to {hi:.3g}) |"
+                         + " - |" * 10)
+                continue
+            nm, thr, spec = _null_cells(r)
+            n_null_tests += 1
+            vp = r.get("vs_prompt")
+            vs = r.get("vs_steering")
+            n_paired += bool(vp) + bool(vs)
+            L.append(f"| {r['method']} | {r['target_kl']:g} | {r['strength']:.4g} | {r['damage_kl']:.3f} | {r['shift']:+.3f} | "
+                     f"{_iv(r['shift_ci95'])} | {_pct(r['moved'])} | {nm} | {r['curve_shift']:+.3f} | {thr} | {spec} | "
+                     + (f"{vp['diff']:+.3f} {_iv(vp['ci95'])} |" if vp else "- |")
+                     + (f" {vs['diff']:+.3f} {_iv(vs['ci95'])} |" if vs else " - |"))
+        for cond, label in (("prompt", "persona prompt"), ("rag", "RAG"), ("sft", "LoRA (upper bound)")):
+            pr = (ed.get("points") or {}).get(cond)
+            if pr:
+                dmg = f"{pr['damage_kl']:.3f}" if pr.get("damage_kl") is not None else "-"
+                L.append(f"| {label} | - | - | {dmg} | {pr['shift']:+.3f} | {_iv(pr['shift_ci95'])} | {_pct(pr['moved'])} | "
+                         "no null | - | - | untested | - | - |")
+        L.append("")
+    L.append(f"Comparisons in these tables: {n_null_tests} null tests and {n_paired} paired differences, each at the 95 % "
+             "level with no correction for their number: expect about one in twenty of the null tests to pass by chance "
+             "where there is no effect.\n")
+    L.append("### Every curve point\n")
+    for name, ed in with_curves.items():
+        L.append(f"<details><summary>{name}: {sum(len(v) for v in ed['curves'].values())} points "
+                 f"({ed['n_items_curve']} held-out items each)</summary>\n")
+        L.append("| method | strength | damage (KL) | contrast | 95 % CI | moved | null: mean ± sd | null damage | null 95 % bound | persona-specific |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for method, pts in ed["curves"].items():
             for p in pts:
-                sd = f"{p['null_shift_sd']:.3f}" if p.get("null_shift_sd") is not None else "-"
-                nm = f"{p['null_shift_mean']:+.3f} ± {sd}" if p.get("null_shift_mean") is not None else "-"
+                nm, thr, spec = _null_cells(p)
                 nd = f"{sum(p['null_damage_kl']) / len(p['null_damage_kl']):.3f}" if p["null_damage_kl"] else "-"
-                L.append(f"| {method} | {p['strength']:g} | {p['damage_kl']:.3f} | {p['shift']:+.3f} | "
-                         f"{_iv(p['shift_ci95'])} | {_pct(p['moved'])} | {nm} | {nd} | "
-                         f"{'yes' if p['persona_specific'] else 'no'} |")
-        pr = (ed.get("points") or {}).get("prompt")
-        if pr:
-            L.append(f"| persona prompt | - | {pr['damage_kl']:.3f} | {pr['shift']:+.3f} | "
-                     f"{_iv(pr['shift_ci95'])} | {_pct(pr['moved'])} | no null | - | untested |")
-        L.append("")
+                tag = f" (matched to {p['matched_target']:g})" if p.get("matched_target") else ""
+                L.append(f"| {method} | {p['strength']:.4g}{tag} | {p['damage_kl']:.3f} | {p['shift']:+.3f} | "
+                         f"{_iv(p['shift_ci95'])} | {_pct(p['moved'])} | {nm} | {nd} | {thr} | {spec} |")
+        L.append("\n</details>\n")
     return L
+
+
+def headline_conclusions(sets: dict) -> list[str]:
+    """Counts over every set's matched-damage rows and curve points (nothing here is a fixed sentence)."""
+    eds = {n: s["effect_damage"] for n, s in sets.items() if s.get("effect_damage")}
+    if not eds:
+        return []
+    out = []
+    rows = [(n, r) for n, ed in eds.items() for r in ed.get("matched", [])]
+    methods = list(dict.fromkeys(r["method"] for _, r in rows))
+    mask_specific = []
+    for m in methods:
+        rr = [(n, r) for n, r in rows if r["method"] == m]
+        reached = [(n, r) for n, r in rr if r.get("reached")]
+        spec = [f"{n} at KL {r['target_kl']:g}" for n, r in reached if r.get("persona_specific")]
+        if m != "steering":
+            mask_specific += [f"{m}: {x}" for x in spec]
+
+        def tally(key, reached=reached):
+            v = [r[key]["verdict"] for _, r in reached if r.get(key)]
+            return (f"higher in {v.count('higher')}, lower in {v.count('lower')}, not distinguishable in "
+                    f"{v.count('not distinguishable')} of {len(v)}") if v else None
+        parts = [f"reached in {len(reached)} of {len(rr)} (set, target) rows",
+                 f"beats its null in {len(spec)}" + (f" ({'; '.join(spec)})" if spec else "")]
+        if tally("vs_prompt"):
+            parts.append("paired against the persona prompt: " + tally("vs_prompt"))
+        if tally("vs_steering"):
+            parts.append("against steering at the same damage: " + tally("vs_steering"))
+        out.append(f"- **Matched damage, {m}**: " + "; ".join(parts) + ".")
+    mask_rows = [r for _, r in rows if r["method"] != "steering" and r.get("reached")]
+    if mask_rows:
+        above_steer = [r for r in mask_rows if (r.get("vs_steering") or {}).get("verdict") == "higher"]
+        out.append(f"- Over {len(mask_rows)} matched mask rows, {len(mask_specific)} beat their label-swapped null"
+                   + (f" ({'; '.join(mask_specific)})" if mask_specific else "")
+                   + f" and {len(above_steer)} move the model more than steering at the same damage.")
+    for m in dict.fromkeys(k for ed in eds.values() for k in ed["curves"]):
+        pts = [(n, p) for n, ed in eds.items() for p in ed["curves"].get(m, [])]
+        spec = [(n, p) for n, p in pts if p["persona_specific"]]
+        lo = min((p["damage_kl"] for _, p in spec), default=None)
+        out.append(f"- **Curves, {m}**: {len(spec)} of {len(pts)} points over {len({n for n, _ in pts})} sets beat their null"
+                   + (f" (lowest damage among them {lo:.3g} nats/token)" if spec else "") + ".")
+    return out
 
 
 def conclusions(results: dict) -> list[str]:
     sets = results["sets"]
-    out = []
-    for name, s_ in sets.items():
-        ed = s_.get("effect_damage")
-        if not ed:
-            continue
-        for method, pts in ed["curves"].items():
-            spec = [p for p in pts if p["persona_specific"]]
-            damages = ", ".join(f"{p['damage_kl']:.3f}" for p in spec)
-            txt = f"beats its null at {len(spec)} of {len(pts)} strengths" + (f" (damage {damages} nats/token)" if spec else "")
-            out.append(f"- **{name}, effect against damage, {method}**: {txt}.")
-    methods = ["wanda", "contrastive-wanda", "contrastive-sparse", "prompt", "rag", "steering", "sft"]
+    out = headline_conclusions(sets)
+    rho = (results.get("meta", {}).get("config") or {}).get("sparsity")
+    methods = ["wanda", "contrastive-wanda", "contrastive-sparse", "prompt", "rag", "sft"]
     for m in methods:
         sig = [(n, _significant(c)) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m]
         if not sig:
             continue
         pos = [n for n, v in sig if v > 0]
         neg = [n for n, v in sig if v < 0]
-        tested = [(n, c) for n, s in sets.items() for c in s["contrasts"] if c["condition"] == m and c.get("null_draws")]
-        spec = [n for n, c in tested if c.get("persona_specific")]
-        null_txt = (f"; it beats its null (persona-specific) in {len(spec)} of {len(tested)} sets"
-                    f"{' (' + ', '.join(spec) + ')' if spec else ''}" if tested else "; no null was measured for it")
-        out.append(f"- **{m}**: the pole contrast is positive with a 95 % interval above zero in {len(pos)} of {len(sig)} sets"
-                   f"{' (' + ', '.join(pos) + ')' if pos else ''}" + (f"; reversed in {', '.join(neg)}" if neg else "")
-                   + null_txt + ".")
+        dmg = [c["damage_kl"] for s in sets.values() for c in s["contrasts"] if c["condition"] == m and c.get("damage_kl") is not None]
+        where = f" at sparsity {rho}" if m in MAIN_METHODS else ""
+        dtxt = f" (damage {min(dmg):.3g} to {max(dmg):.3g} nats/token)" if dmg else ""
+        out.append(f"- **{m}**{where}{dtxt}: the pole contrast on every held-out item is positive with a 95 % interval "
+                   f"above zero in {len(pos)} of {len(sig)} sets{' (' + ', '.join(pos) + ')' if pos else ''}"
+                   + (f"; reversed in {', '.join(neg)}" if neg else "") + ".")
     # masks vs random mask and vs prompt, per token accuracy for pole A
     better = []
     for s in sets.values():

@@ -245,3 +245,14 @@ def test_removal_comparison_and_restore(tiny_llama):
     assert everything["rows"][0]["contrast"]["shift"] == 0.0
     thr = restore_ablation(tiny_llama, ITEMS, ma, mb, groups, gate=abs(full) + 1.0, n_boot=200)
     assert not thr["gate"]["passed"] and thr["gate"]["threshold"] == abs(full) + 1.0
+
+
+def test_restore_gate_given_as_a_test_result(tiny_llama):
+    from persona_circuits.analysis.ablation import _gate
+
+    full = {"shift": 0.5, "shift_ci95": [0.1, 0.9]}
+    g = _gate(full, {"test": "null_test", "passed": False, "null_threshold": 0.7})
+    assert g["passed"] is False and g["null_threshold"] == 0.7  # the caller's null test wins over CI > 0
+    assert _gate(full, None)["passed"] is True
+    with pytest.raises(ValueError):
+        _gate(full, {"passed": True})

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from persona_circuits.baselines import (LoRA, RagRetriever, persona_prompt, select_steering, steering_vectors,
@@ -58,3 +59,27 @@ def test_lora_trains_and_runs_on_a_bfloat16_model(tokenizer_dir):
     with lora.active():
         out = model(torch.tensor([[1, 2, 3]]))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_lora_stops_when_its_held_out_loss_stops_falling(tiny_llama, small_persona):
+    pairs = small_persona.calibration_pairs("extravert")
+    # a learning rate so high that the held-out loss cannot keep falling: training stops early
+    _, cost = train_lora(tiny_llama, pairs[:4], epochs=8, lr=0.5, batch_size=4, val_pairs=pairs[4:8])
+    assert cost["converged"] is True and cost["epochs"] < 8 and cost["max_epochs"] == 8
+    assert len(cost["val_losses"]) == cost["epochs"] + 1 and cost["val_texts"] == 4
+    # a tiny learning rate: the loss falls by less than the threshold at once, also "converged" after one epoch
+    _, slow = train_lora(tiny_llama, pairs[:4], epochs=3, lr=1e-7, batch_size=4, val_pairs=pairs[4:8])
+    assert slow["epochs"] == 1 and slow["converged"] is True
+    # no held-out pairs: a fixed number of epochs, as before
+    _, fixed = train_lora(tiny_llama, pairs[:4], epochs=2, lr=1e-3, batch_size=4)
+    assert fixed["epochs"] == 2 and fixed["converged"] is None and fixed["val_losses"] == []
+
+
+def test_lora_keeps_the_adapters_of_its_best_epoch(tiny_llama, small_persona):
+    from persona_circuits.baselines import _answer_loss
+
+    pairs = small_persona.calibration_pairs("extravert")
+    lora, cost = train_lora(tiny_llama, pairs[:4], epochs=6, lr=0.05, batch_size=4, val_pairs=pairs[4:8])
+    with lora.active():
+        final = _answer_loss(tiny_llama, pairs[4:8])
+    assert final == pytest.approx(min(cost["val_losses"]), rel=1e-4)

@@ -30,6 +30,8 @@ def test_personas_lists_bundled_sets(capsys):
     (["evaluate", "{tmp}/bad_letter"], "must be A or B"),
     (["evaluate", "{tmp}/empty"], "empty file"),
     (["mask", "mbti-ei", "--method", "wanda", "--sparsity", "0.5", "--out", "{tmp}/m", "--model", "no-such-model"], "unknown model"),
+    (["reproduce", "--out", "{tmp}/r", "--sets", "mbti-ei,nope"], "unknown persona set(s) nope"),
+    (["reproduce", "--out", "{tmp}/r", "--sets", "power"], "give --data-root"),
 ])
 def test_bad_input_gives_one_error_line_and_no_output(tmp_path, capsys, args, needle):
     (tmp_path / "bad_csv").mkdir()

@@ -39,3 +39,42 @@ def test_steering_curve_with_random_directions(tiny_llama, setup):
     nulls = [steering_dial(r, 0) for r in random_directions(v, draws=2)]
     pts = dial_curve(tiny_llama, steering_dial(v, 0), [0.5, 4.0], ps.test, ref, null_dials=nulls)
     assert pts[0].damage_kl < pts[1].damage_kl and all(len(p.null_shifts) == 2 for p in pts)
+
+
+def test_matched_strength_interpolates_log_log_and_never_extrapolates():
+    from persona_circuits.curves import matched_strength
+
+    pts = [{"strength": 0.01, "damage_kl": 0.001}, {"strength": 1.0, "damage_kl": 0.1}, {"strength": 0.1, "damage_kl": 0.01}]
+    assert matched_strength(pts, 0.01) == pytest.approx(0.1)
+    assert matched_strength(pts, 0.001 * 10 ** 0.5) == pytest.approx(0.01 * 10 ** 0.5)  # halfway in log-log
+    assert matched_strength(pts, 0.5) is None and matched_strength(pts, 1e-4) is None
+    with pytest.raises(ValueError):
+        matched_strength(pts, 0.0)
+
+
+def test_paired_difference_cancels_shared_item_variance():
+    import numpy as np
+
+    from persona_circuits.curves import paired_difference
+
+    rng = np.random.default_rng(0)
+    item = rng.normal(0, 5, 200)  # large between-item spread both methods share
+    a, b = item + 0.1 + rng.normal(0, 0.01, 200), item
+    r = paired_difference(a, b)
+    assert r["diff"] == pytest.approx(0.1, abs=0.01) and r["ci95"][0] > 0.09 and r["verdict"] == "higher"
+    assert paired_difference(b, a)["verdict"] == "lower"
+    assert paired_difference(a, a)["verdict"] == "not distinguishable"
+    with pytest.raises(ValueError):
+        paired_difference(a, b[:10])
+
+
+def test_item_shifts_average_to_the_pole_contrast(tiny_llama, setup):
+    from persona_circuits.curves import item_shifts
+    from persona_circuits.evaluation import pole_contrast, score_choices
+
+    ps, _, _ = setup
+    sa = score_choices(tiny_llama, ps.test, system="You are outgoing.")
+    sb = score_choices(tiny_llama, ps.test, system="You are reserved.")
+    d = item_shifts(sa, sb)
+    assert d.shape == (len(ps.test),)
+    assert float(d.mean()) == pytest.approx(pole_contrast(sa, sb, condition="x").shift, rel=1e-6)

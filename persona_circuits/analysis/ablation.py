@@ -9,9 +9,10 @@ which cancels answer-length bias and every effect the two conditions share (dama
   type) dense inside *both* poles' masks and measure the contrast that remains, as a fraction of the
   full masks' contrast, ``f = mean(d_restored) / mean(d_full)`` with a paired bootstrap interval over
   items. A fraction of a contrast that is itself noise means nothing, so the rows are computed only
-  when the full contrast passes a test (``gate``): the caller's decision, a threshold (e.g. the 95th
-  percentile of a label-swapped null), or by default the interim test "its 95 % bootstrap interval
-  lies above 0" (which ignores the null and says so in the output).
+  when the full contrast passes a test (``gate``): a test made by the caller (the study passes
+  :func:`persona_circuits.nulls.null_test` against label-swapped mask pairs on the same items, as a dict
+  with ``test`` and ``passed``), a bare decision, a threshold, or, with no gate, the weaker test "its
+  95 % bootstrap interval lies above 0" (which ignores the null and says so in the output).
 * **Removal** (:func:`removal_comparison`): in the dense model, remove per row the ``q`` fraction of
   weights with the largest contrastive-Wanda score of the *other* pole (condition A removes what
   pole B relies on, condition B what pole A relies on; pole contrast between the two), against two
@@ -111,7 +112,11 @@ def _default_scorer(model, items, batch_size: int) -> Scorer:
     return fn
 
 
-def _gate(full: dict, gate: bool | float | None) -> dict:
+def _gate(full: dict, gate: bool | float | dict | None) -> dict:
+    if isinstance(gate, dict):  # a test made by the caller (e.g. nulls.null_test): {"test", "passed", ...}
+        if "passed" not in gate or "test" not in gate:
+            raise ValueError("a gate given as a dict needs the keys 'test' and 'passed'")
+        return dict(gate)
     if isinstance(gate, bool):
         return {"test": "given by the caller", "passed": gate}
     if gate is not None:
@@ -122,7 +127,7 @@ def _gate(full: dict, gate: bool | float | None) -> dict:
 
 
 def restore_ablation(model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[tuple[str, set[str]]], *,
-                     gate: bool | float | None = None, scorer: Scorer | None = None, batch_size: int = 16,
+                     gate: bool | float | dict | None = None, scorer: Scorer | None = None, batch_size: int = 16,
                      seed: int = 0, n_boot: int = 2000) -> dict:
     """Restore each layer group to dense inside both poles' masks; the remaining pole contrast as a
     fraction of the full masks' contrast (only when the full contrast passes ``gate``; see the module

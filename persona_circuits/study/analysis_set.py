@@ -15,6 +15,7 @@ def run_analysis_set(study: Study, name: str, ps, set_res: dict) -> dict:
     from ..evaluation import pole_contrast, score_choices, summarize
     from ..interventions import apply_mask
     from ..masks import build_masks
+    from ..nulls import null_test
 
     cfg, model = study.cfg, study.model
     poles = ps.pole_names
@@ -40,8 +41,16 @@ def run_analysis_set(study: Study, name: str, ps, set_res: dict) -> dict:
         ma, mb = masks["contrastive-wanda"][poles[0]], masks["contrastive-wanda"][poles[1]]
         groups = [(f"blocks {g[0]}-{g[-1]}", group_layers(ma, blocks=g)) for g in layer_groups(model.cfg.n_layers, cfg.ablation_groups)]
         groups += [("all attention", group_layers(ma, kind="attn")), ("all MLP", group_layers(ma, kind="mlp"))]
+        # gate: the full masks' contrast must beat its label-swapped null on the same items (nulls.null_test)
+        full = pole_contrast(scorer("full:a", ma), scorer("full:b", mb), condition="full", seed=cfg.seed)
+        null_shifts = [pole_contrast(scorer(f"null-full:{i}:a", pair[poles[0]]), scorer(f"null-full:{i}:b", pair[poles[1]]),
+                                     condition="null", seed=cfg.seed).shift for i, pair in enumerate(set_res["_null_cw"])]
+        t = null_test(full.shift, null_shifts, shift_ci95=full.shift_ci95)
+        gate = {"test": f"null_test: the full contrast exceeds the one-sided 95 % prediction bound of {len(null_shifts)} "
+                        "label-swapped mask pairs on the same items, with its interval above 0",
+                "passed": bool(t.persona_specific), **{k: v for k, v in t.to_dict().items() if k != "shift"}}
         out["restore"] = {"method": "contrastive-wanda", "poles": poles,
-                          **restore_ablation(model, items, ma, mb, groups, scorer=scorer, seed=cfg.seed)}
+                          **restore_ablation(model, items, ma, mb, groups, scorer=scorer, seed=cfg.seed, gate=gate)}
         sa, sb = recs[poles[0]]["sig"], recs[poles[1]]["sig"]
         out["removal"] = {"poles": poles, **removal_comparison(
             model, items, sa, sb, cfg.removal_fractions, modules=cfg.modules, statistic=cfg.statistic,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputError
-from .plan import StudyConfig, check_data_root
+from .plan import StudyConfig, StudyError, check_data_root
 from .run import run_study
 
 
@@ -19,6 +19,8 @@ def add_reproduce_parser(sub, common) -> None:
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
     s.add_argument("--quick", action="store_true", help="reduced run (about 2.5 min on 2 cores): one MBTI set (mbti-ei) and, "
                    "with --data-root, one AI task (power), a few items each, fewer sweep points")
+    s.add_argument("--sets", default=None, help="comma-separated persona sets to run (default: every bundled MBTI set and, "
+                   "with --data-root, every AI task; with --quick: mbti-ei and power), e.g. mbti-ei,power")
     s.add_argument("--data-root", default=None, help="folder laid out like shared/data (ai_persona/{power,wealth,hallucination})")
     common(s)
 
@@ -38,6 +40,20 @@ def _load(args):
 def cmd_reproduce(args) -> int:
     cfg = StudyConfig.quick_config() if args.quick else StudyConfig()
     cfg.seed = args.seed
+    if args.sets is not None:
+        from ..data import bundled_personas
+        from .plan import AI_TASKS
+
+        names = tuple(n.strip() for n in args.sets.split(",") if n.strip())
+        known = set(bundled_personas()) | set(AI_TASKS)
+        bad = [n for n in names if n not in known]
+        if not names or bad:
+            raise StudyError(f"--sets: unknown persona set(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(sorted(known))}")
+        if any(n in AI_TASKS for n in names) and args.data_root is None:
+            raise StudyError("--sets names an AI-persona task: give --data-root too")
+        cfg.sets = names
+        if cfg.analysis_set not in names:
+            cfg.analysis_set = names[0]
     cfg.batch_size = args.batch_size
     if args.data_root is not None:
         check_data_root(args.data_root)

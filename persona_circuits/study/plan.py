@@ -19,13 +19,20 @@ LATER_DEFAULTS = {
     "similarity_permutations": (200, 50),  # label permutations of its null
     "neutral_probe_texts": (32, 6),  # neutral texts for decoding which pole's mask / prompt is active
     "neutral_probe_tokens": (64, 64),  # their first tokens kept (4 forward passes per set)
-    "null_draws": (4, 2),  # label-swapped mask pairs / random steering directions per contrast
-    "damage_texts": (24, 4),  # neutral texts of the KL damage of each contrast's conditions
-    "curve_sets": (("mbti-ei",), ("mbti-ei",)),  # sets with an effect-damage curve (the headline figure)
-    "curve_items": (40, 4),  # held-out items per curve point
-    "curve_keep_sparsities": ((0.001, 0.01, 0.1, 0.3, 0.5, 0.7), (0.01, 0.5)),  # contrastive-Wanda keep masks
-    "curve_removal_fractions": ((0.0003, 0.001, 0.003, 0.01), (0.001, 0.01)),  # contrastive-removal
-    "curve_steer_coefs": ((0.5, 1.0, 2.0, 4.0, 8.0), (1.0, 8.0)),  # steering at the selected layer
+    "null_draws": (2, 2),  # label-swapped mask pairs / random steering directions per curve point
+    "matched_null_draws": (4, 2),  # the same at the matched-damage strengths (the headline's null tests)
+    "damage_texts": (8, 4),  # neutral texts of the KL damage of every condition and curve point
+    "curve_sets": (("*",), ("mbti-ei",)),  # sets with effect-damage curves and a matched-damage table ("*": all)
+    "curve_items": (12, 4),  # held-out items per curve point (the matched-damage table uses every item)
+    "curve_keep_sparsities": ((0.001, 0.01, 0.1, 0.3, 0.7), (0.001, 0.7)),  # contrastive-Wanda keep masks
+    "curve_removal_fractions": ((0.0003,), ()),  # contrastive-removal (one weight per row and up)
+    "curve_wanda_sparsities": ((0.1,), ()),  # pole Wanda masks
+    "curve_sparse_sparsities": ((0.1,), ()),  # the paper's contrastive-sparse masks
+    "curve_soft_strengths": ((0.03, 1.0), ()),  # soft contrastive-Wanda masks at the study's sparsity, 1 - gamma
+    "curve_steer_coefs": ((0.5, 8.0), (0.5, 8.0)),  # steering at the selected layer
+    "matched_damages": ((0.02, 0.3), (0.05,)),  # target damages (KL, nats/token) of the matched-damage table
+    "matched_methods": (("contrastive-wanda", "soft-mask", "steering"), ("contrastive-wanda", "steering")),
+    "lora_max_epochs": (6, 1),  # LoRA trains until its held-out calibration loss stops falling, at most this
 }
 
 
@@ -41,8 +48,8 @@ class StudyConfig:
     sets: tuple[str, ...] | None = None  # None: every bundled set and, with a data root, every AI task
     calib_size: int = 128
     calib_record: int = 160  # texts recorded per pole on the analysis set (calibration-size sweep)
-    test_size_mbti: int | None = 60  # None: every held-out item
-    test_size_ai: int | None = 48
+    test_size_mbti: int | None = None  # None: every held-out item
+    test_size_ai: int | None = None
     sparsity: float = 0.5
     statistic: str = "l2"
     tokens: str = "answer"
@@ -77,6 +84,13 @@ class StudyConfig:
     curve_keep_sparsities: tuple[float, ...] | None = None
     curve_removal_fractions: tuple[float, ...] | None = None
     curve_steer_coefs: tuple[float, ...] | None = None
+    curve_wanda_sparsities: tuple[float, ...] | None = None
+    curve_sparse_sparsities: tuple[float, ...] | None = None
+    curve_soft_strengths: tuple[float, ...] | None = None
+    matched_damages: tuple[float, ...] | None = None
+    matched_methods: tuple[str, ...] | None = None
+    matched_null_draws: int | None = None
+    lora_max_epochs: int | None = None
 
     @classmethod
     def quick_config(cls) -> "StudyConfig":

@@ -25,7 +25,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     from ..analysis.sparsity import sparsity_profile
     from ..baselines import RagRetriever, persona_prompt, select_steering, steering_vectors, train_lora
     from ..evaluation import ChoiceScores, pole_contrast, score_choices, summarize
-    from ..interventions import ResidualSteering, apply_mask, steering
+    from ..interventions import apply_mask
     from ..masks import build_masks
 
     cfg, model = study.cfg, study.model
@@ -50,7 +50,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                                              calibration_hash=ps.subset(cfg.calib_size).content_hash())}
             recs[p] = study.cached_torch("calib", (set_key, p, cfg.calib_size, len(pairs), name == cfg.analysis_set), calib)
     sigs = {p: recs[p]["sig"] for p in poles}
-    n_null = cfg.setting("null_draws")
+    n_null = max(cfg.setting("null_draws"), cfg.setting("matched_null_draws"))
     with study.timed(f"{name}: label-swapped null signatures"):
         null_sigs = study.cached_torch("null-sigs", (set_key, cfg.calib_size, n_null, cfg.seed),
                                        lambda: _null_signatures(study, name, ps, recs, live, n_null))
@@ -61,8 +61,10 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         for method in MAIN_METHODS:
             masks[method] = build_masks(model, method, sigs, sparsity=cfg.sparsity, statistic=cfg.statistic, modules=cfg.modules)
         rnd, rnd2 = study.random_masks()
-        null_masks = {method: [build_masks(model, method, ns, sparsity=cfg.sparsity, statistic=cfg.statistic,
-                                           modules=cfg.modules) for ns in null_sigs] for method in MAIN_METHODS}
+        # label-swapped contrastive-Wanda masks at the study's sparsity: the soft-mask dial's nulls and the
+        # restore ablation's gate
+        null_cw = [build_masks(model, "contrastive-wanda", ns, sparsity=cfg.sparsity, statistic=cfg.statistic,
+                               modules=cfg.modules) for ns in null_sigs]
 
     # -- conditions
     results, scores = [], {}
@@ -79,6 +81,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     with study.timed(f"{name}: baselines and masks"):
         dense = run("dense", lambda: score_choices(model, ps.test, batch_size=bs, capture_layers=range(n_layers),
                                                     progress=f"{name} dense" if study.progress else False), poles)
+        res["answer_tokens"] = {p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)}
         for p in poles:
             run(f"prompt:{p}", lambda p=p: score_choices(model, ps.test, system=persona_prompt(ps, p), batch_size=bs), [p])
             rag = RagRetriever(ps.subset(cfg.calib_size), p, k=cfg.rag_k)
@@ -93,13 +96,9 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                     with apply_mask(model, masks[method][p]):
                         return score_choices(model, ps.test, batch_size=bs)
                 run(f"{method}:{p}", masked, [p])
-        for p in poles:
-            def mp(p=p):
-                with apply_mask(model, masks["contrastive-wanda"][p]):
-                    return score_choices(model, ps.test, system=persona_prompt(ps, p), batch_size=bs)
-            run(f"contrastive-wanda+prompt:{p}", mp, [p])
 
-    # -- steering (layer and coefficient chosen on calibration items only)
+    # -- steering: the layer (and a coefficient) chosen on calibration items only; the coefficients of
+    #    the comparison come from the damage targets of the headline measurement
     with study.timed(f"{name}: steering"):
         layers = sorted({min(n_layers - 1, int(round(f * (n_layers - 1)))) for f in cfg.steer_layers_frac})
         n_sel = min(cfg.calib_size, len(ps.calibration))
@@ -112,53 +111,31 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                                                                    n_items=cfg.steer_items, batch_size=bs)))
         res["steering"] = sel
         v = vecs[sel["layer"]]
-        for p, sign in zip(poles, (1.0, -1.0)):
-            def steered(sign=sign):
-                with steering(model, ResidualSteering(v, sel["layer"], sign * sel["coef"])):
-                    return score_choices(model, ps.test, batch_size=bs)
-            run(f"steering:{p}", steered, [p])
-
-    # -- nulls of every mask and steering contrast: label-swapped mask pairs of the same method and
-    #    sparsity; random steering directions of the persona vector's norm at the same layer and coefficient
-    from ..nulls import null_test, random_directions
-
-    null_shifts: dict[str, list[float]] = {}
-    with study.timed(f"{name}: null pairs"):
-        for method in MAIN_METHODS:
-            null_shifts[method] = []
-            for d, pair in enumerate(null_masks[method]):
-                ss = []
-                for p in poles:
-                    def nm(m=pair[p]):
-                        with apply_mask(model, m):
-                            return score_choices(model, ps.test, batch_size=bs)
-                    ss.append(study.scores(set_key, f"null:{method}:{cfg.sparsity}:{cfg.statistic}:{d}:{p}", nm))
-                null_shifts[method].append(pole_contrast(ss[0], ss[1], condition="null", seed=cfg.seed).shift)
-        null_shifts["steering"] = []
-        for d, r in enumerate(random_directions(v, draws=n_null, seed=cfg.seed)):
-            ss = []
-            for sign in (1.0, -1.0):
-                def rs(r=r, sign=sign):
-                    with steering(model, ResidualSteering(r, sel["layer"], sign * sel["coef"])):
-                        return score_choices(model, ps.test, batch_size=bs)
-                ss.append(study.scores(set_key, f"null:steering:{sel['layer']}:{sel['coef']}:{d}:{sign}", rs))
-            null_shifts["steering"].append(pole_contrast(ss[0], ss[1], condition="null", seed=cfg.seed).shift)
 
     # -- supervised fine-tuning upper bound
     if name in cfg.sft_sets:
         with study.timed(f"{name}: LoRA fine-tuning"):
             res["sft"] = {}
+            n_val = cfg.sft_texts // 2
+            max_ep = cfg.setting("lora_max_epochs")
             for p in poles:
                 def sft(p=p):
-                    lora, cost = train_lora(model, ps.calibration_pairs(p)[: cfg.sft_texts], epochs=cfg.sft_epochs,
-                                            seed=cfg.seed, batch_size=8, progress=f"{name}/{p} LoRA" if study.progress else False)
+                    from ..damage import kl_damage
+                    from ..interventions import Intervention
+
+                    cal = ps.calibration_pairs(p)
+                    lora, cost = train_lora(model, cal[: cfg.sft_texts], epochs=max_ep, lr=3e-3, seed=cfg.seed, batch_size=8,
+                                            val_pairs=cal[cfg.sft_texts: cfg.sft_texts + n_val],
+                                            progress=f"{name}/{p} LoRA" if study.progress else False)
                     with lora.active():
                         s = score_choices(model, ps.test, batch_size=bs)
                     d = scores_to_dict(s)
                     d["cost"] = cost
+                    d["damage_kl"] = kl_damage(model, Intervention(lora=lora), study.neutral_reference(), n_boot=1)[0]
                     return d
-                d = study.cached_torch("sft", (set_key, p, cfg.sft_texts, cfg.sft_epochs, cfg.seed), sft)
-                res["sft"][p] = d["cost"]
+                d = study.cached_torch("sft-v2", (set_key, p, cfg.sft_texts, n_val, max_ep, cfg.seed,
+                                                  cfg.setting("damage_texts")), sft)
+                res["sft"][p] = {**d["cost"], "damage_kl": d["damage_kl"]}
                 run(f"sft:{p}", lambda d=d: ChoiceScores(d["logp"], d["n_tokens"]), [p])
 
     res["conditions"] = results
@@ -168,33 +145,38 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     from ..interventions import Intervention
 
     ivs = {m: [Intervention(mask=masks[m][p]) for p in poles] for m in MAIN_METHODS}
-    ivs["steering"] = [Intervention(steer=ResidualSteering(v, sel["layer"], c * sel["coef"])) for c in (1.0, -1.0)]
     ivs["prompt"] = [Intervention(system=persona_prompt(ps, p)) for p in poles]
-    ivs["contrastive-wanda+prompt"] = [Intervention(mask=masks["contrastive-wanda"][p], system=persona_prompt(ps, p))
-                                       for p in poles]
     contrasts = []
     with study.timed(f"{name}: contrasts and damage"):
-        for cond in ["prompt", "rag", "steering", *MAIN_METHODS, "contrastive-wanda+prompt", "sft"]:
+        for cond in ["prompt", "rag", *MAIN_METHODS, "sft"]:
             ka, kb = f"{cond}:{poles[0]}", f"{cond}:{poles[1]}"
             if ka not in scores or kb not in scores:
                 continue
             c = pole_contrast(scores[ka], scores[kb], condition=cond, seed=cfg.seed)
             d = c.to_dict()
-            if cond in null_shifts:
-                t = null_test(c.shift, null_shifts[cond], shift_ci95=c.shift_ci95)
-                d.update(null_kind="random directions" if cond == "steering" else "label-swapped",
-                         null_shifts=null_shifts[cond], **{k: v for k, v in t.to_dict().items() if k != "shift"})
             if cond in ivs:
-                key = (cond, set_key, cfg.sparsity, cfg.statistic, cfg.modules, sel["layer"], sel["coef"],
-                       cfg.setting("damage_texts"))
+                key = (cond, set_key, cfg.sparsity, cfg.statistic, cfg.modules, cfg.setting("damage_texts"))
                 d["damage_kl"] = study.cached_json("damage", key, lambda cond=cond: float(sum(
                     kl_damage(model, iv, study.neutral_reference(), n_boot=1)[0] for iv in ivs[cond]) / 2))
+            elif cond == "sft":
+                d["damage_kl"] = float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()]))
             contrasts.append(d)
     res["contrasts"] = contrasts
 
-    if name in cfg.setting("curve_sets"):
-        with study.timed(f"{name}: effect-damage curves"):
-            res["effect_damage"] = effect_damage_curves(study, name, ps, sigs, null_sigs, v, sel, ivs["prompt"])
+    curve_sets = cfg.setting("curve_sets")
+    if "*" in curve_sets or name in curve_sets:
+        from .headline import run_headline
+
+        # RAG's damage: each pole's context retrieved for the neutral texts (one query: all of them), placed
+        # before every neutral text as the system prompt is
+        ref_pairs = {"prompt": ivs["prompt"],
+                     "rag": [Intervention(system=RagRetriever(ps.subset(cfg.calib_size), p, k=cfg.rag_k).context(
+                         " ".join(study.neutral_reference().texts))) for p in poles]}
+        with study.timed(f"{name}: effect-damage curves and matched-damage table"):
+            res["effect_damage"] = run_headline(
+                study, name, ps, sigs=sigs, null_sigs=null_sigs, cw_masks=masks["contrastive-wanda"], null_cw_masks=null_cw,
+                vector=v, layer=sel["layer"], scores=scores, reference_pairs=ref_pairs,
+                sft_damage=(float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()])) if res.get("sft") else None))
 
     # -- per-set analyses (no forward pass)
     with study.timed(f"{name}: mask analyses"):
@@ -203,49 +185,8 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         res["overlap"]["random"] = mask_overlap(rnd, rnd2)
     with study.timed(f"{name}: probes, similarity and neutral-text decoding"):
         res.update(representation_analyses(study, name, ps, set_key, recs, dense, masks))
-    res["_masks"], res["_recs"], res["_scores"] = masks, recs, scores
+    res["_masks"], res["_recs"], res["_scores"], res["_null_cw"] = masks, recs, scores, null_cw
     return res
-
-
-def effect_damage_curves(study: Study, name: str, ps, sigs: dict, null_sigs: list, vector, sel: dict,
-                         prompt_pair: list) -> dict:
-    """The headline measurement: the pole contrast of each method against its damage over its strength
-    dial (contrastive-Wanda keep masks over sparsity, contrastive-removal over the removed fraction,
-    steering over its coefficient), with the same dial built from each label-swapped null (masks) or random
-    direction of the same norm (steering) at every strength; the persona prompt as one point."""
-    from ..curves import dial_curve, pair_contrast
-    from ..damage import mask_dial, steering_dial
-    from ..nulls import random_directions
-
-    cfg, model = study.cfg, study.model
-    items = ps.test[: cfg.setting("curve_items")]
-    ref = study.neutral_reference()
-    kw = dict(modules=cfg.modules)
-    dials = {
-        "contrastive-wanda": (mask_dial(model, "contrastive-wanda", sigs, **kw),
-                              [mask_dial(model, "contrastive-wanda", ns, **kw) for ns in null_sigs],
-                              cfg.setting("curve_keep_sparsities")),
-        "contrastive-removal": (mask_dial(model, "contrastive-removal", sigs, **kw),
-                                [mask_dial(model, "contrastive-removal", ns, **kw) for ns in null_sigs],
-                                cfg.setting("curve_removal_fractions")),
-        "steering": (steering_dial(vector, sel["layer"]),
-                     [steering_dial(r, sel["layer"]) for r in random_directions(vector, draws=len(null_sigs), seed=cfg.seed)],
-                     cfg.setting("curve_steer_coefs")),
-    }
-    out: dict = {"n_items": len(items), "n_damage_texts": len(ref.texts), "null_draws": len(null_sigs),
-                 "steering_layer": sel["layer"], "curves": {}}
-    base = (name, ps.content_hash(), [it.id for it in items], cfg.tokens, cfg.modules, cfg.seed, len(ref.texts), len(null_sigs))
-    for method, (dial, nulls, grid) in dials.items():
-        key = base + (method, list(grid), sel["layer"] if method == "steering" else None)
-        out["curves"][method] = study.cached_json("curve", key, lambda dial=dial, nulls=nulls, grid=grid: [
-            p.to_dict() for p in dial_curve(model, dial, grid, items, ref, null_dials=nulls, batch_size=cfg.batch_size,
-                                            seed=cfg.seed, progress=f"{name} {dial.name} curve" if study.progress else False)])
-
-    def prompt_point():
-        c, dmg = pair_contrast(model, prompt_pair, items, ref, batch_size=cfg.batch_size, seed=cfg.seed)
-        return {"shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy, "damage_kl": dmg}
-    out["points"] = {"prompt": study.cached_json("curve-prompt", base, prompt_point)}
-    return out
 
 
 def _null_signatures(study: Study, name: str, ps, recs: dict, live: dict, draws: int) -> list[dict]:
