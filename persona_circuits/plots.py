@@ -365,7 +365,12 @@ def fig_effect_damage(results: dict) -> Figure:
     measured on every held-out item."""
     sets = [n for n, s in results["sets"].items() if s.get("effect_damage")]
     _need(bool(sets), "effect-damage curves")
-    fig, axes = _grid(len(sets), 5.6, 4.2)
+    cols = min(2, len(sets))
+    rows = int(np.ceil(len(sets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.0 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(sets):]:
+        ax.axis("off")
     for ax, name in zip(axes, sets):
         ed = results["sets"][name]["effect_damage"]
         for t in ed.get("targets", []):
@@ -397,12 +402,20 @@ def fig_effect_damage(results: dict) -> Figure:
                             [pr["shift_ci95"][1] - pr["shift"]]], color="k", marker=marker, ms=5, capsize=2, ls="none",
                             label=f"{label} (all items)")
         ax.axhline(0, color="grey", lw=0.8)
+        # y range from the measured contrasts and null draws (a bound from few draws can be far off-scale)
+        ys = [v for pts in ed["curves"].values() for p in pts for v in (*p["shift_ci95"], *p["null_shifts"])]
+        ys += [v for pr in (ed.get("points") or {}).values() for v in pr["shift_ci95"]]
+        if ys:
+            lo_, hi_ = min(ys), max(ys)
+            pad = 0.08 * (hi_ - lo_ or 1.0)
+            ax.set_ylim(lo_ - pad, hi_ + pad)
         ax.set_xscale("log")
         ax.set_xlabel("damage: KL(dense || intervened) on neutral text, nats/token")
         ax.set_ylabel("pole contrast, nats/token")
-        ax.set_title(f"{name} ({ed.get('n_items_curve', ed.get('n_items'))} items per curve point, {ed['null_draws']} "
-                     "null draws; * beats its null)", fontsize=8)
-        ax.legend(fontsize=5.5, loc="best")
+        km = ed.get("matched_null_draws", ed["null_draws"])
+        ax.set_title(f"{name}: {ed.get('n_items_curve', ed.get('n_items'))} items per point, {ed['null_draws']} null draws "
+                     f"({km} at the matched strengths); * beats its null", fontsize=7.5)
+        ax.legend(fontsize=6.5, loc="best")
     fig.tight_layout()
     return fig
 
@@ -413,7 +426,7 @@ def fig_matched_damage(results: dict) -> Figure:
     persona prompt's contrast (at its own damage) as a dashed line."""
     sets = [n for n, s in results["sets"].items() if (s.get("effect_damage") or {}).get("matched")]
     _need(bool(sets), "matched-damage rows")
-    fig, axes = _grid(len(sets), 5.0, 3.4)
+    fig, axes = _grid(len(sets), 5.0, 3.8)
     for ax, name in zip(axes, sets):
         ed = results["sets"][name]["effect_damage"]
         rows = [r for r in ed["matched"] if r.get("reached")]
@@ -450,7 +463,9 @@ FIGURES = {"effect_damage": fig_effect_damage, "matched_damage": fig_matched_dam
 def write_figure(results: dict, name: str, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig = FIGURES[name](results)
+    from .report import in_study_order
+
+    fig = FIGURES[name](in_study_order(results))
     path = out / f"{name}.png"
     tmp = out / f".{name}.tmp.png"
     fig.savefig(tmp, dpi=110)

@@ -60,7 +60,20 @@ def _significant(c: dict) -> int:
     return 1 if lo > 0 else (-1 if hi < 0 else 0)
 
 
+def in_study_order(results: dict) -> dict:
+    """``results`` with its sets in the study's order (MBTI axes, then the AI tasks as the paper lists them):
+    ``results.json`` is written with sorted keys, which would otherwise order the tables and panels
+    alphabetically."""
+    from .study.plan import AI_TASKS
+
+    names = list(results.get("sets", {}))
+    rank = {t: i for i, t in enumerate(AI_TASKS)}
+    order = sorted(names, key=lambda n: (n in rank, rank.get(n, 0), n))
+    return {**results, "sets": {n: results["sets"][n] for n in order}}
+
+
 def build_report(results: dict) -> str:
+    results = in_study_order(results)
     meta = results.get("meta", {})
     sets = results["sets"]
     L = []
@@ -342,14 +355,24 @@ LENGTH_DECIDED = ("hallucination",)
 
 
 def _length_note(sets: dict) -> list[str]:
-    rows = [(n, s["answer_tokens"]) for n, s in sets.items() if n in LENGTH_DECIDED and s.get("answer_tokens")]
-    if not rows and not any(n in LENGTH_DECIDED for n in sets):
+    names = [n for n in sets if n in LENGTH_DECIDED]
+    if not names:
         return []
-    parts = "; ".join(f"{n}: {', '.join(f'{p} {v:.1f}' for p, v in t.items())} tokens per answer on average" for n, t in rows)
-    return [f"\n**{', '.join(LENGTH_DECIDED)}: per-token accuracy and the pole contrast only.** A summed log-likelihood "
-            "falls with every token, so when one pole's answers are systematically longer the summed score picks the "
-            "shorter answer whatever the persona" + (f" ({parts})" if parts else "") + ". The per-token score and the pole "
-            "contrast (the same items under both poles' conditions) cancel that length bias."]
+    parts = []
+    for n in names:
+        s = sets[n]
+        t = s.get("answer_tokens") or {}
+        d = _row(s, "dense", s["poles"][0])
+        parts.append(f"{n}: " + ", ".join(f"{p} {v:.1f}" for p, v in t.items()) + " tokens per answer on average"
+                     + (f"; the dense model already prefers the {s['poles'][0]} answer per token on "
+                        f"{_pct(d['accuracy_length_normalized'])} % of items" if d else ""))
+    return [f"\n**{', '.join(names)}: per-token accuracy and the pole contrast only.** A summed log-likelihood falls "
+            "with every token, so when one pole's answers are systematically longer the summed score picks the shorter "
+            "answer whatever the persona (" + "; ".join(parts) + "). Dividing by the number of tokens removes that direct "
+            "dependence, but answers of different length and style still start from a lopsided preference, so per-token "
+            "accuracy mostly reports that starting point (and any damage large enough to overturn it). The pole contrast (the same items under both poles' conditions, "
+            "per token) cancels what the two conditions share, answer length included: read these sets by their "
+            "contrast, in the matched-damage table."]
 
 
 def _null_cells(p: dict) -> tuple[str, str, str]:
