@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full figures z-length notebook
+.PHONY: install lint test reproduce reproduce-full reproduce-gemma figures z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -38,6 +38,14 @@ reproduce-full: install
 	cp runs/full/REPORT.md REPORT.md
 	cp runs/full/results.json figures/results.json
 	$(MAKE) figures
+
+# The second model family on two sets (the analysis set and one AI task), same settings; its report,
+# results.json and figures are committed under reports/gemma-3-270m/.
+reproduce-gemma: install
+	$(CLI) reproduce --model gemma-3-270m --dtype bfloat16 --sets mbti-ei,power --out runs/gemma --data-root ../shared/data
+	mkdir -p reports/gemma-3-270m
+	cp runs/gemma/REPORT.md runs/gemma/results.json reports/gemma-3-270m/
+	for s in $(filter-out analyses/z_length.py,$(wildcard analyses/*.py)); do $(PYTHON) $$s reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures || exit 1; done
 
 # Redraw every committed figure from figures/results.json with the analyses/ scripts (z_length.py
 # measures on the model instead: `make z-length`).
