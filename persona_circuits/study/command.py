@@ -17,7 +17,7 @@ def add_reproduce_parser(sub, common) -> None:
                                    "bundled MBTI persona pair and, with --data-root, the paper's AI-persona tasks. "
                                    "Stages are cached under OUT/cache; rerunning the same command resumes.")
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
-    s.add_argument("--quick", action="store_true", help="reduced run (about 2.5 min on 2 cores): one MBTI set (mbti-ei) and, "
+    s.add_argument("--quick", action="store_true", help="reduced run (about 2 min on 2 cores in bfloat16): one MBTI set (mbti-ei) and, "
                    "with --data-root, one AI task (power), a few items each, fewer sweep points")
     s.add_argument("--sets", default=None, help="comma-separated persona sets to run (default: every bundled MBTI set and, "
                    "with --data-root, every AI task; with --quick: mbti-ei and power), e.g. mbti-ei,power")
