@@ -142,6 +142,15 @@ class LoRA:
                 h.remove()
 
 
+def _batch_answer_nll(model, b, device) -> tuple[Tensor, Tensor]:
+    """Summed answer-token negative log-likelihood of a padded batch, and its number of answer tokens."""
+    ids = b.input_ids.to(device)
+    logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
+    m = b.answer_mask[:, 1:].to(device)
+    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return -(lp * m).sum(), m.sum()
+
+
 @torch.no_grad()
 def _answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8) -> float:
     """Mean answer-token negative log-likelihood of ``(question, answer)`` pairs under the model as it is now."""
@@ -149,11 +158,8 @@ def _answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8
     device = next(model.parameters()).device
     tot, n = 0.0, 0.0
     for b in pad_batches([encode_pair(tok, q, a) for q, a in pairs], tok.pad_token_id, batch_size, sort=False):
-        ids = b.input_ids.to(device)
-        logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
-        m = b.answer_mask[:, 1:].to(device)
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        tot, n = tot - float((lp * m).sum()), n + float(m.sum())
+        s, k = _batch_answer_nll(model, b, device)
+        tot, n = tot + float(s), n + float(k)
     return tot / max(n, 1.0)
 
 
@@ -182,26 +188,20 @@ def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs
     rng = np.random.default_rng(seed)
     val = list(val_pairs) if val_pairs else []
 
-    def val_loss() -> float:
-        return _answer_loss(model, val, batch_size=batch_size)
-
     val_losses: list[float] = []
     best_state = [p.detach().clone() for p in lora.parameters()]  # epoch 0: the base model
     converged, epochs_run = False, 0
     try:
         with lora.active(), torch.enable_grad():
             if val:
-                val_losses.append(val_loss())
+                val_losses.append(_answer_loss(model, val, batch_size=batch_size))
             for _epoch in range(epochs):
                 epochs_run += 1
                 order = rng.permutation(len(enc)).tolist()
                 batches = pad_batches([enc[i] for i in order], tok.pad_token_id, batch_size, sort=False)
                 for b in tqdm(batches, desc=progress if isinstance(progress, str) else "lora", disable=not progress, leave=False):
-                    ids = b.input_ids.to(device)
-                    logits = model(ids, attention_mask=b.attention_mask.to(device)).float()
-                    m = b.answer_mask[:, 1:].to(device)
-                    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-                    loss = -(lp * m).sum() / m.sum()
+                    nll, n_ans = _batch_answer_nll(model, b, device)
+                    loss = nll / n_ans
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -209,7 +209,7 @@ def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs
                     n_tok += int(b.attention_mask.sum())
                     losses.append(float(loss.detach()))
                 if val:
-                    v = val_loss()
+                    v = _answer_loss(model, val, batch_size=batch_size)
                     best = min(val_losses)
                     if v < best:
                         best_state = [p.detach().clone() for p in lora.parameters()]

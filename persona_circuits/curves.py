@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .damage import Dial, NeutralReference, kl_damage
 from .data import ChoiceItem
-from .evaluation import ChoiceScores, pole_contrast, score_choices
+from .evaluation import ChoiceScores, item_shifts, pole_contrast, score_choices
 from .interventions import Intervention
 from .nulls import null_test
 
@@ -90,12 +90,6 @@ def dial_curve(model, dial: Dial, strengths: Sequence[float], items: Sequence[Ch
 # Matched damage: a method's strength at a target damage, and paired comparisons on every item
 
 
-def item_shifts(scores_a: ChoiceScores, scores_b: ChoiceScores):
-    """Per-item pole contrast ``d_i`` (nats/token): the shift towards pole A's answer, pole-A condition
-    minus pole-B condition, of each item (its mean is :func:`~persona_circuits.evaluation.pole_contrast`'s shift)."""
-    return (scores_a.diff(True) - scores_b.diff(True)).numpy()
-
-
 def pair_item_shifts(model, pair: Sequence[Intervention], items: Sequence[ChoiceItem], *, batch_size: int = 16):
     """:func:`item_shifts` of a pair of interventions (pole A's, pole B's) on ``items``."""
     return item_shifts(score_intervention(model, pair[0], items, batch_size=batch_size),
@@ -151,7 +145,7 @@ def refine_strength(model, dial: Dial, target_kl: float, reference: NeutralRefer
     """
     import math
 
-    from .damage import pair_damage
+    from .damage import closest_to_target, pair_damage
 
     pts = [{"strength": p["strength"], "damage_kl": p["damage_kl"]} if isinstance(p, dict)
            else {"strength": p.strength, "damage_kl": p.damage_kl} for p in points]
@@ -170,5 +164,5 @@ def refine_strength(model, dial: Dial, target_kl: float, reference: NeutralRefer
             break
         s = s_new
     if history:  # the measured strength whose damage came closest to the target
-        s = min(history, key=lambda h: abs(math.log(max(h[1], 1e-12) / target_kl)))[0]
+        s = closest_to_target(history, target_kl)[0]
     return s, history

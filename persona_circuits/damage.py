@@ -314,6 +314,11 @@ class StrengthSearch:
         return asdict(self)
 
 
+def closest_to_target(history: Sequence[tuple[float, float]], target_kl: float) -> tuple[float, float]:
+    """The ``(strength, damage)`` of ``history`` whose damage is closest to ``target_kl`` on a log scale."""
+    return min(history, key=lambda h: abs(math.log(max(h[1], 1e-12) / target_kl)))
+
+
 def find_strength(model, dial: Dial, target_kl: float, reference: NeutralReference, *, rel_tol: float = 0.15,
                   max_iter: int = 12) -> StrengthSearch:
     """Bisect the dial's strength until the pair's mean KL damage is within ``rel_tol`` of ``target_kl``.
@@ -335,9 +340,6 @@ def find_strength(model, dial: Dial, target_kl: float, reference: NeutralReferen
     def close(d: float) -> bool:
         return abs(d - target_kl) <= rel_tol * target_kl
 
-    def best() -> tuple[float, float]:
-        return min(history, key=lambda h: abs(math.log(max(h[1], 1e-12) / target_kl)))
-
     lo, hi = dial.lo, dial.hi
     d_lo = damage(lo)
     if close(d_lo) or d_lo > target_kl:
@@ -354,5 +356,5 @@ def find_strength(model, dial: Dial, target_kl: float, reference: NeutralReferen
             lo = mid
         else:
             hi = mid
-    s, d = best()
+    s, d = closest_to_target(history, target_kl)
     return StrengthSearch(dial.name, target_kl, s, d, close(d), history)

@@ -353,12 +353,24 @@ class ContrastResult:
         return d
 
 
-def pole_contrast(scores_a: ChoiceScores, scores_b: ChoiceScores, *, condition: str, seed: int = 0,
-                  n_boot: int = 2000) -> ContrastResult:
-    d = (scores_a.diff(True) - scores_b.diff(True)).numpy()
+def item_shifts(scores_a: ChoiceScores, scores_b: ChoiceScores) -> np.ndarray:
+    """Per-item pole contrast ``d_i`` (nats/token): the change of the per-token preference for pole A's
+    answer, pole-A condition minus pole-B condition, of each item (:func:`pole_contrast` summarises it)."""
+    return (scores_a.diff(True) - scores_b.diff(True)).numpy()
+
+
+def contrast_from_items(d: np.ndarray, *, condition: str, seed: int = 0, n_boot: int = 2000) -> ContrastResult:
+    """:class:`ContrastResult` of per-item contrasts ``d`` (:func:`item_shifts`): mean shift and share of
+    items moved towards pole A, each with a bootstrap 95 % interval over items."""
+    d = np.asarray(d, dtype=float)
     w = _wins(d)
     return ContrastResult(condition, len(d), float(d.mean()), bootstrap_ci(d, n_boot=n_boot, seed=seed),
                           float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed))
+
+
+def pole_contrast(scores_a: ChoiceScores, scores_b: ChoiceScores, *, condition: str, seed: int = 0,
+                  n_boot: int = 2000) -> ContrastResult:
+    return contrast_from_items(item_shifts(scores_a, scores_b), condition=condition, seed=seed, n_boot=n_boot)
 
 
 @torch.no_grad()

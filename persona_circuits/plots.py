@@ -29,8 +29,8 @@ def _err(v, ci):
     return [[max(0.0, v - ci[0])], [max(0.0, ci[1] - v)]]
 
 
-def _grid(n: int, w: float = 4.2, h: float = 3.4):
-    cols = min(4, max(1, n))
+def _grid(n: int, w: float = 4.2, h: float = 3.4, max_cols: int = 4):
+    cols = min(max_cols, max(1, n))
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
     for ax in axes.ravel()[n:]:
@@ -365,12 +365,7 @@ def fig_effect_damage(results: dict) -> Figure:
     measured on every held-out item."""
     sets = [n for n, s in results["sets"].items() if s.get("effect_damage")]
     _need(bool(sets), "effect-damage curves")
-    cols = min(2, len(sets))
-    rows = int(np.ceil(len(sets) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.0 * rows), squeeze=False)
-    axes = axes.ravel()
-    for ax in axes[len(sets):]:
-        ax.axis("off")
+    fig, axes = _grid(len(sets), 7.5, 5.0, max_cols=2)
     for ax, name in zip(axes, sets):
         ed = results["sets"][name]["effect_damage"]
         for t in ed.get("targets", []):

@@ -32,7 +32,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .. import scoring
-from ..evaluation import ChoiceScores, bootstrap_ci, pole_contrast
+from ..evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
 from ..masks import Mask, MaskConfig, keep_count, random_mask, topk_rows
 from ..models import architecture_fingerprint, get_model_id, prunable_layers
 from ..statistics import DEFAULT_STATISTIC, ActivationSignature
@@ -142,14 +142,14 @@ def restore_ablation(model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[
     if not g["passed"]:
         out["skipped"] = f"the full contrast ({full['shift']:+.3f} nats/token) did not pass the test: {g['test']}"
         return out
-    d_full = (fa.diff(True) - fb.diff(True)).numpy()
+    d_full = item_shifts(fa, fb)
     idx = np.random.default_rng(seed).integers(0, len(d_full), size=(n_boot, len(d_full)))
     den = d_full[idx].mean(1)
     for label, names in groups:
         ra = score(f"restore:{label}:a", mask_a, frozenset(names))
         rb = score(f"restore:{label}:b", mask_b, frozenset(names))
         c = pole_contrast(ra, rb, condition=f"restore {label}", seed=seed, n_boot=n_boot).to_dict()
-        d = (ra.diff(True) - rb.diff(True)).numpy()
+        d = item_shifts(ra, rb)
         ratio = d[idx].mean(1) / np.where(den == 0, np.nan, den)
         lo, hi = np.nanpercentile(ratio, [2.5, 97.5])
         out["rows"].append({"restored": label, "n_layers": len(names), "contrast": c,
@@ -180,8 +180,8 @@ def removal_comparison(model, items, sig_a: ActivationSignature, sig_b: Activati
         s = {k: score(f"{k}:{q}", m, frozenset()) for k, m in masks.items()}
         con = pole_contrast(s["remove-b-top"], s["remove-a-top"], condition="top contrastive", seed=seed, n_boot=n_boot)
         rnd_pair = pole_contrast(s["random-0"], s["random-1"], condition="random pair", seed=seed, n_boot=n_boot)
-        d_con = (s["remove-b-top"].diff(True) - s["remove-a-top"].diff(True)).numpy()
-        d_rnd = (s["random-0"].diff(True) - s["random-1"].diff(True)).numpy()
+        d_con = item_shifts(s["remove-b-top"], s["remove-a-top"])
+        d_rnd = item_shifts(s["random-0"], s["random-1"])
         vs_dense = {k: pole_contrast(s[k], dense, condition=k, seed=seed, n_boot=n_boot).to_dict() for k in s}
         rows.append({
             "fraction": q, "removed_per_layer": {n: int(c.sum()) for n, c in ref.items()},

@@ -31,11 +31,12 @@ _GRIDS = {"contrastive-wanda": "curve_keep_sparsities", "contrastive-removal": "
 
 
 def _contrast_of(d, seed: int) -> dict:
-    from ..evaluation import _wins, bootstrap_ci
+    """A matched row's or reference point's contrast, with "moved" for the share of items moved."""
+    from ..evaluation import contrast_from_items
 
-    w = _wins(d)
-    return {"n": int(len(d)), "shift": float(d.mean()), "shift_ci95": list(bootstrap_ci(d, seed=seed)),
-            "moved": float(w.mean()), "moved_ci95": list(bootstrap_ci(w, seed=seed))}
+    c = contrast_from_items(d, condition="", seed=seed)
+    return {"n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy,
+            "moved_ci95": list(c.accuracy_ci95)}
 
 
 def run_headline(study: Study, name: str, ps, *, sigs: dict, null_sigs: list, cw_masks: dict, null_cw_masks: list,
@@ -51,8 +52,9 @@ def run_headline(study: Study, name: str, ps, *, sigs: dict, null_sigs: list, cw
         reference_pairs: ``{"prompt": [iv_a, iv_b], "rag": [...]}`` for their damage.
         sft_damage: mean KL damage of the two LoRA adapters (None when not trained on this set).
     """
-    from ..curves import dial_curve, item_shifts, pair_item_shifts, paired_difference, refine_strength
+    from ..curves import dial_curve, pair_item_shifts, paired_difference, refine_strength
     from ..damage import kl_damage, mask_dial, soft_mask_dial, steering_dial
+    from ..evaluation import item_shifts
     from ..nulls import null_test, random_directions
 
     cfg, model = study.cfg, study.model

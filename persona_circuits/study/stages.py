@@ -82,9 +82,10 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         dense = run("dense", lambda: score_choices(model, ps.test, batch_size=bs, capture_layers=range(n_layers),
                                                     progress=f"{name} dense" if study.progress else False), poles)
         res["answer_tokens"] = {p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)}
+        rags = {p: RagRetriever(ps.subset(cfg.calib_size), p, k=cfg.rag_k) for p in poles}
         for p in poles:
             run(f"prompt:{p}", lambda p=p: score_choices(model, ps.test, system=persona_prompt(ps, p), batch_size=bs), [p])
-            rag = RagRetriever(ps.subset(cfg.calib_size), p, k=cfg.rag_k)
+            rag = rags[p]
             run(f"rag:{p}", lambda rag=rag: score_choices(model, ps.test, contexts=rag.contexts(ps.test), batch_size=bs), [p])
         def rand_scores():
             with apply_mask(model, rnd):
@@ -146,6 +147,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
 
     ivs = {m: [Intervention(mask=masks[m][p]) for p in poles] for m in MAIN_METHODS}
     ivs["prompt"] = [Intervention(system=persona_prompt(ps, p)) for p in poles]
+    sft_damage = float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()])) if res.get("sft") else None
     contrasts = []
     with study.timed(f"{name}: contrasts and damage"):
         for cond in ["prompt", "rag", *MAIN_METHODS, "sft"]:
@@ -159,7 +161,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                 d["damage_kl"] = study.cached_json("damage", key, lambda cond=cond: float(sum(
                     kl_damage(model, iv, study.neutral_reference(), n_boot=1)[0] for iv in ivs[cond]) / 2))
             elif cond == "sft":
-                d["damage_kl"] = float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()]))
+                d["damage_kl"] = sft_damage
             contrasts.append(d)
     res["contrasts"] = contrasts
 
@@ -170,13 +172,12 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
         # RAG's damage: each pole's context retrieved for the neutral texts (one query: all of them), placed
         # before every neutral text as the system prompt is
         ref_pairs = {"prompt": ivs["prompt"],
-                     "rag": [Intervention(system=RagRetriever(ps.subset(cfg.calib_size), p, k=cfg.rag_k).context(
-                         " ".join(study.neutral_reference().texts))) for p in poles]}
+                     "rag": [Intervention(system=rags[p].context(" ".join(study.neutral_reference().texts))) for p in poles]}
         with study.timed(f"{name}: effect-damage curves and matched-damage table"):
             res["effect_damage"] = run_headline(
                 study, name, ps, sigs=sigs, null_sigs=null_sigs, cw_masks=masks["contrastive-wanda"], null_cw_masks=null_cw,
                 vector=v, layer=sel["layer"], scores=scores, reference_pairs=ref_pairs,
-                sft_damage=(float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()])) if res.get("sft") else None))
+                sft_damage=sft_damage)
 
     # -- per-set analyses (no forward pass)
     with study.timed(f"{name}: mask analyses"):
