@@ -28,8 +28,13 @@ lint: install
 test: lint
 	$(PYTHON) -m pytest -q
 
+# The AI-persona tasks need the shared data (not in this repository); without it the main job still
+# runs, on the bundled MBTI sets only, and says so.
+DATA_ROOT ?= ../shared/data
+
 reproduce: install
-	$(CLI) reproduce --quick --dtype bfloat16 --out runs/quick --data-root ../shared/data
+	@test -d $(DATA_ROOT)/ai_persona || echo "make reproduce: no $(DATA_ROOT)/ai_persona: running the bundled MBTI sets only (DATA_ROOT=... adds the AI-persona tasks)" >&2
+	$(CLI) reproduce --quick --dtype bfloat16 --out runs/quick $(if $(wildcard $(DATA_ROOT)/ai_persona),--data-root $(DATA_ROOT),)
 
 # The full study (in bfloat16: this CPU family runs it ~3.7x faster than float32, with the agreement measured in
 # BENCHMARKS.md); then the committed REPORT.md, figures/ and figures/results.json are copied from it.
