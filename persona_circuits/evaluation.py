@@ -76,9 +76,8 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     input_ids, answer_mask = input_ids.to(resid.device), answer_mask.to(resid.device)
     tgt_mask = answer_mask[:, 1:]  # position t-1 predicts answer token t
     rows, cols = tgt_mask.nonzero(as_tuple=True)
-    logits = model.unembed(resid[rows, cols][None])[0].float()
-    targets = input_ids[rows, cols + 1].to(logits.device)
-    lp = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+    targets = input_ids[rows, cols + 1]
+    lp = target_logprobs(lambda h: model.unembed(h[None])[0], resid[rows, cols], targets)
     B = input_ids.shape[0]
     logp = torch.zeros(B, dtype=torch.float64, device=lp.device).index_add_(0, rows, lp.double())
     ntok = tgt_mask.sum(1).double()
@@ -251,14 +250,35 @@ def _pack(rows: Sequence[_Row], pad_id: int):
     return ids, pos, allowed, torch.tensor(r_idx), torch.tensor(c_idx), torch.tensor(tgt), torch.tensor(txt)
 
 
+#: Rows of logits per chunk in :func:`target_logprobs`: ``64 x vocab`` float32 logits (12 MB for a 49k
+#: vocabulary) stay in the allocator's reused memory; one ``[tokens, vocab]`` tensor page-faults afresh at
+#: every call and made the log-softmax cost more than the whole forward pass (6x slower, measured).
+LOGIT_CHUNK = 64
+
+
+def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "n d_model"],
+                    targets: Tensor, *, chunk: int = LOGIT_CHUNK) -> Float[Tensor, " n"]:
+    """``log p(target_i)`` from final-normed hidden states, ``chunk`` rows at a time: logits in the model's
+    dtype (as the forward computes them), log-softmax in float32."""
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    targets = targets.to(hidden.device)
+    for i in range(0, hidden.shape[0], chunk):
+        logits = unembed(hidden[i:i + chunk]).float()
+        out[i:i + chunk] = logits.gather(-1, targets[i:i + chunk, None]).squeeze(-1) - logits.logsumexp(-1)
+    return out
+
+
 def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
-    """log p(target) from final-normed hidden states: logits in the model's dtype (as the bridge path
-    computes them), log-softmax in float32."""
-    logits = plain.get_output_embeddings()(hidden).float()
+    """log p(target) from final-normed hidden states through the plain module's output embedding (with
+    the final logit soft-capping of models that have one)."""
+    head = plain.get_output_embeddings()
     cap = getattr(getattr(plain.config, "get_text_config", lambda: plain.config)(), "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+    def unembed(h):
+        logits = head(h)
+        return torch.tanh(logits.float() / cap) * cap if cap else logits
+
+    return target_logprobs(unembed, hidden, targets)
 
 
 @torch.no_grad()
