@@ -48,6 +48,27 @@ class _Stop(Exception):
     pass
 
 
+def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
+                  store: dict[str, Tensor] | None = None) -> Float[Tensor, "batch pos d_model"]:
+    """The final-normed residual stream (``unembed.hook_in``) of a bridge forward that stops there, so the
+    ``d_model x d_vocab`` unembedding is not computed at every position; hook points named in ``capture``
+    are kept in ``store``."""
+    store = {} if store is None else store
+
+    def grab(x, hook):
+        store[hook.name] = x
+        if hook.name == "unembed.hook_in":
+            raise _Stop
+        return x
+
+    with model.hooks(fwd_hooks=[(n, grab) for n in [*capture, "unembed.hook_in"]]):
+        try:
+            model(input_ids, attention_mask=attention_mask)
+        except _Stop:
+            pass
+    return store["unembed.hook_in"]
+
+
 def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
                     capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
     """Per-text summed log-likelihood and count of answer tokens, for one padded batch.
@@ -58,19 +79,7 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     over the answer tokens of each text, ``(batch, d_model)``.
     """
     store: dict[str, Tensor] = {}
-
-    def grab(x, hook):
-        store[hook.name] = x
-        if hook.name == "unembed.hook_in":
-            raise _Stop
-        return x
-
-    names = [f"blocks.{i}.hook_out" for i in capture_layers] + ["unembed.hook_in"]
-    with model.hooks(fwd_hooks=[(n, grab) for n in names]):
-        try:
-            model(input_ids, attention_mask=attention_mask)
-        except _Stop:
-            pass
+    bridge_hidden(model, input_ids, attention_mask, [f"blocks.{i}.hook_out" for i in capture_layers], store)
     resid = store["unembed.hook_in"]  # final-normed residual stream
     # with device_map the last block may sit on another device than the inputs
     input_ids, answer_mask = input_ids.to(resid.device), answer_mask.to(resid.device)
@@ -268,9 +277,9 @@ def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "
     return out
 
 
-def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
-    """log p(target) from final-normed hidden states through the plain module's output embedding (with
-    the final logit soft-capping of models that have one)."""
+def plain_unembed(plain) -> Callable[[Tensor], Tensor]:
+    """Final-normed hidden states -> logits through the plain module's output embedding (with the final
+    logit soft-capping of models that have one)."""
     head = plain.get_output_embeddings()
     cap = getattr(getattr(plain.config, "get_text_config", lambda: plain.config)(), "final_logit_softcapping", None)
 
@@ -278,7 +287,12 @@ def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
         logits = head(h)
         return torch.tanh(logits.float() / cap) * cap if cap else logits
 
-    return target_logprobs(unembed, hidden, targets)
+    return unembed
+
+
+def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
+    """log p(target) from final-normed hidden states through the plain module."""
+    return target_logprobs(plain_unembed(plain), hidden, targets)
 
 
 @torch.no_grad()
