@@ -149,6 +149,7 @@ def _scored_hidden(model, encoded: Sequence[EncodedText], batch_size: int,
     """
     from .evaluation import bridge_hidden, plain_unembed
     from .plain import hooks_active, plain_model
+    from .replay import base_forward
 
     tok = get_tokenizer(model)
     plain = None if hooks_active(model) else plain_model(model)
@@ -156,8 +157,7 @@ def _scored_hidden(model, encoded: Sequence[EncodedText], batch_size: int,
     for b in pad_batches(encoded, tok.pad_token_id, batch_size):
         ids, att = b.input_ids.to(device), b.attention_mask.to(device)
         if plain is not None:
-            base = getattr(plain, plain.base_model_prefix)
-            hidden = base(input_ids=ids, attention_mask=att, use_cache=False).last_hidden_state
+            hidden = base_forward(plain, input_ids=ids, attention_mask=att)
             unembed = plain_unembed(plain)
         else:
             hidden = bridge_hidden(model, ids, att)

@@ -299,9 +299,9 @@ def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
 def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows: int, max_tokens: int,
                          desc: str | None) -> tuple[Tensor, Tensor]:
     from .plain import attention_masks
+    from .replay import base_forward
 
     device = next(plain.parameters()).device
-    base = getattr(plain, plain.base_model_prefix)
     rows = shared_prefix_rows(enc)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.tensor([float(len(e.ids) - e.answer_start) for e in enc], dtype=torch.float64)
@@ -309,8 +309,7 @@ def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_row
     for bi in tqdm(batches, desc=desc, disable=desc is None, leave=False):
         ids, pos, allowed, r, c, tgt, txt = _pack([rows[i] for i in bi], pad_id)
         ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
-        hidden = base(input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos,
-                      use_cache=False).last_hidden_state
+        hidden = base_forward(plain, input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos)
         lp = _unembed_logprobs(plain, hidden[r.to(device), c.to(device)], tgt.to(device))
         logp.index_add_(0, txt, lp.double().cpu())
     return logp, ntok

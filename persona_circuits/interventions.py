@@ -118,22 +118,20 @@ def steering(model, steer: ResidualSteering | None) -> Iterator:
     if steer is None:
         yield model
         return
-    from .plain import decoder_layers, mirrored_hook, plain_model
+    from .plain import mirrored_hook, plain_model
+    from .replay import steered
 
     def add(x: Tensor) -> Tensor:
         return x + steer.coef * steer.vector.to(x.device, x.dtype)
-
-    def on_block(module, args, out):
-        return add(out) if isinstance(out, Tensor) else (add(out[0]), *out[1:])
 
     hp = model.hook_dict[f"blocks.{steer.layer}.hook_out"]
     plain = plain_model(model)
     with contextlib.ExitStack() as stack:
         if plain is None:
             stack.enter_context(model.hooks(fwd_hooks=steer.hooks()))
-        else:
+        else:  # on the plain module, blocks 0..layer are replayed from their kept output (persona_circuits.replay)
             stack.enter_context(mirrored_hook(model, hp, lambda module, args, out: add(out)))
-            stack.callback(decoder_layers(plain)[steer.layer].register_forward_hook(on_block).remove)
+            stack.enter_context(steered(plain, steer.layer, add))
         yield model
 
 

@@ -416,7 +416,7 @@ def effect_damage_section(sets: dict) -> list[str]:
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in ed.get("matched", []):
             if not r.get("reached"):
-                lo, hi = r["curve_damage_range"]
+                lo, hi = r.get("curve_damage_range") or r.get("fit_damage_range") or [float("nan")] * 2
                 L.append(f"| {r['method']} | {r['target_kl']:g} | not reached (curve damage {lo:.3g} to {hi:.3g}) |"
                          + " - |" * 10)
                 continue
@@ -426,7 +426,7 @@ def effect_damage_section(sets: dict) -> list[str]:
             vs = r.get("vs_steering")
             n_paired += bool(vp) + bool(vs)
             L.append(f"| {r['method']} | {r['target_kl']:g} | {r['strength']:.4g} | {r['damage_kl']:.3f} | {r['shift']:+.3f} | "
-                     f"{_iv(r['shift_ci95'])} | {_pct(r['moved'])} | {nm} | {r['curve_shift']:+.3f} | {thr} | {spec} | "
+                     f"{_iv(r['shift_ci95'])} | {_pct(r['moved'])} | {nm} | {r.get('curve_shift', (r.get('strength_matched_null') or {}).get('shift', float('nan'))):+.3f} | {thr} | {spec} | "
                      + (f"{vp['diff']:+.3f} {_iv(vp['ci95'])} |" if vp else "- |")
                      + (f" {vs['diff']:+.3f} {_iv(vs['ci95'])} |" if vs else " - |"))
         for cond, label in (("prompt", "persona prompt"), ("rag", "RAG"), ("sft", "LoRA (upper bound)")):

@@ -193,3 +193,35 @@ def test_bfloat16_scores_close_to_float32(tokenizer_dir):
     assert b.logp.dtype == torch.float64
     assert float((a.diff(True) - b.diff(True)).abs().max()) < 0.1
     assert float((b.diff(True) - c.diff(True)).abs().max()) < 0.1
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_a_replayed_steered_forward_equals_the_full_one(kind, tiny_llama, tiny_gpt2):
+    """The second steered pass over the same items starts from block L's kept output: same scores, bit for
+    bit, as the first (full) pass; a changed weight below L invalidates the kept output."""
+    from persona_circuits.interventions import ResidualSteering, apply_mask, steering
+    from persona_circuits.masks import random_mask
+    from persona_circuits.plain import plain_model
+    from persona_circuits.replay import _STATE
+
+    model = tiny_llama if kind == "llama" else tiny_gpt2
+    v = torch.linspace(-1, 1, 64)
+    with steering(model, ResidualSteering(v, layer=0, coef=2.0)):
+        first = score_choices(model, ITEMS)
+        n_kept = len(_STATE[plain_model(model)].cache)
+        again = score_choices(model, ITEMS)
+        assert len(_STATE[plain_model(model)].cache) == n_kept > 0  # replayed: nothing new kept
+    with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+        other = score_choices(model, ITEMS)
+    assert torch.equal(first.logp, again.logp)
+    with model.hooks(fwd_hooks=[("blocks.1.hook_out", lambda x, hook: x)]):  # force the bridge: the reference
+        with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+            ref = score_choices(model, ITEMS)
+    _same_scores(other, ref)
+    with apply_mask(model, random_mask(model, sparsity=0.5, seed=1)):  # block 0 changed: not replayed
+        with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+            masked = score_choices(model, ITEMS)
+        with model.hooks(fwd_hooks=[("blocks.1.hook_out", lambda x, hook: x)]):
+            with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+                masked_ref = score_choices(model, ITEMS)
+    _same_scores(masked, masked_ref)

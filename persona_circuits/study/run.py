@@ -15,6 +15,7 @@ from .analysis_set import run_analysis_set
 from .plan import StudyConfig, check_data_root, persona_sets
 from .stages import run_set
 from .state import Study, claim_output, log
+from .verdicts import apply_verdicts
 
 
 def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
@@ -46,6 +47,7 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
         study.results["sets"][name] = {k: v for k, v in r.items() if not k.startswith("_")}
         del r
     study.results["analysis"] = analysis
+    apply_verdicts(study.results)
     study.results["meta"] = {
         **identity, "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
         "torch": torch.__version__, "dtype": dtype,
