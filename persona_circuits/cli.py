@@ -1,4 +1,4 @@
-"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce}``.
+"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce,figures}``.
 
 Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2.
 """
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .study import add_reproduce_parser  # noqa: PLC0415
 
     add_reproduce_parser(sub, _common)
+    _add_figures_parser(sub)
     _add_export_parser(sub)
     _add_overwrite_options(sub)
     return p
@@ -110,6 +111,16 @@ def _add_export_parser(sub) -> None:
     s.add_argument("--out", required=True, help="output folder (the checkpoint)")
     s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
     _common(s)
+
+
+def _add_figures_parser(sub) -> None:
+    s = sub.add_parser("figures", help="draw the study's figures from a results.json",
+                       description="Draw every figure of a study (or those named in --only) from its results.json, "
+                                   "in each --format; a figure whose data the results lack is skipped with a message.")
+    s.add_argument("results", help="results.json written by `persona-circuits reproduce`")
+    s.add_argument("--out", required=True, help="output folder (created)")
+    s.add_argument("--only", default=None, help="comma-separated figure names (default: every figure)")
+    s.add_argument("--format", default="png", help="comma-separated formats among png, pdf, svg (default png)")
 
 
 def _add_overwrite_options(sub) -> None:
@@ -377,11 +388,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from .reporting.figures import FIGURES, write_figures
+    from .reporting.figures.style import FORMATS
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if not formats or any(f not in FORMATS for f in formats):
+        raise PersonaCircuitsError(f"--format takes {', '.join(FORMATS)} (comma-separated), got {args.format!r}")
+    if only is not None and (not only or any(n not in FIGURES for n in only)):
+        raise PersonaCircuitsError(f"--only takes figure names among {', '.join(FIGURES)}, got {args.only!r}")
+    for path in write_figures(args.results, args.out, formats=formats, only=only):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"personas": cmd_personas, "signatures": cmd_signatures, "mask": cmd_mask,
-                "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export}
+                "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export, "figures": cmd_figures}
     try:
         _check_overwrite(args)
         if args.command == "reproduce":

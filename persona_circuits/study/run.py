@@ -22,8 +22,9 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
               progress: bool = True, command: str = "") -> dict:
     """Run the whole study with a loaded model; write results.json, REPORT.md and figures/ under ``out``."""
     from ..models import architecture_fingerprint, get_model_id
-    from ..plots import write_figures
-    from ..report import paper_numbers, write_report
+    from ..reporting.figures import write_figures
+    from ..reporting.report import write_report
+    from ..results import paper_numbers
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
