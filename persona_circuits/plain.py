@@ -103,7 +103,7 @@ def _internal_hooks(root: nn.Module) -> set[tuple[int, int]]:
 def hooks_active(model) -> bool:
     """True if any forward hook or pre-hook is registered on the bridge, the wrapped HF model (TransformerLens
     hook points, LoRA hooks on ``nn.Linear`` modules) or globally on every module; the bridge's own
-    internal capture hooks do not count."""
+    internal capture hooks, mirrored hooks and transformers' output observers (:func:`_observer`) do not count."""
     if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
         return True
     internal = None
@@ -118,9 +118,16 @@ def hooks_active(model) -> bool:
                     continue
                 if internal is None:
                     internal = _internal_hooks(model)
-                if any((id(d), k) not in internal for k in d):
+                if any((id(d), k) not in internal and not _observer(fn) for k, fn in d.items()):
                     return True
     return False
+
+
+def _observer(fn) -> bool:
+    """transformers' output-capturing hooks (installed on the decoder layers the first time hidden states or
+    attentions are requested, e.g. by ``run_with_cache``, and left there): they only record outputs while a
+    collector is active and return ``None``, so they change nothing the plain path would miss."""
+    return getattr(fn, "__name__", "") == "output_capturing_hook" and "output_capturing" in getattr(fn, "__module__", "")
 
 
 def _owner_links(root: nn.Module) -> dict[str, tuple[nn.Module, str, str, Tensor]]:

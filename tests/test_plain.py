@@ -50,3 +50,14 @@ def test_unmirrorable_model_gets_none(tokenizer_dir, monkeypatch):
     m = make_tiny("gpt2", tokenizer_dir, seed=3)
     monkeypatch.setattr(plain_mod, "_self_check", lambda model, p: False)
     assert plain_model(m) is None
+
+
+def test_transformers_output_observers_keep_the_plain_path(tiny_llama):
+    """run_with_cache makes transformers install output-capturing hooks on the decoder layers for good; they
+    only observe, so the fast path stays in use afterwards."""
+    import torch
+
+    from persona_circuits.plain import hooks_active
+
+    tiny_llama.run_with_cache(torch.tensor([[1, 2, 3]]), names_filter=lambda n: n.endswith("hook_out"))
+    assert not hooks_active(tiny_llama)

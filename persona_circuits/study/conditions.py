@@ -51,7 +51,7 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     return _scores_dict(s)
 
 
-@stage("lora", settings=("baselines.sft_texts", "baselines.lora_max_epochs", "damage.damage_texts"), store="torch", version=3)
+@stage("lora", settings=("baselines.sft_texts", "baselines.lora_max_epochs", "damage.damage_texts"), store="torch", version=4)
 def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
     on every held-out item, their training cost and their held-out damage."""
@@ -69,8 +69,13 @@ def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     with ad.active():
         s = score_choices(model, run.ps.test, batch_size=cfg.batch_size)
     h = held_out_damage(model, [Intervention(lora=ad)], study.held_out_reference(), seed=cfg.seed)
-    return {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
-            "damage_kl_ci95": list(h.damage_kl_ci95)}
+    out = {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
+           "damage_kl_ci95": list(h.damage_kl_ci95)}
+    if run.sset.family == "ai" and pole == run.poles[0]:  # the paper table's LoRA row (released scoring)
+        from .paper_table import released_wins
+
+        out["released_wins"] = released_wins(study, run, lora=ad)
+    return out
 
 
 def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
@@ -114,6 +119,8 @@ def run_conditions(study: Study, run: SetRun) -> dict:
                 d = lora(study, run=run, pole=p)
                 run.scores[f"sft:{p}"] = ChoiceScores(d["logp"], d["n_tokens"])
                 sft[p] = {**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]}
+                if "released_wins" in d:
+                    run.released_sft = d["released_wins"]
     rows = []
     for label, s in run.scores.items():
         cond, _, pole = label.partition(":")

@@ -116,16 +116,17 @@ class TypesSettings:
 
     enabled: bool = True
     methods: tuple[str, ...] = ("soft-mask", "steering")
-    target_kl: float = 0.3
+    target_kl: float = 0.3  # one of headline.matched_damages: the axes alone are compared at their matched rows
     null_draws: int = 10
-    items_per_axis: int | None = None  # None: every held-out item of each axis
+    items_per_axis: int | None = 40  # the first held-out items of each axis (None: every one)
 
 
 @dataclass
 class AtlasSettings:
     enabled: bool = True
     fraction: float = 0.01  # top contrastive weights per row compared between sets
-    null_draws: int = 10
+    null_draws: int = 4  # label-swapped draws per set (pooled in both directions: 2K per pair)
+    extra_sets: tuple[str, ...] = ()  # sets that join only the atlas (calibration, no other stage)
 
 
 SECTIONS = {"sets": SetSettings, "masks": MaskSettings, "baselines": BaselineSettings, "damage": DamageSettings,

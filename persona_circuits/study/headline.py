@@ -45,6 +45,7 @@ class Dials:
         self.study, self.run = study, run
         self.random = random_directions(run.vector, draws=max(len(run.null_sigs), 1), seed=study.cfg.seed + 7919)
         self._real: dict = {}
+        self._null: dict = {}
 
     def real(self, method: str):
         if method not in self._real:
@@ -53,11 +54,19 @@ class Dials:
         return self._real[method]
 
     def null(self, method: str, k: int, kind: str = "label-swapped"):
+        """Null dial ``k``; the first ``curve_draws`` label-swapped ones (used by the curves, the strength-matched
+        null and the table) are kept, the others made afresh."""
         if kind == "random-direction":
             return self._make("steering", None, None, self.random[k])
+        key = (method, k)
+        if key in self._null:
+            return self._null[key]
         r = self.run
-        return self._make(method, r.null_sigs[k], r.null_cw_masks(self.study.model, self.study.cfg)[k] if method == "soft-mask"
-                          else None, r.null_vectors[k])
+        dial = self._make(method, r.null_sigs[k], r.null_cw_masks(self.study.model, self.study.cfg)[k]
+                          if method == "soft-mask" else None, r.null_vectors[k])
+        if k < self.study.cfg.nulls.curve_draws:
+            self._null[key] = dial
+        return dial
 
     def _make(self, method, sigs, cw_masks, vector):
         from ..damage import mask_dial, soft_mask_dial, steering_dial

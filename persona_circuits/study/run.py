@@ -44,6 +44,11 @@ def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
     res: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
                  "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
     res.update(run_conditions(study, run))
+    if sset.family == "ai" and study.cfg.paper.enabled:
+        from .paper_table import paper_table
+
+        with study.timed(f"{sset.name}: paper table (released scoring)"):
+            res["paper_table"] = paper_table(study, run)
     if _curves_on(study.cfg, sset.name):
         with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
             res["headline"] = run_headline(study, run, res.get("sft"))
@@ -52,6 +57,39 @@ def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
     with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
         res.update(representation_analyses(study, run))
     return res, run
+
+
+class _Kept:
+    """What the stages after every set need of each set: the MBTI axes for the 16 types, every set for the atlas."""
+
+    def __init__(self) -> None:
+        self.axes, self.layers, self.atlas = {}, [], []
+
+    def add(self, study: Study, run: SetRun, res: dict) -> None:
+        from ..compose import MBTI_AXES
+        from .atlas import atlas_input
+        from .types import axis_state
+
+        if study.cfg.types.enabled and run.name in {a for a, _, _ in MBTI_AXES} and run.sset.family == "mbti":
+            self.axes[run.name] = axis_state(study, run, res.get("headline"))
+            self.layers.append(run.steering["layer"])
+        if study.cfg.atlas.enabled:
+            self.atlas.append(atlas_input(run))
+
+    def finish(self, study: Study) -> dict:
+        from ..compose import MBTI_AXES
+        from .atlas import atlas_stage, extra_inputs
+        from .types import run_types
+
+        out: dict = {}
+        if study.cfg.types.enabled and len(self.axes) == len(MBTI_AXES):
+            layer = max(set(self.layers), key=self.layers.count)
+            out["types"] = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)
+        sets = self.atlas + (extra_inputs(study) if study.cfg.atlas.enabled else [])
+        if len(sets) >= 2:
+            with study.timed("atlas"):
+                out["atlas"] = atlas_stage(study, sets=sets)
+        return out
 
 
 def _identity(model, cfg: StudyConfig, root: Path | None) -> dict:
@@ -96,12 +134,15 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
         study = Study(model, out, cfg, root, progress)
         torch.manual_seed(cfg.seed)
         results: dict = {"schema": 2, "sets": {}, "analysis": None}
+        keep = _Kept()
         for sset in study_sets(cfg, root):
             res, run = run_set(study, sset)
             if sset.name == cfg.sets.analysis_set:
                 results["analysis"] = run_analysis_set(study, run)
             results["sets"][sset.name] = res
+            keep.add(study, run, res)
             del run
+        results.update(keep.finish(study))
         apply_verdicts(results)
         results.update(meta=_meta(study, identity, command, t0), paper=paper_numbers(root), timings=study.timings)
         typed = load_results(results)

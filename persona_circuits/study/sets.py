@@ -25,8 +25,8 @@ class StudySet:
     """One persona set as the study runs it.
 
     ``family``: ``mbti`` (the bundled axes), ``ai`` (the paper's AI-persona tasks and other sets in its CSV
-    layout) or ``other``. ``tokens``: the positions whose statistics the masks are built from (the study's
-    setting, or ``predict`` for sets whose answers are one token: see :func:`tokens_for`).
+    layout) or ``other``. ``tokens``: the positions whose statistics the masks are built from (see
+    :func:`tokens_for` for sets whose answers are one token).
     """
 
     name: str
@@ -55,12 +55,15 @@ def check_data_root(root: str | Path | None) -> Path | None:
 
 
 def tokens_for(ps: PersonaSet, tokens: str) -> str:
-    """``predict`` for a set whose every answer is one token (Anthropic's ``Yes``/``No``), else ``tokens``.
+    """The statistics positions of a set: the study's setting, also for one-token answers.
 
-    With one answer token, the ``answer`` positions hold the answer token itself, whose activations encode
-    what was already decided; the position that *predicts* it (the last prompt token) is where the model
-    makes the choice that the two-way evaluation scores."""
-    return "predict" if ps.meta.get("one_token_answers") else tokens
+    For a set whose answers are one token (Anthropic's ``Yes``/``No``) the position that the two-way choice
+    scores is the one that *predicts* the answer: the last prompt token. But both poles' calibration texts
+    of an item share that prompt, so at the predicting position the two poles' activations are identical
+    text by text, every contrastive z is 0 and no pole can be told from the other: ``predict`` cannot build
+    a contrastive mask there. The ``answer`` position (the answer token itself, read by every later
+    position) is the one whose activations differ between the poles, so the study keeps ``answer``."""
+    return tokens
 
 
 def _load(spec: str, data_root: Path | None) -> tuple[str, PersonaSet, str]:

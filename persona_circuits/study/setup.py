@@ -36,6 +36,7 @@ class SetRun:
     null_vectors: Tensor | None = None  # [K, d_model] label-swapped directions at the steering layer
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
     dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
+    released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None
 
     @property

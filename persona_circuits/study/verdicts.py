@@ -71,8 +71,58 @@ def apply_verdicts(results: dict) -> dict:
     families.append({"family": PAIRED_FAMILY, "method": "holm", "n_tests": len(pairs),
                      "n_raw": sum(p["verdict"] != "not distinguishable" for p in pairs),
                      "n_adjusted": sum(p["verdict_adjusted"] != "not distinguishable" for p in pairs)})
+    families += _types_verdicts(results, center) + _atlas_families(results)
     results["multiple_comparisons"] = families
     return results
+
+
+TYPES_FAMILY = "16-type null tests (composed label-swapped, damage-matched)"
+
+
+def _types_verdicts(results: dict, center: str) -> list[dict]:
+    """Null tests of every (method, type pair, axis) contrast; a type and its opposite are one measurement
+    (each row's contrast is towards its own letters), so Holm runs over the pairs and the verdict is mirrored."""
+    tests = []
+    for t in results.get("types") or []:
+        rows = {r["type"]: r for r in t["rows"]}
+        for r in t["rows"]:
+            for c in r["contrasts"]:
+                if len(c.get("null_shifts", [])) >= 2:
+                    tt = null_test(c["shift"], c["null_shifts"], shift_ci95=tuple(c["shift_ci95"]), center=center)
+                    c.update(null_threshold=tt.null_threshold, p_value=tt.p_value, persona_specific=tt.persona_specific,
+                             detectable_shift=tt.detectable_shift, null_center=center)
+            if r["type"][0] == "E" and r["type"] in rows:
+                tests += [c for c in r["contrasts"] if c.get("p_value") is not None]
+    adj, rej = holm([c["p_value"] for c in tests])
+    for c, a, x in zip(tests, adj, rej):
+        c["p_adjusted"], c["persona_specific_adjusted"] = a, bool(x and c["shift_ci95"][0] > 0)
+    for t in results.get("types") or []:  # the opposite type's row: the same test seen from the other pole
+        from ..compose import opposite_type
+
+        rows = {r["type"]: r for r in t["rows"]}
+        for r in t["rows"]:
+            if r["type"][0] != "E":
+                for c, m in zip(r["contrasts"], rows[opposite_type(r["type"])]["contrasts"]):
+                    c["p_adjusted"] = m.get("p_adjusted")
+    if not tests:
+        return []
+    return [{"family": TYPES_FAMILY, "method": "holm", "n_tests": len(tests),
+             "n_raw": sum(bool(c["persona_specific"]) for c in tests),
+             "n_adjusted": sum(bool(c["persona_specific_adjusted"]) for c in tests)}]
+
+
+def _atlas_families(results: dict) -> list[dict]:
+    """The atlas's own families (Holm over set pairs, and over pair-layer cosines), counted."""
+    a = results.get("atlas")
+    if not a:
+        return []
+    out = []
+    for fam in a.get("multiple_comparisons", []):
+        if fam["family"] == "atlas overlap" and fam["n_tests"]:
+            out.append({"family": fam["family"], "method": fam["method"], "n_tests": fam["n_tests"],
+                        "n_raw": sum(r["p_value"] is not None and r["p_value"] < fam["alpha"] for r in a["pairs"]),
+                        "n_adjusted": sum(bool(r["shared"]) for r in a["pairs"])})
+    return out
 
 
 def _all_rows(results: dict) -> list[dict]:

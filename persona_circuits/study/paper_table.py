@@ -1,0 +1,104 @@
+"""The paper's table, under the paper's own scoring (AI-persona tasks only).
+
+The released evaluation (:mod:`persona_circuits.evaluation_released`): for the persona pole ("matching"),
+each condition is scored with the persona system prompt in front (also while a mask is on), every answer
+by its mean next-token loss over every token of ``[system] + question + answer``, the lower loss chosen;
+accuracy = share of items where that is the matching answer. Conditions at the paper's operating points:
+the Wanda mask at ``wanda_sparsity`` (the released default 0.5), the contrastive masks at
+``contrastive_sparsity`` (0.3), each next to the same method built from ``null_draws`` label-swapped
+calibration sets and next to a random mask with the same per-row density; the persona prompt alone, RAG,
+LoRA and the dense model. Every number sits beside the paper's (read from the data's README).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .setup import SetRun
+from .stage import stage
+from .state import Study
+
+PAPER_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
+
+
+def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=None, system=True) -> list[float]:
+    """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
+    import contextlib
+
+    from ..evaluation import _wins
+    from ..evaluation_released import released_system_prompt, score_released
+    from ..interventions import apply_mask
+
+    sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
+    items = run.ps.test
+    if contexts is not None:
+        from dataclasses import replace
+
+        items = [replace(it, question=f"{c}\n\n{it.question}") for it, c in zip(items, contexts)]
+    with apply_mask(study.model, mask), (lora.active() if lora is not None else contextlib.nullcontext()):
+        s = score_released(study.model, items, system=sys_prompt, batch_size=study.cfg.batch_size)
+    return [float(w) for w in _wins(s.diff().numpy())]
+
+
+def _operating_point(study: Study, method: str) -> float:
+    p = study.cfg.paper
+    return p.wanda_sparsity if method == "wanda" else p.contrastive_sparsity
+
+
+@stage("paper-mask", settings=("paper", "masks"), version=1)
+def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
+    """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the
+    label-swapped null draw instead of the real calibration data)."""
+    from ..masks import build_masks
+
+    m = study.cfg.masks
+    sigs = run.sigs if draw is None else run.null_sigs[draw]
+    mask = build_masks(study.model, method, sigs, sparsity=_operating_point(study, method), statistic=m.statistic,
+                       modules=m.modules)[run.poles[0]]
+    return released_wins(study, run, mask=mask)
+
+
+@stage("paper-random", settings=("paper", "masks"), version=1)
+def paper_random(study: Study, *, run: SetRun, sparsity: float) -> list[float]:
+    """Released wins under a random mask of the operating point's sparsity (the same per-row density)."""
+    from ..masks import random_mask
+
+    return released_wins(study, run, mask=random_mask(study.model, sparsity=sparsity, modules=study.cfg.masks.modules,
+                                                  seed=study.cfg.seed))
+
+
+@stage("paper-baseline", settings=("paper", "baselines.rag_k"), version=1)
+def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
+    """Released wins of the dense model (no persona prompt), the persona prompt alone, and RAG."""
+    if condition == "dense":
+        return released_wins(study, run, system=False)
+    if condition == "prompt":
+        return released_wins(study, run)
+    from .conditions import _rag
+
+    return released_wins(study, run, contexts=_rag(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
+
+
+def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:
+    from ..evaluation import bootstrap_ci
+
+    w = np.asarray(wins)
+    return {"condition": condition, "scoring": "released", "pole": "matching", "accuracy": float(w.mean()),
+            "accuracy_ci95": list(bootstrap_ci(w, seed=seed)), "n": int(len(w)), **extra}
+
+
+def paper_table(study: Study, run: SetRun) -> list[dict]:
+    """Every row of one AI set's paper table (see the module docstring)."""
+    cfg = study.cfg
+    k = min(cfg.paper.null_draws, len(run.null_sigs))
+    rows = [_row(c, paper_baseline(study, run=run, condition=c), cfg.seed) for c in ("dense", "prompt", "rag")]
+    for method in PAPER_METHODS:
+        rho = _operating_point(study, method)
+        nulls = [float(np.mean(paper_mask(study, run=run, method=method, draw=d))) for d in range(k)]
+        rows.append(_row(method, paper_mask(study, run=run, method=method, draw=None), cfg.seed,
+                         operating_point={"sparsity": rho}, null_accuracies=nulls))
+    if run.released_sft is not None:
+        rows.append(_row("sft", run.released_sft, cfg.seed))
+    for rho in sorted({_operating_point(study, m) for m in PAPER_METHODS}):
+        rows.append(_row("random-mask", paper_random(study, run=run, sparsity=rho), cfg.seed, operating_point={"sparsity": rho}))
+    return rows

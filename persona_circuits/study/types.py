@@ -1,0 +1,198 @@
+"""The 16 MBTI types by composition (a study stage after the four MBTI axes).
+
+A type's condition is composed from the four axes' pole conditions (:mod:`persona_circuits.compose`): soft
+masks by the product of the axes' gates (the contrastive-Wanda masks at the study's sparsity, one ``γ``),
+steering by the sum of the axes' signed difference-of-means directions at one common layer. Each of the 8
+pairs (type, opposite type) is a strength dial brought to ``target_kl`` on the fit texts (as the table's
+rows, :mod:`persona_circuits.matching`) and measured at it on the first ``items_per_axis`` held-out items of
+each axis: the pole contrast towards the type's letter on every axis (the opposite type's row is the
+same measurement seen from its own letters, so 16 rows hold 8 measurements). The null: the same composition from each axis's label-swapped calibration data (draw ``k`` of
+every axis), damage-matched the same way. Because the two pseudo-poles of a label-swapped draw are
+exchangeable, the null of every type pair has the same distribution, so ``null_draws`` composed draws serve
+all 16 rows. The interference: each axis's contrast under the type's composition against the same axis's
+condition alone at the same target damage (its matched-damage row, on the same items).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .headline import contrast_summary
+from .stage import stage
+from .state import Study
+
+TYPE_SETTINGS = ("types", "damage", "masks")
+
+
+@dataclass
+class AxisState:
+    """What the types stage keeps of one MBTI axis's run."""
+
+    name: str
+    poles: list[str]
+    items: list
+    cw_masks: dict
+    null_sigs: list
+    resid: tuple  # (pole A, pole B) per-text residual features
+    n_calib: int
+    identity_: dict
+    alone: dict  # {(method, target): per-item shifts on every held-out item} from the matched table
+
+    def identity(self) -> dict:
+        return self.identity_
+
+
+def axis_state(study: Study, run, headline: dict | None) -> AxisState:
+    """Keep what the types stage needs from an axis's :class:`~.setup.SetRun`, with the per-item contrasts of
+    its matched-damage rows (read back from their cached stage)."""
+    from .matched import matched_real
+
+    alone = {}
+    for method, curve in ((headline or {}).get("curves") or {}).items():
+        if method in study.cfg.headline.matched_methods:
+            for target, r in zip(study.cfg.headline.matched_damages, matched_real(study, run=run, method=method, curve=curve)):
+                if r["reached"]:
+                    alone[(method, target)] = r["shifts"]
+    return AxisState(run.name, run.poles, list(run.ps.test), run.masks["contrastive-wanda"], run.null_sigs,
+                     tuple(run.stats[p].resid[: run.n_calib] for p in run.poles), run.n_calib, run.identity(), alone)
+
+
+class _TypeDials:
+    """Strength dials of a type pair (real or label-swapped draw ``k``) for one method."""
+
+    def __init__(self, study: Study, axes: list[AxisState], layer: int) -> None:
+        self.study, self.axes, self.layer = study, axes, layer
+
+    def dial(self, method: str, type_str: str, draw: int | None):
+        from ..compose import compose_steering, compose_type, opposite_type
+        from ..damage import Dial, steering_dial
+        from ..interventions import Intervention
+
+        if method == "steering":
+            vecs = {}
+            for a in self.axes:
+                ra, rb = a.resid
+                if draw is None:
+                    v = ra.mean(0) - rb.mean(0)
+                else:
+                    from ..nulls import label_swapped_directions
+
+                    v = label_swapped_directions(ra, rb, draws=draw + 1, seed=self.study.cfg.seed)[draw]
+                vecs[a.name] = v[self.layer]
+            return steering_dial(compose_steering(vecs, type_str), self.layer, lo=1e-3, hi=1e4)
+        masks = {a.name: (a.cw_masks if draw is None else self._null_masks(a, draw)) for a in self.axes}
+
+        def make(s: float):
+            g = min(max(1.0 - s, 0.0), 1.0)
+            return [Intervention(label=f"{t}@{g:.4g}", mask=compose_type(masks, t, rule="soft", gamma=g))
+                    for t in (type_str, opposite_type(type_str))]
+
+        return Dial("soft-mask", make, 1e-3, 1.0, True)
+
+    def _null_masks(self, a: AxisState, draw: int) -> dict:
+        from ..masks import build_masks
+
+        m = self.study.cfg.masks
+        return build_masks(self.study.model, "contrastive-wanda", a.null_sigs[draw], sparsity=m.sparsity,
+                           statistic=m.statistic, modules=m.modules)
+
+
+def _axis_items(study: Study, a: AxisState) -> list:
+    n = study.cfg.types.items_per_axis
+    return a.items if n is None else a.items[:n]
+
+
+@stage("type-pair", settings=TYPE_SETTINGS, version=1)
+def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, type_str: str, draw: int | None,
+              prior: list) -> dict:
+    """One type pair (real, or label-swapped draw ``draw``) at the target damage: its fit, held-out damage and
+    per-item contrasts (preference for each axis's pole-A answer, type minus opposite type) on every axis."""
+    from ..curves import pair_item_shifts
+    from ..matching import fit_strengths, held_out_damage
+
+    target = study.cfg.types.target_kl
+    dial = _TypeDials(study, axes, layer).dial(method, type_str, draw)
+    f = fit_strengths(study.model, dial, [target], study.fit_reference(), prior=prior, own=[])[0]
+    out = f.to_dict()
+    if f.reached:
+        pair = dial.make(f.strength)
+        h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
+        out.update(damage_kl=h.damage_kl, damage_kl_ci95=list(h.damage_kl_ci95), shifts={
+            a.name: [float(x) for x in pair_item_shifts(study.model, pair, _axis_items(study, a), batch_size=study.cfg.batch_size)]
+            for a in axes})
+    return out
+
+
+def _letter_sign(type_str: str, axis_index: int) -> float:
+    from ..compose import MBTI_AXES
+
+    return 1.0 if type_str[axis_index] == MBTI_AXES[axis_index][1] else -1.0
+
+
+def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: list[dict]) -> list[dict]:
+    """The 16 x 4 table: each type's contrast towards its letter on every axis, with the shared null draws."""
+    from ..compose import ALL_TYPES, opposite_type
+
+    cfg = study.cfg
+    rows = []
+    for t in ALL_TYPES:
+        pair = t if t in real else opposite_type(t)
+        r = real[pair]
+        row = {"type": t, "contrasts": [], "damage_kl": r.get("damage_kl"), "reached": r["reached"]}
+        for i, a in enumerate(axes):
+            if not r["reached"]:
+                continue
+            # the pair's shifts are the preference for pole A's answer, pair type minus its opposite
+            d = _letter_sign(t, i) * (1.0 if pair == t else -1.0) * np.asarray(r["shifts"][a.name])
+            c = contrast_summary(d, cfg.seed)
+            alone = a.alone.get((method, cfg.types.target_kl))
+            row["contrasts"].append({
+                "axis": a.name, "pole": a.poles[0] if _letter_sign(t, i) > 0 else a.poles[1],
+                "shift": c["shift"], "shift_ci95": c["shift_ci95"], "moved": c["moved"],
+                "alone_shift": None if alone is None else float(_letter_sign(t, i) * np.mean(alone[: len(d)])),
+                "null_shifts": [float(np.mean(n["shifts"][a.name])) for n in nulls if n["reached"]]})
+        rows.append(row)
+    return rows
+
+
+def _interference(study: Study, axes: list[AxisState], method: str, real: dict) -> list[dict]:
+    """Per axis: the contrast towards each type's letter, averaged over the type pairs, against the axis's
+    condition alone at the same damage (interval: bootstrap over the axis's items)."""
+    from ..evaluation import bootstrap_ci
+
+    out = []
+    for i, a in enumerate(axes):
+        alone = a.alone.get((method, study.cfg.types.target_kl))
+        per = [_letter_sign(t, i) * np.asarray(r["shifts"][a.name]) for t, r in real.items() if r["reached"]]
+        if alone is None or not per:
+            continue
+        comp = np.mean(per, axis=0)
+        al = np.asarray(alone[: len(comp)])
+        out.append({"axis": a.name, "alone_shift": float(al.mean()), "composed_shift": float(comp.mean()),
+                    "change": float((comp - al).mean()), "change_ci95": list(bootstrap_ci(comp - al, seed=study.cfg.seed))})
+    return out
+
+
+def run_types(study: Study, axes: list[AxisState], layer: int) -> list[dict]:
+    """The 16-type table of every method in ``types.methods`` (see the module docstring)."""
+    from ..compose import ALL_TYPES
+
+    cfg = study.cfg
+    out = []
+    for method in cfg.types.methods:
+        with study.timed(f"types: {method}"):
+            pairs = [t for t in ALL_TYPES if t[0] == "E"]
+            first = type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=None, prior=[])
+            prior = [list(h) for h in first["history"]]
+            real = {pairs[0]: first, **{t: type_pair(study, axes=axes, layer=layer, method=method, type_str=t, draw=None,
+                                                     prior=prior) for t in pairs[1:]}}
+            nulls = [type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=k, prior=prior)
+                     for k in range(min(cfg.types.null_draws, min(len(a.null_sigs) for a in axes)))]
+        n = [len(_axis_items(study, a)) for a in axes]
+        out.append({"method": method, "axes": [a.name for a in axes], "n_items": min(n), "target_kl": cfg.types.target_kl,
+                    "layer": layer if method == "steering" else None, "null_draws": sum(x["reached"] for x in nulls),
+                    "rows": _rows(study, axes, method, real, nulls), "interference": _interference(study, axes, method, real)})
+    return out
+
