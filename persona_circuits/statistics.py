@@ -44,19 +44,9 @@ from .data import EncodedText, PersonaSet, encode_pair, pad_batches
 from .errors import ModelMismatchError, SignatureError
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
 from .models import input_device
+from .options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
-STATISTICS = ("l2", "mean_abs", "rms")
-#: default channel statistic: the released code's per-text L2 norm, averaged over texts
-DEFAULT_STATISTIC = "l2"
-TOKEN_SELECTIONS = ("answer", "predict", "all")
-#: per-text statistics the contrastive z-score can use
-TEXT_STATISTICS = ("l2", "rms")
-#: default per-text statistic of the contrastive z-score: the length-invariant RMS. On the default model the
-#: mean z from per-text L2 norms tracks the pseudo-poles' token-count difference over label-swapped draws
-#: (correlation +0.94 to +1.00 on mbti-ei, power and hallucination) and the RMS does much less (+0.06 to
-#: +0.45): ``analyses/z_length.py`` -> figures/z_length.json. ``"l2"`` reproduces the paper and released code.
-DEFAULT_TEXT_STAT = "rms"
 
 
 @dataclass
