@@ -26,6 +26,7 @@ from torch import Tensor
 
 from . import scoring
 from ._io import atomic_directory, safetensors_bytes
+from .dtypes import dtype_name
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
 from .options import DEFAULT_SPARSITY, METHODS
@@ -77,6 +78,7 @@ class MaskConfig:
     tau: float | None = None
     text_stat: str | None = None
     seed: int | None = None
+    dtype: str | None = None  # the model's weights' dtype when the mask was built (|W| in its scores)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -210,7 +212,7 @@ def _safe_name(s: str) -> str:
 
 def _config(model, method, sparsity, modules, **kw) -> MaskConfig:
     return MaskConfig(method=method, sparsity=sparsity, model_id=get_model_id(model),
-                      fingerprint=architecture_fingerprint(model), modules=modules, **kw)
+                      fingerprint=architecture_fingerprint(model), modules=modules, dtype=dtype_name(model), **kw)
 
 
 def _check(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) -> float:
@@ -354,7 +356,7 @@ def random_like(mask: Mask, *, seed: int = 0, pole: str | None = None) -> Mask:
     c = mask.config
     cfg = MaskConfig(method="random", sparsity=1.0 - mask.density(), model_id=c.model_id, fingerprint=c.fingerprint,
                      modules=c.modules, pole=pole if pole is not None else c.pole, poles=list(c.poles), dataset=c.dataset,
-                     seed=seed, extra={"matched_to": c.method, "matched_sparsity": c.sparsity})
+                     seed=seed, dtype=c.dtype, extra={"matched_to": c.method, "matched_sparsity": c.sparsity})
     return Mask({n: out[n] for n in mask.masks}, cfg)
 
 

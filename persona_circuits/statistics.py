@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_write_bytes
 from .data import EncodedText, PersonaSet, encode_pair, pad_batches
+from .dtypes import dtype_name
 from .errors import ModelMismatchError, SignatureError
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
 from .models import input_device
@@ -135,8 +136,10 @@ class ActivationSignature:
                     if k in self.sums[l] and k in other.sums[l]} for l in self.sums}
         h = hashlib.sha256(f"{self.calibration_hash}+{other.calibration_hash}".encode()).hexdigest()[:16]
         pole = self.pole if self.pole == other.pole else None
+        dtype = self.meta.get("dtype")
         return ActivationSignature(sums, self.n_tokens + other.n_tokens, self.n_texts + other.n_texts,
-                                   self.model_id, self.fingerprint, h, self.tokens, pole, self.dataset)
+                                   self.model_id, self.fingerprint, h, self.tokens, pole, self.dataset,
+                                   {"dtype": dtype} if dtype and dtype == other.meta.get("dtype") else {})
 
     # ---- persistence
     def to_dict(self) -> dict:
@@ -207,6 +210,7 @@ class PerTextStats:
     model_id: str
     fingerprint: str
     tokens: str
+    dtype: str | None = None  # the model's weights' dtype during the recording (kept in signatures' meta)
 
     def __len__(self) -> int:
         return len(self.n_tok)
@@ -229,7 +233,8 @@ class PerTextStats:
                               "l2_sum": sq.sqrt().sum(0), "rms_sum": msq.sqrt().sum(0), "msq_sum": msq.sum(0)}
             sums[name] = cache[key]
         return ActivationSignature(sums, int(nt.sum()), int(has.sum()), self.model_id, self.fingerprint,
-                                   calibration_hash, self.tokens, pole, dataset)
+                                   calibration_hash, self.tokens, pole, dataset,
+                                   {"dtype": self.dtype} if self.dtype else {})
 
     def concat(self, other: "PerTextStats") -> "PerTextStats":
         """The texts of ``self`` followed by those of ``other`` (same model, layers and token selection)."""
@@ -242,7 +247,8 @@ class PerTextStats:
             if key not in joined:
                 joined[key] = torch.cat([t, other.per_text[name]])
             per_text[name] = joined[key]
-        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens)
+        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens,
+                            self.dtype if self.dtype == other.dtype else None)
 
 
 class _StopForward(Exception):
@@ -329,7 +335,7 @@ def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "ans
         raise SignatureError(f"{len(missing)} expected hook(s) did not fire on every batch, e.g. {missing[:3]}")
     if int(n_tok.sum()) == 0:
         raise SignatureError("no tokens were selected (empty answers?)")
-    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens)
+    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens, dtype_name(model))
 
 
 def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
