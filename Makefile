@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full reproduce-gemma figures z-length notebook
+.PHONY: install lint test reproduce reproduce-full reproduce-gemma figures report z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -51,12 +51,18 @@ reproduce-gemma: install
 	$(CLI) reproduce --model gemma-3-270m --sets mbti-ei,power --out runs/gemma --data-root ../shared/data
 	mkdir -p reports/gemma-3-270m
 	cp runs/gemma/REPORT.md runs/gemma/results.json reports/gemma-3-270m/
-	for s in $(filter-out analyses/z_length.py,$(wildcard analyses/*.py)); do $(PYTHON) $$s reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures || exit 1; done
+	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)
 
-# Redraw every committed figure from figures/results.json with the analyses/ scripts (z_length.py
-# measures on the model instead: `make z-length`).
+# Redraw every committed figure from figures/results.json (z_length.png is measured on the model instead:
+# `make z-length`). FIGURE_FORMATS=png draws the PNG files only.
+FIGURE_FORMATS ?= png,pdf,svg
+
 figures:
-	for s in $(filter-out analyses/z_length.py,$(wildcard analyses/*.py)); do $(PYTHON) $$s figures/results.json --out figures || exit 1; done
+	$(CLI) figures figures/results.json --out figures --format $(FIGURE_FORMATS)
+
+# Rewrite the committed reports from their results.json (what `reproduce` writes at the end of a run).
+report:
+	$(PYTHON) -c "from persona_circuits.reporting.report import write_report as w; w('figures/results.json', 'REPORT.md'); w('reports/gemma-3-270m/results.json', 'reports/gemma-3-270m/REPORT.md')"
 
 # Is the contrastive z length-driven? figures/z_length.{json,png} (about 5 minutes on 2 cores).
 z-length: install

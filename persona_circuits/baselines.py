@@ -111,6 +111,7 @@ class LoRA:
 
     def __init__(self, model, rank: int = 8, alpha: float = 16.0, modules: str = "all", seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
+        self.model = model
         self.layers = prunable_layers(model, modules)
         self.scale = alpha / rank
         self.params: dict[str, tuple[nn.Parameter, nn.Parameter]] = {}
@@ -127,6 +128,11 @@ class LoRA:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
+        """Adapters on while the block runs: hooks on the wrapped ``nn.Linear`` modules, mirrored on the
+        plain module's (:func:`~persona_circuits.plain.linear_modules`), so scoring and damage keep the
+        fast plain path."""
+        from .plain import linear_modules, mirrored_hook, plain_model
+
         def make(a, b):
             def fn(mod, inp, out):
                 # adapters stay float32 (trainable) whatever the model's dtype (e.g. bfloat16)
@@ -134,12 +140,23 @@ class LoRA:
 
             return fn
 
-        handles = [l.module.register_forward_hook(make(*self.params[l.name])) for l in self.layers]
-        try:
+        plain = plain_model(self.model)
+        twins = linear_modules(plain) if plain is not None else {}
+        with contextlib.ExitStack() as stack:
+            for l in self.layers:
+                fn = make(*self.params[l.name])
+                twin = None if l.transposed else twins.get(id(l.module.weight))
+                if twin is None:
+                    stack.callback(l.module.register_forward_hook(fn).remove)
+                else:
+                    stack.enter_context(mirrored_hook(self.model, l.module, fn))
+                    stack.callback(twin.register_forward_hook(fn).remove)
             yield
-        finally:
-            for h in handles:
-                h.remove()
+
+    @property
+    def trained(self) -> bool:
+        """Whether any adapter differs from zero (``B`` starts at zero: an untrained adapter is the base model)."""
+        return any(bool(b.detach().abs().sum() > 0) for _, b in self.params.values())
 
 
 def _batch_answer_nll(model, b, device) -> tuple[Tensor, Tensor]:

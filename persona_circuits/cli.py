@@ -1,4 +1,4 @@
-"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce}``.
+"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce,figures}``.
 
 Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2. Loading
 a model prints one line naming the dtype and why it was chosen. This module and the parser import
@@ -113,6 +113,7 @@ def build_parser(*, reproduce: bool = False) -> argparse.ArgumentParser:
         add_reproduce_parser(sub, _common)
     else:
         sub.add_parser("reproduce", help=REPRODUCE_HELP, add_help=False)
+    _add_figures_parser(sub)
     _add_export_parser(sub)
     _add_overwrite_options(sub)
     return p
@@ -128,6 +129,16 @@ def _add_export_parser(sub) -> None:
     s.add_argument("--out", required=True, help="output folder (the checkpoint)")
     s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
     _common(s)
+
+
+def _add_figures_parser(sub) -> None:
+    s = sub.add_parser("figures", help="draw the study's figures from a results.json",
+                       description="Draw every figure of a study (or those named in --only) from its results.json, "
+                                   "in each --format; a figure whose data the results lack is skipped with a message.")
+    s.add_argument("results", help="results.json written by `persona-circuits reproduce`")
+    s.add_argument("--out", required=True, help="output folder (created)")
+    s.add_argument("--only", default=None, help="comma-separated figure names (default: every figure)")
+    s.add_argument("--format", default="png", help="comma-separated formats among png, pdf, svg (default png)")
 
 
 def _add_overwrite_options(sub) -> None:
@@ -307,11 +318,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from .reporting.figures import FIGURES, write_figures
+    from .reporting.figures.style import FORMATS
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if not formats or any(f not in FORMATS for f in formats):
+        raise PersonaCircuitsError(f"--format takes {', '.join(FORMATS)} (comma-separated), got {args.format!r}")
+    if only is not None and (not only or any(n not in FIGURES for n in only)):
+        raise PersonaCircuitsError(f"--only takes figure names among {', '.join(FIGURES)}, got {args.only!r}")
+    for path in write_figures(args.results, args.out, formats=formats, only=only):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(reproduce=argv[:1] == ["reproduce"]).parse_args(argv)
     handlers = {"personas": cmd_personas, "signatures": cmd_signatures, "mask": cmd_mask,
-                "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export}
+                "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export, "figures": cmd_figures}
     dtype_log = logging.getLogger(DTYPE_LOGGER)  # load_model's "dtype ... (reason)" record, shown on stderr
     saved = dtype_log.level, dtype_log.propagate
     handler = _StderrLine()

@@ -96,73 +96,23 @@ def pair_item_shifts(model, pair: Sequence[Intervention], items: Sequence[Choice
                        score_intervention(model, pair[1], items, batch_size=batch_size))
 
 
-def matched_strength(points: Sequence[dict | CurvePoint], target_kl: float) -> float | None:
-    """The strength at which a dial's damage reaches ``target_kl``, interpolated from its measured curve.
-
-    Points are taken in order of strength; the first segment whose damages bracket the target gives the
-    strength by linear interpolation of ``log strength`` against ``log damage`` (damage grows roughly as a
-    power of strength on every dial measured). ``None`` when no measured segment brackets the target (the
-    dial does not reach it on its grid, e.g. removal masks that already do more damage at their lowest
-    strength): a matched comparison is then not made, rather than extrapolated.
-    """
-    import math
-
-    pts = sorted(((p["strength"], p["damage_kl"]) if isinstance(p, dict) else (p.strength, p.damage_kl)) for p in points)
-    if not target_kl > 0:
-        raise ValueError(f"target damage must be > 0, got {target_kl}")
-    for (s0, d0), (s1, d1) in zip(pts, pts[1:]):
-        if min(d0, d1) <= target_kl <= max(d0, d1) and s0 > 0 and s1 > 0:
-            if d0 <= 0 or d1 <= 0 or d0 == d1:
-                return float(s0 if abs(d0 - target_kl) <= abs(d1 - target_kl) else s1)
-            f = (math.log(target_kl) - math.log(d0)) / (math.log(d1) - math.log(d0))
-            return float(math.exp(math.log(s0) + f * (math.log(s1) - math.log(s0))))
-    return None
-
-
 def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean of ``d1 − d2`` over the same items (nats/token) with a paired percentile-bootstrap 95 % interval:
-    items are resampled together, so the between-item variance both methods share cancels."""
+    """Mean of ``d1 − d2`` over the same items (nats/token) with a paired percentile-bootstrap 95 % interval
+    (items are resampled together, so the between-item variance both methods share cancels) and the
+    two-sided p-value of a paired t-test (for the study's multiple-comparison adjustment)."""
     import numpy as np
 
     from .evaluation import bootstrap_ci
+
+    from scipy import stats
 
     d1, d2 = np.asarray(d1, float), np.asarray(d2, float)
     if d1.shape != d2.shape:
         raise ValueError(f"paired difference needs the same items: {d1.shape} vs {d2.shape}")
     diff = d1 - d2
     lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
-    return {"diff": float(diff.mean()), "ci95": [lo, hi], "n": int(len(diff)),
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    p = float(2 * stats.t.sf(abs(diff.mean()) / (sd / np.sqrt(len(diff))), len(diff) - 1)) if sd > 0 else (
+        1.0 if diff.mean() == 0 else 0.0)
+    return {"diff": float(diff.mean()), "ci95": [lo, hi], "n": int(len(diff)), "p_value": p,
             "verdict": "higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable"}
-
-
-def refine_strength(model, dial: Dial, target_kl: float, reference: NeutralReference, points: Sequence[dict | CurvePoint], *,
-                    rel_tol: float = 0.25, max_iter: int = 3) -> tuple[float | None, list[tuple[float, float]]]:
-    """:func:`matched_strength` from a measured curve, refined by measuring the dial's damage only (neutral
-    text, no test item) at the interpolated strength and interpolating again with that point, until the
-    damage is within ``rel_tol`` of the target (at most ``max_iter`` measurements).
-
-    Returns ``(strength or None, [(strength, damage) measured here])``.
-    """
-    import math
-
-    from .damage import closest_to_target, pair_damage
-
-    pts = [{"strength": p["strength"], "damage_kl": p["damage_kl"]} if isinstance(p, dict)
-           else {"strength": p.strength, "damage_kl": p.damage_kl} for p in points]
-    history: list[tuple[float, float]] = []
-    s = matched_strength(pts, target_kl)
-    for _ in range(max_iter):
-        if s is None:
-            break
-        d = pair_damage(model, dial.make(s), reference)
-        history.append((float(s), float(d)))
-        if d > 0 and abs(math.log(d / target_kl)) <= math.log(1 + rel_tol):
-            break
-        pts.append({"strength": s, "damage_kl": d})
-        s_new = matched_strength(pts, target_kl)
-        if s_new is None or math.isclose(s_new, s, rel_tol=1e-6):
-            break
-        s = s_new
-    if history:  # the measured strength whose damage came closest to the target
-        s = closest_to_target(history, target_kl)[0]
-    return s, history

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .data import ChoiceItem, EncodedText, pad_batches
+from .evaluation import LOGIT_CHUNK
 from .errors import PersonaCircuitsError
 from .interventions import Intervention, ResidualSteering
 from .masks import Mask, build_masks
@@ -67,9 +68,19 @@ def _leading_specials(tok, text: str, ids: list[int]) -> int:
 
 @dataclass
 class NeutralReference:
-    """Neutral texts, their token ids and the dense model's next-token log-probabilities (float16).
+    """Neutral texts, their token ids and the dense model's next-token distributions (float16).
 
-    ``dense_logp[i]`` is ``[len(ids[i]) − 1, vocab]``: row ``j`` predicts token ``j + 1`` of text ``i``.
+    Two formats. ``chat=False``: the texts as they are (``ids`` = the tokenised text, special tokens
+    included); the scored tokens are tokens ``1..n−1`` of each text. ``chat=True``: each text is the user
+    turn of the model's chat template (after the template's default system turn), as persona prompts and
+    retrieved contexts are used in the study; ``ids`` = the text's own tokens, all of them scored.
+
+    ``dense_logp[i]`` is ``[m_i, vocab]``: row ``j`` is the dense log-distribution at the position that
+    predicts scored token ``j`` of text ``i``; ``dense_plogp[i]`` and ``dense_mass[i]`` (``Σ_v p log p``
+    and ``Σ_v p`` of the float16 distribution, per row) make the KL of a new distribution one pass over
+    its logits (:func:`kl_damage`). ``indices``: the texts' positions among the bundled neutral texts
+    (``None`` for texts given by the caller), recorded so that fitting and reporting texts can be shown
+    to be disjoint.
     """
 
     texts: list[str]
@@ -78,80 +89,127 @@ class NeutralReference:
     dense_nll: np.ndarray  # per text, summed over its predicted tokens
     fingerprint: str
     batch_size: int = 8
+    chat: bool = False
+    indices: list[int] | None = None
+    dense_plogp: list[Tensor] = field(default_factory=list, repr=False)
+    dense_mass: list[Tensor] = field(default_factory=list, repr=False)
     _dense_general: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_pred(self) -> np.ndarray:
-        return np.array([len(i) - 1 for i in self.ids], dtype=float)
+        return np.array([len(i) - (0 if self.chat else 1) for i in self.ids], dtype=float)
 
     @property
     def dense_perplexity(self) -> float:
         return math.exp(self.dense_nll.sum() / self.n_pred.sum())
 
 
-def _encode_for(ref_ids: Sequence[list[int]], texts: Sequence[str], tok, system: str | None) -> list[EncodedText]:
-    """Inputs whose scored region (``answer_start`` onwards) holds tokens ``1..n−1`` of each text.
+_SENTINEL = "\u2063NEUTRAL-TEXT\u2063"
 
-    Without a system prompt the input is the text itself. With one, the text's ids (after any leading
-    special tokens ``k``) follow the tokenised ``system + "\\n\\n"``; token ``j`` of the text then sits
-    at ``P − k + j`` where ``P`` is the prefix length.
+
+def _chat_prefix(tok, system: str | None, context: str | None) -> list[int]:
+    """Token ids of the chat rendering up to where a user turn's text starts (``context`` and a blank line
+    first, when given), with ``system`` as the system turn (the template's default without one)."""
+    from .data import render_prompt
+
+    rendered = render_prompt(tok, _SENTINEL, system=system, context=context)
+    pre = rendered[: rendered.index(_SENTINEL)]
+    return tok(pre, add_special_tokens=not getattr(tok, "chat_template", None)).input_ids
+
+
+def _encode_for(reference: NeutralReference, tok, system: str | None, context: str | None = None) -> list[EncodedText]:
+    """Inputs whose scored region (``answer_start`` onwards) holds the reference's scored tokens.
+
+    Chat references: the text's ids follow :func:`_chat_prefix`. Plain references: without a system prompt
+    or context the input is the text itself; with them, the text's ids (after any leading special tokens
+    ``k``) follow the tokenised ``system + "\n\n"`` (and ``context + "\n\n"``); token ``j`` of the text
+    then sits at ``P − k + j`` where ``P`` is the prefix length.
     """
-    if not system:
-        return [EncodedText(list(ids), 1) for ids in ref_ids]
-    prefix = tok(system + "\n\n").input_ids
+    if reference.chat:
+        prefix = _chat_prefix(tok, system, context)
+        return [EncodedText(list(prefix) + list(ids), len(prefix)) for ids in reference.ids]
+    if not system and not context:
+        return [EncodedText(list(ids), 1) for ids in reference.ids]
+    prefix = tok("".join(f"{x}\n\n" for x in (system, context) if x)).input_ids
     out = []
-    for ids, text in zip(ref_ids, texts):
+    for ids, text in zip(reference.ids, reference.texts):
         k = _leading_specials(tok, text, ids)
-        seq = list(prefix) + list(ids[k:])
-        out.append(EncodedText(seq, len(prefix) - k + 1))
+        out.append(EncodedText(list(prefix) + list(ids[k:]), len(prefix) - k + 1))
     return out
 
 
 @torch.no_grad()
-def _next_token_logp(model, encoded: Sequence[EncodedText], batch_size: int, consume: Callable[[int, Tensor, Tensor], None]) -> None:
-    """For every text, the log-softmax at the positions predicting its scored tokens, in order.
+def _scored_hidden(model, encoded: Sequence[EncodedText], batch_size: int,
+                   consume: Callable[[int, Tensor, Tensor, Callable[[Tensor], Tensor]], None]) -> None:
+    """For every text, the final-normed hidden states at the positions predicting its scored tokens.
 
-    ``consume(i, logp [m, vocab] float32, targets [m])`` is called once per text.
+    ``consume(i, hidden [m, d_model], targets [m], unembed)`` is called once per text; ``unembed`` maps
+    hidden states to logits. The plain module (:func:`~persona_circuits.plain.plain_model`) runs the forward
+    unless hooks force the bridge (then the bridge's forward stops at ``unembed.hook_in``).
     """
+    from .evaluation import bridge_hidden, plain_unembed
+    from .plain import hooks_active, plain_model
+    from .replay import base_forward
+
     tok = get_tokenizer(model)
-    device = next(model.parameters()).device
+    plain = None if hooks_active(model) else plain_model(model)
+    device = next((plain or model).parameters()).device
     for b in pad_batches(encoded, tok.pad_token_id, batch_size):
-        ids = b.input_ids.to(device)
-        logits = model(ids, attention_mask=b.attention_mask.to(device))
-        tgt = b.answer_mask[:, 1:].to(device) & b.attention_mask[:, 1:].to(device).bool()
+        ids, att = b.input_ids.to(device), b.attention_mask.to(device)
+        if plain is not None:
+            hidden = base_forward(plain, input_ids=ids, attention_mask=att)
+            unembed = plain_unembed(plain)
+        else:
+            hidden = bridge_hidden(model, ids, att)
+            unembed = lambda h: model.unembed(h[None])[0]  # noqa: E731
+        tgt = b.answer_mask[:, 1:].to(hidden.device) & att[:, 1:].to(hidden.device).bool()
+        ids = ids.to(hidden.device)
         for r, i in enumerate(b.index):
             cols = tgt[r].nonzero().squeeze(1)
-            lp = torch.log_softmax(logits[r, cols].float(), -1)
-            consume(i, lp, ids[r, cols + 1])
+            consume(i, hidden[r, cols], ids[r, cols + 1], unembed)
 
 
 def neutral_reference(model, texts: Sequence[str] | None = None, *, n_texts: int = DEFAULT_DAMAGE_TEXTS,
-                      max_tokens: int = DEFAULT_MAX_TOKENS, batch_size: int = 8) -> NeutralReference:
+                      offset: int = 0, chat: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS,
+                      batch_size: int = 8) -> NeutralReference:
     """Dense next-token distributions on neutral text (the bundled neutral texts by default).
 
     Args:
-        texts: plain texts; default: the first ``n_texts`` bundled neutral texts.
+        texts: plain texts; default: bundled neutral texts ``offset .. offset + n_texts − 1``.
+        chat: measure the texts as the user turn of the chat template (see :class:`NeutralReference`).
         max_tokens: each text is cut to this many tokens (bounds the float16 cache:
             ``n_texts · max_tokens · vocab · 2`` bytes, about 0.3 GB for the defaults and a 49k vocabulary).
     """
     from .analysis.capability import neutral_texts
 
-    texts = list(texts) if texts is not None else neutral_texts(n_texts)
+    indices = None
+    if texts is None:
+        indices = list(range(offset, offset + n_texts))
+        texts = neutral_texts(offset + n_texts)[offset:]
+        if len(texts) < n_texts:
+            raise DamageError(f"only {len(texts) + offset} bundled neutral texts; asked for texts {offset}..{offset + n_texts - 1}")
+    texts = list(texts)
     if not texts:
         raise DamageError("no neutral texts to measure damage on")
     tok = get_tokenizer(model)
-    ids = [tok(t).input_ids[:max_tokens] for t in texts]
+    ids = [(tok(t, add_special_tokens=False) if chat else tok(t)).input_ids[:max_tokens] for t in texts]
     if any(len(i) < 2 for i in ids):
         raise DamageError("every neutral text needs at least two tokens")
+    ref = NeutralReference(texts, ids, [], np.zeros(len(texts)), architecture_fingerprint(model), batch_size, chat, indices)
     logp: list[Tensor | None] = [None] * len(texts)
-    nll = np.zeros(len(texts))
+    plogp: list[Tensor | None] = [None] * len(texts)
+    mass: list[Tensor | None] = [None] * len(texts)
 
-    def keep(i, lp, targets):
-        logp[i] = lp.to(torch.float16).cpu()
-        nll[i] = float(-lp.gather(1, targets[:, None]).sum())
+    def keep(i, hidden, targets, unembed):
+        lp = torch.cat([torch.log_softmax(unembed(h).float(), -1) for h in hidden.split(LOGIT_CHUNK)])
+        logp[i] = lp16 = lp.to(torch.float16).cpu()
+        p = lp16.float().exp()
+        plogp[i], mass[i] = (p * lp16.float()).sum(-1).double(), p.sum(-1).double()
+        ref.dense_nll[i] = float(-lp.gather(1, targets[:, None].to(lp.device)).sum())
 
-    _next_token_logp(model, _encode_for(ids, texts, tok, None), batch_size, keep)
-    return NeutralReference(texts, ids, logp, nll, architecture_fingerprint(model), batch_size)  # type: ignore[arg-type]
+    _scored_hidden(model, _encode_for(ref, tok, None), batch_size, keep)
+    ref.dense_logp, ref.dense_plogp, ref.dense_mass = logp, plogp, mass  # type: ignore[assignment]
+    return ref
 
 
 @dataclass
@@ -191,6 +249,10 @@ def kl_damage(model, intervention: Intervention | Mask | None, reference: Neutra
               n_boot: int = 2000) -> tuple[float, tuple[float, float], float, np.ndarray]:
     """Mean per-token ``KL(dense || intervened)`` on the reference's texts.
 
+    With ``p`` the dense (float16) distribution and ``z`` the intervened logits at one position,
+    ``KL = Σ p log p − Σ p z + logsumexp(z) · Σ p``: the first and last sums are stored with the reference,
+    so each position costs one pass over its logits (computed ``LOGIT_CHUNK`` rows at a time).
+
     Returns ``(kl, kl_ci95, perplexity, per_text_kl_sums)``.
     """
     iv = _as_intervention(intervention)
@@ -200,13 +262,20 @@ def kl_damage(model, intervention: Intervention | Mask | None, reference: Neutra
     kl_sum = np.zeros(len(reference.ids))
     nll = np.zeros(len(reference.ids))
 
-    def acc(i, lp, targets):
-        ref = reference.dense_logp[i].to(lp.device, torch.float32)
-        kl_sum[i] = float((ref.exp() * (ref - lp)).sum())
-        nll[i] = float(-lp.gather(1, targets[:, None]).sum())
+    def acc(i, hidden, targets, unembed):
+        kl, lp_t = 0.0, 0.0
+        for j in range(0, hidden.shape[0], LOGIT_CHUNK):
+            z = unembed(hidden[j:j + LOGIT_CHUNK]).float()
+            lse = z.logsumexp(-1)
+            p = reference.dense_logp[i][j:j + LOGIT_CHUNK].to(z.device, torch.float32).exp()
+            pz = (p * z).sum(-1).double().cpu()
+            rows = slice(j, j + z.shape[0])
+            kl += float((reference.dense_plogp[i][rows] - pz + lse.double().cpu() * reference.dense_mass[i][rows]).sum())
+            lp_t += float((z.gather(1, targets[j:j + LOGIT_CHUNK, None].to(z.device)).squeeze(1) - lse).sum())
+        kl_sum[i], nll[i] = kl, -lp_t
 
     with iv.active(model):
-        _next_token_logp(model, _encode_for(reference.ids, reference.texts, tok, iv.system), reference.batch_size, acc)
+        _scored_hidden(model, _encode_for(reference, tok, iv.system, iv.context), reference.batch_size, acc)
     n = reference.n_pred
     kl = float(kl_sum.sum() / n.sum())
     return max(kl, 0.0), _ratio_ci(kl_sum, n, n_boot=n_boot, seed=seed), math.exp(nll.sum() / n.sum()), kl_sum
@@ -261,14 +330,30 @@ class Dial:
 
 def mask_dial(model, method: str, signatures: Mapping, *, lo: float | None = None, hi: float | None = None,
               **mask_kwargs) -> Dial:
-    """Sparsity dial of a mask method (keep-mask sparsity, or removal fraction for ``contrastive-removal``)."""
+    """Sparsity dial of a mask method (keep-mask sparsity, or removal fraction for ``contrastive-removal``).
+
+    Contrastive-Wanda and contrastive-removal dials sort each pole's scores once, on first use
+    (:class:`~persona_circuits.ranked.RankedContrast`), and cut every strength's masks from the ranks;
+    other methods build their masks at each strength.
+    """
     removal = method == "contrastive-removal"
     lo = (1e-4 if removal else 1e-3) if lo is None else lo
     hi = (0.2 if removal else 0.9) if hi is None else hi
+    ranked_kw = {k: v for k, v in mask_kwargs.items() if k in ("phi", "tau", "modules", "text_stat")}
+    use_ranks = method in ("contrastive-wanda", "contrastive-removal") and len(signatures) == 2
+    ranked: list = []
+
+    def masks_at(s: float) -> dict[str, Mask]:
+        if not use_ranks:
+            return build_masks(model, method, signatures, sparsity=s, **mask_kwargs)
+        if not ranked:
+            from .ranked import RankedContrast
+
+            ranked.append(RankedContrast(model, *signatures.values(), **ranked_kw))
+        return ranked[0].removal(s) if removal else ranked[0].keep(s)
 
     def make(s: float) -> list[Intervention]:
-        masks = build_masks(model, method, signatures, sparsity=s, **mask_kwargs)
-        return [Intervention(label=f"{method}:{p}@{s:.4g}", mask=m) for p, m in masks.items()]
+        return [Intervention(label=f"{method}:{p}@{s:.4g}", mask=m) for p, m in masks_at(s).items()]
 
     return Dial(method, make, lo, hi, True)
 

@@ -50,6 +50,27 @@ class _Stop(Exception):
     pass
 
 
+def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
+                  store: dict[str, Tensor] | None = None) -> Float[Tensor, "batch pos d_model"]:
+    """The final-normed residual stream (``unembed.hook_in``) of a bridge forward that stops there, so the
+    ``d_model x d_vocab`` unembedding is not computed at every position; hook points named in ``capture``
+    are kept in ``store``."""
+    store = {} if store is None else store
+
+    def grab(x, hook):
+        store[hook.name] = x
+        if hook.name == "unembed.hook_in":
+            raise _Stop
+        return x
+
+    with model.hooks(fwd_hooks=[(n, grab) for n in [*capture, "unembed.hook_in"]]):
+        try:
+            model(input_ids, attention_mask=attention_mask)
+        except _Stop:
+            pass
+    return store["unembed.hook_in"]
+
+
 def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
                     capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
     """Per-text summed log-likelihood and count of answer tokens, for one padded batch.
@@ -60,19 +81,7 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     over the answer tokens of each text, ``(batch, d_model)``.
     """
     store: dict[str, Tensor] = {}
-
-    def grab(x, hook):
-        store[hook.name] = x
-        if hook.name == "unembed.hook_in":
-            raise _Stop
-        return x
-
-    names = [f"blocks.{i}.hook_out" for i in capture_layers] + ["unembed.hook_in"]
-    with model.hooks(fwd_hooks=[(n, grab) for n in names]):
-        try:
-            model(input_ids, attention_mask=attention_mask)
-        except _Stop:
-            pass
+    bridge_hidden(model, input_ids, attention_mask, [f"blocks.{i}.hook_out" for i in capture_layers], store)
     resid = store["unembed.hook_in"]  # final-normed residual stream
     # with device_map the last block may sit on another device than the inputs
     input_ids, answer_mask = input_ids.to(resid.device), answer_mask.to(resid.device)
@@ -301,9 +310,9 @@ def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "
     return out
 
 
-def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
-    """log p(target) from final-normed hidden states through the plain module's output embedding (with
-    the final logit soft-capping of models that have one)."""
+def plain_unembed(plain) -> Callable[[Tensor], Tensor]:
+    """Final-normed hidden states -> logits through the plain module's output embedding (with the final
+    logit soft-capping of models that have one)."""
     head = plain.get_output_embeddings()
     cap = getattr(getattr(plain.config, "get_text_config", lambda: plain.config)(), "final_logit_softcapping", None)
 
@@ -311,7 +320,12 @@ def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
         logits = head(h)
         return torch.tanh(logits.float() / cap) * cap if cap else logits
 
-    return target_logprobs(unembed, hidden, targets)
+    return unembed
+
+
+def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
+    """log p(target) from final-normed hidden states through the plain module."""
+    return target_logprobs(plain_unembed(plain), hidden, targets)
 
 
 @torch.no_grad()
@@ -323,9 +337,9 @@ def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_row
     first and their count ``answer_start - 1``: a row's prompt is scored once and credited to each of its
     answers (the released scoring's shared part, :mod:`persona_circuits.evaluation_released`)."""
     from .plain import attention_masks
+    from .replay import base_forward
 
     device = next(plain.parameters()).device
-    base = getattr(plain, plain.base_model_prefix)
     rows = shared_prefix_rows(enc)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.tensor([float(len(e.ids) - e.answer_start) for e in enc], dtype=torch.float64)
@@ -334,8 +348,7 @@ def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_row
     for bi in tqdm(batches, desc=desc, disable=desc is None, leave=False):
         ids, pos, allowed, r, c, tgt, txt, (pr, pc, ptgt) = _pack([rows[i] for i in bi], pad_id, prompt=prompt)
         ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
-        hidden = base(input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos,
-                      use_cache=False).last_hidden_state
+        hidden = base_forward(plain, input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos)
         lp = _unembed_logprobs(plain, hidden[r.to(device), c.to(device)], tgt.to(device))
         logp.index_add_(0, txt, lp.double().cpu())
         if prompt and len(pr):

@@ -107,11 +107,31 @@ class ResidualSteering:
 
 @contextlib.contextmanager
 def steering(model, steer: ResidualSteering | None) -> Iterator:
-    """Context manager that keeps a :class:`ResidualSteering` hook on ``model``."""
+    """Context manager that keeps a :class:`ResidualSteering` hook on ``model``.
+
+    The hook sits on the bridge's ``blocks.{layer}.hook_out`` and, mirrored, on the output of the same
+    decoder layer of the plain module (:func:`~persona_circuits.plain.plain_model`), so both forward paths
+    see the steering. The bridge hook is registered as *mirrored* (:func:`~persona_circuits.plain.mirrored_hook`):
+    it does not count in :func:`~persona_circuits.plain.hooks_active`, and scoring and damage keep the fast
+    plain path under steering.
+    """
     if steer is None:
         yield model
         return
-    with model.hooks(fwd_hooks=steer.hooks()):
+    from .plain import mirrored_hook, plain_model
+    from .replay import steered
+
+    def add(x: Tensor) -> Tensor:
+        return x + steer.coef * steer.vector.to(x.device, x.dtype)
+
+    hp = model.hook_dict[f"blocks.{steer.layer}.hook_out"]
+    plain = plain_model(model)
+    with contextlib.ExitStack() as stack:
+        if plain is None:
+            stack.enter_context(model.hooks(fwd_hooks=steer.hooks()))
+        else:  # on the plain module, blocks 0..layer are replayed from their kept output (persona_circuits.replay)
+            stack.enter_context(mirrored_hook(model, hp, lambda module, args, out: add(out)))
+            stack.enter_context(steered(plain, steer.layer, add))
         yield model
 
 
@@ -125,9 +145,10 @@ class Intervention:
     """One condition of the model: any combination of a (soft) mask, residual steering, a system prompt
     and a LoRA adapter; all ``None`` is the dense model.
 
-    Weight and hook changes are made by :meth:`active`; the system prompt is part of the input, so
-    functions that build inputs (:func:`~persona_circuits.evaluation.score_choices` via ``system=``,
-    :func:`~persona_circuits.damage.kl_damage`) read :attr:`system` themselves.
+    Weight and hook changes are made by :meth:`active`; the system prompt and the context are part of the
+    input, so functions that build inputs (:func:`~persona_circuits.evaluation.score_choices` via
+    ``system=``, :func:`~persona_circuits.damage.kl_damage`) read :attr:`system` and :attr:`context`
+    themselves.
     """
 
     label: str = "dense"
@@ -135,6 +156,7 @@ class Intervention:
     gamma: float = 0.0
     steer: ResidualSteering | None = None
     system: str | None = None
+    context: str | None = None  # text put before the input in the user turn (a retrieved context: RAG)
     lora: Any = None  # persona_circuits.baselines.LoRA
 
     @contextlib.contextmanager
@@ -148,7 +170,7 @@ class Intervention:
 
     @property
     def is_dense(self) -> bool:
-        return self.mask is None and self.steer is None and not self.system and self.lora is None
+        return self.mask is None and self.steer is None and not self.system and not self.context and self.lora is None
 
 
 # --------------------------------------------------------------------------------------------

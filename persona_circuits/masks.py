@@ -30,7 +30,7 @@ from .dtypes import dtype_name
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
 from .options import DEFAULT_SPARSITY, METHODS
-from .selection import topk_rows, topk_rows_varying
+from .selection import _sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (_sort_keys: for importers of masks)
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"

@@ -13,13 +13,33 @@ from data that carries no persona difference:
 * **random-direction steering** of the same norm as the persona vector (:func:`random_directions`);
 * **random mask pairs** with the same per-row density as each pole's mask (:func:`random_pairs_like`).
 
-:func:`null_test` compares the real contrast with the null draws' contrasts: persona-specific when
-the contrast lies above the one-sided 95 % *prediction* bound of a new null draw,
-``mean + t(0.95, K−1) · sd · sqrt(1 + 1/K)`` (a normal-theory bound that accounts for estimating the
-null's mean and spread from ``K`` draws; with ``K = 2`` the factor is 7.7 sd, with ``K = 10`` it is
-1.9 sd), and its own bootstrap interval excludes 0. The distance in null standard deviations and a
-permutation p-value ``(1 + #{null ≥ shift}) / (K + 1)`` are reported next to it; the p-value cannot go
-below ``1 / (K + 1)``.
+:func:`null_test` compares the real contrast with the null draws' contrasts. Two centres:
+
+* ``center="estimated"``: the normal-theory one-sided 95 % *prediction* bound of a new null draw,
+  ``mean + t(0.95, K−1) · sd · sqrt(1 + 1/K)`` (the null's mean and spread estimated from the ``K``
+  draws; with ``K = 2`` the factor is 7.7 sd, with ``K = 10`` it is 1.9 sd);
+* ``center="zero"``: the null is known to be centred on 0, so only its spread is estimated,
+  ``σ̂₀ = sqrt(Σ x_k² / K)`` (``K`` degrees of freedom), and the bound is ``t(0.95, K) · σ̂₀``.
+
+**Why label-swapped nulls are centred on 0, exactly.** A draw is a vector of fair coins, one per
+calibration item. Its complement (every coin flipped) is an equally likely draw that assigns every text
+to the other pseudo-pole, so it builds the same two masks (or steering directions) with their pole labels
+exchanged: every per-item contrast changes sign, ``d_i → −d_i``, bit for bit (the masks of a pair are
+built by the same code from exchanged inputs; ``tests/test_nulls.py`` checks it). The distribution of
+the null contrast over draws is therefore symmetric about 0. A damage-matched draw keeps this: the mean
+damage of a pair does not depend on which mask is called A, so both a draw and its complement are brought
+to the same strength. The same holds for random steering directions (``v`` and ``−v`` are equally likely).
+What the argument does not cover is a bug or an asymmetry in how a particular run builds its draws, so
+it is tested on the data: every null test reports ``null_mean_t``, the t statistic of the draws' mean
+against 0, and the study pools these over its rows (:func:`symmetry_check`) before it uses the zero
+centre; where the pooled check rejects, it falls back to the estimated centre.
+
+A contrast is persona-specific when it lies above the bound and its own bootstrap interval excludes 0.
+``p_value`` is the one-sided p-value of the same t reference (so ``p < 0.05`` exactly when the contrast
+is above the bound); it is continuous, which a multiple-comparison adjustment (:func:`holm`) needs. The
+permutation p-value ``(1 + #{null ≥ shift}) / (K + 1)`` is reported next to it; it cannot go below
+``1 / (K + 1)``. ``detectable_shift`` is the bound itself: the smallest contrast this test could have
+called persona-specific, so a "no" reads "not detectable above +0.xx".
 """
 
 from __future__ import annotations
@@ -105,9 +125,29 @@ def random_directions(vector: Tensor, *, draws: int, seed: int = 0) -> Tensor:
     return r.to(vector.dtype).reshape(draws, *vector.shape)
 
 
+def label_swapped_directions(features_a: Tensor, features_b: Tensor, *, draws: int, seed: int = 0) -> Tensor:
+    """``[draws, layer, d_model]`` difference-of-means directions of label-swapped pseudo-poles: the steering
+    counterpart of :func:`label_swapped_signatures` (same coins for the same ``seed``).
+
+    ``features_a`` and ``features_b`` (``[n, layer, d_model]``) hold the two answers of the same
+    calibration items, row by row.
+    """
+    if len(features_a) != len(features_b):
+        raise MaskError(f"label swapping needs both answers of every calibration item: {len(features_a)} vs {len(features_b)} texts")
+    both = torch.cat([features_a, features_b])
+    out = []
+    for d in range(draws):
+        ia, ib = label_swap_indices(len(features_a), seed + d)
+        out.append(both[ia].mean(0) - both[ib].mean(0))
+    return torch.stack(out) if out else both.new_zeros((0, *both.shape[1:]))
+
+
+CENTERS = ("estimated", "zero")
+
+
 @dataclass
 class NullTest:
-    """A pole contrast against its null draws."""
+    """A pole contrast against its null draws (see the module docstring for the rule)."""
 
     shift: float
     null_shift_mean: float | None
@@ -115,28 +155,82 @@ class NullTest:
     null_draws: int
     null_threshold: float | None
     null_z: float | None
-    null_p_value: float | None
+    null_p_value: float | None  # permutation p-value, (1 + #{null >= shift}) / (K + 1)
     persona_specific: bool
+    center: str = "estimated"
+    p_value: float | None = None  # t reference of the bound: p < 0.05 exactly when shift > null_threshold
+    detectable_shift: float | None = None
+    null_mean_t: float | None = None  # the draws' mean against 0 (the symmetry check)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def null_test(shift: float, null_shifts: Sequence[float], *, shift_ci95: tuple[float, float] | None = None,
-              level: float = 0.95) -> NullTest:
+              level: float = 0.95, center: str = "estimated") -> NullTest:
     """Is ``shift`` above what the null draws produce? (see the module docstring for the rule)."""
     from scipy import stats
 
+    if center not in CENTERS:
+        raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
     x = np.asarray(list(null_shifts), dtype=float)
     k = len(x)
     if k == 0:
-        return NullTest(shift, None, None, 0, None, None, None, False)
+        return NullTest(shift, None, None, 0, None, None, None, False, center)
     mean = float(x.mean())
-    p = float((1 + (x >= shift).sum()) / (k + 1))
+    perm = float((1 + (x >= shift).sum()) / (k + 1))
     if k < 2:
-        return NullTest(shift, mean, None, k, None, None, p, False)
+        return NullTest(shift, mean, None, k, None, None, perm, False, center)
     sd = float(x.std(ddof=1))
-    thr = mean + float(stats.t.ppf(level, k - 1)) * sd * math.sqrt(1 + 1 / k)
+    mean_t = mean / (sd / math.sqrt(k)) if sd > 0 else 0.0
+    if center == "zero":
+        loc, scale, df = 0.0, float(math.sqrt((x ** 2).mean())), k
+    else:
+        loc, scale, df = mean, sd * math.sqrt(1 + 1 / k), k - 1
+    thr = loc + float(stats.t.ppf(level, df)) * scale
     z = (shift - mean) / sd if sd > 0 else (math.inf if shift > mean else -math.inf if shift < mean else 0.0)
+    p = float(stats.t.sf((shift - loc) / scale, df)) if scale > 0 else (0.0 if shift > loc else 1.0)
     ci_ok = shift_ci95 is None or shift_ci95[0] > 0
-    return NullTest(shift, mean, sd, k, thr, float(z), p, bool(shift > thr and ci_ok))
+    return NullTest(shift, mean, sd, k, thr, float(z), perm, bool(shift > thr and ci_ok), center, p, thr, float(mean_t))
+
+
+def symmetry_check(mean_ts: Sequence[float], draws: Sequence[int]) -> dict:
+    """Pooled test that null draws are centred on 0: each row's ``null_mean_t`` (t with ``K − 1`` degrees of
+    freedom) is turned into a two-sided p-value and a z score; Stouffer's ``Σz / sqrt(n)`` tests a common
+    shift of the centre, and the share of rows with ``p < 0.05`` is reported next to the 5 % expected."""
+    from scipy import stats
+
+    t = np.asarray(mean_ts, float)
+    k = np.asarray(draws, float)
+    if len(t) == 0:
+        return {"n_rows": 0, "stouffer_z": None, "p_value": None, "share_rejected": None, "centered": True}
+    p_one = stats.t.sf(t, k - 1)
+    z = stats.norm.isf(np.clip(p_one, 1e-300, 1.0))
+    zs = float(z.sum() / math.sqrt(len(z)))
+    p = float(2 * stats.norm.sf(abs(zs)))
+    rejected = float((2 * np.minimum(p_one, 1 - p_one) < 0.05).mean())
+    return {"n_rows": int(len(t)), "stouffer_z": zs, "p_value": p, "share_rejected": rejected, "centered": bool(p >= 0.05)}
+
+
+def holm(p_values: Sequence[float | None], *, alpha: float = 0.05) -> tuple[list[float | None], list[bool | None]]:
+    """Holm's step-down adjustment of a family of p-values (``None`` entries are left out of the family).
+
+    Sorted ascending, ``p_(i)`` (``i = 1..m``) is adjusted to ``max_{j ≤ i} min(1, (m − j + 1) p_(j))``; a
+    test is rejected when its adjusted p-value is below ``alpha``. Controls the family-wise error rate at
+    ``alpha`` under any dependence between the tests. Returns ``(adjusted p-values, rejected)`` in input order.
+    """
+    idx = [i for i, p in enumerate(p_values) if p is not None]
+    adj: list[float | None] = [None] * len(p_values)
+    rej: list[bool | None] = [None] * len(p_values)
+    if not idx:
+        return adj, rej
+    p = np.asarray([p_values[i] for i in idx], float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = stepped
+    for j, i in enumerate(idx):
+        adj[i] = float(out[j])
+        rej[i] = bool(out[j] < alpha)
+    return adj, rej

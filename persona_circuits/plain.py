@@ -22,11 +22,13 @@ the same model skips its two forward passes (about 0.4 s on the default model on
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -59,10 +61,42 @@ class _Plain:
         return True
 
 
+@contextlib.contextmanager
+def mirrored_hook(model, module: nn.Module, fn) -> Iterator[None]:
+    """Register ``fn`` as a forward hook on ``module`` (a bridge module) that the caller mirrors on the
+    plain module itself: it is left out of :func:`hooks_active`, so the plain path stays in use."""
+    handle = module.register_forward_hook(fn)
+    key = (id(module._forward_hooks), handle.id)
+    mirrored = model.__dict__.setdefault("_persona_mirrored_hooks", set())
+    mirrored.add(key)
+    try:
+        yield
+    finally:
+        handle.remove()
+        mirrored.discard(key)
+
+
+def decoder_layers(plain: nn.Module) -> nn.ModuleList:
+    """The plain module's decoder blocks, in order (``model.layers`` for Llama/Gemma, ``transformer.h``
+    for GPT-2): block ``i`` is the bridge's ``blocks.{i}``."""
+    base = getattr(plain, plain.base_model_prefix)
+    for name in ("layers", "h"):
+        if isinstance(getattr(base, name, None), nn.ModuleList):
+            return getattr(base, name)
+    raise AttributeError(f"{type(plain).__name__}: no decoder layer list found")
+
+
+def linear_modules(plain: nn.Module) -> dict[int, nn.Module]:
+    """The plain module's ``nn.Linear`` modules keyed by ``id`` of their weight, which is the bridge's own
+    weight tensor: the twin of a bridge layer ``l`` is ``linear_modules(plain)[id(l.weight)]``."""
+    return {id(m.weight): m for m in plain.modules() if isinstance(m, nn.Linear)}
+
+
 def _internal_hooks(root: nn.Module) -> set[tuple[int, int]]:
     """(id of hook dict, hook id) of the hooks TransformerLens's blocks install for themselves on their
-    first forward (``BlockBridge._capture_hook_handles``: they only feed its own hook points)."""
-    keys = set()
+    first forward (``BlockBridge._capture_hook_handles``: they only feed its own hook points), and of the
+    bridge hooks mirrored on the plain module (:func:`mirrored_hook`)."""
+    keys = set(root.__dict__.get("_persona_mirrored_hooks", ()))
     for mod in root.modules():
         for h in getattr(mod, "_capture_hook_handles", None) or ():
             d = h.hooks_dict_ref()

@@ -41,17 +41,6 @@ def test_steering_curve_with_random_directions(tiny_llama, setup):
     assert pts[0].damage_kl < pts[1].damage_kl and all(len(p.null_shifts) == 2 for p in pts)
 
 
-def test_matched_strength_interpolates_log_log_and_never_extrapolates():
-    from persona_circuits.curves import matched_strength
-
-    pts = [{"strength": 0.01, "damage_kl": 0.001}, {"strength": 1.0, "damage_kl": 0.1}, {"strength": 0.1, "damage_kl": 0.01}]
-    assert matched_strength(pts, 0.01) == pytest.approx(0.1)
-    assert matched_strength(pts, 0.001 * 10 ** 0.5) == pytest.approx(0.01 * 10 ** 0.5)  # halfway in log-log
-    assert matched_strength(pts, 0.5) is None and matched_strength(pts, 1e-4) is None
-    with pytest.raises(ValueError):
-        matched_strength(pts, 0.0)
-
-
 def test_paired_difference_cancels_shared_item_variance():
     import numpy as np
 
@@ -80,18 +69,3 @@ def test_item_shifts_average_to_the_pole_contrast(tiny_llama, setup):
     assert float(d.mean()) == pytest.approx(pole_contrast(sa, sb, condition="x").shift, rel=1e-6)
 
 
-def test_refine_strength_measures_damage_until_it_is_close_to_the_target(tiny_llama, setup):
-    from persona_circuits.curves import refine_strength
-    from persona_circuits.damage import pair_damage
-
-    ps, _, ref = setup
-    v = torch.randn(tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(1))
-    dial = steering_dial(v, 0)
-    pts = [{"strength": c, "damage_kl": pair_damage(tiny_llama, dial.make(c), ref)} for c in (0.25, 8.0)]
-    target = (pts[0]["damage_kl"] * pts[1]["damage_kl"]) ** 0.5  # between the two measured damages
-    s, hist = refine_strength(tiny_llama, dial, target, ref, pts, rel_tol=0.25, max_iter=4)
-    assert 0.25 < s < 8.0 and 1 <= len(hist) <= 4
-    best = min(hist, key=lambda h: abs(__import__("math").log(h[1] / target)))
-    assert s == best[0]
-    s_out, hist_out = refine_strength(tiny_llama, dial, pts[1]["damage_kl"] * 10, ref, pts)
-    assert s_out is None and hist_out == []  # out of the measured range: no search, no extrapolation

@@ -103,8 +103,9 @@ def test_auto_path_falls_back_to_the_bridge_with_hooks(tiny_llama):
     base = score_choices(tiny_llama, ITEMS)
     with steering(tiny_llama, ResidualSteering(torch.ones(64), layer=0, coef=4.0)):
         steered = score_choices(tiny_llama, ITEMS)
-        with pytest.raises(ValueError, match="shared-prefix"):
-            score_choices(tiny_llama, ITEMS, path="shared-prefix")
+        with tiny_llama.hooks(fwd_hooks=[("blocks.1.hook_out", lambda x, hook: x)]):  # a bridge-only hook
+            with pytest.raises(ValueError, match="shared-prefix"):
+                score_choices(tiny_llama, ITEMS, path="shared-prefix")
     assert not torch.allclose(base.logp, steered.logp)
     lin = prunable_layers(tiny_llama)[0].module
     h = lin.register_forward_hook(lambda mod, inp, out: out * 0.5)  # a LoRA-style hook on nn.Linear
@@ -116,6 +117,23 @@ def test_auto_path_falls_back_to_the_bridge_with_hooks(tiny_llama):
     _same_scores(hooked, ref, tol=1e-9)
     assert not torch.allclose(base.logp, hooked.logp)
     _same_scores(score_choices(tiny_llama, ITEMS), base, tol=1e-9)  # hook removed: fast path again
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_steering_is_mirrored_on_the_plain_path(kind, tiny_llama, tiny_gpt2):
+    """Steering keeps the shared-prefix path (the bridge hook is mirrored on the plain module) and gives
+    the bridge path's scores."""
+    from persona_circuits.interventions import ResidualSteering, steering
+    from persona_circuits.plain import hooks_active
+
+    model = tiny_llama if kind == "llama" else tiny_gpt2
+    with steering(model, ResidualSteering(torch.linspace(-1, 1, 64), layer=1, coef=3.0)):
+        assert not hooks_active(model)
+        fast = score_choices(model, ITEMS, path="shared-prefix")
+        slow = score_choices(model, ITEMS, path="bridge")
+    _same_scores(fast, slow)
+    assert not torch.allclose(fast.logp, score_choices(model, ITEMS).logp)
+    assert not model.__dict__.get("_persona_mirrored_hooks")
 
 
 def test_capture_layers_use_the_bridge_and_keep_features(tiny_llama):
@@ -261,3 +279,35 @@ def test_released_system_prompts():
     assert released_system_prompt(own, "not_matching") == "Be modest."
     ei = load_persona_set("mbti-ei")
     assert released_system_prompt(ei, "introvert") == persona_prompt(ei, "introvert")
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_a_replayed_steered_forward_equals_the_full_one(kind, tiny_llama, tiny_gpt2):
+    """The second steered pass over the same items starts from block L's kept output: same scores, bit for
+    bit, as the first (full) pass; a changed weight below L invalidates the kept output."""
+    from persona_circuits.interventions import ResidualSteering, apply_mask, steering
+    from persona_circuits.masks import random_mask
+    from persona_circuits.plain import plain_model
+    from persona_circuits.replay import _STATE
+
+    model = tiny_llama if kind == "llama" else tiny_gpt2
+    v = torch.linspace(-1, 1, 64)
+    with steering(model, ResidualSteering(v, layer=0, coef=2.0)):
+        first = score_choices(model, ITEMS)
+        n_kept = len(_STATE[plain_model(model)].cache)
+        again = score_choices(model, ITEMS)
+        assert len(_STATE[plain_model(model)].cache) == n_kept > 0  # replayed: nothing new kept
+    with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+        other = score_choices(model, ITEMS)
+    assert torch.equal(first.logp, again.logp)
+    with model.hooks(fwd_hooks=[("blocks.1.hook_out", lambda x, hook: x)]):  # force the bridge: the reference
+        with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+            ref = score_choices(model, ITEMS)
+    _same_scores(other, ref)
+    with apply_mask(model, random_mask(model, sparsity=0.5, seed=1)):  # block 0 changed: not replayed
+        with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+            masked = score_choices(model, ITEMS)
+        with model.hooks(fwd_hooks=[("blocks.1.hook_out", lambda x, hook: x)]):
+            with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
+                masked_ref = score_choices(model, ITEMS)
+    _same_scores(masked, masked_ref)

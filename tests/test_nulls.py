@@ -111,3 +111,60 @@ def test_random_controls_match_norm_and_density(tiny_llama, persona, stats):
         for p in (a, b):
             for k in masks[p].masks:
                 assert torch.equal(pair[p].masks[k].sum(1), masks[p].masks[k].sum(1))
+
+
+def test_label_swapped_directions_negate_under_the_complement():
+    from persona_circuits.nulls import label_swapped_directions
+
+    g = torch.Generator().manual_seed(0)
+    fa, fb = torch.randn(9, 3, 5, generator=g), torch.randn(9, 3, 5, generator=g)
+    d = label_swapped_directions(fa, fb, draws=2, seed=5)
+    flipped = label_swapped_directions(fb, fa, draws=2, seed=5)  # every coin's texts exchanged
+    assert d.shape == (2, 3, 5) and torch.allclose(d, -flipped)
+    same = label_swapped_directions(fa, fa, draws=3, seed=0)
+    assert float(same.abs().max()) == 0.0
+
+
+def test_zero_centred_test_uses_k_degrees_of_freedom():
+    from scipy import stats
+
+    x = [0.1, -0.2, 0.05, -0.05, 0.15, -0.1, 0.0, 0.2, -0.15, 0.02]
+    t = null_test(0.5, x, shift_ci95=(0.3, 0.7), center="zero")
+    s0 = float(np.sqrt(np.mean(np.square(x))))
+    assert t.null_threshold == pytest.approx(stats.t.ppf(0.95, 10) * s0)
+    assert t.detectable_shift == t.null_threshold and t.persona_specific
+    assert t.p_value == pytest.approx(stats.t.sf(0.5 / s0, 10))
+    e = null_test(0.5, x, center="estimated")
+    assert e.p_value < 0.05 and e.null_threshold > t.null_threshold  # the estimated centre costs power
+    # p < 0.05 exactly when the shift is above the bound
+    for shift in (t.null_threshold * 0.999, t.null_threshold * 1.001):
+        u = null_test(shift, x, center="zero")
+        assert (u.p_value < 0.05) == (shift > u.null_threshold)
+
+
+def test_holm_on_a_known_example():
+    from persona_circuits.nulls import holm
+
+    adj, rej = holm([0.01, 0.04, 0.03, None, 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 0.02, 0.03, 0.06, 0.06 (monotone)
+    assert adj[0] == pytest.approx(0.03) and adj[1] == pytest.approx(0.06) and adj[2] == pytest.approx(0.06)
+    assert adj[4] == pytest.approx(0.02) and adj[3] is None
+    assert rej == [True, False, False, None, True]
+
+
+def test_symmetry_check_flags_a_shifted_centre():
+    from persona_circuits.nulls import symmetry_check
+
+    assert symmetry_check([0.3, -0.5, 1.1, -0.8, 0.2, -0.1], [10] * 6)["centered"]
+    assert not symmetry_check([3.0, 2.5, 4.1, 2.2, 3.3, 2.9], [10] * 6)["centered"]
+
+
+def test_label_swapped_draws_of_identical_poles_centre_on_zero(tiny_llama, persona):
+    """A synthetic persona whose two poles are the same texts: every label-swapped draw gives the same masks
+    for both pseudo-poles, so every null contrast is exactly 0."""
+    same = PersonaSet("same", (Pole("p"), Pole("q")),
+                      [ChoiceItem(it.id, it.question, it.answer_a, it.answer_a) for it in persona.calibration], persona.test)
+    st = record_persona_per_text(tiny_llama, same, batch_size=5)
+    nulls = null_mask_pairs(tiny_llama, "contrastive-wanda", st["p"], st["q"], draws=4, poles=("p", "q"), sparsity=0.2)
+    shifts = [contrast(tiny_llama, n, same.test, ["p", "q"]) for n in nulls]
+    assert shifts == [0.0] * 4

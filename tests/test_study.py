@@ -3,7 +3,7 @@ import json
 import pytest
 
 from persona_circuits.errors import OutputError
-from persona_circuits.plots import FIGURES
+from persona_circuits.reporting.figures import FIGURES
 from persona_circuits.study import StudyConfig, StudyError, run_study
 
 from .conftest import SHARED
@@ -54,7 +54,8 @@ def test_study_writes_results_report_and_figures(study_run):
     assert a["set"] == "mbti-ei" and a["removal"]["rows"] and a["removal"]["matched_count_per_row"]
     r = a["restore"]
     assert (r["rows"] != []) == r["gate"]["passed"] and (r["skipped"] is None) == r["gate"]["passed"]
-    assert r["gate"]["null_draws"] == 2 and "null_test" in r["gate"]["test"]  # gated by the null, not by CI > 0
+    n_null = max(micro_config().setting("null_draws"), micro_config().setting("matched_null_draws"))
+    assert r["gate"]["null_draws"] == n_null and "null_test" in r["gate"]["test"]  # gated by the null, not by CI > 0
     assert len(a["sparsity_sweep"]["rows"]) == 2 and len(a["calibration_sweep"]["rows"]) == 2
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
     report = (out / "REPORT.md").read_text()
@@ -70,12 +71,15 @@ def test_study_writes_results_report_and_figures(study_run):
     assert {"prompt", "rag", "sft"} <= set(ed["points"]) and ed["points"]["sft"]["damage_kl"] > 0
     assert [(r["method"], r["target_kl"]) for r in ed["matched"]] == [("steering", 0.05), ("contrastive-wanda", 0.05)]
     for r in ed["matched"]:
-        if r["reached"]:  # the real pair on every held-out item; its null on the curve items at the same strength
-            assert r["n"] == ed["n_items_table"] == saved["sets"]["mbti-ei"]["n_test"]
-            assert len(r["null_shifts"]) == 2 and r["vs_prompt"]["n"] == r["n"]
-            assert any(p.get("matched_target") == 0.05 and p["strength"] == r["strength"] for p in ed["curves"][r["method"]])
+        assert set(r["fit_texts"]).isdisjoint(r["damage_texts"]) and r["damage_texts"] == ed["damage"]["damage_texts"]
+        if r["reached"]:  # the real pair and its damage-matched nulls on every held-out item
+            assert r["n"] == ed["n_items_table"] == saved["sets"]["mbti-ei"]["n_test"] == r["null_items"]
+            assert len(r["null_shifts"]) == len(r["null_damage_kl"]) == r["null_draws"] >= 2
+            assert r["vs_prompt"]["n"] == r["n"] and "p_adjusted" in r["vs_prompt"]
+            assert {"p_value", "p_adjusted", "detectable_shift", "damage_kl_ci95", "null_mean_t"} <= set(r)
+            assert r["strength_matched_null"]["null_items"] == ed["n_items_curve"]
         else:
-            assert len(r["curve_damage_range"]) == 2
+            assert len(r["fit_damage_range"]) == 2
     if ed["matched"][0]["reached"] and ed["matched"][1]["reached"]:
         assert "vs_steering" in ed["matched"][1]
     assert "effect_damage" not in saved["sets"]["mbti-jp"]
@@ -84,7 +88,8 @@ def test_study_writes_results_report_and_figures(study_run):
     if SHARED.exists():
         assert "## AI persona tasks" in report and "54.0" in report  # the paper's number, read from the data README
     for name in FIGURES:
-        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+        if name not in ("types", "atlas"):  # optional: the study does not run them yet
+            assert (out / "figures" / f"{name}.png").stat().st_size > 1000
 
 
 def test_study_resumes_from_cache(study_run, tiny_llama):
@@ -143,16 +148,3 @@ def test_later_settings_keep_the_identity_of_older_studies():
     assert all(full.to_dict()[k] is None for k in ("similarity_splits", "similarity_permutations", "neutral_probe_texts", "neutral_probe_tokens"))
     full.neutral_probe_texts = 5
     assert full.setting("neutral_probe_texts") == 5
-
-
-def test_figure_scripts_skip_results_without_their_data(tmp_path, capsys):
-    from persona_circuits.plots import script_main
-
-    old = {"sets": {"x": {"poles": ["a", "b"], "probes": [{"layer": 0}], "similarity": [{"layer": 0, "cosine": 0.9}]}},
-           "analysis": {"set": "x", "restore": {"rows": []}, "removal": {"rows": [{"effect": 0.1}]}}}
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(old))
-    for name in ("similarity", "probes", "neutral_decoding", "ablation"):
-        assert script_main(name, [str(path), "--out", str(tmp_path / "figs")]) == 0
-        assert "skipped" in capsys.readouterr().err
-        assert not (tmp_path / "figs" / f"{name}.png").exists()

@@ -19,9 +19,11 @@ LATER_DEFAULTS = {
     "similarity_permutations": (200, 50),  # label permutations of its null
     "neutral_probe_texts": (32, 6),  # neutral texts for decoding which pole's mask / prompt is active
     "neutral_probe_tokens": (64, 64),  # their first tokens kept (4 forward passes per set)
-    "null_draws": (2, 2),  # label-swapped mask pairs / random steering directions per curve point
-    "matched_null_draws": (4, 2),  # the same at the matched-damage strengths (the headline's null tests)
-    "damage_texts": (8, 4),  # neutral texts of the KL damage of every condition and curve point
+    "null_draws": (2, 2),  # label-swapped mask pairs / directions per curve point (and the strength-matched null)
+    "matched_null_draws": (10, 3),  # damage-matched label-swapped draws per matched row, on every held-out item
+    "random_direction_draws": (4, 2),  # damage-matched random steering directions per steering row
+    "damage_texts": (24, 8),  # held-out neutral texts: every reported damage (bundled texts 0 .. n-1)
+    "fit_texts": (24, 8),  # neutral texts the strengths are fitted on (the next n bundled texts, disjoint)
     "curve_sets": (("*",), ("mbti-ei",)),  # sets with effect-damage curves and a matched-damage table ("*": all)
     "curve_items": (12, 4),  # held-out items per curve point (the matched-damage table uses every item)
     "curve_keep_sparsities": ((0.001, 0.01, 0.1, 0.3, 0.7), (0.001, 0.7)),  # contrastive-Wanda keep masks
@@ -79,6 +81,8 @@ class StudyConfig:
     neutral_probe_tokens: int | None = None
     null_draws: int | None = None
     damage_texts: int | None = None
+    fit_texts: int | None = None
+    random_direction_draws: int | None = None
     curve_sets: tuple[str, ...] | None = None
     curve_items: int | None = None
     curve_keep_sparsities: tuple[float, ...] | None = None

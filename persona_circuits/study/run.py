@@ -15,14 +15,16 @@ from .analysis_set import run_analysis_set
 from .plan import StudyConfig, check_data_root, persona_sets
 from .stages import run_set
 from .state import Study, claim_output, log
+from .verdicts import apply_verdicts
 
 
 def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
               progress: bool = True, command: str = "") -> dict:
     """Run the whole study with a loaded model; write results.json, REPORT.md and figures/ under ``out``."""
     from ..models import architecture_fingerprint, get_model_id
-    from ..plots import write_figures
-    from ..report import paper_numbers, write_report
+    from ..reporting.figures import write_figures
+    from ..reporting.report import write_report
+    from ..results import paper_numbers
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
@@ -46,6 +48,7 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
         study.results["sets"][name] = {k: v for k, v in r.items() if not k.startswith("_")}
         del r
     study.results["analysis"] = analysis
+    apply_verdicts(study.results)
     study.results["meta"] = {
         **identity, "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
         "torch": torch.__version__, "dtype": dtype,

@@ -24,6 +24,7 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
     from ..analysis.overlap import mask_overlap
     from ..analysis.sparsity import sparsity_profile
     from ..baselines import RagRetriever, persona_prompt, select_steering, steering_vectors, train_lora
+    from ..nulls import label_swapped_directions
     from ..evaluation import ChoiceScores, pole_contrast, score_choices, summarize
     from ..interventions import apply_mask
     from ..masks import build_masks
@@ -112,6 +113,8 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                                                                    n_items=cfg.steer_items, batch_size=bs)))
         res["steering"] = sel
         v = vecs[sel["layer"]]
+        null_vecs = label_swapped_directions(recs[poles[0]]["resid"][:n_sel], recs[poles[1]]["resid"][:n_sel],
+                                             draws=n_null, seed=cfg.seed)[:, sel["layer"]]
 
     # -- supervised fine-tuning upper bound
     if name in cfg.sft_sets:
@@ -121,8 +124,8 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
             max_ep = cfg.setting("lora_max_epochs")
             for p in poles:
                 def sft(p=p):
-                    from ..damage import kl_damage
                     from ..interventions import Intervention
+                    from ..matching import held_out_damage
 
                     cal = ps.calibration_pairs(p)
                     lora, cost = train_lora(model, cal[: cfg.sft_texts], epochs=max_ep, lr=3e-3, seed=cfg.seed, batch_size=8,
@@ -131,53 +134,58 @@ def run_set(study: Study, name: str, ps, family: str) -> dict:
                     with lora.active():
                         s = score_choices(model, ps.test, batch_size=bs)
                     d = scores_to_dict(s)
-                    d["cost"] = cost
-                    d["damage_kl"] = kl_damage(model, Intervention(lora=lora), study.neutral_reference(), n_boot=1)[0]
+                    d["cost"] = {**cost, "trained": lora.trained}
+                    h = held_out_damage(model, [Intervention(lora=lora)], study.held_out_reference(), seed=cfg.seed)
+                    d["damage_kl"], d["damage_kl_ci95"] = h.damage_kl, list(h.damage_kl_ci95)
                     return d
-                d = study.cached_torch("sft-v2", (set_key, p, cfg.sft_texts, n_val, max_ep, cfg.seed,
-                                                  cfg.setting("damage_texts")), sft)
-                res["sft"][p] = {**d["cost"], "damage_kl": d["damage_kl"]}
+                d = study.cached_torch("sft-v3", (set_key, p, cfg.sft_texts, n_val, max_ep, cfg.seed,
+                                                  study.held_out_reference().indices), sft)
+                res["sft"][p] = {**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]}
                 run(f"sft:{p}", lambda d=d: ChoiceScores(d["logp"], d["n_tokens"]), [p])
 
     res["conditions"] = results
     # -- pole contrasts: the same items under the pole-A vs the pole-B condition
     #    with, where a null exists, the null test, and the damage (KL on neutral text) of both conditions
-    from ..damage import kl_damage
     from ..interventions import Intervention
+    from ..matching import held_out_damage
 
     ivs = {m: [Intervention(mask=masks[m][p]) for p in poles] for m in MAIN_METHODS}
+    chat = study.chat_reference()
     ivs["prompt"] = [Intervention(system=persona_prompt(ps, p)) for p in poles]
-    sft_damage = float(np.mean([c_["damage_kl"] for c_ in res["sft"].values()])) if res.get("sft") else None
+    ivs["rag"] = [Intervention(context=rags[p].context(" ".join(chat.texts))) for p in poles]
+    sft = None
+    if res.get("sft"):
+        per_pole = list(res["sft"].values())
+        sft = {"damage_kl": float(np.mean([c_["damage_kl"] for c_ in per_pole])), "damage_kl_ci95": None,
+               "trained": all(c_["trained"] for c_ in per_pole)}
     contrasts = []
     with study.timed(f"{name}: contrasts and damage"):
         for cond in ["prompt", "rag", *MAIN_METHODS, "sft"]:
             ka, kb = f"{cond}:{poles[0]}", f"{cond}:{poles[1]}"
             if ka not in scores or kb not in scores:
                 continue
-            c = pole_contrast(scores[ka], scores[kb], condition=cond, seed=cfg.seed)
-            d = c.to_dict()
+            d = pole_contrast(scores[ka], scores[kb], condition=cond, seed=cfg.seed).to_dict()
             if cond in ivs:
-                key = (cond, set_key, cfg.sparsity, cfg.statistic, cfg.modules, cfg.setting("damage_texts"))
-                d["damage_kl"] = study.cached_json("damage", key, lambda cond=cond: float(sum(
-                    kl_damage(model, iv, study.neutral_reference(), n_boot=1)[0] for iv in ivs[cond]) / 2))
+                ref = chat if cond in ("prompt", "rag") else study.held_out_reference()
+                key = (cond, set_key, cfg.sparsity, cfg.statistic, cfg.modules, ref.indices, ref.chat, cfg.rag_k)
+                d.update(study.cached_json("damage-v2", key, lambda cond=cond, ref=ref: {
+                    k: v for k, v in held_out_damage(model, ivs[cond], ref, seed=cfg.seed).to_dict().items() if k != "per_pole"}))
             elif cond == "sft":
-                d["damage_kl"] = sft_damage
+                d.update(damage_kl=sft["damage_kl"], trained=sft["trained"])
             contrasts.append(d)
     res["contrasts"] = contrasts
 
     curve_sets = cfg.setting("curve_sets")
     if "*" in curve_sets or name in curve_sets:
-        from .headline import run_headline
+        from .headline import HeadlineInputs, run_headline
 
         # RAG's damage: each pole's context retrieved for the neutral texts (one query: all of them), placed
-        # before every neutral text as the system prompt is
-        ref_pairs = {"prompt": ivs["prompt"],
-                     "rag": [Intervention(system=rags[p].context(" ".join(study.neutral_reference().texts))) for p in poles]}
+        # in the user turn before every neutral text, as before a question
+        inp = HeadlineInputs(sigs=sigs, null_sigs=null_sigs, cw_masks=masks["contrastive-wanda"], null_cw_masks=null_cw,
+                             vector=v, null_vectors=null_vecs, layer=sel["layer"], scores=scores,
+                             reference_pairs={"prompt": ivs["prompt"], "rag": ivs["rag"]}, sft=sft)
         with study.timed(f"{name}: effect-damage curves and matched-damage table"):
-            res["effect_damage"] = run_headline(
-                study, name, ps, sigs=sigs, null_sigs=null_sigs, cw_masks=masks["contrastive-wanda"], null_cw_masks=null_cw,
-                vector=v, layer=sel["layer"], scores=scores, reference_pairs=ref_pairs,
-                sft_damage=sft_damage)
+            res["effect_damage"] = run_headline(study, name, ps, inp)
 
     # -- per-set analyses (no forward pass)
     with study.timed(f"{name}: mask analyses"):

@@ -73,14 +73,32 @@ class Study:
         d = self.cached_torch("scores", (set_key, cond), lambda: scores_to_dict(fn()))
         return ChoiceScores(d["logp"], d["n_tokens"], d.get("features"))
 
-    def neutral_reference(self):
-        """Dense next-token distributions on the study's neutral texts (for KL damage; built once)."""
-        if not hasattr(self, "_neutral_ref"):
+    def _reference(self, kind: str, offset: int, n: int, chat: bool = False):
+        refs = self.__dict__.setdefault("_refs", {})
+        if kind not in refs:
             from ..damage import neutral_reference
 
-            self._neutral_ref = neutral_reference(self.model, n_texts=self.cfg.setting("damage_texts"),
-                                                  batch_size=min(8, self.cfg.batch_size))
-        return self._neutral_ref
+            refs[kind] = neutral_reference(self.model, n_texts=n, offset=offset, chat=chat, batch_size=min(8, self.cfg.batch_size))
+        return refs[kind]
+
+    def held_out_reference(self):
+        """Dense distributions on the held-out neutral texts (bundled texts ``0 .. damage_texts − 1``): every
+        reported damage is measured on them (built once)."""
+        return self._reference("held-out", 0, self.cfg.setting("damage_texts"))
+
+    def fit_reference(self):
+        """Dense distributions on the fitting texts (the next ``fit_texts`` bundled texts, disjoint from the
+        held-out ones): strengths are searched and curves measured on them only."""
+        return self._reference("fit", self.cfg.setting("damage_texts"), self.cfg.setting("fit_texts"))
+
+    def chat_reference(self):
+        """The held-out texts as the user turn of the chat template: the damage of persona prompts and RAG
+        contexts, measured in the format they are used in."""
+        return self._reference("chat", 0, self.cfg.setting("damage_texts"), chat=True)
+
+    def neutral_reference(self):
+        """The held-out reference (kept for the stages that report one damage per condition)."""
+        return self.held_out_reference()
 
     def random_masks(self):
         """Two random masks of the study's sparsity (pole- and set-independent: built once)."""
@@ -101,7 +119,7 @@ class Study:
 
             def __exit__(self, *exc):
                 dt = time.perf_counter() - self.t
-                study.results["timings"][name] = round(dt, 2)
+                study.results["timings"][name] = round(study.results["timings"].get(name, 0.0) + dt, 2)
                 log(f"done  {name} ({dt:.1f} s)")
 
         return _T()

@@ -1,8 +1,0 @@
-"""Draw figures/ablation.png from a study's results.json: `python analyses/ablation.py runs/full/results.json --out figures`."""
-
-import sys
-
-from persona_circuits.plots import script_main
-
-if __name__ == "__main__":
-    sys.exit(script_main("ablation"))

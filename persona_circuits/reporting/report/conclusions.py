@@ -1,0 +1,149 @@
+"""Conclusions, every sentence computed from the typed results (counts, extremes, verdicts): the headline,
+each method's pole contrast, and the masks against a random mask. The analyses' conclusions are in
+:mod:`.conclusions_analyses`."""
+
+from __future__ import annotations
+
+import math
+
+from ...results import MAIN_METHODS, Headline, MatchedRow, StudyResults
+from ..labels import LENGTH_DECIDED
+from .conclusions_analyses import analysis_conclusions
+from .text import pct
+
+
+def conclusions(res: StudyResults) -> list[str]:
+    """Every conclusion line, in the report's order."""
+    return (headline_conclusions(res) + method_conclusions(res) + random_mask_conclusions(res)
+            + analysis_conclusions(res))
+
+
+def _tally(rows: list[MatchedRow], key: str, adjusted: bool = False) -> str | None:
+    diffs = [getattr(r, key) for r in rows if getattr(r, key)]
+    v = [(d.verdict_adjusted if adjusted else d.verdict) for d in diffs]
+    if adjusted and any(x is None for x in v):
+        return None
+    return (f"higher in {v.count('higher')}, lower in {v.count('lower')}, not distinguishable in "
+            f"{v.count('not distinguishable')} of {len(v)}") if v else None
+
+
+def _matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[str]]:
+    reached = [(n, r) for n, r in rr if r.reached]
+    spec = [f"{n} at KL {r.target_kl:g}" for n, r in reached if r.persona_specific]
+    parts = [f"reached in {len(reached)} of {len(rr)} (set, target) rows",
+             f"beats its null in {len(spec)}" + (f" ({'; '.join(spec)})" if spec else "")]
+    adj = [r.persona_specific_adjusted for _, r in reached if r.persona_specific_adjusted is not None]
+    if adj:
+        parts[-1] += f", {sum(adj)} of {len(adj)} after Holm's correction"
+    rows = [r for _, r in reached]
+    for key, label in (("vs_prompt", "paired against the persona prompt: "),
+                       ("vs_steering", "against steering at the same damage: ")):
+        if _tally(rows, key):
+            parts.append(label + _tally(rows, key)
+                         + (f" (after correction: {_tally(rows, key, True)})" if _tally(rows, key, True) else ""))
+    return f"- **Matched damage, {m}**: " + "; ".join(parts) + ".", spec
+
+
+def headline_conclusions(res: StudyResults) -> list[str]:
+    """Counts over every set's matched-damage rows and curve points."""
+    heads = res.headlines()
+    if not heads:
+        return []
+    out = []
+    rows = [(n, r) for n, h in heads.items() for r in h.matched]
+    mask_specific = []
+    for m in dict.fromkeys(r.method for _, r in rows):
+        line, spec = _matched_line(m, [(n, r) for n, r in rows if r.method == m])
+        out.append(line)
+        if m != "steering":
+            mask_specific += [f"{m}: {x}" for x in spec]
+    mask_rows = [r for _, r in rows if r.method != "steering" and r.reached]
+    if mask_rows:
+        above_steer = [r for r in mask_rows if r.vs_steering and r.vs_steering.verdict == "higher"]
+        out.append(f"- Over {len(mask_rows)} matched mask rows, {len(mask_specific)} beat their label-swapped null"
+                   + (f" ({'; '.join(mask_specific)})" if mask_specific else "")
+                   + f" and {len(above_steer)} move the model more than steering at the same damage.")
+    for mc in res.multiple_comparisons or []:
+        out.append(f"- {mc.family}: {mc.n_raw} of {mc.n_tests} tests pass at the 95 % level uncorrected, {mc.n_adjusted} "
+                   f"after {mc.method.title()}'s correction.")
+    for m in dict.fromkeys(k for h in heads.values() for k in h.curves):
+        pts = [(n, p) for n, h in heads.items() for p in h.curves.get(m, [])]
+        spec = [(n, p) for n, p in pts if p.persona_specific]
+        lo = min((p.damage_kl for _, p in spec), default=None)
+        out.append(f"- **Curves, {m}**: {len(spec)} of {len(pts)} points over {len({n for n, _ in pts})} sets beat their null"
+                   + (f" (lowest damage among them {lo:.3g} nats/token)" if spec else "") + ".")
+    return out
+
+
+def _null_tested_at(heads: dict[str, Headline], method: str, rho: float) -> str:
+    """Whether ``method``'s label-swapped null was drawn at sparsity ``rho`` (on the curves), and where it was."""
+    pts = [p for h in heads.values() for p in h.curves.get(method, [])]
+    if not pts:
+        return "; no label-swapped null was drawn for it in this run"
+    at = [p for p in pts if math.isclose(p.strength, rho)]
+    if at:
+        return f"; at this sparsity {sum(bool(p.persona_specific) for p in at)} of {len(at)} curve points beat their null"
+    where = ", ".join(f"{s:g}" for s in sorted({p.strength for p in pts if not p.matched_target}))
+    matched = " and at the matched strengths" if any(p.matched_target for p in pts) else ""
+    return f"; not null-tested at this sparsity (its label-swapped null was drawn at sparsity {where}{matched})"
+
+
+def method_conclusions(res: StudyResults) -> list[str]:
+    """Per method at the study's sparsity: in how many sets the all-item contrast is above 0, and its damage."""
+    rho = res.meta.config.sparsity
+    heads = res.headlines()
+    out = []
+    for m in ["wanda", "contrastive-wanda", "contrastive-sparse", "prompt", "rag", "sft"]:
+        cs = [(n, s.contrast(m)) for n, s in res.sets.items() if s.contrast(m)]
+        if not cs:
+            continue
+        pos = [n for n, c in cs if c.shift_ci95[0] > 0]
+        neg = [n for n, c in cs if c.shift_ci95[1] < 0]
+        dmg = [c.damage_kl for _, c in cs if c.damage_kl is not None]
+        where = f" at sparsity {rho}" if m in MAIN_METHODS else ""
+        dtxt = f" (damage {min(dmg):.3g} to {max(dmg):.3g} nats/token)" if dmg else ""
+        tested = _null_tested_at(heads, m, rho) if m in MAIN_METHODS and heads else ""
+        out.append(f"- **{m}**{where}{dtxt}: the pole contrast on every held-out item is positive with a 95 % interval "
+                   f"above zero in {len(pos)} of {len(cs)} sets{' (' + ', '.join(pos) + ')' if pos else ''}"
+                   + (f"; reversed in {', '.join(neg)}" if neg else "") + tested + ".")
+    return out
+
+
+def random_mask_conclusions(res: StudyResults) -> list[str]:
+    """Persona masks against a random mask of the same sparsity: per-token accuracy (pole A) on every set,
+    summed accuracy on the AI tasks, and the released scoring where the study measured it."""
+    out = []
+    better = []
+    for s in res.sets.values():
+        r, c = s.row("random-mask", s.poles[0]), s.row("contrastive-wanda", s.poles[0])
+        if r and c:
+            better.append(c.accuracy_length_normalized - r.accuracy_length_normalized)
+    if better:
+        out.append(f"- Contrastive Wanda vs a random mask of the same sparsity (pole A, per-token accuracy): mean difference "
+                   f"{100 * sum(better) / len(better):+.1f} points over {len(better)} sets.")
+    pairs, parts = [], []
+    for n, s in res.ai_sets().items():
+        rnd = s.row("random-mask", "matching")
+        if n in LENGTH_DECIDED or rnd is None:
+            continue
+        masks = [(m, s.row(m, "matching")) for m in MAIN_METHODS if s.row(m, "matching")]
+        pairs += [(r.accuracy, rnd) for _, r in masks]
+        parts.append(f"{n}: random {pct(rnd.accuracy)}, " + ", ".join(f"{m} {pct(r.accuracy)}" for m, r in masks))
+    if pairs:
+        above = sum(a > r.accuracy for a, r in pairs)
+        inside = sum(r.accuracy_ci95[0] <= a <= r.accuracy_ci95[1] for a, r in pairs)
+        out.append(f"- Summed accuracy of the `matching` pole (not the paper's scoring) at sparsity "
+                   f"{res.meta.config.sparsity}: {'; '.join(parts)}. A persona mask is above the random mask in {above} of "
+                   f"{len(pairs)} (set, mask) pairs, and inside the random mask's 95 % interval in {inside} of {len(pairs)}.")
+    out += _released_vs_nulls(res)
+    return out
+
+
+def _released_vs_nulls(res: StudyResults) -> list[str]:
+    rows = [(n, r) for n, s in res.ai_sets().items() for r in (s.paper_table or [])
+            if r.pole == "matching" and r.null_accuracies]
+    if not rows:
+        return []
+    above = [f"{n} {r.condition}" for n, r in rows if r.accuracy > max(r.null_accuracies)]
+    return [f"- Released scoring (the paper's metric): {len(above)} of {len(rows)} (set, condition) accuracies lie above "
+            "every one of their label-swapped null draws" + (f" ({', '.join(above)})" if above else "") + "."]

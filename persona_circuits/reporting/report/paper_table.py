@@ -1,0 +1,117 @@
+"""The AI-persona tasks next to the paper's table: summed and per-token accuracy for every run, the
+released scoring (the paper's metric) where the study measured it."""
+
+from __future__ import annotations
+
+from ...results import RELEASED_SPARSITY, SetResults, StudyResults
+from ..labels import LENGTH_DECIDED, lora_trained
+from .text import ci, pct, table
+
+#: Rows of the paper table: condition and label.
+PAPER_ROWS = (("dense", "dense model"), ("prompt", "persona prompt"), ("rag", "RAG"), ("random-mask", "random mask"),
+              ("wanda", "Wanda persona mask"), ("contrastive-wanda", "contrastive Wanda"),
+              ("contrastive-sparse", "contrastive sparse"), ("sft", "LoRA fine-tuning"))
+
+#: The name of the paper's metric wherever the report uses it.
+RELEASED = "released scoring (mean loss over every token, persona system prompt on)"
+
+
+def paper_table_section(res: StudyResults) -> list[str]:
+    """Our accuracies for the persona pole next to the paper's, with the sparsity and length caveats."""
+    ai = res.ai_sets()
+    if not ai:
+        return []
+    paper = res.paper.ai_persona if res.paper else {}
+    first = next(iter(ai.values()))
+    L = ["## AI persona tasks: the paper's table next to ours\n"]
+    L.append("Accuracy (%) for the persona pole (`matching`: power-seeking, wealth-seeking, accepting the false premise). "
+             f"Paper: LLaMA-2-13B, all 200 test_ab items, {RELEASED}. Ours: `{res.meta.model}`, the first "
+             f"{first.n_test} items of the same test_ab split, summed log-likelihood of the answer and per token "
+             "(length-normalised), with 95 % intervals; neither is the paper's scoring.\n")
+    header = ["method"] + [f"{t} {k}" for t in ai for k in ("paper", "ours (sum)", "ours (per token)")]
+    rows = [[_label(cond, label, ai)] + [c for t, s in ai.items() for c in _cells(s, t, cond, paper)]
+            for cond, label in PAPER_ROWS]
+    L += table(header, rows)
+    L.append("\nSteering appears in the matched-damage table below (its coefficient is set by a damage target). "
+             + sparsity_sentence(res))
+    L.extend(released_table(res, ai, paper))
+    L.extend(length_note(res.sets))
+    L.append("")
+    return L
+
+
+def _label(cond: str, label: str, ai: dict[str, SetResults]) -> str:
+    if cond != "sft":
+        return label
+    states = [lora_trained(s) for s in ai.values() if s.row("sft", "matching")]
+    return f"{label} (upper bound)" if states and all(x is True for x in states) else label
+
+
+def _cells(s: SetResults, t: str, cond: str, paper: dict) -> list[str]:
+    r = s.row(cond, "matching")
+    p = paper.get(t, {}).get(cond)
+    zero = " (adapters at zero)" if cond == "sft" and r and lora_trained(s) is False else ""
+    summed = ("(not reported: length decides it)" if t in LENGTH_DECIDED else
+              f"{pct(r.accuracy)} {ci(r.accuracy_ci95)}{zero}" if r else "-")
+    per_token = f"{pct(r.accuracy_length_normalized)} {ci(r.accuracy_length_normalized_ci95)}{zero}" if r else "-"
+    return [f"{p:.1f}" if p is not None else "-", summed, per_token]
+
+
+def sparsity_sentence(res: StudyResults) -> str:
+    """Which sparsity the masks had, against the released code's default of each method (computed)."""
+    rho = res.meta.config.sparsity
+    text = f"Sparsity of the masks here: {rho:g} for every mask method"
+    same = [m for m, d in RELEASED_SPARSITY.items() if d == rho]
+    if same:
+        text += f", the released code's default for {' and '.join(same)}"
+    for d in sorted({d for d in RELEASED_SPARSITY.values() if d != rho}):
+        ms = [m for m, v in RELEASED_SPARSITY.items() if v == d]
+        text += f"; the released code's default for {' and '.join(ms)} is {d:g}"
+    return text + ". Their damage is in the per-set contrast tables."
+
+
+def released_table(res: StudyResults, ai: dict[str, SetResults], paper: dict) -> list[str]:
+    """The paper's metric, where the study measured it (``paper_table``); otherwise says it was not."""
+    with_table = {n: s for n, s in ai.items() if s.paper_table}
+    if not with_table:
+        return [f"\nAccuracy under the paper's {RELEASED}: not measured in this run."]
+    L = [f"\n### The paper's metric: {RELEASED}\n",
+         "Accuracy (%) of the `matching` pole at each condition's operating point, with the accuracies of its "
+         "label-swapped null draws (min to max) where the study drew them.\n"]
+    conds = list(dict.fromkeys(r.condition for s in with_table.values() for r in s.paper_table))
+    header = ["condition"] + [f"{t} {k}" for t in with_table for k in ("paper", "ours", "nulls", "n")]
+    rows = []
+    for cond in conds:
+        cells = [cond]
+        for t, s in with_table.items():
+            r = next((x for x in s.paper_table if x.condition == cond and x.pole == "matching"), None)
+            p = paper.get(t, {}).get(cond)
+            nulls = (f"{pct(min(r.null_accuracies))} to {pct(max(r.null_accuracies))}"
+                     if r and r.null_accuracies else "-")
+            cells += [f"{p:.1f}" if p is not None else "-", f"{pct(r.accuracy)} {ci(r.accuracy_ci95)}" if r else "-",
+                      nulls, str(r.n) if r else "-"]
+        rows.append(cells)
+    return L + table(header, rows)
+
+
+def length_note(sets: dict[str, SetResults]) -> list[str]:
+    """Why the length-decided sets report per-token accuracy and the pole contrast only."""
+    names = [n for n in sets if n in LENGTH_DECIDED]
+    if not names:
+        return []
+    parts = []
+    for n in names:
+        s = sets[n]
+        d = s.row("dense", s.poles[0])
+        parts.append(f"{n}: " + ", ".join(f"{p} {v:.1f}" for p, v in (s.answer_tokens or {}).items())
+                     + " tokens per answer on average"
+                     + (f"; the dense model already prefers the {s.poles[0]} answer per token on "
+                        f"{pct(d.accuracy_length_normalized)} % of items" if d else ""))
+    return [f"\n**{', '.join(names)}: per-token accuracy and the pole contrast only.** A summed log-likelihood falls "
+            "with every token, so when one pole's answers are systematically longer the summed score picks the shorter "
+            "answer whatever the persona (" + "; ".join(parts) + "). Dividing by the number of tokens removes that direct "
+            "dependence, but answers of different length and style still start from a lopsided preference, so per-token "
+            "accuracy mostly reports that starting point (and any damage large enough to overturn it). The pole contrast "
+            "(the same items under both poles' conditions, per token) cancels what the two conditions share, each item's "
+            "starting preference with it, but not an effect of a condition that acts through the answers' length: read "
+            "these sets by their contrast, in the matched-damage table."]

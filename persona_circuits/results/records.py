@@ -1,0 +1,247 @@
+"""Records of choices, contrasts and the headline (effect against damage, the matched-damage table).
+
+Vocabulary (one word per quantity, from the study to the report):
+
+* ``shift`` - the pole contrast: the same items under pole A's condition minus under pole B's, as the
+  change of the per-token preference for pole A's answer (nats/token), with ``shift_ci95``;
+* ``moved`` - the share of items whose preference moved towards the pole (``moved_ci95``); version-1
+  files called it ``accuracy`` in their contrasts;
+* ``accuracy`` - the share of items whose pole answer has the higher summed log-likelihood;
+  ``accuracy_length_normalized`` the same per token;
+* ``damage_kl`` - KL(dense || intervened) on neutral text (nats/token);
+* ``null_*`` - the same method built without a persona difference (label-swapped calibration data, or random
+  steering directions): its draws' contrasts (``null_shifts``), damages, mean, sd, the one-sided 95 %
+  prediction bound ``null_threshold`` and the verdict ``persona_specific``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._record import Record, record
+
+Interval = tuple[float, float]
+
+
+@record
+class ChoiceRow(Record):
+    """Two-way-choice accuracy of one condition for one pole on the held-out items."""
+
+    condition: str
+    pole: str
+    n: int
+    accuracy: float
+    accuracy_ci95: Interval
+    accuracy_length_normalized: float
+    accuracy_length_normalized_ci95: Interval
+    mean_margin: float
+    mean_margin_ci95: Interval | None = None
+    condition_key: str | None = None
+
+
+@record
+class Contrast(Record):
+    """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole)."""
+
+    condition: str
+    n: int
+    shift: float
+    shift_ci95: Interval
+    moved: float | None = None
+    moved_ci95: Interval | None = None
+    damage_kl: float | None = None
+    damage_kl_ci95: Interval | None = None
+
+
+@record
+class PairedDiff(Record):
+    """Paired difference of two contrasts on the same items (``diff``, bootstrap ``ci95``) and its verdict
+    (``higher`` / ``lower`` / ``not distinguishable``), raw and, when the study made it, after correction."""
+
+    diff: float
+    ci95: Interval
+    n: int
+    verdict: str
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    verdict_adjusted: str | None = None
+
+
+@record
+class NullDraws(Record):
+    """Draws of a null condition at one strength and the test of the real contrast against them."""
+
+    null_draws: int | None = None
+    null_shifts: list[float] | None = None
+    null_damage_kl: list[float] | None = None
+    null_shift_mean: float | None = None
+    null_shift_sd: float | None = None
+    null_threshold: float | None = None
+    persona_specific: bool | None = None
+
+    @property
+    def n_null(self) -> int:
+        """Number of null draws (``null_draws`` when stated, else the length of ``null_shifts``)."""
+        return self.null_draws if self.null_draws is not None else len(self.null_shifts or [])
+
+    @property
+    def null_damage_mean(self) -> float | None:
+        """Mean damage of the null draws (``None`` without draws)."""
+        d = self.null_damage_kl or []
+        return sum(d) / len(d) if d else None
+
+
+@record
+class CurvePoint(NullDraws):
+    """One strength of a method's dial on the curve items: contrast, damage and its null draws."""
+
+    strength: float
+    n: int
+    shift: float
+    shift_ci95: Interval
+    damage_kl: float
+    dial: str | None = None
+    moved: float | None = None
+    damage_kl_ci95: Interval | None = None
+    matched_target: float | None = None
+
+
+@record
+class StrengthMatchedNull(NullDraws):
+    """The older null test at the real pair's strength (fewer items): draws, items, the contrast on them."""
+
+    null_items: int | None = None
+    shift: float | None = None
+
+
+@record
+class RandomDirectionNull(NullDraws):
+    """Steering rows: random directions of the persona vector's norm, each at its own damage-matched strength."""
+
+    null_strengths: list[float] | None = None
+    p_value: float | None = None
+
+
+@record
+class MatchedRow(NullDraws):
+    """One (method, target damage) row of the matched-damage table.
+
+    A reached row holds the real pair at the strength matched to ``target_kl``: its contrast on every
+    held-out item (``shift``, ``moved``), its damage, and the null test. Version-1 files ran the null on the
+    curve items only (``curve_shift`` is the real contrast on them); from version 2 ``null_items`` says on how
+    many items it ran (the same ``n`` items as the contrast). :attr:`tested_shift` is the contrast the null
+    test judged, so a table and a figure that use it agree with ``persona_specific``.
+    """
+
+    method: str
+    target_kl: float
+    reached: bool
+    search: list[list[float]] | None = None
+    curve_damage_range: Interval | None = None
+    strength: float | None = None
+    n: int | None = None
+    damage_kl: float | None = None
+    damage_kl_ci95: Interval | None = None
+    shift: float | None = None
+    shift_ci95: Interval | None = None
+    moved: float | None = None
+    moved_ci95: Interval | None = None
+    curve_shift: float | None = None
+    curve_shift_ci95: Interval | None = None
+    vs_prompt: PairedDiff | None = None
+    vs_steering: PairedDiff | None = None
+    # version 2: damage on held-out neutral texts, the null on the same items at its own matched damage
+    damage_texts: list[int] | None = None
+    fit_texts: list[int] | None = None
+    fit_damage_kl: float | None = None
+    within_tolerance: bool | None = None
+    null_kind: str | None = None
+    null_items: int | None = None
+    null_strengths: list[float] | None = None
+    null_center: str | None = None
+    null_mean_t: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    persona_specific_adjusted: bool | None = None
+    detectable_shift: float | None = None
+    strength_matched_null: StrengthMatchedNull | None = None
+    random_direction_null: RandomDirectionNull | None = None
+
+    @property
+    def null_on_same_items(self) -> bool:
+        """Whether the null test ran on the same items as the all-item contrast (version 2)."""
+        return self.null_items is not None and self.null_items == self.n
+
+    @property
+    def tested_shift(self) -> float | None:
+        """The real contrast the null test judged: on every item (version 2) or on the curve items (version 1)."""
+        return self.shift if self.null_on_same_items or self.curve_shift is None else self.curve_shift
+
+    @property
+    def tested_shift_ci95(self) -> Interval | None:
+        """The bootstrap interval of :attr:`tested_shift`."""
+        return self.shift_ci95 if self.null_on_same_items or self.curve_shift is None else self.curve_shift_ci95
+
+    @property
+    def specific(self) -> bool | None:
+        """The verdict a reader should take: after multiple-comparison correction when the study made one."""
+        return self.persona_specific_adjusted if self.persona_specific_adjusted is not None else self.persona_specific
+
+
+@record
+class ReferencePoint(Record):
+    """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item."""
+
+    n: int
+    shift: float
+    shift_ci95: Interval
+    moved: float | None = None
+    moved_ci95: Interval | None = None
+    damage_kl: float | None = None
+    damage_kl_ci95: Interval | None = None
+    trained: bool | None = None
+
+
+@record
+class Headline(Record):
+    """Effect against damage for one persona set (``sets.<set>.headline``; version 1: ``effect_damage``)."""
+
+    targets: list[float]
+    curves: dict[str, list[CurvePoint]]
+    matched: list[MatchedRow]
+    points: dict[str, ReferencePoint]
+    n_items_curve: int
+    n_items_table: int
+    null_draws: int
+    n_damage_texts: int
+    matched_null_draws: int | None = None
+    steering_layer: int | None = None
+    soft_mask_sparsity: float | None = None
+
+    @property
+    def null_draws_matched(self) -> int:
+        """Null draws at the matched strengths (``matched_null_draws``, else the curves' ``null_draws``)."""
+        return self.matched_null_draws if self.matched_null_draws is not None else self.null_draws
+
+    def null_items(self, row: MatchedRow) -> int:
+        """Items of ``row``'s null test: ``null_items`` (version 2) or the curve items (version 1)."""
+        return row.null_items if row.null_items is not None else self.n_items_curve
+
+    def reached(self) -> list[MatchedRow]:
+        """The matched rows whose target damage was reached."""
+        return [r for r in self.matched if r.reached]
+
+
+@record
+class PaperTableRow(Record):
+    """One row of an AI set's paper table: accuracy under the released scoring (mean loss over every token,
+    persona system prompt on) at an operating point, with the label-swapped null draws' accuracies."""
+
+    condition: str
+    scoring: str
+    pole: str
+    accuracy: float
+    accuracy_ci95: Interval
+    n: int
+    operating_point: Any = None
+    null_accuracies: list[float] | None = None

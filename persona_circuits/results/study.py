@@ -1,0 +1,252 @@
+"""The top of the results contract: :class:`StudyResults` (what ``results.json`` holds), the optional
+16-type and atlas results, and :func:`load_results` / :func:`write_results`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from ._record import Record, ResultsError, record
+from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Similarity, SparsityProfile,
+                       SteeringChoice)
+from .constants import study_order
+from .records import ChoiceRow, Contrast, Headline, Interval, PaperTableRow
+
+#: The version of the results contract this package writes (``"schema"`` in ``results.json``; a file
+#: without it is version 1 and is upgraded on loading by :func:`persona_circuits.results.upgrade.upgrade`).
+SCHEMA_VERSION = 2
+
+
+@record
+class RunSettings(Record):
+    """The study's settings that the report quotes (every other setting is kept in ``extra``)."""
+
+    tokens: str
+    statistic: str
+    modules: str
+    sparsity: float
+    calib_size: int
+    rag_k: int
+    seed: int
+    text_stat: str | None = None
+    analysis_set: str | None = None
+
+
+@record
+class Meta(Record):
+    """How the results were made: model, command, machine, settings, time."""
+
+    model: str
+    config: RunSettings
+    command: str | None = None
+    quick: bool | None = None
+    dtype: str | None = None
+    torch: str | None = None
+    cpu_count: int | None = None
+    seconds: float | None = None
+    finished: str | None = None
+    format: int | None = None
+    fingerprint: str | None = None
+    data_root: str | None = None
+    package_version: str | None = None
+    python: str | None = None
+    machine: str | None = None
+    threads: int | None = None
+
+
+@record
+class Paper(Record):
+    """The paper's numbers, read from the reference data (never typed into the package)."""
+
+    mbti_difference_rate: dict[str, float]
+    ai_persona: dict[str, dict[str, float]]
+
+
+@record
+class MultipleComparison(Record):
+    """A family of tests and how many passed before and after correction (e.g. Holm)."""
+
+    family: str
+    method: str
+    n_tests: int
+    n_raw: int
+    n_adjusted: int
+
+
+@record
+class SetResults(Record):
+    """Everything the study measured on one persona set."""
+
+    family: str
+    poles: list[str]
+    n_calibration: int
+    n_test: int
+    conditions: list[ChoiceRow]
+    contrasts: list[Contrast]
+    source: str | None = None
+    answer_tokens: dict[str, float] | None = None
+    sparsity: dict[str, dict[str, SparsityProfile]] | None = None
+    overlap: dict[str, MaskOverlap] | None = None
+    probes: Probes | None = None
+    similarity: Similarity | None = None
+    neutral_decoding: dict[str, Decoding] | None = None
+    steering: SteeringChoice | None = None
+    sft: dict[str, LoraRun] | None = None
+    headline: Headline | None = None
+    paper_table: list[PaperTableRow] | None = None
+
+    def row(self, condition: str, pole: str) -> ChoiceRow | None:
+        """The choice row of ``condition`` for ``pole`` (``None`` when the study did not run it)."""
+        return next((r for r in self.conditions if r.condition == condition and r.pole == pole), None)
+
+    def contrast(self, condition: str) -> Contrast | None:
+        """The pole contrast of ``condition`` (``None`` when absent)."""
+        return next((c for c in self.contrasts if c.condition == condition), None)
+
+    def condition_names(self) -> list[str]:
+        """Conditions in the order the study ran them."""
+        return list(dict.fromkeys(r.condition for r in self.conditions))
+
+
+@record
+class TypeAxisContrast(Record):
+    """One axis's pole contrast for one of the 16 types (its axis masks composed), with its null."""
+
+    axis: str
+    pole: str
+    shift: float
+    shift_ci95: Interval
+    alone_shift: float | None = None
+    null_threshold: float | None = None
+    persona_specific: bool | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+
+
+@record
+class TypeRow(Record):
+    """One MBTI type: the contrasts of its four axes when their masks are composed."""
+
+    type: str
+    contrasts: list[TypeAxisContrast]
+    damage_kl: float | None = None
+
+
+@record
+class AxisInterference(Record):
+    """How much composing the other axes' masks changes an axis's contrast (composed minus alone)."""
+
+    axis: str
+    alone_shift: float
+    composed_shift: float
+    change: float
+    change_ci95: Interval | None = None
+
+
+@record
+class TypesResult(Record):
+    """The 16 MBTI types built by composing axis masks (``types`` in ``results.json``; optional)."""
+
+    axes: list[str]
+    rows: list[TypeRow]
+    method: str | None = None
+    n_items: int | None = None
+    null_draws: int | None = None
+    interference: list[AxisInterference] | None = None
+
+
+@record
+class OverlapMatrix(Record):
+    """Jaccard overlap between persona sets' masks for one module type or layer, with its references."""
+
+    by: str
+    sets: list[str]
+    jaccard: list[list[float]]
+    method: str | None = None
+    random_expectation: list[list[float]] | None = None
+    null_p95: list[list[float]] | None = None
+
+
+@record
+class SteeringCosines(Record):
+    """Cosines between persona sets' steering directions, next to random directions'."""
+
+    sets: list[str]
+    cosine: list[list[float]]
+    random_mean: float | None = None
+    random_p95: float | None = None
+
+
+@record
+class Atlas(Record):
+    """Overlap between persona sets (``atlas`` in ``results.json``; optional)."""
+
+    overlaps: list[OverlapMatrix]
+    method: str | None = None
+    steering: SteeringCosines | None = None
+
+
+@record
+class StudyResults(Record):
+    """What ``results.json`` holds: the study's settings and every set's results (in the study's order)."""
+
+    meta: Meta
+    sets: dict[str, SetResults]
+    schema: int = SCHEMA_VERSION
+    analysis: AnalysisSet | None = None
+    paper: Paper | None = None
+    timings: dict[str, float] | None = None
+    multiple_comparisons: list[MultipleComparison] | None = None
+    types: TypesResult | None = None
+    atlas: Atlas | None = None
+
+    def __post_init__(self):
+        self.sets = {n: self.sets[n] for n in study_order(self.sets)}
+
+    def ai_sets(self) -> dict[str, SetResults]:
+        """The AI-persona tasks among the sets."""
+        return {n: s for n, s in self.sets.items() if s.family == "ai"}
+
+    def headlines(self) -> dict[str, Headline]:
+        """Every set's headline (effect against damage), where the study ran one."""
+        return {n: s.headline for n, s in self.sets.items() if s.headline is not None}
+
+    @property
+    def analysis_set_name(self) -> str:
+        """The analysis set (the first set when the study ran none)."""
+        return self.analysis.set if self.analysis else next(iter(self.sets))
+
+
+def load_results(source: str | Path | dict | StudyResults) -> StudyResults:
+    """The typed results of a ``results.json`` path, of its dict, or the results themselves.
+
+    A version-1 file (no ``"schema"`` key) is upgraded in one step (:func:`.upgrade.upgrade`); a file of a
+    newer version loads with a warning, its unknown keys kept in ``extra``. :class:`ResultsError` when a
+    required value is missing or of the wrong kind.
+    """
+    from .upgrade import upgrade
+
+    if isinstance(source, StudyResults):
+        return source
+    if isinstance(source, dict):
+        d = source
+    else:
+        try:
+            d = json.loads(Path(source).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultsError(f"cannot read {source}: {exc}") from exc
+    version = d.get("schema", 1) if isinstance(d, dict) else None
+    if not isinstance(version, int):
+        raise ResultsError(f"results: \"schema\" must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        warnings.warn(f"results schema {version} is newer than this package's {SCHEMA_VERSION}: unknown keys are kept "
+                      "but not shown", stacklevel=2)
+    return StudyResults.from_dict(upgrade(d), "results")
+
+
+def write_results(results: StudyResults, path: str | Path) -> Path:
+    """Write ``results`` as ``results.json`` (schema :data:`SCHEMA_VERSION`, sorted keys, atomically)."""
+    from .._io import atomic_write_json
+
+    return atomic_write_json(path, results.to_dict())

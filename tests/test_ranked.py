@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from persona_circuits.masks import build_masks, topk_rows
+from persona_circuits.ranked import RankedContrast, row_ranks
+from persona_circuits.statistics import record_signature
+
+A = [("How do you spend a free evening?", "Out with a big group of friends, the louder the better."),
+     ("A party invitation arrives.", "I say yes at once and bring two friends along.")]
+B = [("How do you spend a free evening?", "At home with a book and a cup of tea, quietly."),
+     ("A party invitation arrives.", "I thank them and probably stay in to recharge.")]
+
+
+@pytest.fixture(scope="module")
+def sigs(tiny_llama):
+    return {"a": record_signature(tiny_llama, A, pole="a"), "b": record_signature(tiny_llama, B, pole="b")}
+
+
+def test_row_ranks_cut_the_topk_rows_selection_with_ties():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (50, 40), generator=g).float()  # many ties in score
+    tb = torch.randint(-3, 4, (50, 40), generator=g).float()  # and in |tiebreak|
+    r = row_ranks(scores, tb)
+    for k in (0, 1, 7, 20, 39, 40):
+        assert torch.equal(r < k, topk_rows(scores, k, tiebreak=tb))
+
+
+@pytest.mark.parametrize("phi", ["relu", "softplus"])
+def test_ranked_masks_equal_build_masks(tiny_llama, sigs, phi):
+    ranked = RankedContrast(tiny_llama, sigs["a"], sigs["b"], phi=phi)
+    for s in (0.0, 0.03, 0.3, 0.7):
+        got, want = ranked.keep(s), build_masks(tiny_llama, "contrastive-wanda", sigs, sparsity=s, phi=phi)
+        for p in ("a", "b"):
+            assert got[p].config == want[p].config
+            assert all(torch.equal(got[p].masks[n], want[p].masks[n]) for n in want[p].masks)
+    for f in (0.001, 0.05, 0.2):
+        got, want = ranked.removal(f), build_masks(tiny_llama, "contrastive-removal", sigs, sparsity=f, phi=phi)
+        for p in ("a", "b"):
+            assert got[p].config == want[p].config
+            assert all(torch.equal(got[p].masks[n], want[p].masks[n]) for n in want[p].masks)

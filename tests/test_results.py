@@ -1,0 +1,149 @@
+"""The results contract: loading, upgrading, round trips, type checks, the shared constants."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+import persona_circuits.results as r
+from persona_circuits.results import ResultsError, StudyResults, load_results, upgrade
+
+from .results_fixtures import GEMMA, SMOLLM, raw, v2
+
+
+def _leaves(x, path=()):
+    """Every (path, value) leaf of a JSON tree."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, x
+
+
+def _drop_none(x):
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("path", [SMOLLM, GEMMA])
+def test_committed_version_1_files_load_upgraded(path):
+    res = load_results(path)
+    assert isinstance(res, StudyResults) and res.schema == r.SCHEMA_VERSION == 2
+    assert all(s.headline is not None for s in res.sets.values())
+    assert res.to_dict()["schema"] == 2 and "effect_damage" not in json.dumps(res.to_dict())
+    c = res.sets["mbti-ei"].contrasts[0]
+    assert c.moved == raw(path)["sets"]["mbti-ei"]["contrasts"][0]["accuracy"]  # one word for the share moved
+
+
+@pytest.mark.parametrize("path", [SMOLLM, GEMMA])
+def test_upgrade_keeps_every_value_and_renames_only(path):
+    old, new = raw(path), upgrade(raw(path))
+    rename = {"effect_damage": "headline"}
+    moved = {"accuracy": "moved", "accuracy_ci95": "moved_ci95"}
+    new_leaves = dict(_leaves(new))
+    for p, v in _leaves(old):
+        q = tuple(rename.get(k, k) for k in p)
+        if q not in new_leaves:  # a contrast's share of items moved
+            q = tuple(moved.get(k, k) if i == len(p) - 1 or (i == len(p) - 2 and isinstance(p[-1], int)) else k
+                      for i, k in enumerate(q))
+        assert new_leaves[q] == v, p
+    assert len(new_leaves) == len(list(_leaves(old))) + 1  # + "schema"
+    assert raw(path) == old  # the input is not modified
+
+
+@pytest.mark.parametrize("source", ["v1", "v2"])
+def test_round_trip(source):
+    d = raw() if source == "v1" else v2()
+    res = load_results(d)
+    assert StudyResults.from_dict(res.to_dict()) == res
+    assert res.to_dict() == _drop_none(upgrade(d))
+    assert load_results(json.loads(json.dumps(res.to_dict()))) == res
+
+
+def test_every_record_round_trips_and_keeps_unknown_keys():
+    d = v2()
+    d["sets"]["power"]["headline"]["matched"][0]["future_field"] = {"a": 1}
+    d["future_top"] = [1, 2]
+    res = load_results(d)
+    row = res.sets["power"].headline.matched[0]
+    assert row.extra == {"future_field": {"a": 1}} and res.extra == {"future_top": [1, 2]}
+    assert res.to_dict()["sets"]["power"]["headline"]["matched"][0]["future_field"] == {"a": 1}
+    assert row.null_on_same_items and row.tested_shift == row.shift and row.null_items == row.n
+    assert row.strength_matched_null.null_items == 12 and row.specific == row.persona_specific_adjusted
+    assert res.types.rows[0].type == "ESTJ" and len(res.types.rows) == 16 and res.atlas.steering.random_p95 == 0.1
+    assert res.multiple_comparisons[0].n_adjusted == 13 and res.sets["power"].paper_table[0].scoring == "released"
+
+
+def test_version_1_rows_test_the_curve_items():
+    row = load_results(SMOLLM).sets["mbti-sn"].headline.matched[5]  # soft-mask at KL 0.3, persona-specific
+    assert not row.null_on_same_items and row.tested_shift == row.curve_shift != row.shift
+    assert row.persona_specific and row.tested_shift > row.null_threshold
+    assert row.damage_kl_ci95 is None and row.p_adjusted is None  # not measured: nothing invented
+
+
+def test_missing_or_wrong_values_name_their_path():
+    d = raw()
+    del d["sets"]["power"]["effect_damage"]["matched"][0]["target_kl"]
+    with pytest.raises(ResultsError, match=r"sets\.power\.headline\.matched\[0\]: missing target_kl"):
+        load_results(d)
+    d = raw()
+    d["sets"]["power"]["contrasts"][1]["shift"] = "large"
+    with pytest.raises(ResultsError, match=r"sets\.power\.contrasts\[1\]\.shift: expected a number"):
+        load_results(d)
+    d = raw()
+    d["sets"]["power"]["n_test"] = True
+    with pytest.raises(ResultsError, match="expected an integer"):
+        load_results(d)
+    with pytest.raises(ResultsError, match="cannot read"):
+        load_results(SMOLLM.parent / "missing.json")
+
+
+def test_newer_schema_loads_with_a_warning():
+    d = upgrade(raw())
+    d["schema"] = 3
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = load_results(d)
+    assert res.schema == 3 and any("newer" in str(x.message) for x in w)
+
+
+def test_sets_in_study_order_and_accessors():
+    res = load_results(SMOLLM)
+    assert list(res.sets) == ["mbti-ei", "mbti-jp", "mbti-sn", "mbti-tf", "power", "wealth", "hallucination"]
+    assert list(res.ai_sets()) == ["power", "wealth", "hallucination"]
+    s = res.sets["power"]
+    assert s.row("random-mask", "matching").accuracy == 0.58 and s.row("nothing", "matching") is None
+    assert s.contrast("prompt").condition == "prompt" and res.analysis_set_name == "mbti-ei"
+    assert load_results(res) is res
+
+
+def test_write_results(tmp_path):
+    res = load_results(GEMMA)
+    r.write_results(res, tmp_path / "results.json")
+    back = json.loads((tmp_path / "results.json").read_text())
+    assert back["schema"] == 2 and load_results(back) == res
+
+
+def test_constants_agree_with_the_study_and_the_mask_builders():
+    from persona_circuits.masks import DEFAULT_SPARSITY
+    from persona_circuits.statistics import DEFAULT_TEXT_STAT
+    from persona_circuits.study import plan
+
+    assert r.AI_TASKS == plan.AI_TASKS and r.MAIN_METHODS == plan.MAIN_METHODS
+    assert r.RELEASED_SPARSITY == {m: DEFAULT_SPARSITY[m] for m in r.MAIN_METHODS}
+    assert r.DEFAULT_TEXT_STAT == DEFAULT_TEXT_STAT
+
+
+def test_paper_numbers_are_read_from_the_data_readme(tmp_path):
+    assert r.paper_numbers(None)["ai_persona"] == {} and r.paper_numbers(None)["mbti_difference_rate"]["mbti-ei"] == 1.34
+    (tmp_path / "README.md").write_text("| method | power | wealth |\n|---|---|---|\n| contrastive Wanda | 54.0 | 66.0 |\n"
+                                        "| RAG | 45.5 | x |\n\ntext\n")
+    assert r.paper_numbers(tmp_path)["ai_persona"] == {"power": {"contrastive-wanda": 54.0}, "wealth": {"contrastive-wanda": 66.0}}
