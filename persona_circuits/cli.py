@@ -170,16 +170,9 @@ def _pick_mask(path: str, pole: str | None):
 
 
 def _load(args):
-    from .models import load_model
+    from .cli_common import load_model_from_args
 
-    if args.no_progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    from .models import parse_device_map
-
-    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=parse_device_map(args.device_map),
-                      progress=not args.no_progress)
+    return load_model_from_args(args)
 
 
 class _StderrLine(logging.Handler):

@@ -114,6 +114,17 @@ class Mask:
     def layer_density(self) -> dict[str, float]:
         return {k: float(m.float().mean()) for k, m in self.masks.items()}
 
+    def identity(self) -> dict:
+        """Content identity (a study's cache keys): the config and a hash of every layer's bits (computed once:
+        a mask's tensors are not edited after it is built)."""
+        if "_identity" not in self.__dict__:
+            h = hashlib.sha256()
+            for name in sorted(self.masks):
+                h.update(name.encode())
+                h.update(np.packbits(self.masks[name].cpu().numpy().reshape(-1)).tobytes())
+            self.__dict__["_identity"] = {"config": self.config.to_dict(), "bits": h.hexdigest()[:20]}
+        return self.__dict__["_identity"]
+
     def check_model(self, model) -> None:
         """Raise :class:`ModelMismatchError` unless every layer exists in ``model`` with the same shape."""
         shapes = {l.name: l.shape for l in prunable_layers(model)}

@@ -43,6 +43,7 @@ from ._io import atomic_write_bytes
 from .data import EncodedText, PersonaSet, encode_pair, pad_batches
 from .dtypes import dtype_name
 from .errors import ModelMismatchError, SignatureError
+from .hooks import StopForward, block_out, stop
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
 from .models import input_device
 from .options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
@@ -210,10 +211,18 @@ class PerTextStats:
     model_id: str
     fingerprint: str
     tokens: str
+    resid: Float[Tensor, "n layer d_model"] | None = None  # mean residual after each block over the answer tokens
     dtype: str | None = None  # the model's weights' dtype during the recording (kept in signatures' meta)
 
     def __len__(self) -> int:
         return len(self.n_tok)
+
+    def head(self, n: int) -> "PerTextStats":
+        """The first ``n`` texts (layers that shared one tensor keep sharing its cut)."""
+        cut: dict[int, Tensor] = {}
+        per_text = {k: cut.setdefault(id(t), t[:n]) for k, t in self.per_text.items()}
+        resid = None if self.resid is None else self.resid[:n]
+        return PerTextStats(per_text, self.n_tok[:n], self.model_id, self.fingerprint, self.tokens, resid, self.dtype)
 
     def signature(self, index: Sequence[int] | Tensor | None = None, *, pole: str | None = None,
                   dataset: str | None = None, calibration_hash: str = "") -> ActivationSignature:
@@ -247,16 +256,9 @@ class PerTextStats:
             if key not in joined:
                 joined[key] = torch.cat([t, other.per_text[name]])
             per_text[name] = joined[key]
-        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens,
+        resid = None if self.resid is None or other.resid is None else torch.cat([self.resid, other.resid])
+        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens, resid,
                             self.dtype if self.dtype == other.dtype else None)
-
-
-class _StopForward(Exception):
-    """Raised after the last block: the unembedding is not needed for statistics."""
-
-
-def _stop(x, hook):
-    raise _StopForward
 
 
 def selection_mask(attention_mask: Tensor, answer_mask: Tensor, tokens: str) -> Tensor:
@@ -277,10 +279,43 @@ def selection_mask(attention_mask: Tensor, answer_mask: Tensor, tokens: str) -> 
     raise SignatureError(f"tokens must be one of {TOKEN_SELECTIONS}, got {tokens!r}")
 
 
+def _channel_hook(layer, state: dict, per_text: dict, fired: dict, by_input: dict, N: int):
+    def fn(x: Tensor, hook) -> Tensor:
+        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
+        hit = by_input.get(key)
+        if hit is not None:  # q/k/v (gate/up) read one tensor: share its statistics
+            per_text.setdefault(layer.name, per_text[hit[0]])
+        else:
+            xs = x.detach().reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
+            xm = xs.float() * state["sel"].to(xs.device)
+            red = torch.stack([xm.sum(1), (xm * xm).sum(1), xm.abs().sum(1)], 1).cpu()  # (batch, 3, d_in)
+            if layer.name not in per_text:
+                per_text[layer.name] = torch.zeros(N, 3, red.shape[-1])
+            per_text[layer.name][state["idx"]] = red
+            by_input[key] = (layer.name, x)  # keeping x alive stops its address being reused this batch
+        fired[layer.name] += 1
+        return x
+    return fn
+
+
+def _resid_hook(i: int, state: dict, resid: Tensor, last: int):
+    def fn(x: Tensor, hook) -> Tensor:
+        am = state["ans"].to(x.device)
+        resid[state["idx"], i] = ((x.float() * am).sum(1) / am.sum(1).clamp_min(1.0)).cpu()
+        if i == last:
+            raise StopForward
+        return x
+    return fn
+
+
 @torch.no_grad()
 def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
-                    modules: str = "all", progress: bool | str = False) -> PerTextStats:
-    """Per-text sums of every prunable layer's input over pre-encoded texts (one forward pass per batch)."""
+                    modules: str = "all", residuals: bool = False, progress: bool | str = False) -> PerTextStats:
+    """Per-text sums of every prunable layer's input over pre-encoded texts (one forward pass per batch).
+
+    ``residuals``: also keep, per text, the mean residual stream after every block over its answer tokens
+    (``PerTextStats.resid``: probes, similarity and steering vectors), whatever ``tokens`` selects.
+    """
     if tokens not in TOKEN_SELECTIONS:
         raise SignatureError(f"tokens must be one of {TOKEN_SELECTIONS}, got {tokens!r}")
     if not encoded:
@@ -293,41 +328,28 @@ def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "ans
     fired = {l.name: 0 for l in layers}
     state: dict = {}
     by_input: dict[tuple, tuple[str, Tensor]] = {}
-
-    def stat_hook(layer):
-        def fn(x: Tensor, hook) -> Tensor:
-            key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
-            hit = by_input.get(key)
-            if hit is not None:  # q/k/v (gate/up) read one tensor: share its statistics
-                per_text.setdefault(layer.name, per_text[hit[0]])
-            else:
-                xs = x.detach().reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
-                xm = xs.float() * state["sel"].to(xs.device)
-                red = torch.stack([xm.sum(1), (xm * xm).sum(1), xm.abs().sum(1)], 1).cpu()  # (batch, 3, d_in)
-                if layer.name not in per_text:
-                    per_text[layer.name] = torch.zeros(N, 3, red.shape[-1])
-                per_text[layer.name][state["idx"]] = red
-                by_input[key] = (layer.name, x)  # keeping x alive stops its address being reused this batch
-            fired[layer.name] += 1
-            return x
-        return fn
-
-    last_block = max(l.block for l in layers)
-    hooks = [(l.hook_name, stat_hook(l)) for l in layers] + [(f"blocks.{last_block}.hook_out", _stop)]
+    hooks = [(l.hook_name, _channel_hook(l, state, per_text, fired, by_input, N)) for l in layers]
+    resid = None
+    if residuals:
+        n_blocks = model.cfg.n_layers
+        resid = torch.zeros(N, n_blocks, model.cfg.d_model)
+        hooks += [(block_out(i), _resid_hook(i, state, resid, n_blocks - 1)) for i in range(n_blocks)]
+    else:
+        hooks.append((block_out(max(l.block for l in layers)), stop))
     batches = pad_batches(encoded, tok.pad_token_id, batch_size)
     n_tok = torch.zeros(N, dtype=torch.long)
-    desc = progress if isinstance(progress, str) else "signatures"
     with model.hooks(fwd_hooks=hooks):
-        for b in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        for b in tqdm(batches, desc=progress if isinstance(progress, str) else "signatures", disable=not progress, leave=False):
             att = b.attention_mask.to(device)
+            ans = b.answer_mask.to(device) & att.bool()
             sel = selection_mask(att, b.answer_mask.to(device), tokens)
             idx = torch.tensor(b.index)
-            state.update(sel=sel.unsqueeze(-1).float(), idx=idx)
+            state.update(sel=sel.unsqueeze(-1).float(), ans=ans.unsqueeze(-1).float(), idx=idx)
             n_tok[idx] = sel.sum(1).cpu()
             by_input.clear()
             try:
                 model(b.input_ids.to(device), attention_mask=att)
-            except _StopForward:
+            except StopForward:
                 pass
             by_input.clear()
     missing = [n for n, c in fired.items() if c != len(batches)]
@@ -335,7 +357,8 @@ def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "ans
         raise SignatureError(f"{len(missing)} expected hook(s) did not fire on every batch, e.g. {missing[:3]}")
     if int(n_tok.sum()) == 0:
         raise SignatureError("no tokens were selected (empty answers?)")
-    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens, dtype_name(model))
+    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens, resid,
+                        dtype_name(model))
 
 
 def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
@@ -354,11 +377,14 @@ def _calibration_hash(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def record_pairs(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
-                 modules: str = "all", system: str | None = None, progress: bool | str = False) -> PerTextStats:
-    """Per-text statistics of ``(question, answer)`` pairs rendered with the chat template."""
+                 modules: str = "all", system: str | None = None, residuals: bool = False,
+                 progress: bool | str = False) -> PerTextStats:
+    """Per-text statistics of ``(question, answer)`` pairs rendered with the chat template (and, with
+    ``residuals``, their mean answer-token residuals after every block)."""
     tok = get_tokenizer(model)
     encoded = [encode_pair(tok, q, a, system=system) for q, a in pairs]
-    return record_per_text(model, encoded, tokens=tokens, batch_size=batch_size, modules=modules, progress=progress)
+    return record_per_text(model, encoded, tokens=tokens, batch_size=batch_size, modules=modules, residuals=residuals,
+                           progress=progress)
 
 
 def record_signature(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,

@@ -6,7 +6,7 @@ from persona_circuits.analysis.ablation import (group_layers, layer_groups, rand
                                                 removal_count, removed_per_row, restore_ablation,
                                                 top_contrastive_removal, top_wanda_removal)
 from persona_circuits.analysis.capability import general_choice_items, neutral_texts, perplexity
-from persona_circuits.analysis.features import answer_embeddings, record_calibration, text_features
+from persona_circuits.analysis.features import answer_embeddings, text_features
 from persona_circuits.analysis.overlap import mask_overlap, random_expectation
 from persona_circuits.analysis.probes import decode_intervention, layer_probes, probes_with_baselines
 from persona_circuits.analysis.similarity import split_half_reliability
@@ -44,7 +44,14 @@ def test_sparsity_profile(tiny_llama):
     assert [r["block"] for r in prof["per_block"]] == [0, 1]
 
 
+def record_calibration(model, pairs, **kw):
+    from persona_circuits.statistics import record_pairs
+
+    return record_pairs(model, pairs, residuals=True, **kw)
+
+
 def test_calibration_record_matches_signature(tiny_model):
+    """One pass keeps per-text statistics and residuals (record_pairs(..., residuals=True))."""
     pairs = [("Hi?", "Hello there, friend."), ("Plans?", "Staying in."), ("Food?", "Soup, always soup.")]
     rec = record_calibration(tiny_model, pairs, batch_size=2)
     sig = record_signature(tiny_model, pairs, batch_size=2)
@@ -57,6 +64,11 @@ def test_calibration_record_matches_signature(tiny_model):
     ref = record_signature(tiny_model, [pairs[0], pairs[2]])
     torch.testing.assert_close(sub.l2_mean(layer), ref.l2_mean(layer), rtol=1e-4, atol=1e-5)
     assert rec.resid.shape == (3, tiny_model.cfg.n_layers, tiny_model.cfg.d_model)
+    plain = record_signature(tiny_model, pairs, batch_size=2)  # residuals do not change the statistics
+    torch.testing.assert_close(plain.sums[layer]["sum"], sig.sums[layer]["sum"])
+    pred = record_calibration(tiny_model, pairs, batch_size=2, tokens="predict").signature()
+    assert pred.n_tokens == sig.n_tokens and pred.tokens == "predict"  # the predicting positions, one per answer token
+    assert not torch.equal(pred.sums[layer]["sum"], sig.sums[layer]["sum"])
 
 
 def test_probes_separate_separable_data_and_control_is_chance():

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -10,12 +11,10 @@ from .conftest import SHARED
 
 
 def micro_config() -> StudyConfig:
-    c = StudyConfig.quick_config()
-    c.sets = ("mbti-ei", "mbti-jp", "power")
-    c.calib_size = c.calib_record = 6
-    c.test_size_mbti = c.test_size_ai = 3
-    c.analysis_items = 3
-    c.capability_texts = c.capability_items = 3
+    c = StudyConfig.quick_preset()
+    names = ("mbti-ei", "mbti-jp", "power") if SHARED.exists() else ("mbti-ei", "mbti-jp")
+    c.sets = replace(c.sets, sets=names, calib_size=6, calib_record=6, test_size_mbti=3, test_size_ai=3)
+    c.analysis = replace(c.analysis, analysis_items=3, capability_texts=3, capability_items=3)
     return c
 
 
@@ -54,7 +53,7 @@ def test_study_writes_results_report_and_figures(study_run):
     assert a["set"] == "mbti-ei" and a["removal"]["rows"] and a["removal"]["matched_count_per_row"]
     r = a["restore"]
     assert (r["rows"] != []) == r["gate"]["passed"] and (r["skipped"] is None) == r["gate"]["passed"]
-    n_null = max(micro_config().setting("null_draws"), micro_config().setting("matched_null_draws"))
+    n_null = max(micro_config().nulls.curve_draws, micro_config().nulls.matched_draws)
     assert r["gate"]["null_draws"] == n_null and "null_test" in r["gate"]["test"]  # gated by the null, not by CI > 0
     assert len(a["sparsity_sweep"]["rows"]) == 2 and len(a["calibration_sweep"]["rows"]) == 2
     assert {c["condition"] for c in a["capability"]} >= {"dense", "random mask"}
@@ -62,7 +61,8 @@ def test_study_writes_results_report_and_figures(study_run):
     assert "## Conclusions" in report and "## Analyses" in report
     assert "persona-specific" in report and "label-swapped" in report and "## Headline: effect against damage" in report
     assert "### Matched-damage table" in report and "paired differences" in report
-    ed = saved["sets"]["mbti-ei"]["effect_damage"]
+    assert saved["schema"] == 2 and saved["meta"]["study_config"]["preset"] == "quick"
+    ed = saved["sets"]["mbti-ei"]["headline"]
     assert set(ed["curves"]) == {"contrastive-wanda", "steering"}  # the quick grids: no point for the other dials
     for pts in ed["curves"].values():
         grid = [p for p in pts if not p.get("matched_target")]
@@ -79,10 +79,10 @@ def test_study_writes_results_report_and_figures(study_run):
             assert {"p_value", "p_adjusted", "detectable_shift", "damage_kl_ci95", "null_mean_t"} <= set(r)
             assert r["strength_matched_null"]["null_items"] == ed["n_items_curve"]
         else:
-            assert len(r["fit_damage_range"]) == 2
+            assert len(r["curve_damage_range"]) == 2
     if ed["matched"][0]["reached"] and ed["matched"][1]["reached"]:
         assert "vs_steering" in ed["matched"][1]
-    assert "effect_damage" not in saved["sets"]["mbti-jp"]
+    assert "headline" not in saved["sets"]["mbti-jp"]
     assert (out / "figures" / "effect_damage.png").is_file()
     assert "informative" in report and "Split-half reliability" in report and "not evidence" in report
     if SHARED.exists():
@@ -97,13 +97,13 @@ def test_study_resumes_from_cache(study_run, tiny_llama):
     before = sorted(p.name for p in (out / "cache").iterdir())
     again = run_study(tiny_llama, out, cfg=micro_config(), data_root=SHARED if SHARED.exists() else None, progress=False)
     assert sorted(p.name for p in (out / "cache").iterdir()) == before  # nothing recomputed
-    assert again["sets"]["mbti-ei"]["conditions"] == res["sets"]["mbti-ei"]["conditions"]
+    assert again.sets["mbti-ei"].conditions == res.sets["mbti-ei"].conditions
 
 
 def test_foreign_output_folder_is_refused(study_run, tiny_llama, tmp_path):
     out, _ = study_run
     other = micro_config()
-    other.sparsity = 0.3
+    other.masks = replace(other.masks, sparsity=0.3)
     with pytest.raises(StudyError, match="different study"):
         run_study(tiny_llama, out, cfg=other, progress=False)
     (tmp_path / "x").mkdir()
@@ -122,7 +122,7 @@ def test_output_folder_parents_are_created(tmp_path):
     from persona_circuits.study.state import claim_output
 
     out = tmp_path / "runs" / "deeper" / "quick"
-    claim_output(out, {"model": "m", "config": {}, "format": 1})
+    claim_output(out, {"model": "m", "config": {}, "format": 2}).release()
     assert (out / STUDY_FILE).is_file()
 
 
@@ -142,9 +142,55 @@ def test_study_does_not_import_the_cli():
     assert out.stdout.strip() == "False"
 
 
-def test_later_settings_keep_the_identity_of_older_studies():
-    full, quick = StudyConfig(), StudyConfig.quick_config()
-    assert full.setting("similarity_permutations") > quick.setting("similarity_permutations")
-    assert all(full.to_dict()[k] is None for k in ("similarity_splits", "similarity_permutations", "neutral_probe_texts", "neutral_probe_tokens"))
-    full.neutral_probe_texts = 5
-    assert full.setting("neutral_probe_texts") == 5
+def test_config_sections_round_trip_and_presets():
+    full, quick = StudyConfig.full(), StudyConfig.quick_preset()
+    assert full.analysis.similarity_permutations > quick.analysis.similarity_permutations
+    assert full.nulls.matched_draws >= 10 and full.damage.damage_texts >= 24 and quick.quick and not full.quick
+    assert StudyConfig.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    assert full.get("nulls.matched_draws") == full.nulls.matched_draws
+    with pytest.raises(StudyError, match="unknown study settings in nulls: draws"):
+        StudyConfig.from_dict({**full.to_dict(), "nulls": {"draws": 3}})
+
+
+def test_a_stage_must_declare_every_setting_it_reads(tmp_path, tiny_llama):
+    from persona_circuits.study.stage import stage
+    from persona_circuits.study.state import Study
+
+    calls = []
+
+    @stage("probe-declared", settings=("nulls.curve_draws",))
+    def declared(study, *, x: int) -> dict:
+        calls.append(x)
+        return {"v": study.cfg.nulls.curve_draws + x}
+
+    @stage("probe-undeclared", settings=("nulls.curve_draws",))
+    def undeclared(study, *, x: int) -> dict:
+        return {"v": study.cfg.nulls.matched_draws}
+
+    st = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
+    assert declared(st, x=1) == {"v": st.cfg.nulls.curve_draws + 1} == declared(st, x=1) and calls == [1]
+    declared(st, x=2)
+    st.cfg.nulls = replace(st.cfg.nulls, matched_draws=99)  # not declared: the key does not change
+    declared(st, x=1)
+    assert calls == [1, 2]
+    st.cfg.nulls = replace(st.cfg.nulls, curve_draws=5)  # declared: a new key
+    assert declared(st, x=1) == {"v": 6} and calls == [1, 2, 1]
+    with pytest.raises(KeyError, match="nulls.matched_draws"):
+        undeclared(st, x=1)
+
+
+def test_a_second_writer_of_one_output_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from persona_circuits.study.state import claim_output
+
+    lock = claim_output(tmp_path / "out", {"model": "m", "config": {}, "format": 2})
+    code = ("import sys; from pathlib import Path; from persona_circuits.study.state import claim_output\n"
+            "try:\n    claim_output(Path(sys.argv[1]), {'model': 'm', 'config': {}, 'format': 2})\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
+    assert "StudyError" in other.stdout and "being written by process" in other.stdout
+    lock.release()
+    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
+    assert again.stdout.strip() == ""  # released: the folder can be resumed

@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 
 from ..masks import build_masks, random_mask
-from .features import CalibrationRecord
+from ..statistics import PerTextStats
 from .overlap import mask_overlap
 
 
-def bootstrap_stability(model, rec_a: CalibrationRecord, rec_b: CalibrationRecord, poles: list[str], *, method: str,
+def bootstrap_stability(model, rec_a: PerTextStats, rec_b: PerTextStats, poles: list[str], *, method: str,
                         sparsity: float, n_boot: int = 5, seed: int = 0, modules: str = "all",
                         n_texts: int | None = None) -> dict:
     """Masks from ``n_boot`` bootstrap resamples of the first ``n_texts`` calibration texts of each

@@ -1,102 +1,127 @@
 """The study's analysis-set stage: ablations (restore layer groups, matched-count removals), bootstrap
-stability, sparsity and calibration-size sweeps, general capability."""
+stability, sparsity and calibration-size sweeps, general capability, on the analysis set's first
+``analysis_items`` held-out items, reusing the set's masks and calibration records."""
 
 from __future__ import annotations
 
+from .setup import SetRun
+from .stage import stage
 from .state import Study
 
 
-def run_analysis_set(study: Study, name: str, ps, set_res: dict) -> dict:
-    """Ablations, stability, sweeps and capability checks on the analysis set's first
-    ``analysis_items`` held-out items, reusing the set stage's masks and calibration records."""
-    from ..analysis.ablation import group_layers, layer_groups, removal_comparison, restore_ablation
-    from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity
-    from ..analysis.stability import bootstrap_stability
-    from ..evaluation import pole_contrast, score_choices, summarize
+@stage("analysis-scores", settings=("analysis.analysis_items",), store="torch", version=3)
+def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str]) -> dict:
+    """Scores of the analysis items with ``mask`` applied (``None``: dense) and ``dense_layers`` left dense."""
+    from ..evaluation import score_choices
     from ..interventions import apply_mask
-    from ..masks import build_masks
+
+    with apply_mask(study.model, mask, dense_layers=set(dense_layers)):
+        s = score_choices(study.model, run.ps.test[: study.cfg.analysis.analysis_items], batch_size=study.cfg.batch_size)
+    return {"logp": s.logp, "n_tokens": s.n_tokens}
+
+
+def _scorer(study: Study, run: SetRun):
+    from ..evaluation import ChoiceScores
+
+    def score(label, mask, dense_layers=frozenset()):
+        d = analysis_scores(study, run=run, mask=mask, dense_layers=sorted(dense_layers))
+        return ChoiceScores(d["logp"], d["n_tokens"])
+
+    return score
+
+
+def _restore(study: Study, run: SetRun, score) -> dict:
+    """Restore layer groups to dense inside both poles' contrastive-Wanda masks, gated by the full masks'
+    contrast against their label-swapped nulls on the same items (nulls.null_test)."""
+    from ..analysis.ablation import group_layers, layer_groups, restore_ablation
+    from ..evaluation import pole_contrast
     from ..nulls import null_test
 
-    cfg, model = study.cfg, study.model
-    poles = ps.pole_names
-    items = ps.test[: cfg.analysis_items]
-    set_key = (name, ps.content_hash(), [it.id for it in items], cfg.tokens, "analysis")
-    masks, recs = set_res["_masks"], set_res["_recs"]
-    bs = cfg.batch_size
-    out: dict = {"set": name, "n_items": len(items)}
+    cfg, poles = study.cfg, run.poles
+    ma, mb = run.masks["contrastive-wanda"][poles[0]], run.masks["contrastive-wanda"][poles[1]]
+    groups = [(f"blocks {g[0]}-{g[-1]}", group_layers(ma, blocks=g))
+              for g in layer_groups(study.model.cfg.n_layers, cfg.analysis.ablation_groups)]
+    groups += [("all attention", group_layers(ma, kind="attn")), ("all MLP", group_layers(ma, kind="mlp"))]
+    full = pole_contrast(score("full:a", ma), score("full:b", mb), condition="full", seed=cfg.seed)
+    nulls = [pole_contrast(score(f"null-full:{i}:a", p[poles[0]]), score(f"null-full:{i}:b", p[poles[1]]),
+                           condition="null", seed=cfg.seed).shift for i, p in enumerate(run.null_cw_masks(study.model, cfg))]
+    t = null_test(full.shift, nulls, shift_ci95=full.shift_ci95)
+    gate = {"test": f"null_test: the full contrast exceeds the one-sided 95 % prediction bound of {len(nulls)} "
+                    "label-swapped mask pairs on the same items, with its interval above 0",
+            "passed": bool(t.persona_specific), **{k: v for k, v in t.to_dict().items() if k != "shift"}}
+    return {"method": "contrastive-wanda", "poles": poles,
+            **restore_ablation(study.model, run.ps.test[: cfg.analysis.analysis_items], ma, mb, groups, scorer=score,
+                               seed=cfg.seed, gate=gate)}
 
-    def scored(cond, mask, **kw):
-        def fn():
-            with apply_mask(model, mask, **kw):
-                return score_choices(model, items, batch_size=bs)
-        return study.scores(set_key, cond, fn)
 
-    def scorer(label, mask, dense_layers=frozenset()):
-        # labels name the condition within this stage; "v2": the matched-count removals and two-mask restore
-        return scored("dense" if label == "dense" else f"ablation-v2:{label}", mask, dense_layers=set(dense_layers))
+@stage("stability", settings=("analysis.n_boot", "masks", "sets.calib_size"), version=2)
+def stability(study: Study, *, run: SetRun) -> list[dict]:
+    """Masks from bootstrap resamples of the calibration texts: their pairwise overlap against random masks'."""
+    from ..analysis.stability import bootstrap_stability
 
-    # -- ablation 1: restore groups of layers to dense inside both poles' contrastive-Wanda masks
-    # -- ablation 2: remove top contrastive vs top pooled-Wanda vs random weights, matched per row
+    cfg = study.cfg
+    ra, rb = (run.stats[p] for p in run.poles)
+    return [bootstrap_stability(study.model, ra, rb, run.poles, method=meth, sparsity=cfg.masks.sparsity,
+                                n_boot=cfg.analysis.n_boot, seed=cfg.seed, modules=cfg.masks.modules,
+                                n_texts=cfg.sets.calib_size) for meth in ("wanda", "contrastive-wanda")]
+
+
+def _sweep_row(study: Study, run: SetRun, score, label: str, sigs: dict, sparsity: float) -> dict:
+    from ..evaluation import pole_contrast, summarize
+    from ..masks import build_masks
+
+    poles, cfg = run.poles, study.cfg
+    mm = build_masks(study.model, "contrastive-wanda", sigs, sparsity=sparsity, modules=cfg.masks.modules)
+    sc = {p: score(f"{label}:{p}", mm[p]) for p in poles}
+    return {"contrast": pole_contrast(sc[poles[0]], sc[poles[1]], condition=label, seed=cfg.seed).to_dict(),
+            "per_pole": {p: summarize(sc[p], i, condition="", pole=p, seed=cfg.seed).to_dict() for i, p in enumerate(poles)}}
+
+
+def _sweeps(study: Study, run: SetRun, score) -> dict:
+    cfg, poles = study.cfg, run.poles
+    ra, rb = (run.stats[p] for p in poles)
+    rows = [{"sparsity": rho, **_sweep_row(study, run, score, f"rho={rho}", run.sigs, rho)}
+            for rho in cfg.analysis.sweep_sparsities]
+    crows = []
+    for n in cfg.analysis.sweep_calib_sizes:
+        n_eff = min(n, len(ra), len(rb))
+        sg = {poles[0]: ra.signature(range(n_eff), pole=poles[0]), poles[1]: rb.signature(range(n_eff), pole=poles[1])}
+        crows.append({"calib_size": n_eff, **_sweep_row(study, run, score, f"n={n_eff}", sg, cfg.masks.sparsity)})
+    return {"sparsity_sweep": {"method": "contrastive-wanda", "calib_size": cfg.sets.calib_size, "rows": rows},
+            "calibration_sweep": {"method": "contrastive-wanda", "sparsity": cfg.masks.sparsity, "rows": crows}}
+
+
+@stage("capability", settings=("analysis.capability_texts", "analysis.capability_items"), version=2)
+def capability(study: Study, *, mask) -> dict:
+    """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense)."""
+    from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity
+    from ..interventions import apply_mask
+
+    a, model, bs = study.cfg.analysis, study.model, study.cfg.batch_size
+    with apply_mask(model, mask):
+        return {"perplexity": perplexity(model, neutral_texts(a.capability_texts), batch_size=bs),
+                "general_choice": choice_accuracy(model, general_choice_items(a.capability_items), batch_size=bs,
+                                                  seed=study.cfg.seed)}
+
+
+def run_analysis_set(study: Study, run: SetRun) -> dict:
+    """Ablations, stability, sweeps and capability checks on the analysis set (see the module docstring)."""
+    from ..analysis.ablation import removal_comparison
+
+    cfg, name = study.cfg, run.name
+    score = _scorer(study, run)
+    out: dict = {"set": name, "n_items": min(len(run.ps.test), cfg.analysis.analysis_items)}
     with study.timed(f"{name}: ablation"):
-        ma, mb = masks["contrastive-wanda"][poles[0]], masks["contrastive-wanda"][poles[1]]
-        groups = [(f"blocks {g[0]}-{g[-1]}", group_layers(ma, blocks=g)) for g in layer_groups(model.cfg.n_layers, cfg.ablation_groups)]
-        groups += [("all attention", group_layers(ma, kind="attn")), ("all MLP", group_layers(ma, kind="mlp"))]
-        # gate: the full masks' contrast must beat its label-swapped null on the same items (nulls.null_test)
-        full = pole_contrast(scorer("full:a", ma), scorer("full:b", mb), condition="full", seed=cfg.seed)
-        null_shifts = [pole_contrast(scorer(f"null-full:{i}:a", pair[poles[0]]), scorer(f"null-full:{i}:b", pair[poles[1]]),
-                                     condition="null", seed=cfg.seed).shift for i, pair in enumerate(set_res["_null_cw"])]
-        t = null_test(full.shift, null_shifts, shift_ci95=full.shift_ci95)
-        gate = {"test": f"null_test: the full contrast exceeds the one-sided 95 % prediction bound of {len(null_shifts)} "
-                        "label-swapped mask pairs on the same items, with its interval above 0",
-                "passed": bool(t.persona_specific), **{k: v for k, v in t.to_dict().items() if k != "shift"}}
-        out["restore"] = {"method": "contrastive-wanda", "poles": poles,
-                          **restore_ablation(model, items, ma, mb, groups, scorer=scorer, seed=cfg.seed, gate=gate)}
-        sa, sb = recs[poles[0]]["sig"], recs[poles[1]]["sig"]
-        out["removal"] = {"poles": poles, **removal_comparison(
-            model, items, sa, sb, cfg.removal_fractions, modules=cfg.modules, statistic=cfg.statistic,
-            seed=cfg.seed, scorer=scorer)}
-
-    # -- stability under bootstrap resampling of the calibration texts
+        out["restore"] = _restore(study, run, score)
+        out["removal"] = {"poles": run.poles, **removal_comparison(
+            study.model, run.ps.test[: cfg.analysis.analysis_items], *run.sigs.values(), cfg.analysis.removal_fractions,
+            modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score)}
     with study.timed(f"{name}: stability"):
-        ra, rb = recs[poles[0]]["rec"], recs[poles[1]]["rec"]
-        out["stability"] = study.cached_json("stability", (set_key, cfg.n_boot, cfg.sparsity, cfg.seed), lambda: [
-            bootstrap_stability(model, ra, rb, poles, method=meth, sparsity=cfg.sparsity, n_boot=cfg.n_boot,
-                                seed=cfg.seed, modules=cfg.modules, n_texts=cfg.calib_size)
-            for meth in ("wanda", "contrastive-wanda")])
-
-    # -- sweeps
+        out["stability"] = stability(study, run=run)
     with study.timed(f"{name}: sparsity and calibration-size sweeps"):
-        sweep = []
-        for rho in cfg.sweep_sparsities:
-            mm = build_masks(model, "contrastive-wanda", {p: recs[p]["sig"] for p in poles}, sparsity=rho, modules=cfg.modules)
-            sc = {p: scored(f"sweep-rho:{rho}:{p}", mm[p]) for p in poles}
-            c = pole_contrast(sc[poles[0]], sc[poles[1]], condition=f"rho={rho}", seed=cfg.seed).to_dict()
-            accs = {p: summarize(sc[p], i, condition="", pole=p, seed=cfg.seed).to_dict() for i, p in enumerate(poles)}
-            sweep.append({"sparsity": rho, "contrast": c, "per_pole": accs})
-        out["sparsity_sweep"] = {"method": "contrastive-wanda", "calib_size": cfg.calib_size, "rows": sweep}
-        csweep = []
-        for n in cfg.sweep_calib_sizes:
-            n_eff = min(n, len(ra.n_tok), len(rb.n_tok))
-            sg = {poles[0]: ra.signature(range(n_eff), pole=poles[0]), poles[1]: rb.signature(range(n_eff), pole=poles[1])}
-            mm = build_masks(model, "contrastive-wanda", sg, sparsity=cfg.sparsity, modules=cfg.modules)
-            sc = {p: scored(f"sweep-n:{n_eff}:{p}", mm[p]) for p in poles}
-            c = pole_contrast(sc[poles[0]], sc[poles[1]], condition=f"n={n_eff}", seed=cfg.seed).to_dict()
-            accs = {p: summarize(sc[p], i, condition="", pole=p, seed=cfg.seed).to_dict() for i, p in enumerate(poles)}
-            csweep.append({"calib_size": n_eff, "contrast": c, "per_pole": accs})
-        out["calibration_sweep"] = {"method": "contrastive-wanda", "sparsity": cfg.sparsity, "rows": csweep}
-
-    # -- general capability
+        out.update(_sweeps(study, run, score))
     with study.timed(f"{name}: general capability"):
-        texts = neutral_texts(cfg.capability_texts)
-        gk = general_choice_items(cfg.capability_items)
         conds = [("dense", None), ("random mask", study.random_masks()[0])]
-        conds += [(f"{meth} ({poles[0]})", masks[meth][poles[0]]) for meth in cfg.capability_methods]
-        cap = []
-        for label, mask in conds:
-            def fn(mask=mask):
-                with apply_mask(model, mask):
-                    return {"perplexity": perplexity(model, texts, batch_size=bs),
-                            "general_choice": choice_accuracy(model, gk, batch_size=bs, seed=cfg.seed)}
-            cap.append({"condition": label, **study.cached_json("capability", (set_key, label, len(texts), len(gk), cfg.sparsity), fn)})
-        out["capability"] = cap
+        conds += [(f"{m} ({run.poles[0]})", run.masks[m][run.poles[0]]) for m in cfg.analysis.capability_methods]
+        out["capability"] = [{"condition": label, **capability(study, mask=mask)} for label, mask in conds]
     return out

@@ -6,90 +6,70 @@ from __future__ import annotations
 
 import numpy as np
 
+from .headline import DIAL_SETTINGS, Dials, contrast_summary, dials_of
+from .setup import SetRun
+from .stage import stage
 from .state import Study
 
+#: What the matched stages read besides the dials: the targets, and the curve (through ``prior``).
+MATCH_SETTINGS = (*DIAL_SETTINGS, "headline.matched_damages")
 
-def _prior(curve: list[dict], fits: list[dict]) -> list[tuple[float, float]]:
+
+def _prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
     """The real pair's ``(strength, fit damage)`` points: its curve's grid and its own fitting steps."""
-    pts = [(p["strength"], p["damage_kl"]) for p in curve if p.get("matched_target") is None]
-    return pts + [tuple(h) for f in fits for h in f["history"]]
+    return [[p["strength"], p["damage_kl"]] for p in curve] + [list(h) for f in fits for h in f["history"]]
 
 
-def _own_null_points(curve: list[dict], k: int) -> list[tuple[float, float]]:
-    """Points of label-swapped draw ``k`` already measured on the curve (the first ``null_draws`` draws)."""
-    return [(p["strength"], p["null_damage_kl"][k]) for p in curve
-            if p.get("matched_target") is None and k < len(p.get("null_damage_kl", []))]
+def _own_null_points(curve: list[dict], k: int) -> list[list[float]]:
+    """Points of label-swapped draw ``k`` already measured on the curve (the first ``curve_draws`` draws)."""
+    return [[p["strength"], p["null_damage_kl"][k]] for p in curve if k < len(p.get("null_damage_kl", []))]
 
 
-def _measure_at(study: Study, dial, strength: float, ps) -> dict:
-    """Held-out damage (with interval) and the per-item contrasts on every held-out item at one strength."""
+def _measure(study: Study, dial, targets, run: SetRun, prior, own) -> list[dict]:
+    """Fit every target on the fit texts; at each reached strength the held-out damage (with interval) and
+    the per-item contrasts on every held-out item."""
     from ..curves import pair_item_shifts
-    from ..matching import held_out_damage
+    from ..matching import fit_strengths, held_out_damage
 
-    pair = dial.make(strength)
-    h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
-    d = pair_item_shifts(study.model, pair, ps.test, batch_size=study.cfg.batch_size)
-    return {"damage_kl": h.damage_kl, "damage_kl_ci95": list(h.damage_kl_ci95), "shifts": [float(x) for x in d]}
-
-
-def _real(study: Study, name: str, ps, dials, method: str, curve: list[dict], key: tuple) -> list[dict]:
-    """The real pair's fitted strength per target, and at each reached one its held-out damage and contrasts."""
-    from ..matching import fit_strengths
-
-    cfg = study.cfg
-    targets = list(cfg.setting("matched_damages"))
-
-    def run():
-        own = _prior(curve, [])
-        fits = fit_strengths(study.model, dials.real(method), targets, study.fit_reference(), own=own, prior=own)
-        out = []
-        for f in fits:
-            d = f.to_dict()
-            if f.reached:
-                d.update(_measure_at(study, dials.real(method), f.strength, ps))
-            out.append(d)
-        return out
-
-    return study.cached_json("matched-real", key + (method, targets), run)
+    fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own)
+    out = []
+    for f in fits:
+        d = f.to_dict()
+        if f.reached:
+            pair = dial.make(f.strength)
+            h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
+            shifts = pair_item_shifts(study.model, pair, run.ps.test, batch_size=study.cfg.batch_size)
+            d.update(damage_kl=h.damage_kl, damage_kl_ci95=list(h.damage_kl_ci95), shifts=[float(x) for x in shifts])
+        out.append(d)
+    return out
 
 
-def _null_draw(study: Study, ps, dials, method: str, k: int, kind: str, prior, own, key: tuple) -> list[dict]:
-    """One null draw brought to every target by its own strength search (fit texts), then measured like the
-    real pair: held-out damage and the contrast on every held-out item."""
-    from ..matching import fit_strengths
-
-    targets = list(study.cfg.setting("matched_damages"))
-
-    def run():
-        dial = dials.null(method, k, kind)
-        fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own)
-        out = []
-        for f in fits:
-            d = f.to_dict()
-            if f.reached:
-                d.update(_measure_at(study, dial, f.strength, ps))
-            out.append(d)
-        return out
-
-    return study.cached_json("matched-null", key + (method, kind, k, targets, [round(s, 10) for s, _ in prior]), run)
+@stage("matched-real", settings=MATCH_SETTINGS, version=4)
+def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -> list[dict]:
+    """The real pair's fitted strength per target and, where reached, its held-out damage and contrasts."""
+    own = _prior(curve, [])
+    return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
-def _strength_matched(study: Study, ps, dials, method: str, strength: float, key: tuple) -> dict:
+@stage("matched-null", settings=MATCH_SETTINGS, version=4)
+def matched_null(study: Study, *, run: SetRun, method: str, k: int, kind: str, prior: list, own: list) -> list[dict]:
+    """Null draw ``k`` brought to every target by its own strength search, then measured like the real pair."""
+    return _measure(study, dials_of(study, run).null(method, k, kind), list(study.cfg.headline.matched_damages), run, prior, own)
+
+
+@stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws"), version=2)
+def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
     """The older null: the first draws at the real pair's own strength, on the curve items."""
     from ..curves import dial_curve
 
     cfg = study.cfg
-    k = min(len(dials.inp.null_sigs), cfg.setting("null_draws"))
-    items = ps.test[: cfg.setting("curve_items")]
-
-    def run():
-        pt = dial_curve(study.model, dials.real(method), [strength], items, study.fit_reference(),
-                        null_dials=[dials.null(method, i) for i in range(k)], batch_size=cfg.batch_size, seed=cfg.seed)[0]
-        return {"null_draws": k, "null_items": len(items), "shift": pt.shift, "null_shifts": pt.null_shifts,
-                "null_damage_kl": pt.null_damage_kl, "null_threshold": pt.null_threshold,
-                "persona_specific": pt.persona_specific, "damage_kl": pt.damage_kl}
-
-    return study.cached_json("strength-matched", key + (method, round(strength, 10), k), run)
+    dials = dials_of(study, run)
+    k = min(len(run.null_sigs), cfg.nulls.curve_draws)
+    items = run.ps.test[: cfg.headline.curve_items]
+    pt = dial_curve(study.model, dials.real(method), [strength], items, study.fit_reference(),
+                    null_dials=[dials.null(method, i) for i in range(k)], batch_size=cfg.batch_size, seed=cfg.seed)[0]
+    return {"null_draws": k, "null_items": len(items), "shift": pt.shift, "null_shifts": pt.null_shifts,
+            "null_damage_kl": pt.null_damage_kl, "damage_kl": pt.damage_kl}
 
 
 def _null_block(draws: list[list[dict]], ti: int, n: int) -> dict:
@@ -101,52 +81,48 @@ def _null_block(draws: list[list[dict]], ti: int, n: int) -> dict:
             "null_fit_damage_kl": [r["fit_damage_kl"] for r in reached]}
 
 
-def _row(study: Study, method: str, ti: int, target: float, real: dict, nulls: list, rnd: list, sm: dict | None,
-         n: int) -> dict:
+def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int) -> dict:
     from ..matching import within
-    from .headline import _contrast_of
 
+    target = study.cfg.headline.matched_damages[ti]
     row = {"method": method, "target_kl": target, "reached": bool(real["reached"]), "search": real["history"],
            "fit_damage_kl": real["fit_damage_kl"], "fit_texts": study.fit_reference().indices,
            "damage_texts": study.held_out_reference().indices}
     if not real["reached"]:
         dm = [d for _, d in real["history"]]
-        row["fit_damage_range"] = [min(dm), max(dm)] if dm else None
+        row["curve_damage_range"] = [min(dm), max(dm)] if dm else None
         return row
     row.update(strength=real["strength"], damage_kl=real["damage_kl"], damage_kl_ci95=real["damage_kl_ci95"],
-               within_tolerance=within(real["damage_kl"], target), **_contrast_of(np.asarray(real["shifts"]), study.cfg.seed))
-    row.update(null_kind="label-swapped", **_null_block(nulls, ti, n))
+               within_tolerance=within(real["damage_kl"], target),
+               **contrast_summary(np.asarray(real["shifts"]), study.cfg.seed),
+               null_kind="label-swapped", **_null_block(nulls, ti, n))
     if rnd:
         row["random_direction_null"] = {"null_kind": "random-direction", **_null_block(rnd, ti, n)}
-    if sm is not None:
-        row["strength_matched_null"] = sm
     return row
 
 
-def matched_rows(study: Study, name: str, ps, dials, curves: dict, per_item_refs: dict) -> list[dict]:
+def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item_refs: dict) -> list[dict]:
     """Every (method, target) row of the table; steering first, as every mask row is compared with it."""
     from ..curves import paired_difference
-    from .headline import _base_key
 
     cfg = study.cfg
-    key = _base_key(study, name, ps, ps.test)
-    K = min(len(dials.inp.null_sigs), cfg.setting("matched_null_draws"))
+    K = min(len(run.null_sigs), cfg.nulls.matched_draws)
     rows, steer_d = [], {}
-    for method in sorted(cfg.setting("matched_methods"), key=lambda m: m != "steering"):
+    for method in sorted(cfg.headline.matched_methods, key=lambda m: m != "steering"):
         if method not in curves:
             continue
-        real = _real(study, name, ps, dials, method, curves[method], key)
+        real = matched_real(study, run=run, method=method, curve=curves[method])
         prior = _prior(curves[method], real)
-        with study.timed(f"{name}: {method} matched-damage nulls"):
-            nulls = [_null_draw(study, ps, dials, method, k, "label-swapped", prior, _own_null_points(curves[method], k), key)
-                     for k in range(K)]
-            rnd = [_null_draw(study, ps, dials, method, k, "random-direction", prior, [], key)
-                   for k in range(cfg.setting("random_direction_draws"))] if method == "steering" else []
-        for ti, target in enumerate(cfg.setting("matched_damages")):
+        with study.timed(f"{run.name}: {method} matched-damage nulls"):
+            nulls = [matched_null(study, run=run, method=method, k=k, kind="label-swapped", prior=prior,
+                                  own=_own_null_points(curves[method], k)) for k in range(K)]
+            rnd = [matched_null(study, run=run, method=method, k=k, kind="random-direction", prior=prior, own=[])
+                   for k in range(cfg.nulls.random_direction_draws)] if method == "steering" else []
+        for ti, target in enumerate(cfg.headline.matched_damages):
             r = real[ti]
-            sm = _strength_matched(study, ps, dials, method, r["strength"], key) if r["reached"] else None
-            row = _row(study, method, ti, target, r, nulls, rnd, sm, len(ps.test))
+            row = _row(study, method, ti, r, nulls, rnd, len(run.ps.test))
             if r["reached"]:
+                row["strength_matched_null"] = strength_matched(study, run=run, method=method, strength=r["strength"])
                 d = np.asarray(r["shifts"])
                 if "prompt" in per_item_refs:
                     row["vs_prompt"] = paired_difference(d, per_item_refs["prompt"], seed=cfg.seed)

@@ -1,5 +1,6 @@
-"""Run the whole study: every persona set's stage, the analysis-set stage, then results.json,
-REPORT.md and the figures."""
+"""Run the whole study: every persona set's stages, the analysis-set stage, the verdicts, then
+``results.json`` (the typed results contract, :mod:`persona_circuits.results`), ``REPORT.md`` and the
+figures (:mod:`persona_circuits.reporting`)."""
 
 from __future__ import annotations
 
@@ -10,55 +11,104 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_json
 from .analysis_set import run_analysis_set
-from .plan import StudyConfig, check_data_root, persona_sets
-from .stages import run_set
+from .conditions import run_conditions
+from .config import StudyConfig
+from .headline import run_headline
+from .representation import representation_analyses
+from .sets import StudySet, check_data_root, study_sets
+from .setup import SetRun, prepare_set
 from .state import Study, claim_output, log
 from .verdicts import apply_verdicts
 
 
-def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
-              progress: bool = True, command: str = "") -> dict:
-    """Run the whole study with a loaded model; write results.json, REPORT.md and figures/ under ``out``."""
+def _mask_analyses(study: Study, run: SetRun) -> dict:
+    from ..analysis.overlap import mask_overlap
+    from ..analysis.sparsity import sparsity_profile
+
+    poles = run.poles
+    out = {"sparsity": {m: {p: sparsity_profile(run.masks[m][p]) for p in poles} for m in run.masks},
+           "overlap": {m: mask_overlap(run.masks[m][poles[0]], run.masks[m][poles[1]]) for m in run.masks}}
+    out["overlap"]["random"] = mask_overlap(*study.random_masks())
+    return out
+
+
+def _curves_on(cfg: StudyConfig, name: str) -> bool:
+    return "*" in cfg.headline.curve_sets or name in cfg.headline.curve_sets
+
+
+def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
+    """Every stage of one persona set; returns its results (plain data of :class:`~persona_circuits.results.SetResults`)
+    and the in-memory :class:`SetRun` (for the analysis-set stage)."""
+    run = prepare_set(study, sset)
+    res: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
+                 "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
+    res.update(run_conditions(study, run))
+    if _curves_on(study.cfg, sset.name):
+        with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
+            res["headline"] = run_headline(study, run, res.get("sft"))
+    with study.timed(f"{sset.name}: mask analyses"):
+        res.update(_mask_analyses(study, run))
+    with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
+        res.update(representation_analyses(study, run))
+    return res, run
+
+
+def _identity(model, cfg: StudyConfig, root: Path | None) -> dict:
     from ..models import architecture_fingerprint, get_model_id
+
+    return {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model), "config": cfg.to_dict(),
+            "data_root": str(root) if root else None, "format": 2,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+
+
+def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
+    cfg = study.cfg
+    flat = {"tokens": cfg.masks.tokens, "statistic": cfg.masks.statistic, "modules": cfg.masks.modules,
+            "sparsity": cfg.masks.sparsity, "calib_size": cfg.sets.calib_size, "rag_k": cfg.baselines.rag_k,
+            "seed": cfg.seed, "text_stat": "rms", "analysis_set": cfg.sets.analysis_set}
+    return {**{k: v for k, v in identity.items() if k != "config"}, "config": flat, "study_config": identity["config"],
+            "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
+            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
+              progress: bool = True, command: str = ""):
+    """Run the whole study with a loaded model; write ``results.json``, ``REPORT.md`` and ``figures/`` under
+    ``out``. Returns the typed :class:`~persona_circuits.results.StudyResults`.
+
+    Args:
+        cfg: the settings (:meth:`StudyConfig.full` or :meth:`StudyConfig.quick_preset`, or your own).
+        data_root: a folder laid out like ``shared/data`` (the AI-persona tasks).
+    """
     from ..reporting.figures import write_figures
     from ..reporting.report import write_report
-    from ..results import paper_numbers
+    from ..results import load_results, paper_numbers, write_results
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
     out = Path(out)
-    identity = {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model),
-                # options left unset (None) are omitted, so adding an option keeps old studies resumable
-                "config": {k: v for k, v in cfg.to_dict().items() if v is not None},
-                "data_root": str(root) if root else None, "format": 1}
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    if dtype != "float32":  # cached scores depend on it (float32 left out: older studies stay resumable)
-        identity["dtype"] = dtype
-    claim_output(out, identity)
-    study = Study(model, out, cfg, root, progress)
-    torch.manual_seed(cfg.seed)
-    sets = persona_sets(cfg, root)
-    analysis = None
-    for name, ps, fam in sets:
-        r = run_set(study, name, ps, fam)
-        if name == cfg.analysis_set:
-            analysis = run_analysis_set(study, name, ps, r)
-        study.results["sets"][name] = {k: v for k, v in r.items() if not k.startswith("_")}
-        del r
-    study.results["analysis"] = analysis
-    apply_verdicts(study.results)
-    study.results["meta"] = {
-        **identity, "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
-        "torch": torch.__version__, "dtype": dtype,
-        "python": platform.python_version(), "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    study.results["paper"] = paper_numbers(root)
-    atomic_write_json(out / "results.json", study.results)
-    write_figures(study.results, out / "figures")
-    write_report(study.results, out / "REPORT.md")
+    identity = _identity(model, cfg, root)
+    lock = claim_output(out, identity)
+    try:
+        study = Study(model, out, cfg, root, progress)
+        torch.manual_seed(cfg.seed)
+        results: dict = {"schema": 2, "sets": {}, "analysis": None}
+        for sset in study_sets(cfg, root):
+            res, run = run_set(study, sset)
+            if sset.name == cfg.sets.analysis_set:
+                results["analysis"] = run_analysis_set(study, run)
+            results["sets"][sset.name] = res
+            del run
+        apply_verdicts(results)
+        results.update(meta=_meta(study, identity, command, t0), paper=paper_numbers(root), timings=study.timings)
+        typed = load_results(results)
+        write_results(typed, out / "results.json")
+        write_figures(typed, out / "figures")
+        write_report(typed, out / "REPORT.md")
+    finally:
+        lock.release()
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")
-    return study.results
+    return typed

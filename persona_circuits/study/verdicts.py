@@ -22,7 +22,7 @@ PAIRED_FAMILY = "paired differences (matched rows vs prompt and vs steering)"
 
 
 def _rows(results: dict) -> list[dict]:
-    return [r for s in results["sets"].values() for r in (s.get("effect_damage") or {}).get("matched", [])
+    return [r for s in results["sets"].values() for r in (s.get("headline") or {}).get("matched", [])
             if r.get("reached") and r.get("null_draws", 0) >= 2]
 
 
@@ -76,4 +76,4 @@ def apply_verdicts(results: dict) -> dict:
 
 
 def _all_rows(results: dict) -> list[dict]:
-    return [r for s in results["sets"].values() for r in (s.get("effect_damage") or {}).get("matched", [])]
+    return [r for s in results["sets"].values() for r in (s.get("headline") or {}).get("matched", [])]

@@ -1,0 +1,140 @@
+"""One set's per-condition comparison: every condition on every held-out item (dense, persona prompt,
+RAG, a random mask, the masks of every method at the study's sparsity, LoRA), each pole's accuracy, and
+each condition's pole contrast with its damage (held-out neutral texts; prompt and RAG in chat format)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import MAIN_METHODS
+from .setup import SetRun
+from .stage import stage
+from .state import Study
+
+_MASK_SETTINGS = ("masks",)
+
+
+def _rag(run: SetRun, pole: str, k: int):
+    from ..baselines import RagRetriever
+
+    return RagRetriever(run.ps.subset(run.n_calib), pole, k=k)
+
+
+def _scores_dict(s) -> dict:
+    d = {"logp": s.logp, "n_tokens": s.n_tokens}
+    if s.features is not None:
+        d["features"] = s.features
+    return d
+
+
+@stage("condition-scores", settings=(*_MASK_SETTINGS, "baselines.rag_k"), store="torch", version=2)
+def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
+    """Two-way-choice scores of one condition (``dense``, ``prompt:<pole>``, ``rag:<pole>``, ``random-mask``,
+    ``<method>:<pole>``) on every held-out item; the dense pass keeps every block's answer features."""
+    from ..baselines import persona_prompt
+    from ..evaluation import score_choices
+    from ..interventions import apply_mask
+
+    model, ps, bs = study.model, run.ps, study.cfg.batch_size
+    kind, _, pole = condition.partition(":")
+    if kind == "dense":
+        s = score_choices(model, ps.test, batch_size=bs, capture_layers=range(model.cfg.n_layers),
+                          progress=f"{run.name} dense" if study.progress else False)
+    elif kind == "prompt":
+        s = score_choices(model, ps.test, system=persona_prompt(ps, pole), batch_size=bs)
+    elif kind == "rag":
+        s = score_choices(model, ps.test, contexts=_rag(run, pole, study.cfg.baselines.rag_k).contexts(ps.test), batch_size=bs)
+    else:
+        mask = study.random_masks()[0] if kind == "random-mask" else run.masks[kind][pole]
+        with apply_mask(model, mask):
+            s = score_choices(model, ps.test, batch_size=bs)
+    return _scores_dict(s)
+
+
+@stage("lora", settings=("baselines.sft_texts", "baselines.lora_max_epochs", "damage.damage_texts"), store="torch", version=3)
+def lora(study: Study, *, run: SetRun, pole: str) -> dict:
+    """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
+    on every held-out item, their training cost and their held-out damage."""
+    from ..baselines import train_lora
+    from ..evaluation import score_choices
+    from ..interventions import Intervention
+    from ..matching import held_out_damage
+
+    b, cfg, model = study.cfg.baselines, study.cfg, study.model
+    cal = run.ps.calibration_pairs(pole)
+    n_val = b.sft_texts // 2
+    ad, cost = train_lora(model, cal[: b.sft_texts], epochs=b.lora_max_epochs, lr=3e-3, seed=cfg.seed, batch_size=8,
+                          val_pairs=cal[b.sft_texts: b.sft_texts + n_val],
+                          progress=f"{run.name}/{pole} LoRA" if study.progress else False)
+    with ad.active():
+        s = score_choices(model, run.ps.test, batch_size=cfg.batch_size)
+    h = held_out_damage(model, [Intervention(lora=ad)], study.held_out_reference(), seed=cfg.seed)
+    return {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
+            "damage_kl_ci95": list(h.damage_kl_ci95)}
+
+
+def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
+    """The two poles' interventions of a condition, for its damage."""
+    from ..baselines import persona_prompt
+    from ..interventions import Intervention
+
+    if condition == "prompt":
+        return [Intervention(system=persona_prompt(run.ps, p)) for p in run.poles]
+    if condition == "rag":
+        texts = " ".join(study.chat_reference().texts)  # one retrieval for all neutral texts
+        return [Intervention(context=_rag(run, p, study.cfg.baselines.rag_k).context(texts)) for p in run.poles]
+    return [Intervention(mask=run.masks[condition][p]) for p in run.poles]
+
+
+@stage("condition-damage", settings=(*_MASK_SETTINGS, "baselines.rag_k", "damage.damage_texts"), version=3)
+def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
+    """Held-out damage of a condition's two interventions (prompt and RAG in the chat format)."""
+    from ..matching import held_out_damage
+
+    ref = study.chat_reference() if condition in ("prompt", "rag") else study.held_out_reference()
+    h = held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
+    return {"damage_kl": h.damage_kl, "damage_kl_ci95": list(h.damage_kl_ci95)}
+
+
+def run_conditions(study: Study, run: SetRun) -> dict:
+    """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
+    from ..evaluation import ChoiceScores, pole_contrast, summarize
+
+    cfg, poles = study.cfg, run.poles
+    labels = ["dense", *(f"{k}:{p}" for p in poles for k in ("prompt", "rag")), "random-mask",
+              *(f"{m}:{p}" for m in MAIN_METHODS for p in poles)]
+    with study.timed(f"{run.name}: baselines and masks"):
+        for label in labels:
+            d = condition_scores(study, run=run, condition=label)
+            run.scores[label] = ChoiceScores(d["logp"], d["n_tokens"], d.get("features"))
+    sft = {}
+    if run.name in cfg.baselines.sft_sets:
+        with study.timed(f"{run.name}: LoRA fine-tuning"):
+            for p in poles:
+                d = lora(study, run=run, pole=p)
+                run.scores[f"sft:{p}"] = ChoiceScores(d["logp"], d["n_tokens"])
+                sft[p] = {**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]}
+    rows = []
+    for label, s in run.scores.items():
+        cond, _, pole = label.partition(":")
+        for p in ([pole] if pole else poles):
+            rows.append({**summarize(s, run.ps.pole_index(p), condition=cond, pole=p, seed=cfg.seed).to_dict(),
+                         "condition_key": label})
+    contrasts = []
+    with study.timed(f"{run.name}: contrasts and damage"):
+        for cond in ["prompt", "rag", *MAIN_METHODS, "sft"]:
+            a, b = run.scores.get(f"{cond}:{poles[0]}"), run.scores.get(f"{cond}:{poles[1]}")
+            if a is None or b is None:
+                continue
+            c = pole_contrast(a, b, condition=cond, seed=cfg.seed)
+            d = {"condition": cond, "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy,
+                 "moved_ci95": list(c.accuracy_ci95)}
+            if cond == "sft":
+                d["damage_kl"] = float(np.mean([x["damage_kl"] for x in sft.values()]))
+                d["trained"] = all(x["trained"] for x in sft.values())
+            else:
+                d.update(condition_damage(study, run=run, condition=cond))
+            contrasts.append(d)
+    dense = run.scores["dense"]
+    return {"conditions": rows, "contrasts": contrasts, "sft": sft or None,
+            "answer_tokens": {p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)}}

@@ -1,0 +1,219 @@
+"""The study's settings: :class:`StudyConfig`, in sections, with the ``full`` and ``quick`` presets.
+
+Every stage declares the settings it reads by their dotted path (``"nulls.matched_draws"``); the stage's
+cache key is made of exactly those values and its inputs (:mod:`.stage`), so changing a setting reruns the
+stages that read it and nothing else. ``StudyConfig.to_dict()`` is the study's identity in
+``study.json``; :meth:`StudyConfig.get` reads a dotted path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import PersonaCircuitsError
+
+AI_TASKS = ("power", "wealth", "hallucination")
+MAIN_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
+
+
+class StudyError(PersonaCircuitsError):
+    """The study cannot run with these arguments (bad data root, foreign output folder...)."""
+
+
+@dataclass
+class SetSettings:
+    """Which persona sets, and how many of their items."""
+
+    sets: tuple[str, ...] | None = None  # names, paths or NAME=PATH; None: bundled sets (+ AI tasks with a data root)
+    calib_size: int = 128  # calibration items per pole (masks, steering, nulls)
+    calib_record: int = 160  # recorded on the analysis set (calibration-size sweep)
+    test_size_mbti: int | None = None  # None: every held-out item
+    test_size_ai: int | None = None
+    analysis_set: str = "mbti-ei"
+
+
+@dataclass
+class MaskSettings:
+    """The masks of the per-set comparison (the paper's Wanda operating point)."""
+
+    sparsity: float = 0.5
+    statistic: str = "l2"  # Wanda's activation statistic (the contrastive z uses the per-text RMS)
+    tokens: str = "answer"  # statistics positions: answer / predict / all
+    modules: str = "all"
+
+
+@dataclass
+class BaselineSettings:
+    rag_k: int = 2
+    steer_layers_frac: tuple[float, ...] = (0.33, 0.67)
+    steer_coefs: tuple[float, ...] = (2.0, 8.0)
+    steer_items: int = 6
+    sft_sets: tuple[str, ...] = AI_TASKS
+    sft_texts: int = 32
+    lora_max_epochs: int = 6
+
+
+@dataclass
+class DamageSettings:
+    """Neutral texts: reported damage on ``damage_texts`` (bundled texts 0..n−1), strengths fitted on the
+    next ``fit_texts`` (disjoint)."""
+
+    damage_texts: int = 24
+    fit_texts: int = 24
+
+
+@dataclass
+class NullSettings:
+    curve_draws: int = 2  # label-swapped pairs per curve point, and the strength-matched null
+    matched_draws: int = 10  # damage-matched label-swapped draws per matched row, on every held-out item
+    random_direction_draws: int = 4  # damage-matched random directions per steering row
+
+
+@dataclass
+class HeadlineSettings:
+    curve_sets: tuple[str, ...] = ("*",)  # sets with curves and a matched-damage table ("*": all)
+    curve_items: int = 12
+    keep_sparsities: tuple[float, ...] = (0.001, 0.01, 0.1, 0.3, 0.7)
+    removal_fractions: tuple[float, ...] = (0.0003,)
+    wanda_sparsities: tuple[float, ...] = (0.1,)
+    sparse_sparsities: tuple[float, ...] = (0.1,)
+    soft_strengths: tuple[float, ...] = (0.03, 1.0)
+    steer_coefs: tuple[float, ...] = (0.25, 0.5, 8.0)
+    matched_damages: tuple[float, ...] = (0.02, 0.3)
+    matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering")
+
+
+@dataclass
+class PaperTableSettings:
+    """The paper's table under the released scoring, at the paper's operating points (AI tasks)."""
+
+    enabled: bool = True
+    wanda_sparsity: float = 0.5
+    contrastive_sparsity: float = 0.3
+    null_draws: int = 4
+
+
+@dataclass
+class AnalysisSettings:
+    analysis_items: int = 32
+    sweep_sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    sweep_calib_sizes: tuple[int, ...] = (8, 32, 160)
+    n_boot: int = 5
+    ablation_groups: int = 3
+    removal_fractions: tuple[float, ...] = (0.01, 0.1)
+    capability_texts: int = 30
+    capability_items: int = 80
+    capability_methods: tuple[str, ...] = MAIN_METHODS
+    similarity_splits: int = 20
+    similarity_permutations: int = 200
+    neutral_probe_texts: int = 32
+    neutral_probe_tokens: int = 64
+
+
+@dataclass
+class TypesSettings:
+    """The 16 MBTI types composed from the four axis masks (and steering vectors)."""
+
+    enabled: bool = True
+    methods: tuple[str, ...] = ("soft-mask", "steering")
+    target_kl: float = 0.3
+    null_draws: int = 10
+    items_per_axis: int | None = None  # None: every held-out item of each axis
+
+
+@dataclass
+class AtlasSettings:
+    enabled: bool = True
+    fraction: float = 0.01  # top contrastive weights per row compared between sets
+    null_draws: int = 10
+
+
+SECTIONS = {"sets": SetSettings, "masks": MaskSettings, "baselines": BaselineSettings, "damage": DamageSettings,
+            "nulls": NullSettings, "headline": HeadlineSettings, "paper": PaperTableSettings,
+            "analysis": AnalysisSettings, "types": TypesSettings, "atlas": AtlasSettings}
+
+
+@dataclass
+class StudyConfig:
+    """Settings of a study run, in sections (see :data:`SECTIONS`); :meth:`full` and :meth:`quick` presets."""
+
+    preset: str = "full"
+    seed: int = 0
+    batch_size: int = 16
+    sets: SetSettings = field(default_factory=SetSettings)
+    masks: MaskSettings = field(default_factory=MaskSettings)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
+    damage: DamageSettings = field(default_factory=DamageSettings)
+    nulls: NullSettings = field(default_factory=NullSettings)
+    headline: HeadlineSettings = field(default_factory=HeadlineSettings)
+    paper: PaperTableSettings = field(default_factory=PaperTableSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    types: TypesSettings = field(default_factory=TypesSettings)
+    atlas: AtlasSettings = field(default_factory=AtlasSettings)
+
+    @property
+    def quick(self) -> bool:
+        return self.preset == "quick"
+
+    @classmethod
+    def full(cls) -> StudyConfig:
+        return cls()
+
+    @classmethod
+    def quick_preset(cls) -> StudyConfig:
+        """About three minutes on 2 cores: mbti-ei and power, a few items each, the headline on mbti-ei."""
+        return cls(
+            preset="quick",
+            sets=SetSettings(sets=("mbti-ei", "power"), calib_size=8, calib_record=8, test_size_mbti=4, test_size_ai=4),
+            baselines=BaselineSettings(steer_layers_frac=(0.5,), steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",),
+                                       sft_texts=4, lora_max_epochs=1),
+            damage=DamageSettings(damage_texts=8, fit_texts=8),
+            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=2),
+            headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(0.001, 0.7),
+                                      removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(), soft_strengths=(),
+                                      steer_coefs=(0.5, 8.0), matched_damages=(0.05,),
+                                      matched_methods=("contrastive-wanda", "steering")),
+            paper=PaperTableSettings(null_draws=2),
+            analysis=AnalysisSettings(analysis_items=2, sweep_sparsities=(0.1, 0.7), sweep_calib_sizes=(4, 8), n_boot=2,
+                                      ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
+                                      capability_methods=("contrastive-wanda",), similarity_splits=10,
+                                      similarity_permutations=50, neutral_probe_texts=6),
+            types=TypesSettings(enabled=False),
+            atlas=AtlasSettings(null_draws=2),
+        )
+
+    def get(self, path: str):
+        """The setting at a dotted path, e.g. ``cfg.get("nulls.matched_draws")``; a section name gives the section."""
+        obj = self
+        for part in path.split("."):
+            if not hasattr(obj, part):
+                raise KeyError(f"no study setting {path!r}")
+            obj = getattr(obj, part)
+        return obj
+
+    def with_changes(self, **sections) -> StudyConfig:
+        """A copy with sections replaced (``sets=replace(cfg.sets, sets=(...))``)."""
+        return replace(self, **sections)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudyConfig:
+        """Inverse of :meth:`to_dict` (lists become tuples); unknown keys are an error naming them."""
+        top = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - top)
+        if bad:
+            raise StudyError(f"unknown study settings: {', '.join(bad)}")
+        kw = {}
+        for k, v in d.items():
+            if k in SECTIONS:
+                sec = SECTIONS[k]
+                names = {f.name for f in fields(sec)}
+                unknown = sorted(set(v) - names)
+                if unknown:
+                    raise StudyError(f"unknown study settings in {k}: {', '.join(unknown)}")
+                kw[k] = sec(**{n: tuple(x) if isinstance(x, list) else x for n, x in v.items()})
+            else:
+                kw[k] = v
+        return cls(**kw)
