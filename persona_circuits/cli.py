@@ -37,13 +37,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "balanced, sequential or a JSON object of module -> device; overrides --device")
 
 
-REPRODUCE_HELP = "run the whole study: baselines, masks, analyses; write results.json, REPORT.md, figures"
-
-
-def build_parser(*, reproduce: bool = False) -> argparse.ArgumentParser:
-    """The ``persona-circuits`` parser. ``reproduce``: with the study's own ``reproduce`` sub-parser (imports
-    the study, hence torch); without it ``reproduce`` is a stand-in that only lists the command in
-    ``--help`` (:func:`main` builds the full parser for a ``reproduce`` command line)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``persona-circuits`` parser (imports neither torch nor transformers: the study's ``reproduce``
+    sub-parser is light too)."""
     p = argparse.ArgumentParser(prog="persona-circuits", description="Find persona subnetworks in a language model "
                                 "(activation signatures, Wanda / contrastive masks, evaluation).", epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,12 +103,9 @@ def build_parser(*, reproduce: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=64)
     _common(s)
 
-    if reproduce:
-        from .study import add_reproduce_parser  # noqa: PLC0415
+    from .study import add_reproduce_parser  # noqa: PLC0415
 
-        add_reproduce_parser(sub, _common)
-    else:
-        sub.add_parser("reproduce", help=REPRODUCE_HELP, add_help=False)
+    add_reproduce_parser(sub, _common)
     _add_figures_parser(sub)
     _add_export_parser(sub)
     _add_overwrite_options(sub)
@@ -327,8 +320,7 @@ def cmd_figures(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(reproduce=argv[:1] == ["reproduce"]).parse_args(argv)
+    args = build_parser().parse_args(argv)
     handlers = {"personas": cmd_personas, "signatures": cmd_signatures, "mask": cmd_mask,
                 "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export, "figures": cmd_figures}
     dtype_log = logging.getLogger(DTYPE_LOGGER)  # load_model's "dtype ... (reason)" record, shown on stderr

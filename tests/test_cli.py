@@ -148,7 +148,7 @@ assert not heavy, heavy
 
 
 def test_help_and_argument_errors_import_neither_torch_nor_transformers():
-    argvs = [["--help"], ["evaluate", "--help"], ["evaluate"], ["evaluate", "x", "--scoring", "nope"],
+    argvs = [["--help"], ["evaluate", "--help"], ["reproduce", "--help"], ["evaluate"], ["evaluate", "x", "--scoring", "nope"],
              ["mask", "mbti-ei", "--method", "nope", "--sparsity", "0.5", "--out", "m"], ["signatures", "x", "--dtype", "fp8"],
              ["nope"]]
     r = subprocess.run([sys.executable, "-c", NO_TORCH.format(argvs=", ".join(map(repr, argvs)))],
