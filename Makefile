@@ -34,12 +34,13 @@ DATA_ROOT ?= ../shared/data
 
 reproduce: install
 	@test -d $(DATA_ROOT)/ai_persona || echo "make reproduce: no $(DATA_ROOT)/ai_persona: running the bundled MBTI sets only (DATA_ROOT=... adds the AI-persona tasks)" >&2
-	$(CLI) reproduce --quick --dtype bfloat16 --out runs/quick $(if $(wildcard $(DATA_ROOT)/ai_persona),--data-root $(DATA_ROOT),)
+	$(CLI) reproduce --quick --out runs/quick $(if $(wildcard $(DATA_ROOT)/ai_persona),--data-root $(DATA_ROOT),)
 
-# The full study (in bfloat16: this CPU family runs it ~3.7x faster than float32, with the agreement measured in
-# BENCHMARKS.md); then the committed REPORT.md, figures/ and figures/results.json are copied from it.
+# The full study; then the committed REPORT.md, figures/ and figures/results.json are copied from it. The default
+# --dtype auto runs it in bfloat16 on a CPU with AVX512-BF16 or AMX (this project's CPU runs it ~3.7x faster than
+# float32, with the agreement measured in BENCHMARKS.md) and in float32 elsewhere; the study prints which.
 reproduce-full: install
-	$(CLI) reproduce --dtype bfloat16 --out runs/full --data-root ../shared/data
+	$(CLI) reproduce --out runs/full --data-root ../shared/data
 	cp runs/full/REPORT.md REPORT.md
 	cp runs/full/results.json figures/results.json
 	$(MAKE) figures
@@ -47,7 +48,7 @@ reproduce-full: install
 # The second model family on two sets (the analysis set and one AI task), same settings; its report,
 # results.json and figures are committed under reports/gemma-3-270m/.
 reproduce-gemma: install
-	$(CLI) reproduce --model gemma-3-270m --dtype bfloat16 --sets mbti-ei,power --out runs/gemma --data-root ../shared/data
+	$(CLI) reproduce --model gemma-3-270m --sets mbti-ei,power --out runs/gemma --data-root ../shared/data
 	mkdir -p reports/gemma-3-270m
 	cp runs/gemma/REPORT.md runs/gemma/results.json reports/gemma-3-270m/
 	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)

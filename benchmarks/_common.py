@@ -53,13 +53,14 @@ def machine() -> dict:
 
 
 def get_model(name: str | None = None):
-    """Load a model once per process (``None`` = the default model)."""
+    """Load a model once per process (``None`` = the default model), in float32: the benchmarks' reference
+    dtype on every machine (``load_model``'s default ``auto`` would follow the CPU)."""
     key = name or "default"
     if key not in _MODELS:
         import persona_circuits as pc
 
         try:
-            _MODELS[key] = pc.load_model(name)
+            _MODELS[key] = pc.load_model(name, dtype="float32")
         except ValueError as exc:
             if "architecture" not in str(exc) or name is None:
                 raise
@@ -71,7 +72,7 @@ def get_model(name: str | None = None):
 
             hf, tok, mid, _ = _load_hf(name, torch.float32)
             hf.config.architectures = [type(hf).__name__]
-            _MODELS[key] = pc.load_model(hf, tok, model_id=mid)
+            _MODELS[key] = pc.load_model(hf, tok, model_id=mid, dtype="float32")
             WORKAROUNDS.append(f"load_model({name!r}) raised 'Could not determine supported architecture' "
                                f"(GGUF config without 'architectures'); loaded with "
                                f"config.architectures = [{type(hf).__name__!r}] instead")

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from _common import Result, main_of, median, repeats_for  # noqa: E402
 
-_FRESH = ("import time; t = time.perf_counter(); import persona_circuits as pc; pc.load_model(); "
+_FRESH = ("import time; t = time.perf_counter(); import persona_circuits as pc; pc.load_model(dtype='float32'); "
           "print(time.perf_counter() - t)")
 
 
@@ -38,7 +38,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
         os.environ["PERSONA_CIRCUITS_CACHE"] = tmp
         try:
             t0 = time.perf_counter()
-            first = pc.load_model()
+            first = pc.load_model(dtype="float32")
             t_first = time.perf_counter() - t0
             folder = converted_cache_path(embedded_gguf_path())
             assert (folder / "model.safetensors").is_file(), "cache not written"
@@ -48,7 +48,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
             second = []
             for i in range(repeats):
                 t0 = time.perf_counter()
-                m = pc.load_model()
+                m = pc.load_model(dtype="float32")
                 second.append(time.perf_counter() - t0)
                 if i == 0:
                     sd = hf_model(m).state_dict()
@@ -77,8 +77,9 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
     res.add("speed-up of the second load", t_first / med, "x")
     res.add("fresh process: imports + load_model() with the cache", median(fresh), "s")
     res.add("cache size", size / 1e6, "MB")
-    res.notes.append("default model (SmolLM2-135M-Instruct, Q4_1 GGUF); the cache holds float32 weights "
-                     "(any dtype is cast from them on load, bit-identical to de-quantising to that dtype)")
+    res.notes.append("default model (SmolLM2-135M-Instruct, Q4_1 GGUF), every load in float32 (dtype='float32'; "
+                     "the default 'auto' adds a cast to bfloat16 on a CPU with AVX512-BF16 or AMX); the cache holds "
+                     "float32 weights (any dtype is cast from them on load, bit-identical to de-quantising to that dtype)")
     if med > 3:
         res.misses.append(f"second load {med:.1f} s: see the fresh-process row; the rest is building the "
                           f"TransformerBridge")

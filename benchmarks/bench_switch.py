@@ -70,7 +70,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, reload: boo
         loads = []
         for _ in range(1 if quick else 3):
             t = time.perf_counter()
-            fresh = pc.load_model()
+            fresh = pc.load_model(dtype="float32")  # the dtype of _common.get_model()
             loads.append(time.perf_counter() - t)
             same = all(torch.equal(a.weight, snap[a.name]) for a in prunable_layers(fresh))
             del fresh

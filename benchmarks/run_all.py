@@ -23,7 +23,9 @@ sys.path.insert(0, str(HERE))
 ORDER = ["bench_recording", "bench_released_stats", "bench_masks", "bench_switch", "bench_choices",
          "bench_storage", "bench_inference", "bench_scaling",
          # issue 9 (throughput): scoring paths, bfloat16, pole switch, model load
-         "bench_scoring_paths", "bench_bf16_recording", "bench_pole_switch", "bench_model_load"]
+         "bench_scoring_paths", "bench_bf16_recording", "bench_pole_switch", "bench_model_load",
+         # issue 16 (commands that answer in seconds): whole-process CLI times
+         "bench_cli"]
 
 def gpu_paragraph(results) -> str:
     """What would change on a GPU, with the sizes measured in this run (no GPU was used)."""

@@ -10,23 +10,58 @@ Quick start::
     with pc.apply_mask(model, masks["extravert"]):
         scores = pc.score_choices(model, persona.test)
     print(pc.summarize(scores, 0, condition="mask", pole="extravert"))
+
+The public names are imported on first use (PEP 562): ``import persona_circuits`` imports neither torch
+nor transformers, so the command line answers ``--help`` and argument errors at once.
 """
 
-from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_set
-from .errors import (DatasetError, MaskError, ModelLoadError, ModelMismatchError, OutputError,
-                     PersonaCircuitsError, SignatureError)
-from .damage import (Damage, Dial, NeutralReference, StrengthSearch, find_strength, kl_damage, mask_dial,
-                     measure_damage, neutral_reference, soft_mask_dial, steering_dial)
-from .evaluation import ChoiceResult, ChoiceScores, generate, pole_contrast, score_choices, summarize
-from .export import export_model
-from .interventions import Intervention, MaskSwitcher, ResidualSteering, apply_mask, switch_masks
-from .masks import (METHODS, Mask, MaskConfig, build_masks, contrastive_removal_masks, contrastive_sparse_masks,
-                    contrastive_wanda_masks, load_masks, load_null_masks, random_like, random_mask, save_masks,
-                    topk_rows, wanda_mask)
-from .models import DEFAULT_MODEL, LinearLayer, load_model, prunable_layers
-from .nulls import NullTest, label_swapped_signatures, null_mask_pairs, null_test, random_directions, random_pairs_like
-from .statistics import (ActivationSignature, PerTextStats, load_signatures, persona_signatures,
-                         record_persona_per_text, record_persona_signatures, record_signature, save_signatures)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [n for n in dir() if not n.startswith("_")]
+
+#: submodule -> the public names it provides
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "data": ("ChoiceItem", "PersonaSet", "Pole", "bundled_personas", "load_persona_set"),
+    "errors": ("DatasetError", "MaskError", "ModelLoadError", "ModelMismatchError", "OutputError",
+               "PersonaCircuitsError", "SignatureError"),
+    "damage": ("Damage", "Dial", "NeutralReference", "StrengthSearch", "find_strength", "kl_damage", "mask_dial",
+               "measure_damage", "neutral_reference", "soft_mask_dial", "steering_dial"),
+    "dtypes": ("resolve_dtype",),
+    "evaluation": ("ChoiceResult", "ChoiceScores", "generate", "pole_contrast", "score_choices", "summarize"),
+    "evaluation_released": ("ReleasedResult", "ReleasedScores", "released_system_prompt", "score_released",
+                            "summarize_released"),
+    "export": ("export_model",),
+    "interventions": ("Intervention", "MaskSwitcher", "ResidualSteering", "apply_mask", "switch_masks"),
+    "masks": ("METHODS", "Mask", "MaskConfig", "build_masks", "contrastive_removal_masks", "contrastive_sparse_masks",
+              "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
+              "topk_rows", "wanda_mask"),
+    "models": ("DEFAULT_MODEL", "LinearLayer", "load_model", "prunable_layers"),
+    "nulls": ("NullTest", "label_swapped_signatures", "null_mask_pairs", "null_test", "random_directions",
+              "random_pairs_like"),
+    "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
+                   "record_persona_per_text", "record_persona_signatures", "record_signature", "save_signatures"),
+}
+_SUBMODULES = ("damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export", "interventions",
+               "masks", "models", "nulls", "options", "scoring", "selection", "statistics")
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(set(_WHERE) | set(_SUBMODULES))
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that provides ``name`` on first access and cache the value here."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

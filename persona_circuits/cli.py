@@ -1,16 +1,22 @@
 """Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce,figures}``.
 
-Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2.
+Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2. Loading
+a model prints one line naming the dtype and why it was chosen. This module and the parser import
+neither torch nor transformers: each handler imports what it needs, so ``--help`` and argument errors
+answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from .errors import PersonaCircuitsError
+from .options import (DEFAULT_DAMAGE_TEXTS, DEFAULT_SCORING, DEFAULT_TEXT_STAT, DTYPE_LOGGER, DTYPES, METHODS, SCORINGS,
+                      STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS)
 
 EPILOG = "DATASET is a bundled persona set (see `persona-circuits personas`) or a path: a paper-layout folder " \
          "(train.csv, test_ab.csv), a package-format folder (persona.json, items.jsonl) or an Anthropic .jsonl file."
@@ -21,7 +27,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None, help="embedded model name (default smollm2-135m-instruct; also gemma-3-270m), "
                    "a local folder or .gguf file, or a Hugging Face id (only this contacts the hub)")
     g.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    g.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    g.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="weights' dtype: auto (default: bfloat16 on a CPU with AVX512-BF16 or AMX and on a CUDA device "
+                        "with native bfloat16, float32 elsewhere), float32, bfloat16 or float16")
     g.add_argument("--seed", type=int, default=0, help="seed for random masks and bootstrap intervals (default 0)")
     g.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -30,10 +38,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .damage import DEFAULT_DAMAGE_TEXTS
-    from .masks import METHODS
-    from .statistics import DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS
-
+    """The ``persona-circuits`` parser (imports neither torch nor transformers: the study's ``reproduce``
+    sub-parser is light too)."""
     p = argparse.ArgumentParser(prog="persona-circuits", description="Find persona subnetworks in a language model "
                                 "(activation signatures, Wanda / contrastive masks, evaluation).", epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"neutral texts for the KL damage of each mask (default {DEFAULT_DAMAGE_TEXTS})")
     s.add_argument("--json", action="store_true", help="one JSON object per condition and pole, and one per mask pair "
                    "with \"pole\": \"contrast\" (pole contrast, damage and, with null pairs, the null test)")
+    s.add_argument("--scoring", choices=SCORINGS, default=DEFAULT_SCORING,
+                   help="which choice \"accuracy\" reports: summed (default: the answers' summed log-likelihood), "
+                        "per-token (their mean log-likelihood per answer token) or released (the paper's released code: "
+                        "the mean next-token loss over the whole text, persona system prompt and question included, "
+                        "with each pole's persona system prompt on, also under its mask)")
     _common(s)
 
     s = sub.add_parser("generate", help="answer a question, optionally with a pole's mask on")
@@ -152,16 +163,16 @@ def _pick_mask(path: str, pole: str | None):
 
 
 def _load(args):
-    from .models import load_model
+    from .cli_common import load_model_from_args
 
-    if args.no_progress:
-        from transformers.utils import logging as hf_logging
+    return load_model_from_args(args)
 
-        hf_logging.disable_progress_bar()
-    from .models import parse_device_map
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=parse_device_map(args.device_map),
-                      progress=not args.no_progress)
+class _StderrLine(logging.Handler):
+    """Shows the loader's dtype record as one ``persona-circuits: dtype ...`` line on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"persona-circuits: {record.getMessage()}", file=sys.stderr)
 
 
 def _positive(name: str, v: int | None) -> None:
@@ -251,105 +262,10 @@ def cmd_mask(args) -> int:
     return 0
 
 
-def _contrast_record(model, ps, masks, nulls, scores_of, reference, args) -> dict | None:
-    """The pole-contrast object of a mask pair (and its null test when null pairs are present)."""
-    from .damage import kl_damage
-    from .interventions import Intervention
-    from .evaluation import pole_contrast
-    from .nulls import null_test
-
-    a, b = ps.pole_names
-    if a not in masks or b not in masks:
-        return None
-    method = masks[a].config.method
-    c = pole_contrast(scores_of(masks[a]), scores_of(masks[b]), condition=method, seed=args.seed)
-    dmg = {p: kl_damage(model, Intervention(mask=masks[p], gamma=args.gamma), reference, seed=args.seed)[0] for p in (a, b)}
-    rec = {"condition": method, "pole": "contrast", "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95),
-           "moved": c.accuracy, "moved_ci95": list(c.accuracy_ci95), "damage_kl": float(sum(dmg.values()) / 2),
-           "damage_kl_by_pole": dmg, "sparsity": masks[a].config.sparsity}
-    if nulls:
-        shifts, null_dmg = [], []
-        for pair in nulls:
-            shifts.append(pole_contrast(scores_of(pair[a]), scores_of(pair[b]), condition="null", seed=args.seed).shift)
-            null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=args.gamma), reference, n_boot=1)[0]
-                                for p in (a, b)) / 2)
-        t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
-        rec.update(null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd, null_draws=t.null_draws,
-                   null_threshold=t.null_threshold, null_z=t.null_z, null_p_value=t.null_p_value,
-                   persona_specific=t.persona_specific, null_shifts=shifts,
-                   null_damage_kl_mean=float(sum(null_dmg) / len(null_dmg)))
-    return rec
-
-
 def cmd_evaluate(args) -> int:
-    from .damage import neutral_reference
-    from .data import load_persona_set
-    from .evaluation import score_choices, summarize
-    from .interventions import apply_mask
-    from .masks import load_masks, load_null_masks
+    from .cli_evaluate import cmd_evaluate as run
 
-    _positive("--limit", args.limit)
-    _positive("--batch-size", args.batch_size)
-    _positive("--damage-texts", args.damage_texts)
-    ps = load_persona_set(args.dataset)
-    items = ps.test[: args.limit] if args.limit else ps.test
-    if not items:
-        raise PersonaCircuitsError(f"{ps.name}: no held-out items to evaluate")
-    masks = load_masks(args.mask) if args.mask else {}
-    nulls = load_null_masks(args.mask) if args.mask else []
-    model = _load(args)
-    for m in list(masks.values()) + [m for pair in nulls for m in pair.values()]:
-        m.check_model(model)
-    cache: dict[int, object] = {}
-
-    def scores_of(mask, label="scoring"):
-        if id(mask) not in cache:
-            with apply_mask(model, mask, gamma=args.gamma):
-                cache[id(mask)] = score_choices(model, items, batch_size=args.batch_size,
-                                                progress=False if args.no_progress else label)
-        return cache[id(mask)]
-
-    # dense: both poles; a pole's mask: that pole (a mask named after no pole: both poles)
-    conditions = [("dense", None, ps.pole_names)] + [
-        (f"{m.config.method}:{key}", m, [key] if key in ps.pole_names else ps.pole_names) for key, m in masks.items()]
-    results = []
-    for cond, mask, poles in conditions:
-        scores = scores_of(mask, cond)
-        for pole in poles:
-            results.append(summarize(scores, ps.pole_index(pole), condition=cond, pole=pole, seed=args.seed))
-    contrast = None
-    if len(ps.poles) == 2 and masks:
-        reference = neutral_reference(model, n_texts=args.damage_texts, batch_size=min(args.batch_size, 8))
-        contrast = _contrast_record(model, ps, masks, nulls, scores_of, reference, args)
-    if args.json:
-        for r in results:
-            d = r.to_dict()
-            print(json.dumps({k: d[k] for k in ("condition", "pole", "n", "accuracy", "accuracy_ci95",
-                                                "accuracy_length_normalized", "mean_margin")}))
-        if contrast is not None:
-            print(json.dumps(contrast))
-    else:
-        print(f"{ps.name}: {len(items)} held-out items; accuracy = share of items where the pole's answer has the higher log-likelihood")
-        print(f"{'condition':34s} {'pole':14s} {'n':>4s} {'acc (sum)':>10s} {'95% CI':>15s} {'acc (len-norm)':>15s} {'margin nats/tok':>16s}")
-        for r in results:
-            ci = f"[{r.accuracy_ci95[0]:.2f}, {r.accuracy_ci95[1]:.2f}]"
-            print(f"{r.condition:34s} {r.pole:14s} {r.n:4d} {r.accuracy:10.3f} {ci:>15s} {r.accuracy_length_normalized:15.3f} {r.mean_margin:16.3f}")
-        if contrast is not None:
-            c = contrast
-            print(f"\npole contrast ({c['condition']}, {ps.pole_names[0]} mask vs {ps.pole_names[1]} mask, per-token preference "
-                  f"for {ps.pole_names[0]}'s answer): {c['shift']:+.3f} nats/token "
-                  f"[{c['shift_ci95'][0]:+.3f}, {c['shift_ci95'][1]:+.3f}], {100 * c['moved']:.0f} % of items moved; "
-                  f"damage {c['damage_kl']:.3f} nats/token KL on neutral text")
-            if "null_draws" in c:
-                sd = "n/a" if c["null_shift_sd"] is None else f"{c['null_shift_sd']:.3f}"
-                thr = "n/a (needs >= 2 draws)" if c["null_threshold"] is None else f"{c['null_threshold']:+.3f}"
-                print(f"null ({c['null_draws']} label-swapped pairs): mean {c['null_shift_mean']:+.3f}, sd {sd}, "
-                      f"95 % prediction bound {thr}, null damage {c['null_damage_kl_mean']:.3f}; "
-                      f"persona-specific: {'yes' if c['persona_specific'] else 'no'}")
-            else:
-                print("no null pairs in the mask folder (build them with `mask ... --null-draws K`): "
-                      "the contrast cannot be called persona-specific")
-    return 0
+    return run(args)
 
 
 def cmd_generate(args) -> int:
@@ -404,10 +320,15 @@ def cmd_figures(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     handlers = {"personas": cmd_personas, "signatures": cmd_signatures, "mask": cmd_mask,
                 "evaluate": cmd_evaluate, "generate": cmd_generate, "export": cmd_export, "figures": cmd_figures}
+    dtype_log = logging.getLogger(DTYPE_LOGGER)  # load_model's "dtype ... (reason)" record, shown on stderr
+    saved = dtype_log.level, dtype_log.propagate
+    handler = _StderrLine()
+    dtype_log.addHandler(handler)
+    dtype_log.setLevel(logging.INFO)
+    dtype_log.propagate = False
     try:
         _check_overwrite(args)
         if args.command == "reproduce":
@@ -421,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("persona-circuits: interrupted", file=sys.stderr)
         return 130
+    finally:
+        dtype_log.removeHandler(handler)
+        dtype_log.setLevel(saved[0])
+        dtype_log.propagate = saved[1]
 
 
 if __name__ == "__main__":

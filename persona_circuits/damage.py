@@ -40,8 +40,8 @@ from .errors import PersonaCircuitsError
 from .interventions import Intervention, ResidualSteering
 from .masks import Mask, build_masks
 from .models import architecture_fingerprint, get_tokenizer
+from .options import DEFAULT_DAMAGE_TEXTS
 
-DEFAULT_DAMAGE_TEXTS = 24
 DEFAULT_MAX_TOKENS = 128
 
 

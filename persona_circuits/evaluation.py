@@ -4,7 +4,9 @@ For an item (question, answer of pole A, answer of pole B) each answer is scored
 log-likelihood of its tokens given the chat-templated question, ``LL = Σ_t log p(a_t | q, a_<t)``.
 For pole P the item counts as aligned when P's answer scores higher. Summed log-likelihood favours
 short answers, so we also report the length-normalised choice (mean log-likelihood per token) and the
-mean margin ``LL_P/n_P − LL_other/n_other`` in nats per token, with a bootstrap 95 % interval.
+mean margin ``LL_P/n_P − LL_other/n_other`` in nats per token, with a bootstrap 95 % interval. These are the
+``summed`` and ``per-token`` scorings of ``evaluate --scoring``; the paper's own ``released`` scoring (mean
+next-token loss over the whole text, persona system prompt included) is :mod:`.evaluation_released`.
 
 :func:`score_choices` computes the prompt once for both answers of an item (a plain HF forward sharing
 the bridge's weights, see :mod:`persona_circuits.plain`) unless hooks or activation capture need the
@@ -138,12 +140,7 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
         path: ``"auto"``, ``"shared-prefix"`` (raise if it cannot be used) or ``"bridge"``.
         max_tokens: padded tokens per forward pass on the shared-prefix path (default ``128 * batch_size``).
     """
-    if path not in SCORING_PATHS:
-        raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
-    if not items:
-        raise DatasetError("no items to evaluate")
-    if any(it.answer_b is None for it in items):
-        raise DatasetError("two-way choice items need both answers")
+    check_choice_items(items)
     tok = get_tokenizer(model)
     ctx = list(contexts) if contexts is not None else [None] * len(items)
     enc = []
@@ -151,32 +148,58 @@ def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = No
         enc.append(encode_pair(tok, it.question, it.answer_a, system=system, context=c))
         enc.append(encode_pair(tok, it.question, it.answer_b, system=system, context=c))
     desc = progress if isinstance(progress, str) else "scoring"
-    plain = None
-    if path != "bridge":
-        from .plain import hooks_active, plain_model
-
-        usable = not capture_layers and not hooks_active(model)
-        plain = plain_model(model) if usable else None
-        if plain is None and path == "shared-prefix":
-            raise ValueError("the shared-prefix path needs no capture_layers, no hooks on the model and a "
-                             "model the plain forward can mirror")
+    plain = plain_for(model, path, capture_layers)
     if plain is not None:
         logp, ntok = _score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
                                           max_tokens or 128 * batch_size, desc if progress else None)
         return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2))
+    logp, ntok, feats = score_bridge(model, enc, batch_size, desc if progress else None, capture_layers)
+    return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2),
+                        None if feats is None else feats.view(len(items), 2, len(capture_layers), -1))
+
+
+def check_choice_items(items: Sequence[ChoiceItem]) -> None:
+    """Two-way-choice items: at least one, each with both answers (else :class:`DatasetError`)."""
+    if not items:
+        raise DatasetError("no items to evaluate")
+    if any(it.answer_b is None for it in items):
+        raise DatasetError("two-way choice items need both answers")
+
+
+def plain_for(model, path: str, capture_layers: Sequence[int] = ()):
+    """The plain module of the shared-prefix path for ``path`` (see :func:`score_choices`), or ``None`` for
+    the bridge path; ``"shared-prefix"`` raises where the plain module cannot be used."""
+    if path not in SCORING_PATHS:
+        raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
+    if path == "bridge":
+        return None
+    from .plain import hooks_active, plain_model
+
+    usable = not capture_layers and not hooks_active(model)
+    plain = plain_model(model) if usable else None
+    if plain is None and path == "shared-prefix":
+        raise ValueError("the shared-prefix path needs no capture_layers, no hooks on the model and a "
+                         "model the plain forward can mirror")
+    return plain
+
+
+def score_bridge(model, enc: Sequence[EncodedText], batch_size: int, desc: str | None,
+                 capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Bridge path: summed log-likelihood and count of the tokens from ``answer_start`` on of every text
+    (float64), and the captured mean residuals ``[texts, layers, d_model]`` (``None`` without layers)."""
+    tok = get_tokenizer(model)
     device = input_device(model)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.zeros(len(enc), dtype=torch.float64)
     feats = torch.zeros(len(enc), len(capture_layers), model.cfg.d_model) if capture_layers else None
-    for b in tqdm(pad_batches(enc, tok.pad_token_id, batch_size), desc=desc, disable=not progress, leave=False):
+    for b in tqdm(pad_batches(enc, tok.pad_token_id, batch_size), desc=desc, disable=desc is None, leave=False):
         lp, nt, f = answer_logprobs(model, b.input_ids.to(device), b.attention_mask.to(device),
                                     b.answer_mask.to(device), capture_layers)
         idx = torch.tensor(b.index)
         logp[idx], ntok[idx] = lp.cpu(), nt.cpu()
         if feats is not None:
             feats[idx] = torch.stack([f[i] for i in capture_layers], 1).cpu()
-    return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2),
-                        None if feats is None else feats.view(len(items), 2, len(capture_layers), -1))
+    return logp, ntok, feats
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,17 +246,25 @@ def token_batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> lis
     return out
 
 
-def _pack(rows: Sequence[_Row], pad_id: int):
-    """Padded ids, position ids, allowed-attention mask and the (row, position, target, text) of every
-    scored token."""
+def _pack(rows: Sequence[_Row], pad_id: int, *, prompt: bool = False):
+    """Padded ids, position ids, allowed-attention mask, the (row, position, target, text) of every
+    scored answer token and, with ``prompt``, the (row, position, target) of every prompt token but the
+    first (prompt token ``t`` is predicted at position ``t - 1``; empty tensors otherwise)."""
     T = max(len(r) for r in rows)
     B = len(rows)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     pos = torch.zeros((B, T), dtype=torch.long)
     seg = torch.full((B, T), -1, dtype=torch.long)  # 0 prompt, k+1 answer k, -1 padding
     r_idx, c_idx, tgt, txt = [], [], [], []
+    p_r: list[int] = []
+    p_c: list[int] = []
+    p_tgt: list[int] = []
     for r, row in enumerate(rows):
         P = len(row.prefix)
+        if prompt:
+            p_r += [r] * (P - 1)
+            p_c += range(P - 1)
+            p_tgt += row.prefix[1:]
         ids[r, :P] = torch.tensor(row.prefix)
         pos[r, :P] = torch.arange(P)
         seg[r, :P] = 0
@@ -256,7 +287,9 @@ def _pack(rows: Sequence[_Row], pad_id: int):
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     allowed = causal & ((k == 0) | (q == k)) & (k >= 0)
     allowed |= torch.eye(T, dtype=torch.bool)  # padding rows see themselves: no fully masked row (NaN)
-    return ids, pos, allowed, torch.tensor(r_idx), torch.tensor(c_idx), torch.tensor(tgt), torch.tensor(txt)
+    prompt_scored = tuple(torch.tensor(x, dtype=torch.long) for x in (p_r, p_c, p_tgt))
+    return (ids, pos, allowed, torch.tensor(r_idx), torch.tensor(c_idx), torch.tensor(tgt), torch.tensor(txt),
+            prompt_scored)
 
 
 #: Rows of logits per chunk in :func:`target_logprobs`: ``64 x vocab`` float32 logits (12 MB for a 49k
@@ -297,7 +330,12 @@ def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows: int, max_tokens: int,
-                         desc: str | None) -> tuple[Tensor, Tensor]:
+                         desc: str | None, *, prompt: bool = False) -> tuple[Tensor, ...]:
+    """Summed log-likelihood and count of every text's answer tokens (float64), one row per item.
+
+    With ``prompt`` it also returns, per text, the summed log-likelihood of its prompt's own tokens but the
+    first and their count ``answer_start - 1``: a row's prompt is scored once and credited to each of its
+    answers (the released scoring's shared part, :mod:`persona_circuits.evaluation_released`)."""
     from .plain import attention_masks
     from .replay import base_forward
 
@@ -305,14 +343,24 @@ def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_row
     rows = shared_prefix_rows(enc)
     logp = torch.zeros(len(enc), dtype=torch.float64)
     ntok = torch.tensor([float(len(e.ids) - e.answer_start) for e in enc], dtype=torch.float64)
+    p_logp = torch.zeros(len(enc), dtype=torch.float64)
     batches = token_batches([len(r) for r in rows], max_tokens, max(1, max_rows))
     for bi in tqdm(batches, desc=desc, disable=desc is None, leave=False):
-        ids, pos, allowed, r, c, tgt, txt = _pack([rows[i] for i in bi], pad_id)
+        ids, pos, allowed, r, c, tgt, txt, (pr, pc, ptgt) = _pack([rows[i] for i in bi], pad_id, prompt=prompt)
         ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
         hidden = base_forward(plain, input_ids=ids, attention_mask=attention_masks(plain, allowed, pos), position_ids=pos)
         lp = _unembed_logprobs(plain, hidden[r.to(device), c.to(device)], tgt.to(device))
         logp.index_add_(0, txt, lp.double().cpu())
-    return logp, ntok
+        if prompt and len(pr):
+            plp = _unembed_logprobs(plain, hidden[pr.to(device), pc.to(device)], ptgt.to(device)).double().cpu()
+            per_row = torch.zeros(len(bi), dtype=torch.float64).index_add_(0, pr, plp)
+            for k, i in enumerate(bi):
+                for _, j in rows[i].branches:
+                    p_logp[j] = per_row[k]
+    if not prompt:
+        return logp, ntok
+    p_n = torch.tensor([float(max(e.answer_start - 1, 0)) for e in enc], dtype=torch.float64)
+    return logp, ntok, p_logp, p_n
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, stat: Callable = np.mean) -> tuple[float, float]:

@@ -2,7 +2,8 @@
 
 ``export_model(model, mask, out)`` writes ``config.json``, ``generation_config.json``,
 ``model.safetensors`` (the masked weights), the tokenizer files, ``persona_mask.json`` (the mask's
-metadata) and a ``README.md`` model card. ``transformers.AutoModelForCausalLM.from_pretrained(out)``
+metadata, with ``dtype``: the weights' dtype, and ``mask_dtype``: the model's dtype when the mask was
+built) and a ``README.md`` model card. ``transformers.AutoModelForCausalLM.from_pretrained(out)``
 loads it without this package, so any tool that reads Hugging Face checkpoints can serve the persona.
 
 The loaded model is a TransformerLens ``TransformerBridge`` that wraps the Hugging Face modules in
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ._io import atomic_directory
+from .dtypes import dtype_name
 from .errors import OutputError
 from .interventions import apply_mask
 from .masks import Mask
@@ -99,6 +101,8 @@ def model_card(model, mask: Mask, *, gamma: float = 0.0, out_name: str = "MODEL_
         ("sparsity (fraction of each masked row removed)", f"{c.sparsity:g}"),
         ("density of the masked layers", f"{mask.density():.4f}"),
         ("masked layers", f"{len(mask.masks)} ({c.modules})"),
+        ("weights dtype", dtype_name(model)),
+        ("dtype the mask was built in", c.dtype or "-"),
         ("soft gate gamma", f"{gamma:g}" + (" (pruned weights zeroed)" if gamma == 0 else " (pruned weights scaled)")),
         ("channel statistic", c.statistic or "-"),
         ("calibration tokens", c.tokens or "-"),
@@ -169,7 +173,9 @@ def export_model(model, mask: Mask, out: str | Path, *, overwrite: bool = False,
             plain.save_pretrained(tmp, safe_serialization=True)
         del plain
         tok.save_pretrained(tmp)
-        meta = {**mask.config.to_dict(), "gamma": gamma, "density": mask.density(), "base_model": get_model_id(model)}
+        # dtype: the checkpoint's weights; mask_dtype: the model's dtype when the mask was built
+        meta = {**mask.config.to_dict(), "gamma": gamma, "density": mask.density(), "base_model": get_model_id(model),
+                "dtype": dtype_name(model), "mask_dtype": mask.config.dtype}
         (tmp / MASK_FILENAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(model_card(model, mask, gamma=gamma, out_name=str(out)))
         umask = os.umask(0)

@@ -26,7 +26,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from .dtypes import DtypeChoice, choose_dtype, device_of_map, parse_dtype  # noqa: F401 (parse_dtype: re-exported)
 from .errors import ModelLoadError
+from .options import DTYPE_LOGGER
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +58,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     ),
 }
 _ALIASES = {"smollm2": DEFAULT_MODEL, "SmolLM2-135M-Instruct": DEFAULT_MODEL, "gemma3-270m": "gemma-3-270m"}
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[dtype]
-    except KeyError:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
-
 
 def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)  # does not import the package
@@ -327,7 +316,7 @@ def load_model(
     tokenizer: Any | None = None,
     *,
     device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "auto",
     model_id: str | None = None,
     device_map: str | dict | None = None,
     progress: bool = True,
@@ -340,7 +329,10 @@ def load_model(
             ``tokenizer`` too).
         tokenizer: the tokenizer of an already-loaded HF model.
         device: torch device (ignored when ``device_map`` is given).
-        dtype: weights' dtype (GGUF weights are dequantised to it).
+        dtype: weights' dtype (GGUF weights are dequantised to it): ``"auto"`` (default) is bfloat16 where
+            the hardware runs it natively (a CPU with AVX512-BF16 or AMX, a CUDA device of compute
+            capability 8.0+), float32 elsewhere, and an already-loaded model's own dtype
+            (:mod:`persona_circuits.dtypes`); or ``"float32"``, ``"bfloat16"``, ``"float16"``.
         model_id: name recorded in signatures and masks (defaults to the name the model came from).
         device_map: passed to ``from_pretrained`` (needs ``accelerate``: ``pip install
             persona_circuits[gpu]``): ``"auto"`` shards a model too large for one GPU over every
@@ -349,18 +341,19 @@ def load_model(
         progress: ``False`` hides the loading progress bars (also the GGUF dequantisation bar).
 
     Returns:
-        The bridge, in eval mode, with ``bridge.tokenizer`` set and a padding token defined.
+        The bridge, in eval mode, with ``bridge.tokenizer`` set and a padding token defined;
+        ``bridge.persona_dtype`` is the :class:`~persona_circuits.dtypes.DtypeChoice` (dtype and reason).
     """
     from transformer_lens.model_bridge import TransformerBridge
 
-    dtype = parse_dtype(dtype)
     if model is None:
         model = DEFAULT_MODEL
     if device_map is not None and importlib.util.find_spec("accelerate") is None:
         raise ModelLoadError("device_map needs the accelerate package: pip install 'persona_circuits[gpu]'")
     if isinstance(model, str):
+        choice = choose_dtype(dtype, device if device_map is None else device_of_map(device_map))
         with _quiet_gguf(progress):
-            hf, tok, mid, arch = _load_hf(model, dtype, device_map)
+            hf, tok, mid, arch = _load_hf(model, choice.dtype, device_map)
     else:
         if tokenizer is None:
             raise ModelLoadError("an already-loaded model needs its tokenizer: pass tokenizer=...")
@@ -368,8 +361,13 @@ def load_model(
             raise ModelLoadError("device_map applies to models loaded here; dispatch an already-loaded model "
                                  "with from_pretrained(..., device_map=...) before passing it")
         hf, tok = model, tokenizer
+        auto = isinstance(dtype, str) and dtype == "auto"
+        choice = DtypeChoice(next(hf.parameters()).dtype, "auto: the loaded model's own dtype") if auto \
+            else choose_dtype(dtype, device)
         mid = model_id or getattr(hf.config, "_name_or_path", None) or type(hf).__name__
         arch = getattr(hf.config, "_name_or_path", None) or mid
+    dtype = choice.dtype
+    logging.getLogger(DTYPE_LOGGER).info("dtype %s (%s)", choice.name, choice.reason)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if device_map is None and not getattr(hf, "hf_device_map", None):
@@ -386,6 +384,7 @@ def load_model(
         raise ModelLoadError(f"TransformerLens cannot wrap {mid!r}: {str(exc)[:300]}") from exc
     bridge.eval()
     bridge.persona_model_id = model_id or mid
+    bridge.persona_dtype = choice
     return bridge
 
 

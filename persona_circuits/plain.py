@@ -14,13 +14,18 @@ plain module does not call.
 
 On build the plain module is checked against the bridge on a short input (same log-probabilities to
 float tolerance); a model it cannot mirror (a parameter it cannot find, a failed or differing forward)
-gets ``None`` and callers use the bridge.
+gets ``None`` and callers use the bridge. The check is structural (the same weights feed both), so a
+passed check is remembered on disk, keyed by the model class, its config, dtype, device type and the
+versions of torch, transformers and transformer-lens (``<cache_dir>/plain_checks/``): a later process with
+the same model skips its two forward passes (about 0.4 s on the default model on this project's CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import logging
 import weakref
 from collections.abc import Iterator
@@ -30,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
 
-from .models import hf_model
+from .models import cache_dir, hf_model
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +185,55 @@ def _build(model) -> _Plain | None:
     return p
 
 
-@torch.no_grad()
+#: bump when the self-check changes: verdicts remembered by an older check are ignored
+SELF_CHECK_VERSION = 1
+
+
+def _check_key(model, plain: nn.Module) -> str:
+    """What the self-check's verdict depends on: the model's class and config (less where it was read
+    from), the bridge's architecture adapter, dtype and device type, the padding token, and the versions of
+    the libraries that compute both forwards."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    hf = hf_model(model)
+    p = next(plain.parameters())
+    tok = getattr(model, "tokenizer", None)
+    libs = {}
+    for pkg in ("torch", "transformers", "transformer-lens"):
+        try:
+            libs[pkg] = version(pkg)
+        except PackageNotFoundError:
+            libs[pkg] = "absent"
+    config = {k: v for k, v in hf.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    spec = [SELF_CHECK_VERSION, f"{type(hf).__module__}.{type(hf).__qualname__}", config,
+            type(getattr(model, "adapter", None)).__name__, str(p.dtype), p.device.type,
+            getattr(tok, "pad_token_id", None), libs]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def _self_check(model, plain: nn.Module) -> bool:
+    """:func:`_compare_forwards`, or a verdict that passed before for the same :func:`_check_key` (passed
+    verdicts only are kept: a failure is checked again next time)."""
+    try:
+        memo = cache_dir() / "plain_checks" / f"{_check_key(model, plain)}.json"
+        if memo.is_file():
+            return True
+    except (OSError, TypeError, ValueError, StopIteration):
+        memo = None
+    ok = _compare_forwards(model, plain)
+    if ok and memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{id(plain)}.tmp")
+            tmp.write_text(json.dumps({"passed": True, "model": type(hf_model(model)).__name__}) + "\n")
+            tmp.replace(memo)
+        except OSError as exc:  # a read-only cache only costs the check next time
+            log.info("could not remember the plain-forward check in %s: %s", memo, exc)
+    return ok
+
+
+@torch.no_grad()
+def _compare_forwards(model, plain: nn.Module) -> bool:
     """Same next-token log-probabilities as the bridge on a short two-row padded input, with the plain
     module switched to eager attention for the check (the bridge's own attention is eager), so that a
     structural difference is not hidden behind SDPA's 16-bit rounding."""

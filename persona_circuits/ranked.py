@@ -22,7 +22,8 @@ from jaxtyping import Int
 from torch import Tensor
 
 from . import scoring
-from .masks import Mask, _check, _pair, _sort_keys, keep_count, remove_count
+from .masks import Mask, _check, _pair, keep_count, remove_count
+from .selection import _sort_keys
 from .models import prunable_layers
 from .statistics import DEFAULT_TEXT_STAT, ActivationSignature
 

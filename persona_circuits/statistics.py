@@ -41,23 +41,14 @@ from tqdm.auto import tqdm
 
 from ._io import atomic_write_bytes
 from .data import EncodedText, PersonaSet, encode_pair, pad_batches
+from .dtypes import dtype_name
 from .errors import ModelMismatchError, SignatureError
 from .hooks import StopForward, block_out, stop
 from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
 from .models import input_device
+from .options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
-STATISTICS = ("l2", "mean_abs", "rms")
-#: default channel statistic: the released code's per-text L2 norm, averaged over texts
-DEFAULT_STATISTIC = "l2"
-TOKEN_SELECTIONS = ("answer", "predict", "all")
-#: per-text statistics the contrastive z-score can use
-TEXT_STATISTICS = ("l2", "rms")
-#: default per-text statistic of the contrastive z-score: the length-invariant RMS. On the default model the
-#: mean z from per-text L2 norms tracks the pseudo-poles' token-count difference over label-swapped draws
-#: (correlation +0.94 to +1.00 on mbti-ei, power and hallucination) and the RMS does much less (+0.06 to
-#: +0.45): ``analyses/z_length.py`` -> figures/z_length.json. ``"l2"`` reproduces the paper and released code.
-DEFAULT_TEXT_STAT = "rms"
 
 
 @dataclass
@@ -146,8 +137,10 @@ class ActivationSignature:
                     if k in self.sums[l] and k in other.sums[l]} for l in self.sums}
         h = hashlib.sha256(f"{self.calibration_hash}+{other.calibration_hash}".encode()).hexdigest()[:16]
         pole = self.pole if self.pole == other.pole else None
+        dtype = self.meta.get("dtype")
         return ActivationSignature(sums, self.n_tokens + other.n_tokens, self.n_texts + other.n_texts,
-                                   self.model_id, self.fingerprint, h, self.tokens, pole, self.dataset)
+                                   self.model_id, self.fingerprint, h, self.tokens, pole, self.dataset,
+                                   {"dtype": dtype} if dtype and dtype == other.meta.get("dtype") else {})
 
     # ---- persistence
     def to_dict(self) -> dict:
@@ -219,6 +212,7 @@ class PerTextStats:
     fingerprint: str
     tokens: str
     resid: Float[Tensor, "n layer d_model"] | None = None  # mean residual after each block over the answer tokens
+    dtype: str | None = None  # the model's weights' dtype during the recording (kept in signatures' meta)
 
     def __len__(self) -> int:
         return len(self.n_tok)
@@ -228,7 +222,7 @@ class PerTextStats:
         cut: dict[int, Tensor] = {}
         per_text = {k: cut.setdefault(id(t), t[:n]) for k, t in self.per_text.items()}
         resid = None if self.resid is None else self.resid[:n]
-        return PerTextStats(per_text, self.n_tok[:n], self.model_id, self.fingerprint, self.tokens, resid)
+        return PerTextStats(per_text, self.n_tok[:n], self.model_id, self.fingerprint, self.tokens, resid, self.dtype)
 
     def signature(self, index: Sequence[int] | Tensor | None = None, *, pole: str | None = None,
                   dataset: str | None = None, calibration_hash: str = "") -> ActivationSignature:
@@ -248,7 +242,8 @@ class PerTextStats:
                               "l2_sum": sq.sqrt().sum(0), "rms_sum": msq.sqrt().sum(0), "msq_sum": msq.sum(0)}
             sums[name] = cache[key]
         return ActivationSignature(sums, int(nt.sum()), int(has.sum()), self.model_id, self.fingerprint,
-                                   calibration_hash, self.tokens, pole, dataset)
+                                   calibration_hash, self.tokens, pole, dataset,
+                                   {"dtype": self.dtype} if self.dtype else {})
 
     def concat(self, other: "PerTextStats") -> "PerTextStats":
         """The texts of ``self`` followed by those of ``other`` (same model, layers and token selection)."""
@@ -262,7 +257,8 @@ class PerTextStats:
                 joined[key] = torch.cat([t, other.per_text[name]])
             per_text[name] = joined[key]
         resid = None if self.resid is None or other.resid is None else torch.cat([self.resid, other.resid])
-        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens, resid)
+        return PerTextStats(per_text, torch.cat([self.n_tok, other.n_tok]), self.model_id, self.fingerprint, self.tokens, resid,
+                            self.dtype if self.dtype == other.dtype else None)
 
 
 def selection_mask(attention_mask: Tensor, answer_mask: Tensor, tokens: str) -> Tensor:
@@ -361,7 +357,8 @@ def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "ans
         raise SignatureError(f"{len(missing)} expected hook(s) did not fire on every batch, e.g. {missing[:3]}")
     if int(n_tok.sum()) == 0:
         raise SignatureError("no tokens were selected (empty answers?)")
-    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens, resid)
+    return PerTextStats(per_text, n_tok, get_model_id(model), architecture_fingerprint(model), tokens, resid,
+                        dtype_name(model))
 
 
 def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,

@@ -86,9 +86,10 @@ def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def real_model():
+    """The default model in float32 (``dtype="auto"`` would make the tests' numbers depend on the CPU)."""
     from persona_circuits import load_model
 
-    return load_model()
+    return load_model(dtype="float32")
 
 
 @pytest.fixture

@@ -86,3 +86,13 @@ def test_throughput_benchmarks(real_model):
     _ok(bench_bf16_recording.run(quick=True, repeats=1, model=real_model, calib_size=2))
     _ok(bench_pole_switch.run(quick=True, repeats=1, model=real_model, calib_size=2))
     _ok(bench_model_load.run(quick=True, repeats=1))
+
+
+@pytest.mark.slow
+def test_cli_benchmark():
+    """Issue 16's whole-process CLI benchmark runs (one timed run of each process)."""
+    import bench_cli
+
+    res = bench_cli.run(quick=True, repeats=1)
+    _ok(res)
+    assert res.tables and any(r.metric.startswith("--help") for r in res.rows)

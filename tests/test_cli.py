@@ -13,6 +13,15 @@ def run_cli(args, capsys):
     return code, out.out, out.err
 
 
+def dtype_lines(err: str) -> list[str]:
+    """The line a model load prints on stderr: ``persona-circuits: dtype NAME (reason)``."""
+    return [l for l in err.splitlines() if l.startswith("persona-circuits: dtype ")]
+
+
+def other_lines(err: str) -> list[str]:
+    return [l for l in err.strip().splitlines() if l not in dtype_lines(err)]
+
+
 def test_personas_lists_bundled_sets(capsys):
     code, out, _ = run_cli(["personas", "--json"], capsys)
     assert code == 0
@@ -57,17 +66,23 @@ def test_mask_of_another_model_is_a_clear_error(tmp_path, capsys, tiny_model_dir
     save_masks(tmp_path / "m", {"extravert": fake})
     code, _, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--model", str(tiny_model_dir),
                             "--limit", "2", "--no-progress"], capsys)
-    assert code == 2 and "another model" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "another model" in err and len(other_lines(err)) == 1 and len(dtype_lines(err)) == 1
 
 
 def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4"]
     code, out, err = run_cli(["signatures", "mbti-ei", "--out", str(tmp_path / "s.safetensors"), "--calib-size", "6"] + common, capsys)
     assert code == 0, err
+    dtype = dtype_lines(err)[0].split()[2]  # "persona-circuits: dtype NAME (auto: ...)"; every artefact records it
+    assert dtype in ("float32", "bfloat16") and "(auto: " in dtype_lines(err)[0]
+    from persona_circuits.statistics import load_signatures
+
+    assert {s.meta["dtype"] for s in load_signatures(tmp_path / "s.safetensors").values()} == {dtype}
     code, out, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-sparse", "--sparsity", "0.6", "--out",
                               str(tmp_path / "m"), "--signatures", str(tmp_path / "s.safetensors")] + common, capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["extravert", "introvert"]
+    assert json.loads((tmp_path / "m" / "introvert" / "mask_config.json").read_text())["dtype"] == dtype
     code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "5", "--json"] + common, capsys)
     assert code == 0, err
     rows = [json.loads(l) for l in out.strip().splitlines()]
@@ -78,11 +93,73 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     contrast = rows.pop()
     assert contrast["damage_kl"] > 0 and "null_draws" not in contrast  # no null pairs in this folder
     for r in rows:
-        assert set(r) == {"condition", "pole", "n", "accuracy", "accuracy_ci95", "accuracy_length_normalized", "mean_margin"}
+        assert set(r) == {"condition", "pole", "n", "accuracy", "accuracy_ci95", "accuracy_length_normalized", "mean_margin",
+                          "scoring", "dtype"}
+        assert r["scoring"] == "summed" and r["dtype"] == dtype
         assert r["n"] == 5 and 0 <= r["accuracy"] <= 1
     code, out, err = run_cli(["generate", "--mask", str(tmp_path / "m"), "--pole", "introvert", "--max-new-tokens", "4",
                               "Hello?"] + common, capsys)
     assert code == 0, err
+
+
+def test_scorings_released_and_per_token(tmp_path, capsys, tiny_model_dir):
+    from persona_circuits.data import load_persona_set
+    from persona_circuits.evaluation_released import released_system_prompt
+
+    common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4", "--dtype", "float32"]
+    code, _, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-wanda", "--sparsity", "0.3", "--calib-size", "4",
+                            "--out", str(tmp_path / "m")] + common, capsys)
+    assert code == 0, err
+    assert dtype_lines(err) == ["persona-circuits: dtype float32 (--dtype float32)"]
+    evaluate = ["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "3", "--damage-texts", "2", "--json"]
+    code, out, err = run_cli(evaluate + ["--scoring", "released"] + common, capsys)
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.strip().splitlines()]
+    ps = load_persona_set("mbti-ei")
+    assert {r["scoring"] for r in rows} == {"released"} and {r["dtype"] for r in rows} == {"float32"}
+    for r in rows[:-1]:  # the persona system prompt of the evaluated pole, with and without its mask
+        assert set(r) == {"condition", "pole", "n", "accuracy", "accuracy_ci95", "mean_margin", "system", "scoring", "dtype"}
+        assert r["system"] == released_system_prompt(ps, r["pole"]) and r["n"] == 3
+    assert rows[-1]["pole"] == "contrast" and rows[-1]["n"] == 3
+    code, out, err = run_cli(evaluate + ["--scoring", "per-token"] + common, capsys)
+    assert code == 0, err
+    for r in [json.loads(l) for l in out.strip().splitlines()][:-1]:
+        assert r["scoring"] == "per-token" and r["accuracy"] == r["accuracy_length_normalized"]
+    code, out, _ = run_cli(evaluate[:-1] + ["--scoring", "released"] + common, capsys)
+    assert code == 0 and "released scoring" in out and "system prompt of introvert" in out
+
+
+NO_TORCH = """
+import sys
+import persona_circuits as pc
+import persona_circuits.cli as cli
+cli.build_parser()
+assert "load_model" in dir(pc) and "score_released" in pc.__all__
+for argv in ({argvs}):
+    try:
+        cli.main(argv)
+    except SystemExit as exc:
+        assert exc.code == (0 if "--help" in argv else 2), (argv, exc.code)
+    else:
+        raise AssertionError(argv)
+heavy = [m for m in ("torch", "transformers", "transformer_lens", "numpy") if m in sys.modules]
+assert not heavy, heavy
+"""
+
+
+def test_help_and_argument_errors_import_neither_torch_nor_transformers():
+    argvs = [["--help"], ["evaluate", "--help"], ["reproduce", "--help"], ["evaluate"], ["evaluate", "x", "--scoring", "nope"],
+             ["mask", "mbti-ei", "--method", "nope", "--sparsity", "0.5", "--out", "m"], ["signatures", "x", "--dtype", "fp8"],
+             ["nope"]]
+    r = subprocess.run([sys.executable, "-c", NO_TORCH.format(argvs=", ".join(map(repr, argvs)))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "reproduce" in r.stdout and "--scoring" in r.stdout  # the top-level and evaluate help were printed
+
+
+def test_reproduce_help_lists_the_studys_options():
+    r = subprocess.run([sys.executable, "-m", "persona_circuits.cli", "reproduce", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--data-root" in r.stdout and "--dtype" in r.stdout
 
 
 def test_console_script_help():
@@ -129,4 +206,4 @@ def test_no_progress_hides_every_bar(capsys):
     # the embedded model is a GGUF file: transformers dequantises it behind its own tqdm bar
     code, out, err = run_cli(["generate", "--no-progress", "--max-new-tokens", "2", "Hi"], capsys)
     assert code == 0 and out.strip()
-    assert err == "", err
+    assert other_lines(err) == [] and len(dtype_lines(err)) == 1, err

@@ -68,7 +68,10 @@ def test_exported_weights_are_the_masked_weights(tiny, masks, tmp_path):
     card = (out / "README.md").read_text()
     assert "contrastive-wanda" in card and "introvert" in card and m.config.calibration_hash in card
     assert "persona_circuits version | 0.1.0" in card
-    assert json.loads((out / "persona_mask.json").read_text())["pole"] == "introvert"
+    meta = json.loads((out / "persona_mask.json").read_text())
+    dtype = str(next(tiny.parameters()).dtype).replace("torch.", "")
+    assert meta["pole"] == "introvert" and meta["dtype"] == meta["mask_dtype"] == dtype  # the weights' and the mask's
+    assert f"weights dtype | {dtype}" in card
 
 
 def test_export_refuses_an_existing_folder(tiny, masks, tmp_path):

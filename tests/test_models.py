@@ -128,3 +128,68 @@ def test_real_model_cache_is_bit_identical_to_the_gguf(tmp_path, monkeypatch):
     _same_weights(direct, cached_bf16)
     for it in load_persona_set("mbti-ei").test[:5]:
         assert encode_pair(tok1, it.question, it.answer_a) == encode_pair(tok2, it.question, it.answer_a)
+
+
+# ---- dtype "auto"
+
+CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\nprocessor\t: 1\n"
+
+
+@pytest.mark.parametrize("extra,want", [("avx512_bf16 amx_tile", {"avx512_bf16"}), ("amx_bf16 amx_tile", {"amx_bf16"}),
+                                        ("avx512_vnni", set())])
+def test_bf16_flags_from_cpuinfo(extra, want):
+    from persona_circuits.dtypes import bf16_flags
+
+    assert bf16_flags(CPUINFO.format(extra=extra)) == frozenset(want)
+    assert bf16_flags("processor\t: 0\nFeatures\t: fp asimd\n") is None  # no x86 flags line: torch's probes decide
+
+
+@pytest.mark.parametrize("features,want", [({"amx_bf16"}, torch.bfloat16), ({"avx512_bf16", "amx_bf16"}, torch.bfloat16),
+                                           (set(), torch.float32)])
+def test_auto_dtype_on_the_cpu_follows_its_bf16_features(monkeypatch, features, want):
+    from persona_circuits import dtypes
+
+    monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset(features))
+    choice = dtypes.choose_dtype("auto", "cpu")
+    assert dtypes.resolve_dtype("auto", "cpu") == choice.dtype == want
+    labels = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
+    assert choice.reason == ("auto: CPU has " + " and ".join(labels[f] for f in sorted(features)) if features
+                             else "auto: CPU has neither AVX512-BF16 nor AMX-BF16")
+    # an explicit dtype is never changed, whatever the hardware
+    assert dtypes.resolve_dtype("float32", "cpu") == torch.float32 and dtypes.resolve_dtype("bf16") == torch.bfloat16
+    assert dtypes.choose_dtype("float16").reason == "--dtype float16"
+
+
+def test_auto_dtype_on_cuda_and_other_devices(monkeypatch):
+    from persona_circuits import dtypes
+
+    monkeypatch.setattr(dtypes, "_cuda_bf16", lambda index: index in (None, 0))
+    assert dtypes.resolve_dtype("auto", "cuda") == torch.bfloat16 and dtypes.resolve_dtype("auto", "cuda:1") == torch.float32
+    assert dtypes.resolve_dtype("auto", "meta") == torch.float32
+    assert dtypes.device_of_map({"model.embed_tokens": 0, "lm_head": "cpu"}) == "cuda:0"
+    assert dtypes.device_of_map({"": "cpu"}) == "cpu"
+
+
+def test_unknown_dtype_is_a_clear_error():
+    from persona_circuits.dtypes import resolve_dtype
+    from persona_circuits.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        resolve_dtype("float8")
+
+
+def test_load_model_auto_dtype(monkeypatch, tiny_model_dir, tokenizer_dir, caplog):
+    from persona_circuits import dtypes
+    from persona_circuits.options import DTYPE_LOGGER
+
+    monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset({"amx_bf16"}))
+    with caplog.at_level(logging.INFO, logger=DTYPE_LOGGER):
+        m = models.load_model(str(tiny_model_dir))  # a folder: auto resolves for the device
+    assert next(m.parameters()).dtype == torch.bfloat16 and m.persona_dtype.name == "bfloat16"
+    assert "dtype bfloat16 (auto: CPU has AMX-BF16)" in caplog.text
+    monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset())
+    assert next(models.load_model(str(tiny_model_dir)).parameters()).dtype == torch.float32
+    hf, tok = _tiny(tokenizer_dir)
+    monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset({"amx_bf16"}))
+    m = models.load_model(hf, tok, model_id="tiny")  # an already-loaded model keeps its own dtype under auto
+    assert next(m.parameters()).dtype == torch.float32 and "own dtype" in m.persona_dtype.reason
