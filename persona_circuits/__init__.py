@@ -12,7 +12,10 @@ Quick start::
     print(pc.summarize(scores, 0, condition="mask", pole="extravert"))
 """
 
-from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_set
+from .data import ChoiceItem, PersonaSet, Pole, bundled_personas, load_persona_set, parse_set_specs, resolve_set
+from .compose import (ALL_TYPES, GateMask, compose_masks, compose_steering, compose_type, mbti_type_poles, opposite_type,
+                      type_signs)
+from .analysis.atlas import atlas, atlas_record, pair_overlap, top_contrastive_weights
 from .errors import (DatasetError, MaskError, ModelLoadError, ModelMismatchError, OutputError,
                      PersonaCircuitsError, SignatureError)
 from .damage import (Damage, Dial, NeutralReference, StrengthSearch, find_strength, kl_damage, mask_dial,
