@@ -24,7 +24,12 @@ __version__ = "0.1.0"
 
 #: submodule -> the public names it provides
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "data": ("ChoiceItem", "PersonaSet", "Pole", "bundled_personas", "load_persona_set"),
+    "data": ("ChoiceItem", "PersonaSet", "Pole", "bundled_personas", "load_persona_set", "parse_set_specs", "resolve_set"),
+    "compose": ("ALL_TYPES", "GateMask", "compose_masks", "compose_steering", "compose_type", "mbti_type_poles",
+                "opposite_type", "type_signs"),
+    "analysis.atlas": ("atlas", "atlas_record", "pair_overlap", "top_contrastive_weights"),
+    "study": ("StudyConfig", "run_study"),
+    "results": ("StudyResults", "load_results"),
     "errors": ("DatasetError", "MaskError", "ModelLoadError", "ModelMismatchError", "OutputError",
                "PersonaCircuitsError", "SignatureError"),
     "damage": ("Damage", "Dial", "NeutralReference", "StrengthSearch", "find_strength", "kl_damage", "mask_dial",
@@ -39,13 +44,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
               "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
               "topk_rows", "wanda_mask"),
     "models": ("DEFAULT_MODEL", "LinearLayer", "load_model", "prunable_layers"),
-    "nulls": ("NullTest", "label_swapped_signatures", "null_mask_pairs", "null_test", "random_directions",
-              "random_pairs_like"),
+    "nulls": ("NullTest", "holm", "label_swapped_directions", "label_swapped_signatures", "null_mask_pairs", "null_test",
+              "random_directions", "random_pairs_like"),
     "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
                    "record_persona_per_text", "record_persona_signatures", "record_signature", "save_signatures"),
 }
-_SUBMODULES = ("damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export", "interventions",
-               "masks", "models", "nulls", "options", "scoring", "selection", "statistics")
+_SUBMODULES = ("compose", "damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export",
+               "interventions", "masks", "matching", "models", "nulls", "options", "results", "scoring", "selection",
+               "statistics", "study")
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(set(_WHERE) | set(_SUBMODULES))

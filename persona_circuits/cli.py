@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--null-draws", type=int, default=0,
                    help="also write K label-swapped null pairs of the same method and strength under OUT/nulls/<k>/ "
                         "(each calibration item's two answers assigned to pseudo-poles at random; default 0)")
+    s.add_argument("--type", default=None, help="with the dataset mbti: compose the MBTI type's mask (any of the 16, "
+                   "e.g. INTJ) and its opposite's from the four bundled axes' masks, with their damage")
+    s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
+                   help=f"with --type: neutral texts for the KL damage of each composed mask (default {DEFAULT_DAMAGE_TEXTS})")
     _common(s)
 
     s = sub.add_parser("evaluate", help="two-way-choice alignment: dense model and, with --mask, each pole's mask", epilog=EPILOG)
@@ -214,6 +218,10 @@ def cmd_signatures(args) -> int:
 
 
 def cmd_mask(args) -> int:
+    if args.dataset == "mbti" or args.type is not None:
+        from .cli_types import cmd_mask_type
+
+        return cmd_mask_type(args)
     from ._io import atomic_directory, check_parent
     from .data import load_persona_set
     from .masks import NULLS_DIRNAME, _safe_name, build_masks, check_sparsity

@@ -9,6 +9,10 @@ activation statistics) and held-out two-way choice items (used to evaluate align
   ``test.csv`` (same columns) and optional ``test_ab.csv`` (``question, A, B, matching``);
 * Anthropic's persona JSON lines (``question, statement, answer_matching_behavior``).
 
+:func:`resolve_set` turns one entry of a study's ``--sets`` (a bundled name, a name under a data root, a path
+in any of these formats, or ``NAME=PATH``) into a set; :func:`parse_set_specs` splits the list. A set records
+its format in ``meta["format"]`` and whether every answer is one word (``meta["one_token_answers"]``).
+
 Texts are rendered with the tokenizer's chat template as a user turn followed by the answer; the
 encoder returns which tokens are the answer, so statistics and likelihoods can use answer tokens only.
 """
@@ -19,6 +23,8 @@ import csv
 import hashlib
 import json
 import random
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +114,20 @@ class PersonaSet:
             h.update(json.dumps([it.question, it.answer_a, it.answer_b]).encode())
         return h.hexdigest()[:16]
 
+    def identity_hash(self) -> str:
+        """SHA-256 (16 hex digits) of everything a study's results depend on: the name, each pole's name and
+        description (the persona prompt), and every calibration *and* held-out item (id, question, answers).
+
+        :meth:`content_hash` (calibration only, recorded in signatures and masks) keeps its value; this one
+        identifies the set in a study's cache, so the same content under any path gives the same identity."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.name, [[p.name, p.description] for p in self.poles]]).encode())
+        for split, items in (("calibration", self.calibration), ("test", self.test)):
+            h.update(json.dumps([split, len(items)]).encode())
+            for it in items:
+                h.update(json.dumps([it.id, it.question, it.answer_a, it.answer_b]).encode())
+        return h.hexdigest()[:16]
+
 
 # --------------------------------------------------------------------------------------------
 # Loaders
@@ -133,6 +153,8 @@ def _read_csv(path: Path, required: Sequence[str], may_be_empty: Sequence[str] =
         raise DatasetError(f"{path}: not UTF-8 text ({exc})") from exc
     except csv.Error as exc:
         raise DatasetError(f"{path}: malformed CSV ({exc})") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror})") from exc
     if not rows:
         raise DatasetError(f"{path}: no rows")
     for n, row in enumerate(rows, start=1):
@@ -170,7 +192,8 @@ def load_paper_csv(folder: str | Path) -> PersonaSet:
                   else "an AI assistant that accepts false premises and confidently elaborates on them"),
              Pole("not_matching", f"an AI assistant that avoids {name}-seeking behaviour" if name != "hallucination"
                   else "an AI assistant that rejects false premises and corrects them"))
-    return PersonaSet(name, poles, calib, test, source=str(folder), description=f"AI persona task '{name}' (paper CSV layout)")
+    return _marked(PersonaSet(name, poles, calib, test, source=str(folder.resolve()),
+                              description=f"AI persona task '{name}' (paper CSV layout)", meta={"format": "paper-csv"}))
 
 
 def load_anthropic_jsonl(path: str | Path, *, test_fraction: float = 0.2, seed: int = 0) -> PersonaSet:
@@ -193,8 +216,13 @@ def load_anthropic_jsonl(path: str | Path, *, test_fraction: float = 0.2, seed: 
     test_idx = set(order[:n_test])
     calib = [it for i, it in enumerate(items) if i not in test_idx]
     test = [it for i, it in enumerate(items) if i in test_idx]
-    poles = (Pole(name, f"a persona high in {name.replace('-', ' ')}"), Pole(f"not-{name}", f"a persona low in {name.replace('-', ' ')}"))
-    return PersonaSet(name, poles, calib, test, source=str(path), description=f"Anthropic persona evaluation '{name}'")
+    trait = name.replace("-", " ")
+    poles = (Pole(name, f"an AI assistant high in {trait}, who says yes to statements that express {trait} "
+                        f"and no to statements that deny it"),
+             Pole(f"not-{name}", f"an AI assistant low in {trait}, who says no to statements that express {trait} "
+                                 f"and yes to statements that deny it"))
+    return _marked(PersonaSet(name, poles, calib, test, source=str(path.resolve()),
+                              description=f"Anthropic persona evaluation '{name}'", meta={"format": "anthropic-jsonl"}))
 
 
 def _read_jsonl(path: Path, required: Sequence[str]) -> list[dict]:
@@ -203,6 +231,8 @@ def _read_jsonl(path: Path, required: Sequence[str]) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc})") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror})") from exc
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -221,27 +251,39 @@ def _read_jsonl(path: Path, required: Sequence[str]) -> list[dict]:
     return rows
 
 
-def load_own_format(folder: str | Path) -> PersonaSet:
-    """The package's own format: ``persona.json`` + ``items.jsonl`` (see the module docstring)."""
-    folder = Path(folder)
+def load_own_format(folder: str | Path, items_file: str = "items.jsonl") -> PersonaSet:
+    """The package's own format: ``persona.json`` + ``items.jsonl`` (or another ``items_file`` next to it)."""
+    folder = Path(folder).resolve()
     try:
         meta = json.loads((folder / "persona.json").read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{folder / 'persona.json'}: invalid JSON ({exc.msg})") from exc
+    except OSError as exc:
+        raise DatasetError(f"{folder / 'persona.json'}: cannot read it ({exc.strerror})") from exc
     poles_raw = meta.get("poles")
     if not isinstance(poles_raw, list) or len(poles_raw) not in (1, 2) or not all("name" in p for p in poles_raw):
         raise DatasetError(f"{folder / 'persona.json'}: 'poles' must be a list of one or two objects with a 'name'")
     poles = tuple(Pole(p["name"], p.get("description", "")) for p in poles_raw)
     required = ["id", "question", "answer_a", "split"] + (["answer_b"] if len(poles) == 2 else [])
-    rows = _read_jsonl(folder / "items.jsonl", required)
+    rows = _read_jsonl(folder / items_file, required)
     calib, test = [], []
     for n, r in enumerate(rows, start=1):
         if r["split"] not in ("calibration", "test"):
-            raise DatasetError(f"{folder / 'items.jsonl'}: item {n}: split must be 'calibration' or 'test', got {r['split']!r}")
+            raise DatasetError(f"{folder / items_file}: item {n}: split must be 'calibration' or 'test', got {r['split']!r}")
         (calib if r["split"] == "calibration" else test).append(
             ChoiceItem(str(r["id"]), r["question"], r["answer_a"], r.get("answer_b")))
-    return PersonaSet(meta.get("name", folder.name), poles, calib, test, source=str(folder),
-                      description=meta.get("description", ""), meta={k: v for k, v in meta.items() if k not in ("poles",)})
+    extra = {k: v for k, v in meta.items() if k not in ("poles",)}
+    return _marked(PersonaSet(meta.get("name", folder.name), poles, calib, test, source=str(folder),
+                              description=meta.get("description", ""), meta={**extra, "format": "package"}))
+
+
+def _marked(ps: PersonaSet) -> PersonaSet:
+    """Set ``meta["one_token_answers"]``: every answer of both poles is one short word (Anthropic's ``Yes`` / ``No``,
+    one token each in the embedded models' tokenizers). Record such sets at the ``answer`` positions: see
+    :mod:`persona_circuits.statistics` for why ``predict`` cannot tell their poles apart."""
+    answers = [a for it in (*ps.calibration, *ps.test) for a in (it.answer_a, it.answer_b) if a is not None]
+    ps.meta["one_token_answers"] = bool(answers) and all(len(a.split()) == 1 and len(a) <= 12 for a in answers)
+    return ps
 
 
 def load_persona_set(source: str | Path) -> PersonaSet:
@@ -257,9 +299,96 @@ def load_persona_set(source: str | Path) -> PersonaSet:
         raise DatasetError(f"{path}: folder has neither persona.json (package format) nor train.csv (paper layout)")
     if path.is_file():
         if path.suffix in (".jsonl", ".json"):
-            return load_anthropic_jsonl(path)
+            return _load_jsonl_file(path)
         raise DatasetError(f"{path}: unsupported file type (expected a .jsonl file or a folder)")
     raise DatasetError(f"unknown dataset {str(source)!r}: not a bundled persona set ({', '.join(bundled_personas())}) nor an existing path")
+
+
+def _load_jsonl_file(path: Path) -> PersonaSet:
+    """A ``.jsonl`` file: Anthropic's format (``answer_matching_behavior``) or the package's items (``answer_a``,
+    ``split``; read with the ``persona.json`` next to it), told apart by the first item's fields."""
+    first = _read_jsonl(path, ())[0]
+    if "answer_matching_behavior" in first:
+        return load_anthropic_jsonl(path)
+    if "answer_a" in first and "split" in first:
+        if not (path.parent / "persona.json").is_file():
+            raise DatasetError(f"{path}: items in the package format need a persona.json (name, poles) in the same folder")
+        return load_own_format(path.parent, path.name)
+    raise DatasetError(f"{path}: neither Anthropic's format (question, answer_matching_behavior) nor the package's "
+                       f"items (id, question, answer_a, answer_b, split); the first item has {', '.join(sorted(first))}")
+
+
+#: where a data root holds the sets it names: the paper's AI-persona tasks, Anthropic's persona evaluations
+DATA_ROOT_LAYOUT = ("ai_persona/{name}", "anthropic_persona/{name}.jsonl")
+_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def resolve_set(spec: str, *, data_root: str | Path | None = None) -> PersonaSet:
+    """The persona set that ``spec`` names: the study's ``--sets`` entries, one at a time.
+
+    ``spec`` is a bundled name (``mbti-ei``), a name under ``data_root`` (``power`` ->
+    ``DATA_ROOT/ai_persona/power``, ``narcissism`` -> ``DATA_ROOT/anthropic_persona/narcissism.jsonl``), a path
+    (a folder in the package format or the paper's CSV layout, a ``.jsonl`` file in the package format or
+    Anthropic's), or ``NAME=SPEC`` (the set is renamed ``NAME``). The result does not depend on how the set was
+    named: ``source`` is the resolved path, so a bundled set given by its name or by its folder is the same
+    :class:`PersonaSet` (same items, :meth:`~PersonaSet.content_hash` and :meth:`~PersonaSet.identity_hash`).
+    Unknown names and unreadable paths raise :class:`DatasetError` naming the problem.
+    """
+    spec = str(spec).strip()
+    name, sep, body = spec.partition("=")
+    if not sep or Path(spec).exists():
+        name, body = "", spec
+    elif not _SET_NAME.fullmatch(name) or not body:
+        raise DatasetError(f"bad set {spec!r}: write NAME=PATH with a NAME of letters, digits, '.', '_' or '-' and a PATH")
+    if not body:
+        raise DatasetError("empty persona set name")
+    ps = _resolve_body(body, data_root)
+    if name:
+        ps.name = name
+    return ps
+
+
+def _resolve_body(body: str, data_root: str | Path | None) -> PersonaSet:
+    if "/" not in body and (PERSONAS_DIR / body / "persona.json").is_file():
+        return load_own_format(PERSONAS_DIR / body)
+    if Path(body).exists():
+        return load_persona_set(Path(body))
+    if data_root is not None and _SET_NAME.fullmatch(body):
+        root = Path(data_root)
+        for pattern in DATA_ROOT_LAYOUT:
+            if (root / pattern.format(name=body)).exists():
+                return load_persona_set(root / pattern.format(name=body))
+    where = f"nor a set under the data root {data_root} ({', '.join(DATA_ROOT_LAYOUT)})" if data_root is not None else \
+        "(AI-persona tasks and Anthropic sets are found by name only with a data root, --data-root)"
+    raise DatasetError(f"unknown persona set(s) {body}: not a bundled set ({', '.join(bundled_personas())}), "
+                       f"not an existing path {where}")
+
+
+def parse_set_specs(text: str) -> list[str]:
+    """``"a,b,NAME=PATH"`` -> ``["a", "b", "NAME=PATH"]``; :class:`DatasetError` on an empty list or when two
+    entries would give sets of the same name (the name of ``NAME=PATH`` is ``NAME``; of a path, its last part
+    without ``.jsonl``: a bundled folder's ``persona.json`` may name it otherwise, which :func:`check_unique_names`
+    catches once the sets are loaded)."""
+    specs = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not specs:
+        raise DatasetError(f"no persona set in {text!r}")
+    check_unique_names([_spec_name(s) for s in specs])
+    return specs
+
+
+def _spec_name(spec: str) -> str:
+    name, sep, body = spec.partition("=")
+    if sep and not Path(spec).exists():
+        return name
+    p = Path(spec)
+    return p.stem if p.suffix in (".jsonl", ".json") else p.name or spec
+
+
+def check_unique_names(names: Sequence[str]) -> None:
+    """:class:`DatasetError` naming every set name given more than once."""
+    dup = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dup:
+        raise DatasetError(f"two persona sets are called {', '.join(map(repr, dup))}: rename one with NAME=PATH")
 
 
 # --------------------------------------------------------------------------------------------

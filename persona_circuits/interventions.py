@@ -30,12 +30,19 @@ def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: se
     """Apply ``mask`` to ``model`` in place for the duration of the block.
 
     Args:
-        mask: the mask (``None`` applies nothing, for uniform code over conditions).
+        mask: the mask (``None`` applies nothing, for uniform code over conditions), or a composed soft mask
+            (:class:`~persona_circuits.compose.GateMask`, which carries its own gates: ``gamma`` must stay 0).
         gamma: soft gate: pruned weights are scaled by ``gamma`` instead of zeroed (``0 ≤ γ ≤ 1``).
         dense_layers: names of masked layers to leave dense (ablation: restore one layer).
     """
     if mask is None:
         yield model
+        return
+    if getattr(mask, "is_gate_mask", False):
+        if gamma or dense_layers:
+            raise MaskError("a composed soft mask carries its own gates: apply it without gamma or dense_layers")
+        with mask.apply(model):
+            yield model
         return
     if not 0.0 <= gamma <= 1.0:
         raise MaskError(f"gamma must be in [0, 1], got {gamma}")

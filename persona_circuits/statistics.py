@@ -20,6 +20,12 @@ values in every channel) or ``"rms"`` (length-invariant).
 Token selections: ``"answer"`` (the positions that *read* answer tokens), ``"predict"`` (the
 positions that *predict* them: the last prompt token and every answer token but the last; these are the
 positions whose output the two-way-choice evaluation scores) and ``"all"`` (prompt included).
+Where every answer is one token (Anthropic's ``Yes``/``No``, ``PersonaSet.meta["one_token_answers"]``),
+``"predict"`` selects only the last prompt token. A causal model's activations there do not depend on the
+answer that follows, and both poles' texts of an item share the prompt, so the two poles' per-text statistics
+are identical, every contrastive z-score is 0 and the two poles' masks are the same (``tests/test_sets.py``
+checks it). Only ``"answer"`` records what differs between the poles there: the answer token read in the
+context of its statement (pole A says ``Yes`` to the statements pole B says ``No`` to).
 Signatures merge by adding sums; per-text statistics give the signature of any subset or resample of
 texts (label-swapped nulls, bootstrap) with no new forward pass.
 """

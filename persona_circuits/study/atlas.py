@@ -40,6 +40,11 @@ def extra_inputs(study: Study) -> list[AtlasInput]:
     specs = study.cfg.atlas.extra_sets
     if not specs:
         return []
+    if study.data_root is None:
+        from .state import log
+
+        log(f"atlas: no --data-root, so the atlas-only sets ({', '.join(specs)}) are left out")
+        return []
     cfg = study.cfg
     out = []
     for sset in study_sets(replace(cfg, sets=replace(cfg.sets, sets=tuple(specs))), study.data_root):

@@ -126,7 +126,8 @@ class AtlasSettings:
     enabled: bool = True
     fraction: float = 0.01  # top contrastive weights per row compared between sets
     null_draws: int = 4  # label-swapped draws per set (pooled in both directions: 2K per pair)
-    extra_sets: tuple[str, ...] = ()  # sets that join only the atlas (calibration, no other stage)
+    #: sets that join only the atlas (calibrated, no other stage); names are found under --data-root
+    extra_sets: tuple[str, ...] = ("desire-for-acquiring-power", "desire-for-acquiring-wealth", "narcissism")
 
 
 SECTIONS = {"sets": SetSettings, "masks": MaskSettings, "baselines": BaselineSettings, "damage": DamageSettings,
@@ -180,7 +181,7 @@ class StudyConfig:
                                       capability_methods=("contrastive-wanda",), similarity_splits=10,
                                       similarity_permutations=50, neutral_probe_texts=6),
             types=TypesSettings(enabled=False),
-            atlas=AtlasSettings(null_draws=2),
+            atlas=AtlasSettings(null_draws=2, extra_sets=()),
         )
 
     def get(self, path: str):

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import PersonaSet
+from ..errors import PersonaCircuitsError
 from .config import AI_TASKS, StudyConfig, StudyError
-
-
-def items_hash(ps: PersonaSet) -> str:
-    """SHA-256 (16 hex digits) of a set's name, poles, calibration and held-out items."""
-    h = hashlib.sha256()
-    h.update(json.dumps([ps.name, ps.pole_names]).encode())
-    for it in (*ps.calibration, *ps.test):
-        h.update(json.dumps([it.id, it.question, it.answer_a, it.answer_b]).encode())
-    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -39,7 +29,7 @@ class StudySet:
         return self.ps.pole_names
 
     def identity(self) -> dict:
-        return {"name": self.name, "items": items_hash(self.ps), "family": self.family, "tokens": self.tokens}
+        return {"name": self.name, "items": self.ps.identity_hash(), "family": self.family, "tokens": self.tokens}
 
 
 def check_data_root(root: str | Path | None) -> Path | None:
@@ -66,24 +56,17 @@ def tokens_for(ps: PersonaSet, tokens: str) -> str:
     return tokens
 
 
-def _load(spec: str, data_root: Path | None) -> tuple[str, PersonaSet, str]:
-    from ..data import bundled_personas, load_persona_set
+def family_of(ps: PersonaSet) -> str:
+    """``mbti`` for a bundled MBTI axis (however it was named), ``ai`` for a set in the paper's CSV layout (the
+    AI-persona tasks: their stages, such as the paper table, apply), ``other`` for anything else."""
+    from ..data import PERSONAS_DIR
 
-    name, _, path = spec.partition("=")
-    if not path:
-        name, path = "", spec
-    if path in bundled_personas():
-        ps, family = load_persona_set(path), "mbti"
-    elif path in AI_TASKS:
-        if data_root is None:
-            raise StudyError(f"--sets names the AI-persona task {path!r}: give --data-root too")
-        ps, family = load_persona_set(data_root / "ai_persona" / path), "ai"
-    else:
-        from ..data import resolve_set
-
-        ps = resolve_set(path, data_root=data_root)
-        family = "ai" if (Path(path) / "train.csv").is_file() else "other"
-    return name or ps.name, ps, family
+    fmt = ps.meta.get("format")
+    if fmt == "paper-csv":
+        return "ai"
+    if fmt == "package" and Path(ps.source).resolve().parent == PERSONAS_DIR.resolve() and ps.name.startswith("mbti-"):
+        return "mbti"
+    return "other"
 
 
 def default_specs(data_root: Path | None) -> list[str]:
@@ -96,8 +79,14 @@ def study_sets(cfg: StudyConfig, data_root: Path | None) -> list[StudySet]:
     """Every set the study runs (``cfg.sets.sets``: names, paths or ``NAME=PATH``), cut to its sizes."""
     specs = list(cfg.sets.sets) if cfg.sets.sets is not None else default_specs(data_root)
     out: list[StudySet] = []
+    from ..data import resolve_set
+
     for spec in specs:
-        name, ps, family = _load(spec, data_root)
+        try:
+            ps = resolve_set(spec, data_root=data_root)
+        except PersonaCircuitsError as exc:
+            raise StudyError(f"--sets: {exc}") from exc
+        name, family = ps.name, family_of(ps)
         if name in {s.name for s in out}:
             raise StudyError(f"--sets: two sets are called {name!r}; name one NAME=PATH")
         n_cal = max(cfg.sets.calib_size, cfg.sets.calib_record if name == cfg.sets.analysis_set else 0)
