@@ -135,7 +135,7 @@ def test_write_results(tmp_path):
 def test_constants_agree_with_the_study_and_the_mask_builders():
     from persona_circuits.masks import DEFAULT_SPARSITY
     from persona_circuits.statistics import DEFAULT_TEXT_STAT
-    from persona_circuits.study import plan
+    from persona_circuits.study import config as plan
 
     assert r.AI_TASKS == plan.AI_TASKS and r.MAIN_METHODS == plan.MAIN_METHODS
     assert r.RELEASED_SPARSITY == {m: DEFAULT_SPARSITY[m] for m in r.MAIN_METHODS}

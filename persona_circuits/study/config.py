@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import PersonaCircuitsError
-
-AI_TASKS = ("power", "wealth", "hallucination")
-MAIN_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
+from ..results.constants import AI_TASKS, MAIN_METHODS  # one place for the names the report reads too
 
 
 class StudyError(PersonaCircuitsError):

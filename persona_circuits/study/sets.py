@@ -77,11 +77,13 @@ def default_specs(data_root: Path | None) -> list[str]:
 
 def study_sets(cfg: StudyConfig, data_root: Path | None) -> list[StudySet]:
     """Every set the study runs (``cfg.sets.sets``: names, paths or ``NAME=PATH``), cut to its sizes."""
-    specs = list(cfg.sets.sets) if cfg.sets.sets is not None else default_specs(data_root)
-    out: list[StudySet] = []
     from ..data import resolve_set
 
+    specs = list(cfg.sets.sets) if cfg.sets.sets is not None else default_specs(data_root)
+    out: list[StudySet] = []
     for spec in specs:
+        if spec in AI_TASKS and data_root is None:
+            raise StudyError(f"--sets names the AI-persona task {spec!r}: give --data-root too")
         try:
             ps = resolve_set(spec, data_root=data_root)
         except PersonaCircuitsError as exc:
