@@ -329,28 +329,29 @@ class Dial:
 
 
 def mask_dial(model, method: str, signatures: Mapping, *, lo: float | None = None, hi: float | None = None,
-              **mask_kwargs) -> Dial:
+              ranked=None, **mask_kwargs) -> Dial:
     """Sparsity dial of a mask method (keep-mask sparsity, or removal fraction for ``contrastive-removal``).
 
     Contrastive-Wanda and contrastive-removal dials sort each pole's scores once, on first use
-    (:class:`~persona_circuits.ranked.RankedContrast`), and cut every strength's masks from the ranks;
-    other methods build their masks at each strength.
+    (:class:`~persona_circuits.ranked.RankedContrast`, or the one given as ``ranked``, which a keep and a
+    removal dial of the same signatures can share), and cut every strength's masks from the ranks; other
+    methods build their masks at each strength.
     """
     removal = method == "contrastive-removal"
     lo = (1e-4 if removal else 1e-3) if lo is None else lo
     hi = (0.2 if removal else 0.9) if hi is None else hi
     ranked_kw = {k: v for k, v in mask_kwargs.items() if k in ("phi", "tau", "modules", "text_stat")}
     use_ranks = method in ("contrastive-wanda", "contrastive-removal") and len(signatures) == 2
-    ranked: list = []
+    held: list = [] if ranked is None else [ranked]
 
     def masks_at(s: float) -> dict[str, Mask]:
         if not use_ranks:
             return build_masks(model, method, signatures, sparsity=s, **mask_kwargs)
-        if not ranked:
+        if not held:
             from .ranked import RankedContrast
 
-            ranked.append(RankedContrast(model, *signatures.values(), **ranked_kw))
-        return ranked[0].removal(s) if removal else ranked[0].keep(s)
+            held.append(RankedContrast(model, *signatures.values(), **ranked_kw))
+        return held[0].removal(s) if removal else held[0].keep(s)
 
     def make(s: float) -> list[Intervention]:
         return [Intervention(label=f"{method}:{p}@{s:.4g}", mask=m) for p, m in masks_at(s).items()]

@@ -111,25 +111,32 @@ def pair_fit_damage(model, dial: Dial, strength: float, reference: NeutralRefere
 
 def fit_strengths(model, dial: Dial, targets: Sequence[float], fit_ref: NeutralReference, *,
                   prior: Sequence[tuple[float, float]] = (), own: Sequence[tuple[float, float]] = (),
-                  tol: float = FIT_TOL, reach_tol: float = REACH_TOL, max_evals: int = 4) -> list[StrengthFit]:
+                  start: Sequence[float | None] | None = None, tol: float = FIT_TOL, reach_tol: float = REACH_TOL,
+                  max_evals: int = 4) -> list[StrengthFit]:
     """For each target damage, the strength whose damage on ``fit_ref`` comes closest to it.
 
     Args:
         prior: ``(strength, damage)`` of a related curve (the real pair's, for a null draw), measured on
             the same fit texts: it supplies the starting strength and the log-log slope.
         own: points of this very dial already measured on the fit texts (e.g. its curve).
+        start: per target, a first strength to measure when no own point brackets the target (e.g. the
+            strength earlier draws of the same null needed: draws of one null are alike).
         max_evals: damage measurements per target at most (points measured for one target serve the next).
     """
     history = [(float(s), float(d)) for s, d in own]
     out = []
-    for target in targets:
+    for ti, target in enumerate(targets):
         if not target > 0:
             raise ValueError(f"target damage must be > 0, got {target}")
         tried: set[float] = set()
+        first = start[ti] if start is not None else None
         for _ in range(max_evals):
             if any(within(d, target, tol) for _, d in history):
                 break
-            s = next_strength(history, prior, target, dial)
+            if first is not None and _interpolate(history, target) is None:
+                s, first = float(min(max(first, dial.lo), dial.hi)), None
+            else:
+                s = next_strength(history, prior, target, dial)
             key = round(s, 12)
             if key in tried or any(math.isclose(s, h, rel_tol=1e-9) for h, _ in history):
                 break  # the dial's end, or no progress: nothing new to measure

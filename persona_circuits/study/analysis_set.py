@@ -116,8 +116,9 @@ def run_analysis_set(study: Study, run: SetRun) -> dict:
         out["removal"] = {"poles": run.poles, **removal_comparison(
             study.model, run.ps.test[: cfg.analysis.analysis_items], *run.sigs.values(), cfg.analysis.removal_fractions,
             modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score)}
-    with study.timed(f"{name}: stability"):
-        out["stability"] = stability(study, run=run)
+    if cfg.analysis.n_boot >= 2:  # pairwise overlaps need two resamples (the quick study skips it)
+        with study.timed(f"{name}: stability"):
+            out["stability"] = stability(study, run=run)
     with study.timed(f"{name}: sparsity and calibration-size sweeps"):
         out.update(_sweeps(study, run, score))
     with study.timed(f"{name}: general capability"):

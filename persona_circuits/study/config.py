@@ -96,7 +96,7 @@ class AnalysisSettings:
     analysis_items: int = 32
     sweep_sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
     sweep_calib_sizes: tuple[int, ...] = (8, 32, 160)
-    n_boot: int = 5
+    n_boot: int = 5  # bootstrap resamples of the stability analysis (fewer than 2: skipped)
     ablation_groups: int = 3
     removal_fractions: tuple[float, ...] = (0.01, 0.1)
     capability_texts: int = 30
@@ -168,13 +168,13 @@ class StudyConfig:
             baselines=BaselineSettings(steer_layers_frac=(0.5,), steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",),
                                        sft_texts=4, lora_max_epochs=1),
             damage=DamageSettings(damage_texts=8, fit_texts=8),
-            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=2),
-            headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(0.001, 0.7),
-                                      removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(), soft_strengths=(),
-                                      steer_coefs=(0.5, 8.0), matched_damages=(0.05,),
-                                      matched_methods=("contrastive-wanda", "steering")),
-            paper=PaperTableSettings(null_draws=2),
-            analysis=AnalysisSettings(analysis_items=2, sweep_sparsities=(0.1, 0.7), sweep_calib_sizes=(4, 8), n_boot=2,
+            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=0),
+            headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(),
+                                      removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(),
+                                      soft_strengths=(0.03, 1.0), steer_coefs=(0.5, 8.0), matched_damages=(0.05,),
+                                      matched_methods=("soft-mask", "steering")),
+            paper=PaperTableSettings(null_draws=1),
+            analysis=AnalysisSettings(analysis_items=2, sweep_sparsities=(0.7,), sweep_calib_sizes=(8,), n_boot=0,
                                       ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
                                       capability_methods=("contrastive-wanda",), similarity_splits=10,
                                       similarity_permutations=50, neutral_probe_texts=6),

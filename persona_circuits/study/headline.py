@@ -46,11 +46,12 @@ class Dials:
         self.random = random_directions(run.vector, draws=max(len(run.null_sigs), 1), seed=study.cfg.seed + 7919)
         self._real: dict = {}
         self._null: dict = {}
+        self._ranked: dict = {}  # id(signature pair) -> RankedContrast, shared by its keep and removal dials
 
     def real(self, method: str):
         if method not in self._real:
             r = self.run
-            self._real[method] = self._make(method, r.sigs, r.masks["contrastive-wanda"], r.vector)
+            self._real[method] = self._make(method, r.sigs, r.masks["contrastive-wanda"], r.vector, share=True)
         return self._real[method]
 
     def null(self, method: str, k: int, kind: str = "label-swapped"):
@@ -62,13 +63,14 @@ class Dials:
         if key in self._null:
             return self._null[key]
         r = self.run
+        kept = k < self.study.cfg.nulls.curve_draws
         dial = self._make(method, r.null_sigs[k], r.null_cw_masks(self.study.model, self.study.cfg)[k]
-                          if method == "soft-mask" else None, r.null_vectors[k])
-        if k < self.study.cfg.nulls.curve_draws:
+                          if method == "soft-mask" else None, r.null_vectors[k], share=kept)
+        if kept:
             self._null[key] = dial
         return dial
 
-    def _make(self, method, sigs, cw_masks, vector):
+    def _make(self, method, sigs, cw_masks, vector, share: bool = False):
         from ..damage import mask_dial, soft_mask_dial, steering_dial
 
         if method == "soft-mask":
@@ -76,7 +78,15 @@ class Dials:
         if method == "steering":  # a wide range: label-swapped directions are shorter than the persona's
             return steering_dial(vector, self.run.steering["layer"], lo=1e-3, hi=1e4)
         m = self.study.cfg.masks
-        return mask_dial(self.study.model, method, sigs, modules=m.modules, statistic=m.statistic)
+        ranked = None
+        if share and method in ("contrastive-wanda", "contrastive-removal"):  # keep and removal: one sort
+            from ..ranked import RankedContrast
+
+            key = id(sigs)
+            if key not in self._ranked:
+                self._ranked[key] = RankedContrast(self.study.model, *sigs.values(), modules=m.modules)
+            ranked = self._ranked[key]
+        return mask_dial(self.study.model, method, sigs, modules=m.modules, statistic=m.statistic, ranked=ranked)
 
 
 def dials_of(study: Study, run: SetRun) -> Dials:

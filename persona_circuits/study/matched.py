@@ -25,13 +25,13 @@ def _own_null_points(curve: list[dict], k: int) -> list[list[float]]:
     return [[p["strength"], p["null_damage_kl"][k]] for p in curve if k < len(p.get("null_damage_kl", []))]
 
 
-def _measure(study: Study, dial, targets, run: SetRun, prior, own) -> list[dict]:
+def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -> list[dict]:
     """Fit every target on the fit texts; at each reached strength the held-out damage (with interval) and
     the per-item contrasts on every held-out item."""
     from ..curves import pair_item_shifts
     from ..matching import fit_strengths, held_out_damage
 
-    fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own)
+    fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own, start=start)
     out = []
     for f in fits:
         d = f.to_dict()
@@ -51,10 +51,19 @@ def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
-@stage("matched-null", settings=MATCH_SETTINGS, version=4)
-def matched_null(study: Study, *, run: SetRun, method: str, k: int, kind: str, prior: list, own: list) -> list[dict]:
-    """Null draw ``k`` brought to every target by its own strength search, then measured like the real pair."""
-    return _measure(study, dials_of(study, run).null(method, k, kind), list(study.cfg.headline.matched_damages), run, prior, own)
+@stage("matched-null", settings=MATCH_SETTINGS, version=5)
+def matched_null(study: Study, *, run: SetRun, method: str, k: int, kind: str, prior: list, own: list,
+                 start: list) -> list[dict]:
+    """Null draw ``k`` brought to every target by its own strength search (starting, per target, from the
+    median strength of the earlier draws of the same null), then measured like the real pair."""
+    return _measure(study, dials_of(study, run).null(method, k, kind), list(study.cfg.headline.matched_damages), run, prior,
+                    own, start)
+
+
+def _start(draws: list[list[dict]], n_targets: int) -> list:
+    """Per target, the median fitted strength of the draws so far (``None`` before the first)."""
+    return [float(np.median(s)) if (s := [d[t]["strength"] for d in draws if d[t]["reached"]]) else None
+            for t in range(n_targets)]
 
 
 @stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws"), version=2)
@@ -113,11 +122,15 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
             continue
         real = matched_real(study, run=run, method=method, curve=curves[method])
         prior = _prior(curves[method], real)
+        nt = len(cfg.headline.matched_damages)
         with study.timed(f"{run.name}: {method} matched-damage nulls"):
-            nulls = [matched_null(study, run=run, method=method, k=k, kind="label-swapped", prior=prior,
-                                  own=_own_null_points(curves[method], k)) for k in range(K)]
-            rnd = [matched_null(study, run=run, method=method, k=k, kind="random-direction", prior=prior, own=[])
-                   for k in range(cfg.nulls.random_direction_draws)] if method == "steering" else []
+            nulls, rnd = [], []
+            for k in range(K):
+                nulls.append(matched_null(study, run=run, method=method, k=k, kind="label-swapped", prior=prior,
+                                          own=_own_null_points(curves[method], k), start=_start(nulls, nt)))
+            for k in range(cfg.nulls.random_direction_draws if method == "steering" else 0):
+                rnd.append(matched_null(study, run=run, method=method, k=k, kind="random-direction", prior=prior, own=[],
+                                        start=_start(rnd, nt)))
         for ti, target in enumerate(cfg.headline.matched_damages):
             r = real[ti]
             row = _row(study, method, ti, r, nulls, rnd, len(run.ps.test))

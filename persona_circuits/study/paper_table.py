@@ -49,12 +49,15 @@ def _operating_point(study: Study, method: str) -> float:
 def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
     """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the
     label-swapped null draw instead of the real calibration data)."""
-    from ..masks import build_masks
+    from ..masks import build_masks, wanda_mask
 
     m = study.cfg.masks
     sigs = run.sigs if draw is None else run.null_sigs[draw]
-    mask = build_masks(study.model, method, sigs, sparsity=_operating_point(study, method), statistic=m.statistic,
-                       modules=m.modules)[run.poles[0]]
+    rho = _operating_point(study, method)
+    if method == "wanda":  # a single-persona mask: only the matching pole's is needed
+        mask = wanda_mask(study.model, sigs[run.poles[0]], sparsity=rho, statistic=m.statistic, modules=m.modules)
+    else:
+        mask = build_masks(study.model, method, sigs, sparsity=rho, statistic=m.statistic, modules=m.modules)[run.poles[0]]
     return released_wins(study, run, mask=mask)
 
 
