@@ -15,8 +15,9 @@ do with any persona (``persona_circuits/capability/neutral_text.jsonl``, written
 A system prompt is placed before each neutral text and the KL is taken on the text's own tokens, so
 prompts are charged for how much they change the model's predictions too.
 
-The dense distributions are computed once per model (:class:`NeutralReference`) and kept as float16
-log-probabilities (relative error ``≤ 2^-11`` per value, far below the damages of interest).
+The dense distributions are computed once per model (:class:`NeutralReference`) and kept as bfloat16
+probabilities (relative error ``≤ 2^-9`` per value, renormalised per position: a second-order error in the
+KL, about ``1e-6`` nats/token, far below the damages of interest).
 
 Strength dials (:class:`Dial`) map a scalar strength to the interventions of both poles (keep-mask
 sparsity, removal fraction, soft-mask ``1 − γ``, steering coefficient); :func:`find_strength` searches
@@ -68,24 +69,24 @@ def _leading_specials(tok, text: str, ids: list[int]) -> int:
 
 @dataclass
 class NeutralReference:
-    """Neutral texts, their token ids and the dense model's next-token distributions (float16).
+    """Neutral texts, their token ids and the dense model's next-token distributions (bfloat16).
 
     Two formats. ``chat=False``: the texts as they are (``ids`` = the tokenised text, special tokens
     included); the scored tokens are tokens ``1..n−1`` of each text. ``chat=True``: each text is the user
     turn of the model's chat template (after the template's default system turn), as persona prompts and
     retrieved contexts are used in the study; ``ids`` = the text's own tokens, all of them scored.
 
-    ``dense_logp[i]`` is ``[m_i, vocab]``: row ``j`` is the dense log-distribution at the position that
-    predicts scored token ``j`` of text ``i``; ``dense_plogp[i]`` and ``dense_mass[i]`` (``Σ_v p log p``
-    and ``Σ_v p`` of the float16 distribution, per row) make the KL of a new distribution one pass over
-    its logits (:func:`kl_damage`). ``indices``: the texts' positions among the bundled neutral texts
+    ``dense_p[i]`` is ``[m_i, vocab]`` (bfloat16): row ``j`` is the dense next-token distribution at the
+    position that predicts scored token ``j`` of text ``i``; ``dense_plogp[i]`` and ``dense_mass[i]``
+    (``Σ_v p log p`` and ``Σ_v p`` of that stored distribution, per row) make the KL of a new distribution
+    one pass over its logits (:func:`kl_damage`). ``indices``: the texts' positions among the bundled neutral texts
     (``None`` for texts given by the caller), recorded so that fitting and reporting texts can be shown
     to be disjoint.
     """
 
     texts: list[str]
     ids: list[list[int]]
-    dense_logp: list[Tensor]
+    dense_p: list[Tensor]
     dense_nll: np.ndarray  # per text, summed over its predicted tokens
     fingerprint: str
     batch_size: int = 8
@@ -177,7 +178,7 @@ def neutral_reference(model, texts: Sequence[str] | None = None, *, n_texts: int
     Args:
         texts: plain texts; default: bundled neutral texts ``offset .. offset + n_texts − 1``.
         chat: measure the texts as the user turn of the chat template (see :class:`NeutralReference`).
-        max_tokens: each text is cut to this many tokens (bounds the float16 cache:
+        max_tokens: each text is cut to this many tokens (bounds the bfloat16 cache:
             ``n_texts · max_tokens · vocab · 2`` bytes, about 0.3 GB for the defaults and a 49k vocabulary).
     """
     from .analysis.capability import neutral_texts
@@ -196,19 +197,19 @@ def neutral_reference(model, texts: Sequence[str] | None = None, *, n_texts: int
     if any(len(i) < 2 for i in ids):
         raise DamageError("every neutral text needs at least two tokens")
     ref = NeutralReference(texts, ids, [], np.zeros(len(texts)), architecture_fingerprint(model), batch_size, chat, indices)
-    logp: list[Tensor | None] = [None] * len(texts)
+    probs: list[Tensor | None] = [None] * len(texts)
     plogp: list[Tensor | None] = [None] * len(texts)
     mass: list[Tensor | None] = [None] * len(texts)
 
     def keep(i, hidden, targets, unembed):
         lp = torch.cat([torch.log_softmax(unembed(h).float(), -1) for h in hidden.split(LOGIT_CHUNK)])
-        logp[i] = lp16 = lp.to(torch.float16).cpu()
-        p = lp16.float().exp()
-        plogp[i], mass[i] = (p * lp16.float()).sum(-1).double(), p.sum(-1).double()
+        probs[i] = p16 = lp.exp().to(torch.bfloat16).cpu()
+        p = p16.float()
+        plogp[i], mass[i] = torch.xlogy(p, p).sum(-1).double(), p.sum(-1).double()
         ref.dense_nll[i] = float(-lp.gather(1, targets[:, None].to(lp.device)).sum())
 
     _scored_hidden(model, _encode_for(ref, tok, None), batch_size, keep)
-    ref.dense_logp, ref.dense_plogp, ref.dense_mass = logp, plogp, mass  # type: ignore[assignment]
+    ref.dense_p, ref.dense_plogp, ref.dense_mass = probs, plogp, mass  # type: ignore[assignment]
     return ref
 
 
@@ -249,9 +250,13 @@ def kl_damage(model, intervention: Intervention | Mask | None, reference: Neutra
               n_boot: int = 2000) -> tuple[float, tuple[float, float], float, np.ndarray]:
     """Mean per-token ``KL(dense || intervened)`` on the reference's texts.
 
-    With ``p`` the dense (float16) distribution and ``z`` the intervened logits at one position,
-    ``KL = Σ p log p − Σ p z + logsumexp(z) · Σ p``: the first and last sums are stored with the reference,
-    so each position costs one pass over its logits (computed ``LOGIT_CHUNK`` rows at a time).
+    With ``p`` the dense distribution as stored (bfloat16, mass ``M = Σ p`` within rounding of 1) and ``z`` the
+    intervened logits at one position, the KL of the renormalised ``p / M`` is
+    ``Σ p log p / M − log M − Σ p z / M + logsumexp(z)``: ``Σ p log p`` and ``M`` are stored with the
+    reference, so each position costs one pass over its logits (computed ``LOGIT_CHUNK`` rows at a time).
+    Renormalising makes the rounding of ``p`` a second-order error: the dense model's own KL is about
+    ``1e-6`` nats/token (bfloat16 keeps the smallest probabilities, which float16 would round to
+    subnormals with a first-order error of about ``1e-4``).
 
     Returns ``(kl, kl_ci95, perplexity, per_text_kl_sums)``.
     """
@@ -264,14 +269,16 @@ def kl_damage(model, intervention: Intervention | Mask | None, reference: Neutra
 
     def acc(i, hidden, targets, unembed):
         kl, lp_t = 0.0, 0.0
-        for j in range(0, hidden.shape[0], LOGIT_CHUNK):
-            z = unembed(hidden[j:j + LOGIT_CHUNK]).float()
+        step = LOGIT_CHUNK
+        for j in range(0, hidden.shape[0], step):
+            z = unembed(hidden[j:j + step]).float()
             lse = z.logsumexp(-1)
-            p = reference.dense_logp[i][j:j + LOGIT_CHUNK].to(z.device, torch.float32).exp()
+            p = reference.dense_p[i][j:j + step].to(z.device, torch.float32)
             pz = (p * z).sum(-1).double().cpu()
             rows = slice(j, j + z.shape[0])
-            kl += float((reference.dense_plogp[i][rows] - pz + lse.double().cpu() * reference.dense_mass[i][rows]).sum())
-            lp_t += float((z.gather(1, targets[j:j + LOGIT_CHUNK, None].to(z.device)).squeeze(1) - lse).sum())
+            m = reference.dense_mass[i][rows]
+            kl += float((reference.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())
+            lp_t += float((z.gather(1, targets[j:j + step, None].to(z.device)).squeeze(1) - lse).sum())
         kl_sum[i], nll[i] = kl, -lp_t
 
     with iv.active(model):

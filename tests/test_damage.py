@@ -114,3 +114,9 @@ def test_lora_and_soft_mask_interventions(tiny_llama, ref):
     d = [pair_damage(tiny_llama, dial.make(s), ref) for s in (0.01, 0.3, 1.0)]  # strength 1 - gamma
     assert d[0] < d[1] < d[2]
     assert d[2] == pytest.approx(kl_damage(tiny_llama, m, ref)[0], rel=1e-6)
+
+
+def test_the_dense_models_own_kl_is_a_rounding_error(tiny_llama):
+    """The stored (bfloat16, renormalised) reference makes the dense model's KL a second-order rounding error."""
+    ref = neutral_reference(tiny_llama, n_texts=6)
+    assert kl_damage(tiny_llama, None, ref, n_boot=1)[0] < 1e-5

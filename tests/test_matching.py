@@ -55,7 +55,7 @@ def test_a_damage_matched_null_reaches_its_target(tiny_llama, persona, stats, re
         grid = (0.1, 1.0)
     else:
         real, nd = mask_dial(tiny_llama, kind, sigs), mask_dial(tiny_llama, kind, null)
-        grid = (0.01, 0.3)
+        grid = (0.2, 0.7)
     curve = [(s, pair_fit_damage(tiny_llama, real, s, fit)) for s in grid]
     target = math.sqrt(curve[0][1] * curve[1][1])  # between the two grid damages
     f = fit_strengths(tiny_llama, nd, [target], fit, prior=curve, tol=0.1, max_evals=6)[0]
