@@ -116,14 +116,25 @@ class GateMask:
         return list(dict.fromkeys(n for p in self.parts for n in p.masks))
 
     def gate(self, name: str) -> Float[Tensor, "d_out d_in"]:
-        """The composed gate of one layer, float32: ``Π_k where(M_k, 1, γ_k)``."""
-        g = None
-        for m, gamma in zip(self.parts, self.gammas):
-            if name in m.masks:
-                f = torch.where(m.masks[name], 1.0, gamma)
-                g = f if g is None else g * f
-        if g is None:
+        """The composed gate of one layer, float32: ``Π_k where(M_k, 1, γ_k)``.
+
+        With one ``γ`` for every part the gate is ``γ^c`` with ``c`` the number of parts that prune the weight:
+        it is looked up in ``[1, γ, γ·γ, ...]`` (built by the same float32 products in the same order, so the
+        values are the product's bit for bit) instead of multiplying one full-size factor per part."""
+        parts = [(m.masks[name], g) for m, g in zip(self.parts, self.gammas) if name in m.masks]
+        if not parts:
             raise ComposeError(f"no part of this gate mask covers layer {name}")
+        if len({g for _, g in parts}) == 1:
+            gamma = torch.tensor(parts[0][1], dtype=torch.float32)
+            lut = [torch.tensor(1.0, dtype=torch.float32)]
+            for _ in parts:
+                lut.append(lut[-1] * gamma)
+            pruned = sum((~m).to(torch.uint8) for m, _ in parts)
+            return torch.stack(lut)[pruned.int()]
+        g = None
+        for m, gamma in parts:
+            f = torch.where(m, 1.0, gamma)
+            g = f if g is None else g * f
         return g
 
     def check_model(self, model) -> None:

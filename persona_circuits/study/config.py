@@ -76,7 +76,7 @@ class HeadlineSettings:
     wanda_sparsities: tuple[float, ...] = (0.1,)
     sparse_sparsities: tuple[float, ...] = (0.1,)
     soft_strengths: tuple[float, ...] = (0.03, 1.0)
-    steer_coefs: tuple[float, ...] = (0.25, 0.5, 8.0)
+    steer_coefs: tuple[float, ...] = (0.5, 8.0)
     matched_damages: tuple[float, ...] = (0.02, 0.3)
     matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering")
 
