@@ -183,6 +183,20 @@ def test_the_paper_table_is_the_released_scoring():
     assert "| LoRA fine-tuning (upper bound) | 64.0 | 12.3 [" in build_report(d)
 
 
+def test_where_the_masks_meet_their_nulls_is_computed():
+    d = v2()
+    assert "their nulls, and every method at matched damage, are in the headline section" in build_report(d)
+    del d["sets"]["power"]["headline"]
+    d["sets"]["wealth"]["headline"]["curves"].pop("wanda")
+    text = build_report(d)
+    power = text.split("\n### power (")[1].split("\n### wealth (")[0]
+    wealth = text.split("\n### wealth (")[1].split("\n### hallucination (")[0]
+    assert "this run measured no effect against damage on this set" in power
+    assert "steering was not measured at matched damage on this set in this run" in power
+    assert "wanda: no null in this run; the matched-damage table holds steering, contrastive-wanda, soft-mask." in wealth
+    assert "contrastive-wanda, contrastive-sparse: label-swapped nulls on the effect-against-damage curves" in wealth
+
+
 def test_types_and_atlas_sections_are_skipped_cleanly_when_absent():
     d = v2()
     d["types"], d["atlas"] = [], None

@@ -130,7 +130,7 @@ def _beside(rows: list[MatchedRow], head: Headline) -> list[str]:
     """The tests reported beside the verdict: estimated centre, random directions, the older strength-matched test."""
     out = []
     if any(r.estimated_center for r in rows):
-        out.append("The estimated-centre bound of the same draws is shown beside it.")
+        out.append("The estimated-centre bound of the same draws is shown beside the bound the test used.")
     rnd = [r.random_direction_null for r in rows if r.random_direction_null]
     if rnd:
         out.append(f"Steering rows are also tested against K = {span(x.n_null for x in rnd)} random directions, each "
