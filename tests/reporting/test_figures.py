@@ -214,3 +214,11 @@ def test_types_and_atlas_figures_mark_the_holm_verdicts(full_v2):
         assert _marks(fig, "*") == sum(len(p.steering_shared_layers) for p in full_v2.atlas.pairs)
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_each_figure_draws_rows_without_a_test(name):
+    from .test_report import untested_v2
+
+    fig = draw(untested_v2(), name)
+    plt.close(fig)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import re
 import subprocess
 import sys
@@ -181,6 +183,41 @@ def test_the_paper_table_is_the_released_scoring():
             if r["condition"] == "sft":
                 r["accuracy"] = 0.123
     assert "| LoRA fine-tuning (upper bound) | 64.0 | 12.3 [" in build_report(d)
+
+
+def untested_v2() -> dict:
+    """Version-2 results whose matched rows, types and atlas pairs have no test (one null draw each)."""
+    return copy.deepcopy(_untested())
+
+
+@functools.cache
+def _untested() -> dict:
+    d = v2()
+    for s in d["sets"].values():
+        for r in s["headline"]["matched"]:
+            for k in ("null_threshold", "p_value", "p_adjusted", "persona_specific", "persona_specific_adjusted",
+                      "detectable_shift", "null_center", "estimated_center", "null_shift_sd", "random_direction_null"):
+                r.pop(k, None)
+            if r["reached"]:
+                r["null_shifts"], r["null_draws"] = r["null_shifts"][:1], 1
+    d["null_symmetry"] = {"n_rows": 0, "stouffer_z": None, "p_value": None, "share_rejected": None, "centered": True,
+                          "center_used": "zero"}
+    for t in d["types"]:
+        for row in t["rows"]:
+            for c in row["contrasts"]:
+                c.pop("p_value", None)
+    for pair in d["atlas"]["pairs"]:
+        pair.update(p_value=None, p_holm=None, shared=None)
+    return d
+
+
+def test_rows_without_a_test_say_so():
+    d = untested_v2()
+    text = build_report(d)
+    assert "No row has the two null draws a test needs, so no row is tested in this run." in text
+    assert "zero-centred" not in _headline(d) and "| no (untested: fewer than 2 null draws) |" in text
+    assert "- **16 types, soft-mask**: no (type pair, axis) contrast was tested against a null in this run." in text
+    assert "- Atlas: no set pair was tested against a label-swapped null in this run" in text
 
 
 def test_where_the_masks_meet_their_nulls_is_computed():

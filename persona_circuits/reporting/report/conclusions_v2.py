@@ -103,6 +103,9 @@ def types_conclusions(types: list[TypesResult] | None) -> list[str]:
     out = []
     for t in types or []:
         tests = [(r, c) for r in t.rows if r.type.startswith("E") for c in r.contrasts if c.p_value is not None]
+        if not tests:
+            out.append(f"- **16 types, {t.method}**: no (type pair, axis) contrast was tested against a null in this run.")
+            continue
         spec = [f"{r.type} on {c.axis}" for r, c in tests if t.verdict(r, c)]
         det = [c.detectable_shift for r, c in tests if not t.verdict(r, c)
                and c.detectable_shift is not None and c.shift <= c.detectable_shift]
@@ -128,6 +131,8 @@ def atlas_conclusions(res: StudyResults) -> list[str]:
     if not a.pairs:
         return ["- Atlas: these results hold no test of the pairs (no label-swapped null), so no pair is called shared."]
     tested = [p for p in a.pairs if p.shared is not None]
+    if not tested:
+        return ["- Atlas: no set pair was tested against a label-swapped null in this run, so no pair is called shared."]
     shared = [f"{p.a} & {p.b}" for p in tested if p.shared]
     line = (f"- Atlas: {len(shared)} of {len(tested)} tested set pairs share top contrastive weights beyond their "
             "label-swapped null after Holm's correction" + (f" ({', '.join(shared)})" if shared else ""))

@@ -53,7 +53,7 @@ def headline_caption(res: StudyResults) -> str:
     """The caption of the headline figure for damage-matched rows: the band of the test the rows used."""
     band = ("from 0 to the zero-centred 95 % bound" if centre_used(res) == "zero" else
             "from the null draws' mean to their estimated-centre 95 % bound" if centre_used(res) == "estimated" else
-            "from the null's centre to its 95 % bound")
+            "from the null's centre to its 95 % bound, where the row was tested")
     adjusted = any(r.persona_specific_adjusted is not None for h in res.headlines().values() for r in h.reached())
     return ("At each target damage, every method's contrast on every held-out item (filled: persona-specific"
             + (" after Holm's correction" if adjusted else "") + ", as in the table below; hollow: not), its null draws "

@@ -118,7 +118,8 @@ def _columns_v2(rows: list[MatchedRow]) -> list[_Col]:
             _Col("moved", lambda r: pct(r.moved), lambda p: pct(p.moved)),
             _Col("null: mean ± sd (K)", lambda r: f"{null_cells(r)[0]} ({r.n_null})", lambda p: "no null"),
             _Col("null damage (mean)", lambda r: opt(r.null_damage_mean, "{:.3f}")),
-            _Col(f"95 % bound{centre}", lambda r: null_cells(r)[1] + ("" if centre else f" ({r.null_center})"))]
+            _Col(f"95 % bound{centre}", lambda r: null_cells(r)[1] + ("" if centre or not r.null_center else
+                                                                     f" ({r.null_center})"))]
     if any(r.estimated_center for r in rows):
         cols.append(_Col("estimated-centre bound",
                          lambda r: opt(r.estimated_center.null_threshold) if r.estimated_center else "-"))

@@ -57,11 +57,9 @@ def nulls_sentence(rows: list[MatchedRow]) -> str:
 
 
 def centre_used(res: StudyResults) -> str | None:
-    """The centre of the matched rows' tests (the rows' own ``null_center``; the symmetry check's when they agree)."""
+    """The centre of the matched rows' tests (their own ``null_center``; ``None`` when no row was tested or they differ)."""
     centres = {r.null_center for r in matched_rows(res) if r.null_center}
-    if len(centres) == 1:
-        return centres.pop()
-    return res.null_symmetry.center_used if res.null_symmetry and not centres else None
+    return centres.pop() if len(centres) == 1 else None
 
 
 def k_text(rows: list[MatchedRow]) -> str:
@@ -115,6 +113,8 @@ def matched_method(res: StudyResults) -> list[str]:
                 "target damage by its own strength search on the fit texts. " + nulls_sentence(rows))
     test = (symmetry_sentence(res.null_symmetry, centre_used(res), k) if swapped else
             f"Every row is tested with {bound_formula(centre_used(res), k)}.")
+    if not n_tested:
+        test = "No row has the two null draws a test needs, so no row is tested in this run."
     test += (" A row is persona-specific when its contrast lies above that bound and its own bootstrap interval excludes "
              f"0; p is the bound's one-sided p-value, and the verdict is taken after Holm's correction over the {n_tested} "
              "tested rows of the tables. The bound is also the row's *detectable shift*, the smallest contrast its test "
