@@ -20,6 +20,10 @@ DIAL_LABEL = {"contrastive-wanda": "contrastive-Wanda keep mask (sparsity)",
               "soft-mask": "soft contrastive-Wanda mask (1 - gamma)",
               "steering": "steering (coefficient)"}
 
+#: What a 16-type result composes, per method (``persona_circuits.compose``).
+COMPOSE_LABEL = {"soft-mask": "soft contrastive-Wanda masks (the product of the axes' gates)",
+                 "steering": "steering directions (the sum of the axes' signed difference-of-means directions)"}
+
 #: Sets where the answers' length decides the summed score: only the per-token accuracy and the pole
 #: contrast are reported for them.
 LENGTH_DECIDED = ("hallucination",)
@@ -28,13 +32,15 @@ LENGTH_DECIDED = ("hallucination",)
 def lora_trained(s: SetResults) -> bool | None:
     """Whether the set's LoRA adapters moved the model away from the dense one.
 
-    The study's ``trained`` flag when it wrote one (on the runs or on the headline's ``sft`` point); otherwise
+    The study's ``trained`` flag when it wrote one (on the runs, the ``sft`` contrast or the headline's ``sft`` point); otherwise
     read from the measured damage: ``False`` when every pole's KL to the dense model is exactly 0 (the adapters
     stayed at zero), ``True`` when any is above 0, ``None`` without LoRA or without a measured damage.
     """
     runs = list((s.sft or {}).values())
     point = (s.headline.points.get("sft") if s.headline else None)
-    flags = [r.trained for r in runs if r.trained is not None] + ([point.trained] if point and point.trained is not None else [])
+    contrast = s.contrast("sft")
+    flags = ([r.trained for r in runs if r.trained is not None] + ([point.trained] if point and point.trained is not None else [])
+             + ([contrast.trained] if contrast and contrast.trained is not None else []))
     if flags:
         return all(flags)
     damages = [r.damage_kl for r in runs if r.damage_kl is not None]

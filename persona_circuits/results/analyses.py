@@ -184,6 +184,7 @@ class LoraRun(Record):
     val_losses: list[float] | None = None
     converged: bool | None = None
     damage_kl: float | None = None
+    damage_kl_ci95: Interval | None = None
     trained: bool | None = None
     rank: int | None = None
     lr: float | None = None
@@ -208,6 +209,10 @@ class NullGate(Record):
     null_p_value: float | None = None
     null_z: float | None = None
     persona_specific: bool | None = None
+    center: str | None = None
+    p_value: float | None = None
+    detectable_shift: float | None = None
+    null_mean_t: float | None = None
 
 
 @record

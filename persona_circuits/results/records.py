@@ -9,14 +9,16 @@ Vocabulary (one word per quantity, from the study to the report):
 * ``accuracy`` - the share of items whose pole answer has the higher summed log-likelihood;
   ``accuracy_length_normalized`` the same per token;
 * ``damage_kl`` - KL(dense || intervened) on neutral text (nats/token);
-* ``null_*`` - the same method built without a persona difference (label-swapped calibration data, or random
-  steering directions): its draws' contrasts (``null_shifts``), damages, mean, sd, the one-sided 95 %
-  prediction bound ``null_threshold`` and the verdict ``persona_specific``.
+* ``null_*`` - the same method built without a persona difference: its draws' contrasts (``null_shifts``),
+  damages, mean, sd, the one-sided 95 % bound ``null_threshold`` and the verdict ``persona_specific``. Version-1
+  files drew label-swapped masks and random steering directions at the real pair's strength; from version 2 every
+  matched row's null is label-swapped calibration data (``null_kind``; for steering, the difference of means of
+  the label-swapped data), each draw at its own damage-matched strength, tested with the centre ``null_center``
+  (``zero`` or ``estimated``, :mod:`persona_circuits.nulls`) that the pooled symmetry check
+  (:class:`NullSymmetry`) allowed.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ._record import Record, record
 
@@ -41,7 +43,8 @@ class ChoiceRow(Record):
 
 @record
 class Contrast(Record):
-    """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole)."""
+    """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole); ``trained``
+    on a LoRA contrast: whether its adapters moved the model."""
 
     condition: str
     n: int
@@ -51,6 +54,19 @@ class Contrast(Record):
     moved_ci95: Interval | None = None
     damage_kl: float | None = None
     damage_kl_ci95: Interval | None = None
+    trained: bool | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str | None = None):
+        """As :meth:`Record.from_dict`; a contrast that names its share moved ``accuracy`` / ``accuracy_ci95`` (as
+        :meth:`persona_circuits.evaluation.PoleContrast.to_dict` does, and so the analysis set's contrasts of the
+        rebuilt study) is read as ``moved`` / ``moved_ci95``."""
+        if isinstance(d, dict) and "accuracy" in d and "moved" not in d:
+            d = dict(d)
+            d["moved"] = d.pop("accuracy")
+            if "accuracy_ci95" in d and "moved_ci95" not in d:
+                d["moved_ci95"] = d.pop("accuracy_ci95")
+        return super().from_dict(d, where)
 
 
 @record
@@ -108,22 +124,64 @@ class CurvePoint(NullDraws):
 
 @record
 class StrengthMatchedNull(NullDraws):
-    """The older null test at the real pair's strength (fewer items): draws, items, the contrast on them."""
+    """The older null test: the first label-swapped draws at the real pair's own strength, on the curve items
+    (estimated centre), with the real contrast on them (``shift``) and its p-value."""
 
     null_items: int | None = None
     shift: float | None = None
-
-
-@record
-class RandomDirectionNull(NullDraws):
-    """Steering rows: random directions of the persona vector's norm, each at its own damage-matched strength."""
-
-    null_strengths: list[float] | None = None
+    damage_kl: float | None = None
     p_value: float | None = None
 
 
 @record
-class MatchedRow(NullDraws):
+class DamageMatchedNull(NullDraws):
+    """Null draws each brought to the target damage by its own strength search (version 2), on the same items as
+    the real contrast, and the test of the real contrast against them (:func:`persona_circuits.nulls.null_test`)."""
+
+    null_kind: str | None = None
+    null_items: int | None = None
+    null_strengths: list[float] | None = None
+    null_fit_damage_kl: list[float] | None = None
+    null_draws_not_reached: int | None = None
+    null_center: str | None = None
+    null_mean_t: float | None = None
+    null_z: float | None = None
+    null_p_perm: float | None = None
+    p_value: float | None = None
+    detectable_shift: float | None = None
+
+
+@record
+class RandomDirectionNull(DamageMatchedNull):
+    """Steering rows (version 2): random directions, each at its own damage-matched strength, tested like the
+    label-swapped null and reported beside it (not part of the verdict, nor of the Holm family)."""
+
+
+@record
+class EstimatedCenter(Record):
+    """A matched row's test with the estimated centre, reported beside the zero-centred one the study used."""
+
+    null_threshold: float | None = None
+    p_value: float | None = None
+    persona_specific: bool | None = None
+
+
+@record
+class NullSymmetry(Record):
+    """The pooled check that the label-swapped nulls are centred on 0 (``null_symmetry`` in ``results.json``):
+    Stouffer's z over the rows' ``null_mean_t``, its p-value, the share of rows rejecting at 5 %, and the centre the
+    study then used for every row (``zero`` when the check does not reject, else ``estimated``)."""
+
+    n_rows: int
+    centered: bool
+    stouffer_z: float | None = None
+    p_value: float | None = None
+    share_rejected: float | None = None
+    center_used: str | None = None
+
+
+@record
+class MatchedRow(DamageMatchedNull):
     """One (method, target damage) row of the matched-damage table.
 
     A reached row holds the real pair at the strength matched to ``target_kl``: its contrast on every
@@ -155,15 +213,9 @@ class MatchedRow(NullDraws):
     fit_texts: list[int] | None = None
     fit_damage_kl: float | None = None
     within_tolerance: bool | None = None
-    null_kind: str | None = None
-    null_items: int | None = None
-    null_strengths: list[float] | None = None
-    null_center: str | None = None
-    null_mean_t: float | None = None
-    p_value: float | None = None
     p_adjusted: float | None = None
     persona_specific_adjusted: bool | None = None
-    detectable_shift: float | None = None
+    estimated_center: EstimatedCenter | None = None
     strength_matched_null: StrengthMatchedNull | None = None
     random_direction_null: RandomDirectionNull | None = None
 
@@ -187,6 +239,11 @@ class MatchedRow(NullDraws):
         """The verdict a reader should take: after multiple-comparison correction when the study made one."""
         return self.persona_specific_adjusted if self.persona_specific_adjusted is not None else self.persona_specific
 
+    @property
+    def damage_matched(self) -> bool:
+        """Whether the row's null draws were each brought to the target damage (version 2: ``null_kind`` set)."""
+        return self.null_kind is not None
+
 
 @record
 class ReferencePoint(Record):
@@ -200,6 +257,18 @@ class ReferencePoint(Record):
     damage_kl: float | None = None
     damage_kl_ci95: Interval | None = None
     trained: bool | None = None
+
+
+@record
+class DamageTexts(Record):
+    """The neutral texts of the damage (``headline.damage``, version 2): strengths are fitted on ``fit_texts``, the
+    reported damage is measured on the disjoint ``damage_texts`` (the persona prompt and RAG on ``chat_texts``, in
+    their chat format); a held-out damage within ``±tolerance`` (relative) of its target is "within tolerance"."""
+
+    fit_texts: list[int]
+    damage_texts: list[int]
+    chat_texts: list[int] | None = None
+    tolerance: float | None = None
 
 
 @record
@@ -217,6 +286,7 @@ class Headline(Record):
     matched_null_draws: int | None = None
     steering_layer: int | None = None
     soft_mask_sparsity: float | None = None
+    damage: DamageTexts | None = None
 
     @property
     def null_draws_matched(self) -> int:
@@ -243,5 +313,10 @@ class PaperTableRow(Record):
     accuracy: float
     accuracy_ci95: Interval
     n: int
-    operating_point: Any = None
+    operating_point: dict[str, float] | None = None
     null_accuracies: list[float] | None = None
+
+    @property
+    def sparsity(self) -> float | None:
+        """The mask's sparsity at its operating point (``None`` for a condition without a mask)."""
+        return (self.operating_point or {}).get("sparsity")

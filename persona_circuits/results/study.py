@@ -1,5 +1,5 @@
-"""The top of the results contract: :class:`StudyResults` (what ``results.json`` holds), the optional
-16-type and atlas results, and :func:`load_results` / :func:`write_results`."""
+"""The top of the results contract: :class:`StudyResults` (what ``results.json`` holds) and
+:func:`load_results` / :func:`write_results`; the optional 16-type and atlas results are in :mod:`.types_atlas`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from ._record import Record, ResultsError, record
 from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Similarity, SparsityProfile,
                        SteeringChoice)
 from .constants import study_order
-from .records import ChoiceRow, Contrast, Headline, Interval, PaperTableRow
+from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
+from .types_atlas import Atlas, TypesResult
 
 #: The version of the results contract this package writes (``"schema"`` in ``results.json``; a file
 #: without it is version 1 and is upgraded on loading by :func:`persona_circuits.results.upgrade.upgrade`).
@@ -95,6 +96,7 @@ class SetResults(Record):
     sft: dict[str, LoraRun] | None = None
     headline: Headline | None = None
     paper_table: list[PaperTableRow] | None = None
+    tokens: str | None = None
 
     def row(self, condition: str, pole: str) -> ChoiceRow | None:
         """The choice row of ``condition`` for ``pole`` (``None`` when the study did not run it)."""
@@ -110,84 +112,6 @@ class SetResults(Record):
 
 
 @record
-class TypeAxisContrast(Record):
-    """One axis's pole contrast for one of the 16 types (its axis masks composed), with its null."""
-
-    axis: str
-    pole: str
-    shift: float
-    shift_ci95: Interval
-    alone_shift: float | None = None
-    null_threshold: float | None = None
-    persona_specific: bool | None = None
-    p_value: float | None = None
-    p_adjusted: float | None = None
-
-
-@record
-class TypeRow(Record):
-    """One MBTI type: the contrasts of its four axes when their masks are composed."""
-
-    type: str
-    contrasts: list[TypeAxisContrast]
-    damage_kl: float | None = None
-
-
-@record
-class AxisInterference(Record):
-    """How much composing the other axes' masks changes an axis's contrast (composed minus alone)."""
-
-    axis: str
-    alone_shift: float
-    composed_shift: float
-    change: float
-    change_ci95: Interval | None = None
-
-
-@record
-class TypesResult(Record):
-    """The 16 MBTI types built by composing axis masks (``types`` in ``results.json``; optional)."""
-
-    axes: list[str]
-    rows: list[TypeRow]
-    method: str | None = None
-    n_items: int | None = None
-    null_draws: int | None = None
-    interference: list[AxisInterference] | None = None
-
-
-@record
-class OverlapMatrix(Record):
-    """Jaccard overlap between persona sets' masks for one module type or layer, with its references."""
-
-    by: str
-    sets: list[str]
-    jaccard: list[list[float]]
-    method: str | None = None
-    random_expectation: list[list[float]] | None = None
-    null_p95: list[list[float]] | None = None
-
-
-@record
-class SteeringCosines(Record):
-    """Cosines between persona sets' steering directions, next to random directions'."""
-
-    sets: list[str]
-    cosine: list[list[float]]
-    random_mean: float | None = None
-    random_p95: float | None = None
-
-
-@record
-class Atlas(Record):
-    """Overlap between persona sets (``atlas`` in ``results.json``; optional)."""
-
-    overlaps: list[OverlapMatrix]
-    method: str | None = None
-    steering: SteeringCosines | None = None
-
-
-@record
 class StudyResults(Record):
     """What ``results.json`` holds: the study's settings and every set's results (in the study's order)."""
 
@@ -198,7 +122,8 @@ class StudyResults(Record):
     paper: Paper | None = None
     timings: dict[str, float] | None = None
     multiple_comparisons: list[MultipleComparison] | None = None
-    types: TypesResult | None = None
+    null_symmetry: NullSymmetry | None = None
+    types: list[TypesResult] | None = None
     atlas: Atlas | None = None
 
     def __post_init__(self):

@@ -11,13 +11,11 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from persona_circuits.reporting.figures import FIGURES, FigureDataMissing, draw, write_figure, write_figures
+from persona_circuits.reporting.figures import FIGURES, OPTIONAL, FigureDataMissing, draw, write_figure, write_figures
 from persona_circuits.reporting.figures.style import METHOD_COLOR, small_fonts
 from persona_circuits.results import load_results, upgrade
 
 from ..results_fixtures import GEMMA, SMOLLM, raw, v2
-
-OPTIONAL = ("types", "atlas")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +60,8 @@ def test_optional_figures_are_skipped_without_their_data(smollm, tmp_path, capsy
     for name in OPTIONAL:
         with pytest.raises(FigureDataMissing):
             draw(smollm, name)
-    paths = write_figures(smollm, tmp_path, only=["types", "atlas", "sweeps"])
-    assert [p.name for p in paths] == ["sweeps.png"] and capsys.readouterr().err.count("skipped") == 2
+    paths = write_figures(smollm, tmp_path, only=[*OPTIONAL, "sweeps"])
+    assert [p.name for p in paths] == ["sweeps.png"] and capsys.readouterr().err.count("skipped") == len(OPTIONAL)
 
 
 def test_figures_skip_parts_an_older_study_lacks(tmp_path, capsys):
@@ -138,3 +136,89 @@ def test_saved_bytes_do_not_depend_on_the_time(smollm, tmp_path):
     first = write_figure(smollm, "stability", a, ("png", "pdf", "svg"))
     second = write_figure(smollm, "stability", b, ("png", "pdf", "svg"))
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def _bands(fig: Figure) -> list[tuple[float, float]]:
+    """(bottom, top) of every shaded null band of the headline."""
+    from matplotlib.collections import PolyCollection
+
+    out = []
+    for ax in fig.axes:
+        for c in ax.collections:
+            if isinstance(c, PolyCollection) and c.get_paths():
+                y = c.get_paths()[0].vertices[:, 1]
+                out.append((round(float(y.min()), 9), round(float(y.max()), 9)))
+    return out
+
+
+def test_headline_band_is_the_test_each_row_used(full_v2):
+    rows = [r for h in full_v2.headlines().values() for r in h.reached()]
+    want = sorted((round(min(0.0, r.null_threshold), 9), round(max(0.0, r.null_threshold), 9)) for r in rows)
+    fig = draw(full_v2, "headline")
+    try:
+        assert sorted(_bands(fig)) == want  # zero-centred: from 0 to the bound
+        labels = [x.get_text() for x in fig.legends[0].get_texts()]
+        assert "null band: 0 to zero-centred 95 % bound" in labels and "label-swapped" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+    d = copy.deepcopy(full_v2.to_dict())
+    for s in d["sets"].values():
+        for r in s["headline"]["matched"]:
+            if r["reached"]:
+                r["null_center"] = "estimated"
+    fig = draw(d, "headline")
+    try:
+        assert sorted(_bands(fig)) == sorted((round(min(r.null_shift_mean, r.null_threshold), 9),
+                                              round(max(r.null_shift_mean, r.null_threshold), 9)) for r in rows)
+        assert "null band: mean to 95 % bound" in [x.get_text() for x in fig.legends[0].get_texts()]
+    finally:
+        plt.close(fig)
+
+
+def test_matched_damage_legend_names_each_null(full_v2, smollm):
+    fig = draw(full_v2, "matched_damage")
+    try:
+        labels = [x.get_text() for ax in fig.axes if ax.get_legend() for x in ax.get_legend().get_texts()]
+        assert "label-swapped null: one-sided 95 % bound, zero centre (the bar's items)" in labels
+        assert "steering: random-direction bound (beside)" in labels
+        assert any("outside" in x.get_text() for ax in fig.axes for x in ax.get_xticklabels())
+    finally:
+        plt.close(fig)
+    fig = draw(smollm, "matched_damage")  # version 1: no damage-matched null, no random directions named
+    try:
+        labels = [x.get_text() for ax in fig.axes if ax.get_legend() for x in ax.get_legend().get_texts()]
+        assert "null: one-sided 95 % bound (the bar's items)" in labels and not any("random" in x for x in labels)
+    finally:
+        plt.close(fig)
+
+
+def _marks(fig: Figure, mark: str) -> int:
+    return sum(t.get_text().endswith(mark) for ax in fig.axes for t in ax.texts)
+
+
+def test_types_and_atlas_figures_mark_the_holm_verdicts(full_v2):
+    fig = draw(full_v2, "types")
+    try:
+        holm = sum(bool(t.verdict(r, c)) for t in full_v2.types for r in t.rows for c in r.contrasts)
+        assert len(fig.axes) == len(full_v2.types) + 1 and _marks(fig, "*") == holm > 0  # + the colour bar
+    finally:
+        plt.close(fig)
+    fig = draw(full_v2, "atlas")
+    try:
+        shared = sum(bool(p.shared) for p in full_v2.atlas.pairs)
+        assert _marks(fig, "*") == 2 * 2 * shared  # both halves of the symmetric matrix, in both panels
+    finally:
+        plt.close(fig)
+    fig = draw(full_v2, "atlas_steering")
+    try:
+        assert _marks(fig, "*") == sum(len(p.steering_shared_layers) for p in full_v2.atlas.pairs)
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_each_figure_draws_rows_without_a_test(name):
+    from .test_report import untested_v2
+
+    fig = draw(untested_v2(), name)
+    plt.close(fig)

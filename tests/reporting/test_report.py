@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import re
 import subprocess
 import sys
@@ -92,16 +94,163 @@ def test_version_1_says_what_was_not_measured():
 def test_version_2_fields_are_shown():
     text = build_report(v2())
     assert "Not measured in this run" not in text and "not measured in this run" not in text
-    assert "| damage 95 % CI | within ±25 % of target |" in text and "| p (Holm) |" in text
-    assert "null on the same items: mean ± sd" in text and "contrast on curve items" not in text
-    assert "damage on 24 held-out neutral texts" in text and "random-direction null bound" in text
-    assert "Corrected by family: matched null tests: 15 of 41 pass uncorrected, 13 after Holm's correction" in text
-    assert "### The paper's metric: released scoring" in text and "| power paper | power ours |" in text
-    assert "Released scoring (the paper's metric): " in text
-    assert "### 9. The 16 types" in text and "| ESTJ |" in text and "**Interference**" in text
-    assert "### 10. Atlas" in text and "Steering directions: mean cosine" in text
-    assert re.search(r"- 16 types: \d+ of 64 \(type, axis\) contrasts beat their null", text)
-    assert re.search(r"- Atlas: \d+ of 42 \(module type or layer, set pair\) overlaps", text)
+    assert "| damage, held-out [95 % CI] |" in text and "| p / p (Holm) | persona-specific (Holm) |" in text
+    assert "| 95 % bound (zero centre) | estimated-centre bound |" in text and "contrast on curve items" not in text
+    assert "strengths fitted on 8 neutral texts, damage on 8 held-out ones" in text and "| random-direction null |" in text
+    assert "Every family of tests in this run, corrected within the family: matched-damage null tests" in text
+    assert "## AI persona tasks: the paper's table, under the paper's scoring" in text
+    assert "### 9. The 16 types" in text and "#### soft-mask" in text and "#### steering" in text and "| ESTJ |" in text
+    assert "**Interference**" in text and "### 10. Atlas" in text and "| shared (Holm) |" in text
+    assert re.search(r"- \*\*16 types, soft-mask\*\*: \d+ of 32 \(type pair, axis\) tests persona-specific after Holm", text)
+    assert re.search(r"- Atlas: 2 of 21 tested set pairs share top contrastive weights beyond their label-swapped null "
+                     r"after Holm's correction \(hallucination & mbti-ei, hallucination & mbti-jp\)", text)
+
+
+def _headline(d) -> str:
+    return build_report(d).split("## Headline")[1].split("### Every curve point")[0]
+
+
+def test_the_method_text_is_read_from_the_run():
+    d = v2()
+    text = _headline(d)
+    for fixed in ("random directions of the persona vector's norm", "interpolated (log strength against log damage)",
+                  "measured there again", "mean + t(0.95, K−1)·sd·sqrt(1 + 1/K), with its own"):
+        assert fixed not in text, fixed
+    assert "fitted to each target damage on 8 *fit* neutral texts" in text and "on 8 *held-out* neutral texts (disjoint" in text
+    assert "steering: the difference of means of label-swapped calibration data" in text
+    assert "soft-mask: the same soft-mask dial built from label-swapped calibration data" in text
+    assert "its K = 6 null draws, on the same items" in text
+    s = d["null_symmetry"]
+    assert (f"pooled over its {s['n_rows']} tested rows" in text and f"Stouffer z = {s['stouffer_z']:+.2f}" in text
+            and "The check does not reject, so the zero centre is used" in text)
+    assert "the zero-centred bound t(0.95, K)·sqrt(mean(x²)) (x: the draws' contrasts, K = 6 degrees of freedom)" in text
+    assert "null band (shaded: from 0 to the zero-centred 95 % bound)" in text
+    assert "Steering rows are also tested against K = 6 random directions" in text
+    d["null_symmetry"].update(centered=False, center_used="estimated", p_value=0.001)
+    for s in d["sets"].values():
+        for r in s["headline"]["matched"]:
+            r.pop("random_direction_null", None)
+            if r.get("null_center"):
+                r["null_center"] = "estimated"
+            for k in ("fit_texts",):
+                r[k] = list(range(8, 20))
+        s["headline"]["damage"]["fit_texts"] = list(range(8, 20))
+    text = _headline(d)
+    assert "The check rejects, so the estimated centre is used" in text and "random directions" not in text
+    assert "the estimated-centre bound mean + t(0.95, K−1)·sd·sqrt(1 + 1/K) (K = 6)" in text
+    assert "on 12 *fit* neutral texts" in text and "from the null draws' mean to their estimated-centre 95 % bound" in text
+
+
+def test_verdicts_say_what_a_no_means_and_flag_damage_outside_the_tolerance():
+    d = v2()
+    text = _headline(d)
+    res = load_results(d)
+    rows = [r for h in res.headlines().values() for r in h.reached()]
+    below = next(r for r in rows if not r.persona_specific and r.shift <= r.detectable_shift)
+    assert f"no (not detectable above {below.detectable_shift:+.3f})" in text
+    holm = next(r for r in rows if r.persona_specific and not r.persona_specific_adjusted)
+    assert f"no after Holm (p {holm.p_adjusted:.2g}; uncorrected: above {holm.detectable_shift:+.3f})" in text
+    out = next(r for r in rows if r.within_tolerance is False)
+    assert f"{out.damage_kl:.3f} [" in text and "**outside**" in text
+    assert f"Held-out damage outside ±25 % of the target (compare these rows with care): {out.method} at " in text
+    conc = _conclusions(d)
+    n_adj = sum(bool(r.specific) for r in rows if r.method == "steering")
+    assert f"- **Matched damage, steering**: reached in {sum(r.method == 'steering' for r in rows)} of 14 (set, target) " \
+           f"rows; persona-specific after Holm's correction in {n_adj} (" in conc
+    assert "the contrast is not detectable above its row's detectable shift" in conc
+    for s in d["sets"].values():  # the counts follow Holm's verdicts, not the uncorrected ones
+        for r in s["headline"]["matched"]:
+            if r.get("method") == "steering" and r["reached"]:
+                r["persona_specific_adjusted"] = False
+    assert "- **Matched damage, steering**: reached in 13 of 14 (set, target) rows; persona-specific after Holm's " \
+           "correction in 0 (" in _conclusions(d)
+
+
+def test_the_paper_table_is_the_released_scoring():
+    text = build_report(v2()).split("## Headline")[0]
+    released, summed = text.split("### Summed and per-token accuracy (not the paper's scoring)")
+    assert "the persona system prompt in front" in released and "null draws" in released
+    assert "| random mask (sparsity 0.3) | - |" in released and "| random mask (sparsity 0.5) | - |" in released
+    assert "| Wanda persona mask (sparsity 0.5) | 51.5 | 60.0 [53, 67] |" in released
+    assert "| contrastive Wanda (sparsity 0.3) | 54.0 |" in released and "| LoRA fine-tuning (upper bound) | 64.0 |" in released
+    assert "Neither column is the paper's scoring" in summed and "| method | power paper | power ours (sum) |" in summed
+    conc = _conclusions(v2())
+    assert "with K = 3 draw(s) each, a mask with no persona effect does so by chance with probability 1/(K + 1) = 25 %" in conc
+    assert "- Released scoring against a random mask of the same sparsity: above it in 9 of 9" in conc
+    d = v2()
+    for s in d["sets"].values():
+        for r in s.get("paper_table") or []:
+            if r["condition"] == "sft":
+                r["accuracy"] = 0.123
+    assert "| LoRA fine-tuning (upper bound) | 64.0 | 12.3 [" in build_report(d)
+
+
+def untested_v2() -> dict:
+    """Version-2 results whose matched rows, types and atlas pairs have no test (one null draw each)."""
+    return copy.deepcopy(_untested())
+
+
+@functools.cache
+def _untested() -> dict:
+    d = v2()
+    for s in d["sets"].values():
+        for r in s["headline"]["matched"]:
+            for k in ("null_threshold", "p_value", "p_adjusted", "persona_specific", "persona_specific_adjusted",
+                      "detectable_shift", "null_center", "estimated_center", "null_shift_sd", "random_direction_null"):
+                r.pop(k, None)
+            if r["reached"]:
+                r["null_shifts"], r["null_draws"] = r["null_shifts"][:1], 1
+    d["null_symmetry"] = {"n_rows": 0, "stouffer_z": None, "p_value": None, "share_rejected": None, "centered": True,
+                          "center_used": "zero"}
+    for t in d["types"]:
+        for row in t["rows"]:
+            for c in row["contrasts"]:
+                c.pop("p_value", None)
+    for pair in d["atlas"]["pairs"]:
+        pair.update(p_value=None, p_holm=None, shared=None)
+    return d
+
+
+def test_rows_without_a_test_say_so():
+    d = untested_v2()
+    text = build_report(d)
+    assert "No row has the two null draws a test needs, so no row is tested in this run." in text
+    assert "zero-centred" not in _headline(d) and "| no (untested: fewer than 2 null draws) |" in text
+    assert "- **16 types, soft-mask**: no (type pair, axis) contrast was tested against a null in this run." in text
+    assert "- Atlas: no set pair was tested against a label-swapped null in this run" in text
+
+
+def test_where_the_masks_meet_their_nulls_is_computed():
+    d = v2()
+    assert "their nulls, and every method at matched damage, are in the headline section" in build_report(d)
+    del d["sets"]["power"]["headline"]
+    d["sets"]["wealth"]["headline"]["curves"].pop("wanda")
+    text = build_report(d)
+    power = text.split("\n### power (")[1].split("\n### wealth (")[0]
+    wealth = text.split("\n### wealth (")[1].split("\n### hallucination (")[0]
+    assert "this run measured no effect against damage on this set" in power
+    assert "steering was not measured at matched damage on this set in this run" in power
+    assert "wanda: no null in this run; the matched-damage table holds steering, contrastive-wanda, soft-mask." in wealth
+    assert "contrastive-wanda, contrastive-sparse: label-swapped nulls on the effect-against-damage curves" in wealth
+
+
+def test_types_and_atlas_sections_are_skipped_cleanly_when_absent():
+    d = v2()
+    d["types"], d["atlas"] = [], None
+    text = build_report(d)
+    assert "### 9. The 16 types" not in text and "### 10. Atlas" not in text
+    assert "16 types" not in _conclusions(d) and "- Atlas" not in _conclusions(d)
+
+
+def test_atlas_verdicts_come_from_holm_not_from_the_95th_percentile():
+    d = v2()
+    for m in d["atlas"]["overlaps"]:  # every pair far above the null's 95th percentile: no verdict changes
+        m["null_p95"] = [[0.0] * len(row) for row in m["null_p95"]]
+    text = build_report(d)
+    assert "2 of 21 tested set pairs share top contrastive weights" in text
+    assert all(f"- {c}" in text for c in d["atlas"]["conclusions"])
+    d["atlas"]["pairs"][0]["shared"] = False
+    assert "1 of 21 tested set pairs share top contrastive weights" in _conclusions(d)
 
 
 def test_upgraded_and_raw_version_1_give_the_same_report():

@@ -5,7 +5,8 @@ as the report (never ``plt.show``), in the shared style of :mod:`.style`.
 * :mod:`.effect_damage` - every curve point; :mod:`.matched_damage` - the matched-damage table as bars;
 * :mod:`.alignment` - accuracy and pole contrast per set; :mod:`.masks` - sparsity and overlap;
 * :mod:`.representations` - probes, neutral-text decoding, split-half reliability;
-* :mod:`.analysis_set` - ablations, stability, sweeps, capability; :mod:`.types_atlas` - optional results.
+* :mod:`.analysis_set` - ablations, stability, sweeps, capability;
+* :mod:`.types`, :mod:`.atlas` - the optional 16 types and atlas (:data:`OPTIONAL`: skipped when a run lacks them).
 
 A new figure is a function in one of these modules registered in :data:`FIGURES`; it raises
 :class:`FigureDataMissing` when the results lack its data, and :func:`write_figures` then skips it.
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure
 from ...results import StudyResults, load_results
 from .alignment import fig_main_accuracy, fig_pole_contrast
 from .analysis_set import fig_ablation, fig_capability, fig_stability, fig_sweeps
+from .atlas import fig_atlas, fig_atlas_layers, fig_atlas_steering
 from .common import FigureDataMissing
 from .effect_damage import fig_effect_damage
 from .headline import fig_headline
@@ -31,7 +33,7 @@ from .masks import fig_overlap, fig_sparsity
 from .matched_damage import fig_matched_damage
 from .representations import fig_neutral_decoding, fig_probes, fig_similarity
 from .style import FORMATS, paper_style, save
-from .types_atlas import fig_atlas, fig_types
+from .types import fig_types
 
 #: Every figure by its file name.
 FIGURES: dict[str, Callable[[StudyResults], Figure]] = {
@@ -39,7 +41,10 @@ FIGURES: dict[str, Callable[[StudyResults], Figure]] = {
     "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
     "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes, "neutral_decoding": fig_neutral_decoding,
     "similarity": fig_similarity, "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability,
-    "types": fig_types, "atlas": fig_atlas}
+    "types": fig_types, "atlas": fig_atlas, "atlas_layers": fig_atlas_layers, "atlas_steering": fig_atlas_steering}
+
+#: The figures of optional stages (the 16 types, the atlas): a run without them skips them.
+OPTIONAL = ("types", "atlas", "atlas_layers", "atlas_steering")
 
 
 def draw(results: StudyResults | dict | str | Path, name: str) -> Figure:
@@ -78,4 +83,4 @@ def write_figures(results: StudyResults | dict | str | Path, out_dir: str | Path
     return out
 
 
-__all__ = ["FIGURES", "FigureDataMissing", "draw", "write_figure", "write_figures"]
+__all__ = ["FIGURES", "OPTIONAL", "FigureDataMissing", "draw", "write_figure", "write_figures"]

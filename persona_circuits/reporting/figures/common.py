@@ -84,12 +84,16 @@ def method_handles(methods: Iterable[str], long: bool = False) -> list:
     return [Patch(color=color(m), label=DIAL_LABEL.get(m, m) if long else m) for m in dict.fromkeys(methods)]
 
 
-def marker_handles(adjusted: bool) -> list:
-    """Legend entries of the verdict markers, the null band and the target lines."""
+#: The null band of each test centre (:func:`persona_circuits.nulls.null_test`).
+BAND_LABEL = {"estimated": "null band: mean to 95 % bound", "zero": "null band: 0 to zero-centred 95 % bound"}
+
+
+def marker_handles(adjusted: bool, centres: Iterable[str] = ("estimated",)) -> list:
+    """Legend entries of the verdict markers, the null band of each test centre used, and the target lines."""
     verdict = "persona-specific" + (" (Holm)" if adjusted else "")
     return [Line2D([], [], color=GREY, marker="o", ls="none", label=verdict + " (filled)"),
             Line2D([], [], color=GREY, marker="o", mfc="white", ls="none", label="not persona-specific (hollow)"),
-            Patch(color=GREY, alpha=0.35, label="null band: mean to 95 % bound"),
+            *(Patch(color=GREY, alpha=0.35, label=BAND_LABEL.get(c, f"null band ({c} centre)")) for c in sorted(centres)),
             Line2D([], [], color=GREY, marker=".", ls="none", label="null draws"),
             Line2D([], [], color=GREY, ls="--", lw=0.8, label="target damage"),
             Line2D([], [], color=GREY, marker="x", ls="none", label="target not reached")]

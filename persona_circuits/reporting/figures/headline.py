@@ -1,5 +1,6 @@
 """The headline figure: at each target damage, every method's pole contrast on the items of its null test
-against the null band, with verdict markers from the matched-damage table's own rows."""
+against the null band of the test the row used (zero-centred or estimated centre), with verdict markers from the
+matched-damage table's own rows."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ DODGE = 0.09
 BAND = 0.03
 
 
+def band_base(row: MatchedRow) -> float | None:
+    """Where a row's null band starts: 0 for the zero-centred test, the draws' mean for the estimated centre."""
+    return 0.0 if row.null_center == "zero" else row.null_shift_mean
+
+
 def _row_x(row: MatchedRow, j: int, n_methods: int) -> float:
     """The row's x: its achieved damage (the target when not reached), offset by its method's place."""
     return (row.damage_kl if row.reached else row.target_kl) * 10 ** (DODGE * (j - (n_methods - 1) / 2))
@@ -24,10 +30,10 @@ def _draw_row(ax, row: MatchedRow, x: float) -> list[float]:
     """One reached row: null band and draws, the tested contrast (filled when persona-specific). Returns its y values."""
     c = color(row.method)
     ys = [row.tested_shift, *row.tested_shift_ci95]
-    if row.null_shift_mean is not None and row.null_threshold is not None:
-        ax.fill_between([x / 10 ** BAND, x * 10 ** BAND], row.null_shift_mean, row.null_threshold, color=c, alpha=0.3,
-                        lw=0, zorder=1)
-        ys += [row.null_shift_mean, row.null_threshold]
+    lo = band_base(row)
+    if lo is not None and row.null_threshold is not None:
+        ax.fill_between([x / 10 ** BAND, x * 10 ** BAND], lo, row.null_threshold, color=c, alpha=0.3, lw=0, zorder=1)
+        ys += [lo, row.null_threshold]
     if row.null_shifts:
         ax.scatter(np.full(len(row.null_shifts), x), row.null_shifts, s=6, color=GREY, zorder=2, lw=0)
         ys += list(row.null_shifts)
@@ -58,9 +64,10 @@ def _panel(ax, name: str, head: Headline, res: StudyResults) -> list[float]:
 
 
 def fig_headline(res: StudyResults) -> Figure:
-    """Pole contrast against damage at the matched strengths, one panel per set (shared y): the null band of each
-    row (its draws' mean to their one-sided 95 % prediction bound, shaded) and its draws (grey dots), the real
-    contrast on the same items (filled: persona-specific, as in the table), the persona prompt, RAG and LoRA."""
+    """Pole contrast against damage at the matched strengths, one panel per set (shared y): the null band of the
+    test each row used (shaded: from 0 to the zero-centred bound, or from the draws' mean to the estimated-centre
+    bound) and its draws (grey dots), the real contrast on the same items (filled: persona-specific after Holm's
+    correction where the study made one, as in the table), the persona prompt, RAG and LoRA."""
     heads = res.headlines()
     need(any(h.matched for h in heads.values()), "matched-damage rows")
     fig, axes, _ = grid(len(heads), 4, 2.0)
@@ -74,10 +81,14 @@ def fig_headline(res: StudyResults) -> Figure:
             ax.tick_params(labelleft=False)
     rows = [r for h in heads.values() for r in h.reached()]
     same = bool(rows) and all(r.null_on_same_items for r in rows)
+    matched = bool(rows) and all(r.damage_matched for r in rows)
+    kinds = sorted({r.null_kind for r in rows if r.null_kind})
     fig.suptitle("At matched damage: pole contrast against its null"
-                 + ("" if same else " (contrast and null on the curve items)"))
+                 + (f"\n({' / '.join(kinds)} draws, each damage-matched, on the same items)" if matched else
+                    "" if same else " (contrast and null on the curve items)"))
     handles = (method_handles(r.method for h in heads.values() for r in h.matched)
-               + marker_handles(any(r.persona_specific_adjusted is not None for r in rows))
+               + marker_handles(any(r.persona_specific_adjusted is not None for r in rows),
+                                {r.null_center or "estimated" for r in rows})
                + reference_handles((res.sets[n] for n in heads), zero_drawn=False))
     legend_below(fig, handles, ylabel="pole contrast, nats/token",
                  xlabel="damage: KL(dense || intervened) on neutral text, nats/token; "

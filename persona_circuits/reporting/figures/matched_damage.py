@@ -17,7 +17,8 @@ SHORT = {"contrastive-wanda": "cW", "soft-mask": "soft", "steering": "steer"}
 
 def _tick(r: MatchedRow) -> str:
     name = SHORT.get(r.method, r.method)
-    return f"{name}\n{r.target_kl:g}\n" + (f"({r.damage_kl:.3f})" if r.reached else "(not\nreached)")
+    out = "\noutside" if r.within_tolerance is False else ""
+    return f"{name}\n{r.target_kl:g}\n" + (f"({r.damage_kl:.3f}){out}" if r.reached else "(not\nreached)")
 
 
 def _bar(ax, i: int, r: MatchedRow) -> list[float]:
@@ -30,7 +31,7 @@ def _bar(ax, i: int, r: MatchedRow) -> list[float]:
         ax.plot([i - 0.4, i + 0.4], [r.null_threshold] * 2, color="k", lw=2.0, zorder=4)
         ys.append(r.null_threshold)
     if r.random_direction_null and r.random_direction_null.null_threshold is not None:
-        ax.plot([i - 0.4, i + 0.4], [r.random_direction_null.null_threshold] * 2, color="k", lw=1.2, ls="--", zorder=4)
+        ax.plot([i - 0.4, i + 0.4], [r.random_direction_null.null_threshold] * 2, color="k", lw=1.4, ls=":", zorder=4)
         ys.append(r.random_direction_null.null_threshold)
     if r.null_shifts:
         ax.scatter(np.full(len(r.null_shifts), i + 0.2), r.null_shifts, s=8, color=GREY, zorder=5, lw=0)
@@ -64,9 +65,11 @@ def _panel(ax, name: str, head: Headline) -> list[float]:
 
 def fig_matched_damage(res: StudyResults) -> Figure:
     """Per set and (method, target damage): the contrast the null test judged (bar, 95 % interval) and the null's
-    one-sided 95 % bound on the same items (black tick), the null draws (grey), the achieved damage (in the tick
-    label), the verdict (star: persona-specific, as in the table), rows whose target was not reached (hatched) and
-    the persona prompt's contrast at its own damage (dashed)."""
+    one-sided 95 % bound on the same items (black tick: the bound of the test the row used), the null draws (grey),
+    for steering rows the random-direction null's bound beside it (dotted), the achieved damage (in the tick label;
+    "outside" when it is outside the tolerance around the target), the verdict (star: persona-specific after Holm
+    where the study corrected, as in the table), rows whose target was not reached (hatched) and the persona prompt's
+    contrast at its own damage (dashed)."""
     heads = {n: h for n, h in res.headlines().items() if h.matched}
     need(bool(heads), "matched-damage rows")
     fig, axes, slot = grid(len(heads), 2, 2.6, legend_slot=free_slot(len(heads), 2))
@@ -79,19 +82,24 @@ def fig_matched_damage(res: StudyResults) -> Figure:
     v1 = any(not r.null_on_same_items for r in rows)
     adjusted = any(r.persona_specific_adjusted is not None for r in rows)
     methods = dict.fromkeys(r.method for h in heads.values() for r in h.matched)
+    centres = {r.null_center for r in rows}
+    kind = "".join(f"{k} " for k in [" / ".join(sorted({r.null_kind for r in rows if r.null_kind}))] if k)
+    centre = f", {centres.pop()} centre" if len(centres) == 1 and None not in centres else ""
     handles = [Patch(color=color(m), label=f"{m} ({SHORT.get(m, m)})") for m in methods] + [
-        Line2D([], [], color="k", lw=2, label="null one-sided 95 % bound (same items)"),
+        Line2D([], [], color="k", lw=2, label=f"{kind}null: one-sided 95 % bound{centre} (the bar's items)"),
         Line2D([], [], color=GREY, marker=".", ls="none", label="null draws"),
         Line2D([], [], color="k", marker="*", ms=9, ls="none",
                label="persona-specific" + (" (Holm)" if adjusted else "")),
         Line2D([], [], color="k", ls="--", lw=0.9, label="persona prompt (own damage, all items)")]
     if any(r.random_direction_null for r in rows):
-        handles.append(Line2D([], [], color="k", ls="--", lw=1.2, label="random-direction null bound"))
+        handles.append(Line2D([], [], color="k", ls=":", lw=1.4, label="steering: random-direction bound (beside)"))
     if v1:
         handles.append(Line2D([], [], marker="D", color="white", mec="k", ls="none",
                               label="contrast on all items (no null there)"))
     fig.suptitle("Matched damage: " + ("bars and bounds on the curve items (version-1 results)" if v1 else
-                                       "every held-out item, null on the same items"))
+                                       "every held-out item, null on the same items"
+                                       + (", each draw damage-matched" if rows and all(r.damage_matched for r in rows)
+                                          else "")))
     legend_in(fig, slot, handles, ylabel="pole contrast, nats/token",
               xlabel="method, target KL (achieved KL on neutral text)")
     return fig

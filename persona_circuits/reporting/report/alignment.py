@@ -3,7 +3,7 @@ the steering layer and the LoRA runs."""
 
 from __future__ import annotations
 
-from ...results import SetResults, StudyResults
+from ...results import MAIN_METHODS, Contrast, SetResults, StudyResults
 from ..labels import LENGTH_DECIDED, lora_trained
 from .text import ci, iv, pct, table
 
@@ -40,14 +40,41 @@ def set_block(name: str, s: SetResults) -> list[str]:
              f"`{poles[0]}`'s answer, nats/token, and share of items that moved towards it):\n")
     L += table(["method", "shift", "95 % CI", "items moved", "95 % CI", "damage (KL, nats/token)"],
                [[c.condition, f"{c.shift:+.3f}", iv(c.shift_ci95), pct(c.moved), ci(c.moved_ci95) if c.moved_ci95 else "-",
-                 f"{c.damage_kl:.3f}" if c.damage_kl is not None else "-"] for c in s.contrasts])
-    L.append("\nMasks here are at the study's sparsity; their nulls, and every method at matched damage, are in the "
-             "headline section.")
+                 _damage(c)] for c in s.contrasts])
+    L.append("\n" + nulls_where(s))
     if s.steering:
-        L.append(f"\nSteering layer {s.steering.layer} (chosen on calibration items); its coefficients come from the damage targets.")
+        steered = s.headline is not None and any(r.method == "steering" for r in s.headline.matched)
+        L.append(f"\nSteering layer {s.steering.layer} (chosen on calibration items); "
+                 + ("its coefficients come from the damage targets." if steered else
+                    "steering was not measured at matched damage on this set in this run."))
     L += lora_lines(s)
     L.append("")
     return L
+
+
+def _damage(c: Contrast) -> str:
+    if c.damage_kl is None:
+        return "-"
+    return f"{c.damage_kl:.3f}" + (f" {iv(c.damage_kl_ci95, '{:.3f}')}" if c.damage_kl_ci95 else "")
+
+
+def nulls_where(s: SetResults) -> str:
+    """Where the set's masks meet their nulls: the headline's curves and matched rows, when this run drew them."""
+    masks = [c.condition for c in s.contrasts if c.condition in MAIN_METHODS]
+    curves = set(s.headline.curves) if s.headline else set()
+    if s.headline is not None and all(m in curves for m in masks):
+        return ("Masks here are at the study's sparsity; their nulls, and every method at matched damage, are in the "
+                "headline section.")
+    if s.headline is None:
+        return ("Masks here are at the study's sparsity; this run measured no effect against damage on this set, so "
+                "none of these contrasts has a null here.")
+    have = [m for m in masks if m in curves]
+    missing = [m for m in masks if m not in curves]
+    held = ", ".join(dict.fromkeys(r.method for r in s.headline.matched)) or "no method"
+    return ("Masks here are at the study's sparsity. In the headline section, "
+            + (f"{', '.join(have)}: label-swapped nulls on the effect-against-damage curves; " if have else "")
+            + (f"{', '.join(missing)}: no null in this run; " if missing else "")
+            + f"the matched-damage table holds {held}.")
 
 
 def lora_lines(s: SetResults) -> list[str]:

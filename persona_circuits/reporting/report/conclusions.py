@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 
-from ...results import MAIN_METHODS, Headline, MatchedRow, StudyResults
+from ...results import MAIN_METHODS, MatchedRow, StudyResults
 from ..labels import LENGTH_DECIDED
 from .conclusions_analyses import analysis_conclusions
+from .conclusions_v2 import matched_line_v2, released_conclusions, symmetry_conclusion
+from .method import is_v2
 from .text import pct
 
 
@@ -45,24 +47,29 @@ def _matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[s
 
 
 def headline_conclusions(res: StudyResults) -> list[str]:
-    """Counts over every set's matched-damage rows and curve points."""
+    """Counts over every set's matched-damage rows (Holm's verdicts where the study made them) and curve points."""
     heads = res.headlines()
     if not heads:
         return []
+    v2 = is_v2(res)
     out = []
     rows = [(n, r) for n, h in heads.items() for r in h.matched]
     mask_specific = []
     for m in dict.fromkeys(r.method for _, r in rows):
-        line, spec = _matched_line(m, [(n, r) for n, r in rows if r.method == m])
+        line, spec = (matched_line_v2 if v2 else _matched_line)(m, [(n, r) for n, r in rows if r.method == m])
         out.append(line)
         if m != "steering":
             mask_specific += [f"{m}: {x}" for x in spec]
     mask_rows = [r for _, r in rows if r.method != "steering" and r.reached]
     if mask_rows:
-        above_steer = [r for r in mask_rows if r.vs_steering and r.vs_steering.verdict == "higher"]
-        out.append(f"- Over {len(mask_rows)} matched mask rows, {len(mask_specific)} beat their label-swapped null"
+        above_steer = [r for r in mask_rows if r.vs_steering and (r.vs_steering.verdict_adjusted or r.vs_steering.verdict)
+                       == "higher"]
+        out.append(f"- Over {len(mask_rows)} matched mask rows, {len(mask_specific)} "
+                   + ("are persona-specific after Holm's correction" if v2 else "beat their label-swapped null")
                    + (f" ({'; '.join(mask_specific)})" if mask_specific else "")
-                   + f" and {len(above_steer)} move the model more than steering at the same damage.")
+                   + f" and {len(above_steer)} move the model more than steering at the same damage"
+                   + (" (Holm's verdicts)." if v2 else "."))
+    out += symmetry_conclusion(res) if v2 else []
     for mc in res.multiple_comparisons or []:
         out.append(f"- {mc.family}: {mc.n_raw} of {mc.n_tests} tests pass at the 95 % level uncorrected, {mc.n_adjusted} "
                    f"after {mc.method.title()}'s correction.")
@@ -71,21 +78,29 @@ def headline_conclusions(res: StudyResults) -> list[str]:
         spec = [(n, p) for n, p in pts if p.persona_specific]
         lo = min((p.damage_kl for _, p in spec), default=None)
         out.append(f"- **Curves, {m}**: {len(spec)} of {len(pts)} points over {len({n for n, _ in pts})} sets beat their null"
-                   + (f" (lowest damage among them {lo:.3g} nats/token)" if spec else "") + ".")
+                   + (f" (lowest damage among them {lo:.3g} nats/token)" if spec else "")
+                   + (" (descriptive: uncorrected, on the curve items)." if v2 else "."))
     return out
 
 
-def _null_tested_at(heads: dict[str, Headline], method: str, rho: float) -> str:
+def _null_tested_at(res: StudyResults, method: str, rho: float) -> str:
     """Whether ``method``'s label-swapped null was drawn at sparsity ``rho`` (on the curves), and where it was."""
+    heads = res.headlines()
     pts = [p for h in heads.values() for p in h.curves.get(method, [])]
+    released = [r for s in res.ai_sets().values() for r in s.paper_table or [] if r.condition == method and r.null_accuracies]
+    rhos = ", ".join(f"{x:g}" for x in sorted({r.sparsity for r in released if r.sparsity is not None}))
+    paper = f" (the paper table's released-scoring accuracy has label-swapped draws at sparsity {rhos})" if released else ""
+    if not pts and released:
+        return "; no label-swapped null of its pole contrast was drawn in this run" + paper
     if not pts:
         return "; no label-swapped null was drawn for it in this run"
     at = [p for p in pts if math.isclose(p.strength, rho)]
     if at:
-        return f"; at this sparsity {sum(bool(p.persona_specific) for p in at)} of {len(at)} curve points beat their null"
+        return (f"; at this sparsity {sum(bool(p.persona_specific) for p in at)} of {len(at)} curve points beat their null"
+                + paper)
     where = ", ".join(f"{s:g}" for s in sorted({p.strength for p in pts if not p.matched_target}))
     matched = " and at the matched strengths" if any(p.matched_target for p in pts) else ""
-    return f"; not null-tested at this sparsity (its label-swapped null was drawn at sparsity {where}{matched})"
+    return f"; not null-tested at this sparsity (its label-swapped null was drawn at sparsity {where}{matched}){paper}"
 
 
 def method_conclusions(res: StudyResults) -> list[str]:
@@ -102,7 +117,7 @@ def method_conclusions(res: StudyResults) -> list[str]:
         dmg = [c.damage_kl for _, c in cs if c.damage_kl is not None]
         where = f" at sparsity {rho}" if m in MAIN_METHODS else ""
         dtxt = f" (damage {min(dmg):.3g} to {max(dmg):.3g} nats/token)" if dmg else ""
-        tested = _null_tested_at(heads, m, rho) if m in MAIN_METHODS and heads else ""
+        tested = _null_tested_at(res, m, rho) if m in MAIN_METHODS and heads else ""
         out.append(f"- **{m}**{where}{dtxt}: the pole contrast on every held-out item is positive with a 95 % interval "
                    f"above zero in {len(pos)} of {len(cs)} sets{' (' + ', '.join(pos) + ')' if pos else ''}"
                    + (f"; reversed in {', '.join(neg)}" if neg else "") + tested + ".")
@@ -135,15 +150,5 @@ def random_mask_conclusions(res: StudyResults) -> list[str]:
         out.append(f"- Summed accuracy of the `matching` pole (not the paper's scoring) at sparsity "
                    f"{res.meta.config.sparsity}: {'; '.join(parts)}. A persona mask is above the random mask in {above} of "
                    f"{len(pairs)} (set, mask) pairs, and inside the random mask's 95 % interval in {inside} of {len(pairs)}.")
-    out += _released_vs_nulls(res)
+    out += released_conclusions(res)
     return out
-
-
-def _released_vs_nulls(res: StudyResults) -> list[str]:
-    rows = [(n, r) for n, s in res.ai_sets().items() for r in (s.paper_table or [])
-            if r.pole == "matching" and r.null_accuracies]
-    if not rows:
-        return []
-    above = [f"{n} {r.condition}" for n, r in rows if r.accuracy > max(r.null_accuracies)]
-    return [f"- Released scoring (the paper's metric): {len(above)} of {len(rows)} (set, condition) accuracies lie above "
-            "every one of their label-swapped null draws" + (f" ({', '.join(above)})" if above else "") + "."]

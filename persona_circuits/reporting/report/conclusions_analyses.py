@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...results import StudyResults
+from .conclusions_v2 import atlas_conclusions, types_conclusions
 from .text import iv
 
 
@@ -131,22 +132,5 @@ def capability_conclusions(res: StudyResults) -> list[str]:
 
 
 def types_atlas_conclusions(res: StudyResults) -> list[str]:
-    """The 16 types' cells that beat their null and the largest interference; the atlas's pairs above the null."""
-    out = []
-    t = res.types
-    if t:
-        cells = [c for r in t.rows for c in r.contrasts]
-        spec = sum(bool(c.persona_specific) for c in cells)
-        line = f"- 16 types: {spec} of {len(cells)} (type, axis) contrasts beat their null"
-        if t.interference:
-            worst = max(t.interference, key=lambda i: abs(i.change))
-            line += f"; the largest interference is {worst.axis}'s, {worst.change:+.3f} nats/token"
-        out.append(line + ".")
-    if res.atlas:
-        tested = [m for m in res.atlas.overlaps if m.null_p95]
-        n_pairs = sum(len(m.sets) * (len(m.sets) - 1) // 2 for m in tested)
-        above = sum(int((np.asarray(m.jaccard)[np.triu_indices(len(m.sets), 1)]
-                         > np.asarray(m.null_p95)[np.triu_indices(len(m.sets), 1)]).sum()) for m in tested)
-        out.append(f"- Atlas: {above} of {n_pairs} (module type or layer, set pair) overlaps exceed the label-swapped "
-                   "null's 95th percentile" if tested else "- Atlas: no label-swapped null was drawn for the overlaps.")
-    return out
+    """The 16 types' Holm verdicts per method and the atlas's pairs shared beyond chance (Holm)."""
+    return types_conclusions(res.types) + atlas_conclusions(res)

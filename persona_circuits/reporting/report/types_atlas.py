@@ -1,63 +1,134 @@
-"""Optional sections: the 16 MBTI types built by composing axis masks, and the atlas of overlaps between
-persona sets. Each is left out when ``results.json`` has no such results."""
+"""Optional sections: the 16 MBTI types composed from the four axes (one table per method), and the atlas of
+overlaps between persona sets. Each is left out when ``results.json`` has no such results (version 1, or a run
+that skipped them)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ...results import Atlas, TypesResult
+from ..labels import COMPOSE_LABEL
+from .method import bound_formula, span
 from .text import iv, opt, table
 
 
-def types_section(t: TypesResult | None) -> list[str]:
-    """A 16 x 4 table of pole contrasts (``*``: beats its null) and each axis's interference."""
-    if t is None:
+def types_section(types: list[TypesResult] | None) -> list[str]:
+    """Per method: a 16 x 4 table of pole contrasts with their Holm verdicts, and each axis's interference."""
+    if not types:
         return []
-    L = ["\n### 9. The 16 types: axis masks composed\n\n![types](figures/types.png)\n",
-         f"Each type composes the masks of its poles on the {len(t.axes)} axes"
-         + (f" ({t.method})" if t.method else "") + "; each cell is that axis's pole contrast (nats/token) with the "
-         "composed masks" + (f", on {t.n_items} items" if t.n_items else "")
-         + (f", against {t.null_draws} null draws" if t.null_draws else "") + " (`*`: persona-specific).\n"]
-    rows = []
-    for r in t.rows:
-        by_axis = {c.axis: c for c in r.contrasts}
-        rows.append([r.type] + [f"{by_axis[a].shift:+.3f}{'*' if by_axis[a].persona_specific else ''}"
-                                if a in by_axis else "-" for a in t.axes] + [opt(r.damage_kl, "{:.3f}")])
+    L = ["\n### 9. The 16 types: the four axes composed\n\n![types](figures/types.png)\n"]
+    for t in types:
+        L += _types_block(t)
+    return L
+
+
+def _types_intro(t: TypesResult) -> str:
+    tests = t.tests()
+    centres = {c.null_center for c in tests if c.null_center}
+    centre = centres.pop() if len(centres) == 1 else None
+    layer = f" at layer {t.layer}" if t.layer is not None else ""
+    what = COMPOSE_LABEL.get(t.method, f"{t.method} conditions composed")
+    target = f", each type pair brought to KL {t.target_kl:g} on the fit texts" if t.target_kl is not None else ""
+    items = f" on the first {t.n_items} held-out items of each axis" if t.n_items else ""
+    test = (f" Against {t.null_draws} composed label-swapped null draws (each axis's label-swapped data composed the same "
+            f"way, damage-matched), with {bound_formula(centre, str(t.null_draws))}" if t.null_draws else " Without null draws")
+    return (f"Each type composes its four axes' {what}{layer}{target}; each cell is the pole contrast on that axis "
+            f"towards the type's own letter (nats/token){items}. A type and its opposite are one measurement (each row "
+            f"towards its own letters), so the {len(t.rows)} rows hold {len(t.rows) // 2} measurements.{test}; Holm's "
+            f"correction over the {len(tests)} distinct (type pair, axis) tests of this run's types family. `*`: "
+            "persona-specific after Holm; `°`: above the bound before correction only.")
+
+
+def _cell(t: TypesResult, row, axis: str) -> str:
+    c = next((c for c in row.contrasts if c.axis == axis), None)
+    if c is None:
+        return "-"
+    mark = "*" if t.verdict(row, c) else "°" if c.persona_specific else ""
+    return f"{c.shift:+.3f}{mark}"
+
+
+def _types_block(t: TypesResult) -> list[str]:
+    """One method's table, its detectable shifts and its interference."""
+    L = [f"#### {t.method}\n", _types_intro(t) + "\n"]
+    rows = [[r.type] + ([_cell(t, r, a) for a in t.axes] if r.reached is not False else ["not reached"] * len(t.axes))
+            + [opt(r.damage_kl, "{:.3f}")] for r in t.rows]
     L += table(["type"] + t.axes + ["damage (KL)"], rows)
+    tests = t.tests()
+    n_adj = sum(bool(t.verdict(r, c)) for r in t.rows if r.type.startswith("E") for c in r.contrasts)
+    L.append(f"\nPersona-specific after Holm: {n_adj} of {len(tests)} tests (uncorrected: "
+             f"{sum(bool(c.persona_specific) for c in tests)}).")
+    det = {a: [c.detectable_shift for c in tests if c.axis == a and c.detectable_shift is not None] for a in t.axes}
+    if any(det.values()):
+        L.append("A \"no\" means not detectable above the bound: " + "; ".join(
+            f"{a} {span(v, '{:+.3f}')}" for a, v in det.items() if v) + " nats/token.")
     if t.interference:
-        L.append("\n**Interference** (an axis's contrast with the other axes' masks composed, minus alone):\n")
-        L += table(["axis", "alone", "composed (mean over types)", "change", "95 % CI"],
+        L.append("\n**Interference** (an axis's contrast with the other axes composed, mean over the type pairs, minus the "
+                 "axis's condition alone at the same damage, on the same items):\n")
+        L += table(["axis", "alone", "composed (mean over type pairs)", "change", "95 % CI"],
                    [[i.axis, f"{i.alone_shift:+.3f}", f"{i.composed_shift:+.3f}", f"{i.change:+.3f}",
                      iv(i.change_ci95) if i.change_ci95 else "-"] for i in t.interference])
-    return L
+    return L + [""]
 
 
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, k=1)
 
 
-def atlas_section(a: Atlas | None) -> list[str]:
-    """Per module type / layer: how many set pairs overlap beyond random density and the label-swapped null."""
-    if a is None:
-        return []
-    L = ["\n### 10. Atlas: overlap between persona sets\n\n![atlas](figures/atlas.png)\n",
-         "Jaccard overlap of the kept weights between every pair of persona sets' masks"
-         + (f" ({a.method})" if a.method else "") + ", next to the expectation for random masks of the same density "
-         "and the label-swapped null's 95th percentile where the study drew it.\n"]
+def _groups_table(a: Atlas) -> list[str]:
+    """Per module type or layer (descriptive: the tests are on the whole model): mean Jaccard and its references."""
     rows = []
     for m in a.overlaps:
-        j = np.asarray(m.jaccard, dtype=float)
         iu = _pairs(len(m.sets))
-        rnd = np.asarray(m.random_expectation, dtype=float)[iu] if m.random_expectation else None
-        null = np.asarray(m.null_p95, dtype=float)[iu] if m.null_p95 else None
-        rows.append([m.by, f"{len(iu[0])}", f"{j[iu].mean():.3f}" if len(iu[0]) else "-",
-                     f"{rnd.mean():.3f}" if rnd is not None else "not measured",
-                     f"{int((j[iu] > null).sum())}" if null is not None else "not measured"])
-    L += table(["module type / layer", "set pairs", "mean Jaccard", "random-density expectation (mean)",
-                "pairs above the label-swapped null"], rows)
+        j = np.asarray(m.jaccard, dtype=float)[iu]
+        ref = [np.asarray(x, dtype=float)[iu].mean() if x else None for x in (m.random_expectation, m.null_p95)]
+        rows.append([m.by, f"{len(iu[0])}", f"{j.mean():.3f}" if len(j) else "-", opt(ref[0], "{:.3f}"),
+                     opt(ref[1], "{:.3f}")])
+    return table(["module type / layer", "set pairs", "mean Jaccard", "random-density expectation (mean)",
+                  "label-swapped null, 95th percentile (mean)"], rows)
+
+
+def _pairs_table(a: Atlas) -> list[str]:
+    rows = []
+    for p in a.pairs or []:
+        null = f"{p.null_mean:.3f} ± {p.null_sd:.3f}" if p.null_mean is not None and p.null_sd is not None else "-"
+        cos = (f"{len(p.steering_shared_layers)} ({', '.join(map(str, p.steering_shared_layers))})"
+               if p.steering_shared_layers else "0" if p.steering_shared_layers is not None else "-")
+        top = f"{max(abs(c) for c in p.cosine):.2f}" if p.cosine else "-"
+        rows.append([f"{p.a} & {p.b}", f"{p.jaccard:.3f}", f"{p.expected_jaccard:.4f}", null, opt(p.p_value, "{:.2g}"),
+                     opt(p.p_holm, "{:.2g}"), {True: "yes", False: "no", None: "untested"}[p.shared], cos, top])
+    return table(["pair", "Jaccard", "random expectation", "null mean ± sd", "p", "p (Holm)", "shared (Holm)",
+                  "steering: layers beyond the null (Holm)", "max |cosine|"], rows)
+
+
+def atlas_section(a: Atlas | None) -> list[str]:
+    """The pairs of sets that share top contrastive weights (Holm), their steering cosines, the atlas's computed
+    conclusions, and the overlap per module type and layer (descriptive)."""
+    if a is None:
+        return []
+    L = ["\n### 10. Atlas: overlap between persona sets\n\n![atlas](figures/atlas.png)\n"]
+    if a.pairs:
+        fam = a.family("atlas overlap")
+        st = a.family("atlas steering cosines")
+        score = (a.overlap("all").method if a.overlap("all") else None) or a.method or "the atlas score"
+        L.append(f"Top {opt(a.fraction, '{:g}')} of each row's weights by {score}: each pair's "
+                 "whole-model Jaccard against two random masks of the same per-row density (expectation) and against "
+                 f"{opt(a.null_draws, '{:d}')} label-swapped draws per set (pooled in both directions). A pair shares "
+                 f"weights beyond chance when its p-value after Holm's correction over the {fam.n_tests if fam else '-'} "
+                 f"pairs is below {opt(fam.alpha if fam else None, '{:g}')}"
+                 + (f"; steering directions per layer against {st.null}, Holm over {st.n_tests} (pair, layer) tests, "
+                    "two-sided" if st else "") + ".\n")
+        L += _pairs_table(a) + [""]
+        if len(a.overlaps) > 1:
+            L.append("![atlas per layer](figures/atlas_layers.png)\n")
+        if any(p.cosine for p in a.pairs):
+            L.append("![atlas steering](figures/atlas_steering.png)\n")
+    if a.conclusions:
+        L += ["The atlas's own conclusions (computed from these numbers):\n"] + [f"- {c}" for c in a.conclusions] + [""]
+    L += ["<details><summary>Overlap per module type and layer (descriptive; the tests are on the whole model)"
+          "</summary>\n"] + _groups_table(a) + ["\n</details>"]
     if a.steering:
         c = np.asarray(a.steering.cosine, dtype=float)[_pairs(len(a.steering.sets))]
-        above = (f"{int((c > a.steering.random_p95).sum())} of {len(c)} pairs above random directions' 95th percentile "
-                 f"({a.steering.random_p95:.3f})" if a.steering.random_p95 is not None else "random directions not measured")
-        L.append(f"\nSteering directions: mean cosine between sets {c.mean():.3f}; {above}.")
+        where = f" at layer {a.steering.layer}" if a.steering.layer is not None else ""
+        L.append(f"\nSteering directions{where}: mean cosine between sets {c.mean():+.3f} (random directions' 95th "
+                 f"percentile: {opt(a.steering.random_p95, '{:.3f}')}; the verdicts are the table's).")
     return L
