@@ -75,7 +75,7 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
     c = cond.contrast(masks[a], masks[b], method)
     dmg = {p: kl_damage(model, Intervention(mask=masks[p], gamma=args.gamma), reference, seed=args.seed)[0] for p in (a, b)}
     rec = {"condition": method, "pole": "contrast", "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95),
-           "moved": c.accuracy, "moved_ci95": list(c.accuracy_ci95), "damage_kl": float(sum(dmg.values()) / 2),
+           "moved": c.moved, "moved_ci95": list(c.moved_ci95), "damage_kl": float(sum(dmg.values()) / 2),
            "damage_kl_by_pole": dmg, "sparsity": masks[a].config.sparsity}
     if nulls:
         shifts, null_dmg = [], []

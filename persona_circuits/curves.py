@@ -81,7 +81,7 @@ def dial_curve(model, dial: Dial, strengths: Sequence[float], items: Sequence[Ch
             shifts.append(nc.shift)
             dmgs.append(ndmg)
         t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
-        out.append(CurvePoint(dial.name, float(s), c.n, c.shift, c.shift_ci95, c.accuracy, dmg, shifts, dmgs,
+        out.append(CurvePoint(dial.name, float(s), c.n, c.shift, c.shift_ci95, c.moved, dmg, shifts, dmgs,
                               t.null_shift_mean, t.null_shift_sd, t.null_threshold, t.persona_specific))
     return out
 

@@ -414,23 +414,25 @@ def summarize(scores: ChoiceScores, pole_index: int, *, condition: str, pole: st
 
 @dataclass
 class ContrastResult:
-    """The same items under the pole-A condition vs the pole-B condition (cancels answer-length bias).
+    """The same items under the pole-A condition vs the pole-B condition (cancels what both conditions share,
+    such as the answers' lengths).
 
     ``shift`` is the mean over items of the change in per-token preference for pole A's answer,
-    ``(LL_A − LL_B)/tok`` under condition A minus under condition B; ``accuracy`` is the share of items
-    whose preference moved towards pole A.
+    ``(LL_A − LL_B)/tok`` under condition A minus under condition B; ``moved`` is the share of items whose
+    preference moved towards pole A. The one contrast record of the package: the study's results, the
+    analyses and ``persona-circuits evaluate`` all write it with these names.
     """
 
     condition: str
     n: int
     shift: float
     shift_ci95: tuple[float, float]
-    accuracy: float
-    accuracy_ci95: tuple[float, float]
+    moved: float
+    moved_ci95: tuple[float, float]
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["shift_ci95"], d["accuracy_ci95"] = list(self.shift_ci95), list(self.accuracy_ci95)
+        d["shift_ci95"], d["moved_ci95"] = list(self.shift_ci95), list(self.moved_ci95)
         return d
 
 

@@ -63,7 +63,7 @@ def test_pole_contrast_cancels_length_bias():
     under_a = ChoiceScores(torch.tensor([[-1.0, -2.0]] * 3, dtype=torch.float64), lengths)
     under_b = ChoiceScores(torch.tensor([[-1.5, -2.0]] * 3, dtype=torch.float64), lengths)
     c = pole_contrast(under_a, under_b, condition="x")
-    assert c.accuracy == 1.0 and np.isclose(c.shift, 0.5)
+    assert c.moved == 1.0 and np.isclose(c.shift, 0.5)
 
 
 # ---- shared-prefix path (plain HF module, one row per item) vs the bridge path
@@ -261,7 +261,7 @@ def test_released_summary_ties_count_half_and_the_contrast():
     tie = ReleasedScores(torch.tensor([[10.0, 20.0]], dtype=torch.float64), torch.tensor([[10.0, 20.0]], dtype=torch.float64))
     assert summarize_released(tie, 0, condition="x", pole="a").accuracy == 0.5
     c = released_contrast(s, s, condition="same")  # the same condition for both poles: no shift
-    assert c.shift == 0.0 and c.accuracy == 0.5
+    assert c.shift == 0.0 and c.moved == 0.5
 
 
 def test_released_system_prompts():

@@ -134,8 +134,8 @@ def run_conditions(study: Study, run: SetRun) -> dict:
             if a is None or b is None:
                 continue
             c = pole_contrast(a, b, condition=cond, seed=cfg.seed)
-            d = {"condition": cond, "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy,
-                 "moved_ci95": list(c.accuracy_ci95)}
+            d = {"condition": cond, "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.moved,
+                 "moved_ci95": list(c.moved_ci95)}
             if cond == "sft":
                 d["damage_kl"] = float(np.mean([x["damage_kl"] for x in sft.values()]))
                 d["trained"] = all(x["trained"] for x in sft.values())

@@ -102,8 +102,8 @@ def contrast_summary(d, seed: int) -> dict:
     from ..evaluation import contrast_from_items
 
     c = contrast_from_items(d, condition="", seed=seed)
-    return {"n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.accuracy,
-            "moved_ci95": list(c.accuracy_ci95)}
+    return {"n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.moved,
+            "moved_ci95": list(c.moved_ci95)}
 
 
 @stage("curve", settings=(*DIAL_SETTINGS, "headline", "nulls.curve_draws"), version=4)
