@@ -84,9 +84,7 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
             null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=args.gamma), reference, n_boot=1)[0]
                                 for p in (a, b)) / 2)
         t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
-        rec.update(null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd, null_draws=t.null_draws,
-                   null_threshold=t.null_threshold, null_z=t.null_z, null_p_value=t.null_p_value,
-                   persona_specific=t.persona_specific, null_shifts=shifts,
+        rec.update({k: v for k, v in t.to_dict().items() if k != "shift"}, null_shifts=shifts,
                    null_damage_kl_mean=float(sum(null_dmg) / len(null_dmg)))
     return rec
 
