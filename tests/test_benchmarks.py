@@ -96,3 +96,19 @@ def test_cli_benchmark():
     res = bench_cli.run(quick=True, repeats=1)
     _ok(res)
     assert res.tables and any(r.metric.startswith("--help") for r in res.rows)
+
+
+def test_study_stage_table_and_floor_from_a_results_file():
+    """The study benchmark's stage table sums a run's own stage times over sets; its floor counts the null
+    draws' scorings of every item (both poles, label-swapped and random-direction draws)."""
+    import bench_study
+
+    res = {"meta": {"seconds": 100.0},
+           "timings": {"a: calibration": 10.0, "b: calibration": 5.0, "a: steering matched-damage nulls": 40.0},
+           "sets": {"a": {"family": "mbti", "headline": {"matched": [
+               {"reached": True, "n": 80, "null_items": 80, "null_draws": 10, "random_direction_null": {"null_draws": 4}},
+               {"reached": False}, {"reached": True, "n": 80, "null_items": 12, "null_draws": 2}]}}}}
+    table, sums = bench_study.stage_table(res)
+    assert sums == {"calibration": 15.0, "steering matched-damage nulls": 40.0}
+    assert table.splitlines()[2].startswith("| steering matched-damage nulls | 40 | 40.0 %")
+    assert bench_study.null_scorings(res) == {"mbti": 28}  # v1 rows (nulls on fewer items) are not counted

@@ -1,0 +1,135 @@
+"""The study's wall time: where the committed full run's time went (its own per-stage log), the floor its
+design sets (the forward passes the matched-damage table's null draws need), and the quick study as
+``make reproduce`` runs it, twice, as whole processes.
+
+Stage table: ``timings`` and ``meta`` of ``figures/results.json`` (written by the run itself; the study
+logs every stage's wall time), grouped by stage across sets, against the 60-minute target.
+
+Floor: one condition's scoring of every held-out item, measured here (an MBTI axis, 80 items; an AI task,
+200 items), times the number of such scorings the committed run's matched-damage table needs for its null
+draws alone (rows x null draws x two poles). No other stage is counted, so the full study cannot be faster
+than this without scoring fewer items, fewer draws or fewer rows.
+
+Quick: ``persona-circuits reproduce --quick --out DIR --data-root ../shared/data`` (what ``make reproduce``
+runs after its install step) in a fresh folder, twice, one after the other, against the 180-second target.
+
+    python benchmarks/bench_study.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Result, main_of  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "figures" / "results.json"
+DATA = ROOT.parent / "shared" / "data"
+FULL_TARGET_S, QUICK_TARGET_S = 3600.0, 180.0
+
+
+def _group(name: str) -> str:
+    """``mbti-ei: soft-mask matched-damage nulls`` -> ``soft-mask matched-damage nulls``."""
+    return name.split(": ", 1)[1] if ": " in name else name
+
+
+def stage_table(results: dict) -> tuple[str, dict[str, float]]:
+    """Markdown table of the run's stage times summed over sets (largest first), and the sums."""
+    sums: dict[str, float] = defaultdict(float)
+    for name, sec in (results.get("timings") or {}).items():
+        sums[_group(name)] += float(sec)
+    total = float((results.get("meta") or {}).get("seconds") or sum(sums.values()))
+    L = ["| stage (summed over sets) | seconds | share of the run |", "| --- | --- | --- |"]
+    nested = {"effect-damage curves and matched-damage table"}  # holds the matched-damage null stages
+    for k, v in sorted(sums.items(), key=lambda kv: -kv[1]):
+        note = " (includes the matched-damage nulls)" if k in nested else ""
+        L.append(f"| {k}{note} | {v:,.0f} | {100 * v / total:.1f} % |")
+    return "\n".join(L), dict(sums)
+
+
+def null_scorings(results: dict) -> dict[str, int]:
+    """Per family of set (``mbti``/``ai``/``other``): condition scorings of every held-out item that the
+    matched-damage table's null draws need (each draw: both poles at every reached target)."""
+    out: dict[str, int] = defaultdict(int)
+    for s in results.get("sets", {}).values():
+        head = s.get("headline") or s.get("effect_damage") or {}
+        for r in head.get("matched", []):
+            if r.get("reached") and r.get("null_items") == r.get("n"):
+                rnd = (r.get("random_direction_null") or {}).get("null_draws") or 0
+                out[s.get("family", "other")] += 2 * (int(r.get("null_draws") or 0) + int(rnd))
+    return dict(out)
+
+
+def _scoring_seconds(model) -> dict[str, float]:
+    from persona_circuits.data import load_persona_set
+    from persona_circuits.evaluation import score_choices
+
+    out = {}
+    sets = {"mbti": load_persona_set("mbti-ei").test}
+    if (DATA / "ai_persona" / "power").is_dir():
+        sets["ai"] = load_persona_set(DATA / "ai_persona" / "power").test
+    for fam, items in sets.items():
+        score_choices(model, items[:4])
+        t = time.perf_counter()
+        score_choices(model, items)
+        out[fam] = time.perf_counter() - t
+    return out
+
+
+def _quick_once(quick: bool) -> float:
+    cli = Path(sys.executable).with_name("persona-circuits")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [str(cli), "reproduce", "--quick", "--out", str(Path(tmp) / "quick"), "--no-progress"]
+        if DATA.is_dir():
+            cmd += ["--data-root", str(DATA)]
+        if quick:
+            cmd += ["--sets", "mbti-ei"]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        return time.perf_counter() - t
+
+
+def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
+    from _common import get_model
+
+    res = Result("study", "The study's wall time: the full run's stages, its floor, the quick run",
+                 "python benchmarks/bench_study.py")
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    meta = results.get("meta") or {}
+    if results:
+        table, _ = stage_table(results)
+        res.tables.append(table)
+        res.add("full study (committed run), wall time", float(meta.get("seconds") or 0) / 60, "min",
+                FULL_TARGET_S / 60, "<=", detail=f"{meta.get('cpu_count')} cores, {meta.get('dtype')}")
+        res.notes.append(f"stage table read from {RESULTS.relative_to(ROOT)} (schema {results.get('schema', 1)}, "
+                         f"finished {meta.get('finished')}, {meta.get('cpu_count')} cores, dtype {meta.get('dtype')})")
+    need = null_scorings(results)
+    if need:
+        secs = _scoring_seconds(model if model is not None else get_model())
+        floor = sum(n * secs.get(fam, secs["mbti"]) for fam, n in need.items())
+        res.add("matched-table null draws: item scoring alone (floor)", floor / 60, "min", detail=json.dumps(need))
+        res.notes.append("floor: " + "; ".join(f"{n} scorings of every {fam} item at {secs.get(fam, secs['mbti']):.1f} s "
+                                                f"each" for fam, n in need.items())
+                         + f" = {floor / 60:.0f} min of forward passes for the null draws' item scoring alone")
+        if floor > FULL_TARGET_S:
+            res.misses.append(f"the full study's target of {FULL_TARGET_S / 60:.0f} min is below the design's floor: the "
+                              f"matched-damage table's null draws alone need {floor / 60:.0f} min of item scoring")
+    times = [_quick_once(quick) for _ in range(1 if quick else 2)]
+    for i, t in enumerate(times, 1):
+        res.add(f"quick study as make reproduce runs it, run {i}", t, "s", QUICK_TARGET_S, "<=")
+    res.checks.append("each quick run exits 0 and writes its report (check=True on the process)")
+    if any(t > QUICK_TARGET_S for t in times):
+        res.misses.append(f"quick study over {QUICK_TARGET_S:.0f} s: {', '.join(f'{t:.0f} s' for t in times)}")
+    return res
+
+
+if __name__ == "__main__":
+    main_of(run, __doc__)
