@@ -150,3 +150,10 @@ def base_forward(plain: nn.Module, **inputs) -> Tensor:
     finally:
         for i, m in enumerate(saved):
             layers[i] = m
+
+
+def forget(plain: nn.Module) -> None:
+    """Drop every kept block output of ``plain`` (e.g. when the inputs of a study's next set begin)."""
+    st = _STATE.get(plain)
+    if st is not None:
+        st.cache.clear()

@@ -59,6 +59,19 @@ def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
     return res, run
 
 
+def _free_memory(model) -> None:
+    """Between sets: forget the replayed steering outputs of the last set's inputs and collect cycles."""
+    import gc
+
+    from ..plain import plain_model
+    from ..replay import forget
+
+    plain = plain_model(model)
+    if plain is not None:
+        forget(plain)
+    gc.collect()
+
+
 class _Kept:
     """What the stages after every set need of each set: the MBTI axes for the 16 types, every set for the atlas."""
 
@@ -141,7 +154,9 @@ def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path
                 results["analysis"] = run_analysis_set(study, run)
             results["sets"][sset.name] = res
             keep.add(study, run, res)
+            run.release()
             del run
+            _free_memory(model)
         results.update(keep.finish(study))
         apply_verdicts(results)
         results.update(meta=_meta(study, identity, command, t0), paper=paper_numbers(root), timings=study.timings)

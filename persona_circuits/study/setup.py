@@ -54,6 +54,11 @@ class SetRun:
     def identity(self) -> dict:
         return {"set": self.sset.identity(), **self.shaping}
 
+    def release(self) -> None:
+        """Drop what only this set's stages use (the dials hold the run: a reference cycle that would keep
+        its masks alive until the cyclic collector ran)."""
+        self.dials, self._null_cw, self.scores = None, None, {}
+
     def null_cw_masks(self, model, cfg) -> list:
         """Contrastive-Wanda masks of every label-swapped pair at the study's sparsity (built on first use):
         the soft-mask dial's nulls and the restore ablation's gate."""
