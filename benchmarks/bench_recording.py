@@ -28,7 +28,8 @@ BATCH = 8
 def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: int | None = None) -> Result:
     from persona_circuits.data import pad_batches
     from persona_circuits.models import get_tokenizer, prunable_layers
-    from persona_circuits.statistics import _stop, _StopForward, record_encoded
+    from persona_circuits.hooks import StopForward, block_out, stop
+    from persona_circuits.statistics import record_encoded
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats)
@@ -37,7 +38,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: in
     tok = get_tokenizer(model)
     batches = pad_batches(enc, tok.pad_token_id, BATCH)
     last = max(l.block for l in prunable_layers(model))
-    stop_hook = f"blocks.{last}.hook_out"
+    stop_hook = block_out(last)
     res = Result("recording", "Signature recording vs a plain forward pass (same padded batches)",
                  "python benchmarks/bench_recording.py" + (" --quick" if quick else ""), runs=repeats)
 
@@ -48,12 +49,12 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: in
 
     @torch.no_grad()
     def plain_trunc(capture=None):
-        hooks = [(stop_hook, _stop)] if capture is None else [(stop_hook, capture), (stop_hook, _stop)]
+        hooks = [(stop_hook, stop)] if capture is None else [(stop_hook, capture), (stop_hook, stop)]
         with model.hooks(fwd_hooks=hooks):
             for b in batches:
                 try:
                     model(b.input_ids, attention_mask=b.attention_mask)
-                except _StopForward:
+                except StopForward:
                     pass
 
     def record():

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .data import ChoiceItem, EncodedText, encode_pair, pad_batches
 from .errors import DatasetError
+from .hooks import UNEMBED_IN, StopForward, block_out
 from .models import get_tokenizer, hf_model
 from .models import input_device
 
@@ -46,10 +47,6 @@ class ChoiceScores:
         return v[:, 0] - v[:, 1]
 
 
-class _Stop(Exception):
-    pass
-
-
 def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
                   store: dict[str, Tensor] | None = None) -> Float[Tensor, "batch pos d_model"]:
     """The final-normed residual stream (``unembed.hook_in``) of a bridge forward that stops there, so the
@@ -59,16 +56,16 @@ def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Seq
 
     def grab(x, hook):
         store[hook.name] = x
-        if hook.name == "unembed.hook_in":
-            raise _Stop
+        if hook.name == UNEMBED_IN:
+            raise StopForward
         return x
 
-    with model.hooks(fwd_hooks=[(n, grab) for n in [*capture, "unembed.hook_in"]]):
+    with model.hooks(fwd_hooks=[(n, grab) for n in [*capture, UNEMBED_IN]]):
         try:
             model(input_ids, attention_mask=attention_mask)
-        except _Stop:
+        except StopForward:
             pass
-    return store["unembed.hook_in"]
+    return store[UNEMBED_IN]
 
 
 def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
@@ -81,8 +78,8 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     over the answer tokens of each text, ``(batch, d_model)``.
     """
     store: dict[str, Tensor] = {}
-    bridge_hidden(model, input_ids, attention_mask, [f"blocks.{i}.hook_out" for i in capture_layers], store)
-    resid = store["unembed.hook_in"]  # final-normed residual stream
+    bridge_hidden(model, input_ids, attention_mask, [block_out(i) for i in capture_layers], store)
+    resid = store[UNEMBED_IN]  # final-normed residual stream
     # with device_map the last block may sit on another device than the inputs
     input_ids, answer_mask = input_ids.to(resid.device), answer_mask.to(resid.device)
     tgt_mask = answer_mask[:, 1:]  # position t-1 predicts answer token t
@@ -95,7 +92,7 @@ def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mas
     feats = {}
     am = answer_mask.unsqueeze(-1).float()
     for i in capture_layers:
-        x = store[f"blocks.{i}.hook_out"].float()
+        x = store[block_out(i)].float()
         a = am.to(x.device)
         feats[i] = ((x * a).sum(1) / a.sum(1).clamp_min(1.0)).cpu()
     return logp, ntok, feats

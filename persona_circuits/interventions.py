@@ -21,6 +21,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .errors import MaskError
+from .hooks import block_out
 from .masks import Mask
 from .models import prunable_layers
 
@@ -109,7 +110,7 @@ class ResidualSteering:
         def fn(x, hook):
             return x + self.coef * v.to(x.dtype)
 
-        return [(f"blocks.{self.layer}.hook_out", fn)]
+        return [(block_out(self.layer), fn)]
 
 
 @contextlib.contextmanager
@@ -131,7 +132,7 @@ def steering(model, steer: ResidualSteering | None) -> Iterator:
     def add(x: Tensor) -> Tensor:
         return x + steer.coef * steer.vector.to(x.device, x.dtype)
 
-    hp = model.hook_dict[f"blocks.{steer.layer}.hook_out"]
+    hp = model.hook_dict[block_out(steer.layer)]
     plain = plain_model(model)
     with contextlib.ExitStack() as stack:
         if plain is None:
