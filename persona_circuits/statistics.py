@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from jaxtyping import Float
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
@@ -292,7 +293,8 @@ def _channel_hook(layer, state: dict, per_text: dict, fired: dict, by_input: dic
         if hit is not None:  # q/k/v (gate/up) read one tensor: share its statistics
             per_text.setdefault(layer.name, per_text[hit[0]])
         else:
-            xs = x.detach().reshape(*x.shape[:2], -1)  # o's input arrives as (batch, pos, n_heads, d_head)
+            # o's input arrives as (batch, pos, n_heads, d_head): its channels are the heads' d_head blocks in order
+            xs = rearrange(x.detach(), "batch pos ... -> batch pos (...)")
             xm = xs.float() * state["sel"].to(xs.device)
             red = torch.stack([xm.sum(1), (xm * xm).sum(1), xm.abs().sum(1)], 1).cpu()  # (batch, 3, d_in)
             if layer.name not in per_text:

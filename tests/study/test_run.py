@@ -7,7 +7,7 @@ from persona_circuits.errors import OutputError
 from persona_circuits.reporting.figures import FIGURES, OPTIONAL
 from persona_circuits.study import StudyConfig, StudyError, run_study
 
-from .conftest import SHARED
+from ..conftest import SHARED
 
 
 def micro_config() -> StudyConfig:
@@ -119,16 +119,6 @@ def test_foreign_output_folder_is_refused(study_run, tiny_llama, tmp_path):
         run_study(tiny_llama, tmp_path / "a_file" / "x", cfg=micro_config(), progress=False)
 
 
-def test_output_folder_parents_are_created(tmp_path):
-    # a fresh clone has no runs/ folder: `reproduce --out runs/quick` creates it
-    from persona_circuits.study import STUDY_FILE
-    from persona_circuits.study.state import claim_output
-
-    out = tmp_path / "runs" / "deeper" / "quick"
-    claim_output(out, {"model": "m", "config": {}, "format": 2}).release()
-    assert (out / STUDY_FILE).is_file()
-
-
 def test_bad_data_root(tiny_llama, tmp_path):
     (tmp_path / "ai_persona" / "power").mkdir(parents=True)
     with pytest.raises(StudyError, match="expected layout"):
@@ -143,57 +133,3 @@ def test_study_does_not_import_the_cli():
     code = "import sys, persona_circuits.study; print('persona_circuits.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_config_sections_round_trip_and_presets():
-    full, quick = StudyConfig.full(), StudyConfig.quick_preset()
-    assert full.analysis.similarity_permutations > quick.analysis.similarity_permutations
-    assert full.nulls.matched_draws >= 10 and full.damage.damage_texts >= 24 and quick.quick and not full.quick
-    assert StudyConfig.from_dict(json.loads(json.dumps(full.to_dict()))) == full
-    assert full.get("nulls.matched_draws") == full.nulls.matched_draws
-    with pytest.raises(StudyError, match="unknown study settings in nulls: draws"):
-        StudyConfig.from_dict({**full.to_dict(), "nulls": {"draws": 3}})
-
-
-def test_a_stage_must_declare_every_setting_it_reads(tmp_path, tiny_llama):
-    from persona_circuits.study.stage import stage
-    from persona_circuits.study.state import Study
-
-    calls = []
-
-    @stage("probe-declared", settings=("nulls.curve_draws",))
-    def declared(study, *, x: int) -> dict:
-        calls.append(x)
-        return {"v": study.cfg.nulls.curve_draws + x}
-
-    @stage("probe-undeclared", settings=("nulls.curve_draws",))
-    def undeclared(study, *, x: int) -> dict:
-        return {"v": study.cfg.nulls.matched_draws}
-
-    st = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
-    assert declared(st, x=1) == {"v": st.cfg.nulls.curve_draws + 1} == declared(st, x=1) and calls == [1]
-    declared(st, x=2)
-    st.cfg.nulls = replace(st.cfg.nulls, matched_draws=99)  # not declared: the key does not change
-    declared(st, x=1)
-    assert calls == [1, 2]
-    st.cfg.nulls = replace(st.cfg.nulls, curve_draws=5)  # declared: a new key
-    assert declared(st, x=1) == {"v": 6} and calls == [1, 2, 1]
-    with pytest.raises(KeyError, match="nulls.matched_draws"):
-        undeclared(st, x=1)
-
-
-def test_a_second_writer_of_one_output_folder_is_refused(tmp_path):
-    import subprocess
-    import sys
-
-    from persona_circuits.study.state import claim_output
-
-    lock = claim_output(tmp_path / "out", {"model": "m", "config": {}, "format": 2})
-    code = ("import sys; from pathlib import Path; from persona_circuits.study.state import claim_output\n"
-            "try:\n    claim_output(Path(sys.argv[1]), {'model': 'm', 'config': {}, 'format': 2})\n"
-            "except Exception as e:\n    print(type(e).__name__, e)")
-    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
-    assert "StudyError" in other.stdout and "being written by process" in other.stdout
-    lock.release()
-    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
-    assert again.stdout.strip() == ""  # released: the folder can be resumed

@@ -1,0 +1,30 @@
+
+
+
+
+
+def test_output_folder_parents_are_created(tmp_path):
+    # a fresh clone has no runs/ folder: `reproduce --out runs/quick` creates it
+    from persona_circuits.study import STUDY_FILE
+    from persona_circuits.study.state import claim_output
+
+    out = tmp_path / "runs" / "deeper" / "quick"
+    claim_output(out, {"model": "m", "config": {}, "format": 2}).release()
+    assert (out / STUDY_FILE).is_file()
+
+
+def test_a_second_writer_of_one_output_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from persona_circuits.study.state import claim_output
+
+    lock = claim_output(tmp_path / "out", {"model": "m", "config": {}, "format": 2})
+    code = ("import sys; from pathlib import Path; from persona_circuits.study.state import claim_output\n"
+            "try:\n    claim_output(Path(sys.argv[1]), {'model': 'm', 'config': {}, 'format': 2})\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
+    assert "StudyError" in other.stdout and "being written by process" in other.stdout
+    lock.release()
+    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
+    assert again.stdout.strip() == ""  # released: the folder can be resumed
