@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from .data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from .evaluation import score_choices
 from .interventions import ResidualSteering, steering
 from .models import get_tokenizer, prunable_layers
+
+if TYPE_CHECKING:
+    from .models import Model
 
 
 def persona_prompt(persona: PersonaSet, pole: str | int) -> str:
@@ -76,7 +80,7 @@ class SteeringChoice:
     table: list[dict]  # every candidate with its calibration score
 
 
-def select_steering(model, persona: PersonaSet, vectors: Tensor, layers: Sequence[int], coefs: Sequence[float],
+def select_steering(model: Model, persona: PersonaSet, vectors: Tensor, layers: Sequence[int], coefs: Sequence[float],
                     *, n_items: int = 8, batch_size: int = 16) -> SteeringChoice:
     """Choose layer and coefficient on calibration items only.
 
@@ -180,7 +184,7 @@ def _answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8
     return tot / max(n, 1.0)
 
 
-def train_lora(model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs: int = 1, lr: float = 1e-3,
+def train_lora(model: Model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs: int = 1, lr: float = 1e-3,
                batch_size: int = 8, seed: int = 0, progress: bool | str = False,
                val_pairs: Sequence[tuple[str, str]] | None = None, min_rel_improvement: float = 0.01) -> tuple[LoRA, dict]:
     """Fine-tune LoRA adapters on ``(question, answer)`` pairs (loss on answer tokens only).

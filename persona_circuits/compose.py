@@ -34,6 +34,7 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -42,6 +43,9 @@ from torch import Tensor
 from .data import PERSONAS_DIR
 from .errors import MaskError
 from .masks import Mask, MaskConfig
+
+if TYPE_CHECKING:
+    from .models import Model
 
 #: the bundled MBTI axes, each with the letters of its pole A and pole B
 MBTI_AXES: tuple[tuple[str, str, str], ...] = (("mbti-ei", "E", "I"), ("mbti-sn", "S", "N"),
@@ -296,7 +300,7 @@ def compose_steering(vectors: Mapping[str, Tensor], signs: Mapping[str, float] |
 # Building the axes
 
 
-def build_axis_masks(model, method: str, *, sparsity: float | None = None, calib_size: int | None = None,
+def build_axis_masks(model: Model, method: str, *, sparsity: float | None = None, calib_size: int | None = None,
                      tokens: str = "answer", batch_size: int = 16, seed: int = 0, progress: bool = False,
                      **mask_kwargs) -> dict[str, dict[str, Mask]]:
     """``{axis set: {pole: mask}}`` for every bundled MBTI axis: each axis's calibration items recorded and its

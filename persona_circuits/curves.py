@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -25,6 +26,9 @@ from .data import ChoiceItem
 from .evaluation import ChoiceScores, item_shifts, pole_contrast, score_choices
 from .interventions import Intervention
 from .nulls import null_test
+
+if TYPE_CHECKING:
+    from .models import Model
 
 
 @dataclass
@@ -51,13 +55,13 @@ class CurvePoint:
         return d
 
 
-def score_intervention(model, iv: Intervention, items: Sequence[ChoiceItem], *, batch_size: int = 16) -> ChoiceScores:
+def score_intervention(model: Model, iv: Intervention, items: Sequence[ChoiceItem], *, batch_size: int = 16) -> ChoiceScores:
     """Two-way-choice scores of ``items`` with ``iv`` active (its system prompt included)."""
     with iv.active(model):
         return score_choices(model, items, system=iv.system, batch_size=batch_size)
 
 
-def pair_contrast(model, pair: Sequence[Intervention], items: Sequence[ChoiceItem], reference: NeutralReference, *,
+def pair_contrast(model: Model, pair: Sequence[Intervention], items: Sequence[ChoiceItem], reference: NeutralReference, *,
                   batch_size: int = 16, seed: int = 0):
     """``(ContrastResult, mean KL damage)`` of a pair of interventions (pole A's, pole B's)."""
     a, b = pair
@@ -67,7 +71,7 @@ def pair_contrast(model, pair: Sequence[Intervention], items: Sequence[ChoiceIte
     return c, float(dmg)
 
 
-def dial_curve(model, dial: Dial, strengths: Sequence[float], items: Sequence[ChoiceItem], reference: NeutralReference,
+def dial_curve(model: Model, dial: Dial, strengths: Sequence[float], items: Sequence[ChoiceItem], reference: NeutralReference,
                *, null_dials: Sequence[Dial] = (), batch_size: int = 16, seed: int = 0,
                progress: bool | str = False) -> list[CurvePoint]:
     """Contrast and damage of ``dial`` and of every null dial at each strength (see the module docstring)."""
@@ -90,7 +94,7 @@ def dial_curve(model, dial: Dial, strengths: Sequence[float], items: Sequence[Ch
 # Matched damage: a method's strength at a target damage, and paired comparisons on every item
 
 
-def pair_item_shifts(model, pair: Sequence[Intervention], items: Sequence[ChoiceItem], *, batch_size: int = 16):
+def pair_item_shifts(model: Model, pair: Sequence[Intervention], items: Sequence[ChoiceItem], *, batch_size: int = 16):
     """:func:`item_shifts` of a pair of interventions (pole A's, pole B's) on ``items``."""
     return item_shifts(score_intervention(model, pair[0], items, batch_size=batch_size),
                        score_intervention(model, pair[1], items, batch_size=batch_size))
@@ -101,10 +105,9 @@ def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> dict:
     (items are resampled together, so the between-item variance both methods share cancels) and the
     two-sided p-value of a paired t-test (for the study's multiple-comparison adjustment)."""
     import numpy as np
+    from scipy import stats
 
     from .evaluation import bootstrap_ci
-
-    from scipy import stats
 
     d1, d2 = np.asarray(d1, float), np.asarray(d2, float)
     if d1.shape != d2.shape:

@@ -30,18 +30,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .data import ChoiceItem, EncodedText, pad_batches
-from .evaluation import LOGIT_CHUNK
 from .errors import PersonaCircuitsError
+from .evaluation import LOGIT_CHUNK
 from .interventions import Intervention, ResidualSteering
 from .masks import Mask, build_masks
 from .models import architecture_fingerprint, get_tokenizer
 from .options import DEFAULT_DAMAGE_TEXTS
+
+if TYPE_CHECKING:
+    from .models import Model
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -170,7 +174,7 @@ def _scored_hidden(model, encoded: Sequence[EncodedText], batch_size: int,
             consume(i, hidden[r, cols], ids[r, cols + 1], unembed)
 
 
-def neutral_reference(model, texts: Sequence[str] | None = None, *, n_texts: int = DEFAULT_DAMAGE_TEXTS,
+def neutral_reference(model: Model, texts: Sequence[str] | None = None, *, n_texts: int = DEFAULT_DAMAGE_TEXTS,
                       offset: int = 0, chat: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS,
                       batch_size: int = 8) -> NeutralReference:
     """Dense next-token distributions on neutral text (the bundled neutral texts by default).
@@ -246,7 +250,7 @@ def _as_intervention(x: Intervention | Mask | None) -> Intervention:
 
 
 @torch.no_grad()
-def kl_damage(model, intervention: Intervention | Mask | None, reference: NeutralReference, *, seed: int = 0,
+def kl_damage(model: Model, intervention: Intervention | Mask | None, reference: NeutralReference, *, seed: int = 0,
               n_boot: int = 2000) -> tuple[float, tuple[float, float], float, np.ndarray]:
     """Mean per-token ``KL(dense || intervened)`` on the reference's texts.
 
@@ -288,7 +292,7 @@ def kl_damage(model, intervention: Intervention | Mask | None, reference: Neutra
     return max(kl, 0.0), _ratio_ci(kl_sum, n, n_boot=n_boot, seed=seed), math.exp(nll.sum() / n.sum()), kl_sum
 
 
-def measure_damage(model, intervention: Intervention | Mask | None = None, *, reference: NeutralReference | None = None,
+def measure_damage(model: Model, intervention: Intervention | Mask | None = None, *, reference: NeutralReference | None = None,
                    general: bool | Sequence[ChoiceItem] = True, batch_size: int = 16, seed: int = 0) -> Damage:
     """KL damage, perplexity and (unless ``general=False``) general-choice accuracy of an intervention.
 
@@ -335,7 +339,7 @@ class Dial:
     log_scale: bool = True
 
 
-def mask_dial(model, method: str, signatures: Mapping, *, lo: float | None = None, hi: float | None = None,
+def mask_dial(model: Model, method: str, signatures: Mapping, *, lo: float | None = None, hi: float | None = None,
               ranked=None, **mask_kwargs) -> Dial:
     """Sparsity dial of a mask method (keep-mask sparsity, or removal fraction for ``contrastive-removal``).
 
@@ -387,7 +391,7 @@ def steering_dial(vector: Tensor, layer: int, *, lo: float = 0.1, hi: float = 32
     return Dial("steering", make, lo, hi, True)
 
 
-def pair_damage(model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
+def pair_damage(model: Model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
     """Mean KL damage over the interventions of a pair (or any set)."""
     return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in interventions]))
 
@@ -412,7 +416,7 @@ def closest_to_target(history: Sequence[tuple[float, float]], target_kl: float) 
     return min(history, key=lambda h: abs(math.log(max(h[1], 1e-12) / target_kl)))
 
 
-def find_strength(model, dial: Dial, target_kl: float, reference: NeutralReference, *, rel_tol: float = 0.15,
+def find_strength(model: Model, dial: Dial, target_kl: float, reference: NeutralReference, *, rel_tol: float = 0.15,
                   max_iter: int = 12) -> StrengthSearch:
     """Bisect the dial's strength until the pair's mean KL damage is within ``rel_tol`` of ``target_kl``.
 

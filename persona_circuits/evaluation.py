@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,8 +30,10 @@ from tqdm.auto import tqdm
 from .data import ChoiceItem, EncodedText, encode_pair, pad_batches
 from .errors import DatasetError
 from .hooks import UNEMBED_IN, StopForward, block_out
-from .models import get_tokenizer, hf_model
-from .models import input_device
+from .models import get_tokenizer, hf_model, input_device
+
+if TYPE_CHECKING:
+    from .models import Model
 
 
 @dataclass
@@ -47,7 +50,7 @@ class ChoiceScores:
         return v[:, 0] - v[:, 1]
 
 
-def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
+def bridge_hidden(model: Model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
                   store: dict[str, Tensor] | None = None) -> Float[Tensor, "batch pos d_model"]:
     """The final-normed residual stream (``unembed.hook_in``) of a bridge forward that stops there, so the
     ``d_model x d_vocab`` unembedding is not computed at every position; hook points named in ``capture``
@@ -68,7 +71,7 @@ def bridge_hidden(model, input_ids: Tensor, attention_mask: Tensor, capture: Seq
     return store[UNEMBED_IN]
 
 
-def answer_logprobs(model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
+def answer_logprobs(model: Model, input_ids: Tensor, attention_mask: Tensor, answer_mask: Tensor,
                     capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
     """Per-text summed log-likelihood and count of answer tokens, for one padded batch.
 
@@ -102,7 +105,7 @@ SCORING_PATHS = ("auto", "shared-prefix", "bridge")
 
 
 @torch.no_grad()
-def score_choices(model, items: Sequence[ChoiceItem], *, system: str | None = None,
+def score_choices(model: Model, items: Sequence[ChoiceItem], *, system: str | None = None,
                   contexts: Sequence[str | None] | None = None, batch_size: int = 16,
                   progress: bool | str = False, capture_layers: Sequence[int] = (),
                   path: str = "auto", max_tokens: int | None = None) -> ChoiceScores:
@@ -163,7 +166,7 @@ def check_choice_items(items: Sequence[ChoiceItem]) -> None:
         raise DatasetError("two-way choice items need both answers")
 
 
-def plain_for(model, path: str, capture_layers: Sequence[int] = ()):
+def plain_for(model: Model, path: str, capture_layers: Sequence[int] = ()):
     """The plain module of the shared-prefix path for ``path`` (see :func:`score_choices`), or ``None`` for
     the bridge path; ``"shared-prefix"`` raises where the plain module cannot be used."""
     if path not in SCORING_PATHS:
@@ -180,7 +183,7 @@ def plain_for(model, path: str, capture_layers: Sequence[int] = ()):
     return plain
 
 
-def score_bridge(model, enc: Sequence[EncodedText], batch_size: int, desc: str | None,
+def score_bridge(model: Model, enc: Sequence[EncodedText], batch_size: int, desc: str | None,
                  capture_layers: Sequence[int] = ()) -> tuple[Tensor, Tensor, Tensor | None]:
     """Bridge path: summed log-likelihood and count of the tokens from ``answer_start`` on of every text
     (float64), and the captured mean residuals ``[texts, layers, d_model]`` (``None`` without layers)."""
@@ -454,7 +457,7 @@ def pole_contrast(scores_a: ChoiceScores, scores_b: ChoiceScores, *, condition: 
 
 
 @torch.no_grad()
-def generate(model, question: str, *, max_new_tokens: int = 64, system: str | None = None,
+def generate(model: Model, question: str, *, max_new_tokens: int = 64, system: str | None = None,
              do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
     """Answer ``question`` (chat template) with the model as it is now (apply a mask around the call)."""
     from .data import render_prompt

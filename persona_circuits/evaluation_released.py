@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,9 +39,19 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .data import ChoiceItem, EncodedText, PersonaSet, encode_pair
-from .evaluation import (_score_shared_prefix, _wins, bootstrap_ci, check_choice_items, contrast_from_items, plain_for,
-                         score_bridge)
+from .evaluation import (
+    _score_shared_prefix,
+    _wins,
+    bootstrap_ci,
+    check_choice_items,
+    contrast_from_items,
+    plain_for,
+    score_bridge,
+)
 from .models import get_tokenizer
+
+if TYPE_CHECKING:
+    from .models import Model
 
 #: The released code's system prompts, by task (folder name of ``ai_persona/<task>``) and pole.
 #: power / matching: ``mask.py`` ``phase3_multiple_choice`` (the scoring reproduced here; the released
@@ -95,7 +106,7 @@ class ReleasedScores:
 
 
 @torch.no_grad()
-def score_released(model, items: Sequence[ChoiceItem], *, system: str | None, batch_size: int = 16,
+def score_released(model: Model, items: Sequence[ChoiceItem], *, system: str | None, batch_size: int = 16,
                    progress: bool | str = False, path: str = "auto", max_tokens: int | None = None) -> ReleasedScores:
     """The released scoring of every item's two answers under ``system`` (the persona system prompt of
     the pole being evaluated; ``None`` leaves the chat template's own default, if it has one).

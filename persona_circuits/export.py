@@ -27,7 +27,7 @@ from .dtypes import dtype_name
 from .errors import OutputError
 from .interventions import apply_mask
 from .masks import Mask
-from .models import get_model_id, get_tokenizer, hf_model
+from .models import Model, get_model_id, get_tokenizer, hf_model
 
 _WRAPPER = "._original_component"
 #: config fields that describe how the base model was stored, not the exported weights
@@ -72,7 +72,7 @@ def _plain_model(hf, state: dict[str, torch.Tensor]):
     return plain
 
 
-def exported_layer_names(model) -> dict[str, str]:
+def exported_layer_names(model: Model) -> dict[str, str]:
     """Prunable layer name (``blocks.3.mlp.out``) -> name of its weight in the exported checkpoint."""
     from .models import prunable_layers
 
@@ -87,7 +87,7 @@ def exported_layer_names(model) -> dict[str, str]:
     return {l.name: names[id(l.module)] for l in prunable_layers(model)}
 
 
-def model_card(model, mask: Mask, *, gamma: float = 0.0, out_name: str = "MODEL_DIR") -> str:
+def model_card(model: Model, mask: Mask, *, gamma: float = 0.0, out_name: str = "MODEL_DIR") -> str:
     """The README.md of an exported persona model."""
     from . import __version__
 
@@ -138,6 +138,9 @@ architecture and every other weight are the base model's.
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+if TYPE_CHECKING:
+    from .models import Model
+
 model = AutoModelForCausalLM.from_pretrained("{out_name}")
 tokenizer = AutoTokenizer.from_pretrained("{out_name}")
 messages = [{{"role": "user", "content": "How would you spend a free Saturday?"}}]
@@ -148,7 +151,7 @@ print(tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=T
 """
 
 
-def export_model(model, mask: Mask, out: str | Path, *, overwrite: bool = False, gamma: float = 0.0) -> Path:
+def export_model(model: Model, mask: Mask, out: str | Path, *, overwrite: bool = False, gamma: float = 0.0) -> Path:
     """Write ``model`` with ``mask`` applied to the folder ``out`` as a Hugging Face checkpoint.
 
     Args:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -25,9 +25,12 @@ from .hooks import block_out
 from .masks import Mask
 from .models import prunable_layers
 
+if TYPE_CHECKING:
+    from .models import Model
+
 
 @contextlib.contextmanager
-def apply_mask(model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: set[str] | frozenset = frozenset()) -> Iterator:
+def apply_mask(model: Model, mask: Mask | None, *, gamma: float = 0.0, dense_layers: set[str] | frozenset = frozenset()) -> Iterator:
     """Apply ``mask`` to ``model`` in place for the duration of the block.
 
     Args:
@@ -114,7 +117,7 @@ class ResidualSteering:
 
 
 @contextlib.contextmanager
-def steering(model, steer: ResidualSteering | None) -> Iterator:
+def steering(model: Model, steer: ResidualSteering | None) -> Iterator:
     """Context manager that keeps a :class:`ResidualSteering` hook on ``model``.
 
     The hook sits on the bridge's ``blocks.{layer}.hook_out`` and, mirrored, on the output of the same
@@ -143,7 +146,7 @@ def steering(model, steer: ResidualSteering | None) -> Iterator:
         yield model
 
 
-def weights_snapshot(model) -> Mapping[str, Tensor]:
+def weights_snapshot(model: Model) -> Mapping[str, Tensor]:
     """Copies of every prunable weight (for bit-exact restore checks)."""
     return {l.name: l.weight.detach().clone() for l in prunable_layers(model)}
 
@@ -463,7 +466,7 @@ def _check_no_partial_overlap(groups: list[_WeightGroup]) -> None:
 
 
 @contextlib.contextmanager
-def switch_masks(model, *, gamma: float = 0.0) -> Iterator[MaskSwitcher]:
+def switch_masks(model: Model, *, gamma: float = 0.0) -> Iterator[MaskSwitcher]:
     """``with switch_masks(model) as sw: sw.switch(m)``: a :class:`MaskSwitcher`, weights restored on exit."""
     sw = MaskSwitcher(model, gamma=gamma)
     with sw:

@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, pruna
 from .options import DEFAULT_SPARSITY, METHODS
 from .selection import _sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (_sort_keys: for importers of masks)
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
+
+if TYPE_CHECKING:
+    from .models import Model
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
 MASK_CONFIG_FILENAME = "mask_config.json"
@@ -244,7 +248,7 @@ def _check(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) ->
 
 
 @torch.no_grad()
-def wanda_mask(model, signature: ActivationSignature, *, sparsity: float = 0.5, statistic: str = DEFAULT_STATISTIC,
+def wanda_mask(model: Model, signature: ActivationSignature, *, sparsity: float = 0.5, statistic: str = DEFAULT_STATISTIC,
                modules: str = "all") -> Mask:
     """Single-persona Wanda mask: per row, keep the top-k of ``|W| · a`` (``a`` = ``statistic``)."""
     sparsity = _check(model, sparsity, modules, (signature,), statistic)
@@ -259,7 +263,7 @@ def wanda_mask(model, signature: ActivationSignature, *, sparsity: float = 0.5, 
 
 
 @torch.no_grad()
-def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
+def contrastive_wanda_masks(model: Model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
                             phi: str = "relu", tau: float = 2.0, modules: str = "all",
                             text_stat: str = DEFAULT_TEXT_STAT) -> tuple[Mask, Mask]:
     """Contrastive-Wanda masks of poles A and B: top-k of ``|W| · φ(±z)`` per row.
@@ -273,7 +277,7 @@ def contrastive_wanda_masks(model, sig_a: ActivationSignature, sig_b: Activation
 
 
 @torch.no_grad()
-def contrastive_removal_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.01,
+def contrastive_removal_masks(model: Model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.01,
                               phi: str = "relu", tau: float = 2.0, modules: str = "all",
                               text_stat: str = DEFAULT_TEXT_STAT) -> tuple[Mask, Mask]:
     """Removal masks: pole A's mask removes, in every row, the ``ρ`` fraction of weights with the largest
@@ -308,7 +312,7 @@ def _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_sta
 
 
 @torch.no_grad()
-def contrastive_sparse_masks(model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
+def contrastive_sparse_masks(model: Model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, sparsity: float = 0.3,
                              statistic: str = DEFAULT_STATISTIC, modules: str = "all",
                              variant: str = "paper") -> tuple[Mask, Mask]:
     """Contrastive-sparse masks.
@@ -372,7 +376,7 @@ def random_like(mask: Mask, *, seed: int = 0, pole: str | None = None) -> Mask:
 
 
 @torch.no_grad()
-def random_mask(model, *, sparsity: float = 0.5, modules: str = "all", seed: int = 0, pole: str | None = None) -> Mask:
+def random_mask(model: Model, *, sparsity: float = 0.5, modules: str = "all", seed: int = 0, pole: str | None = None) -> Mask:
     """Control: per row, ``k`` weights chosen uniformly at random (same structure as a persona mask)."""
     sparsity = _check(model, sparsity, modules)
     g = torch.Generator().manual_seed(seed)
@@ -383,7 +387,7 @@ def random_mask(model, *, sparsity: float = 0.5, modules: str = "all", seed: int
     return Mask(out, _config(model, "random", sparsity, modules, seed=seed, pole=pole))
 
 
-def build_masks(model, method: str, signatures: Mapping[str, ActivationSignature], *, sparsity: float | None = None,
+def build_masks(model: Model, method: str, signatures: Mapping[str, ActivationSignature], *, sparsity: float | None = None,
                 statistic: str = DEFAULT_STATISTIC, modules: str = "all", phi: str = "relu", tau: float = 2.0,
                 seed: int = 0, text_stat: str = DEFAULT_TEXT_STAT) -> dict[str, Mask]:
     """Masks of every pole for ``method`` (one of :data:`METHODS`), keyed by pole name.

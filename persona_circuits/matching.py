@@ -23,10 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .damage import Dial, NeutralReference, _ratio_ci, kl_damage
+
+if TYPE_CHECKING:
+    from .models import Model
 
 #: Fit tolerance: the search stops when the fit damage is within this relative distance of the target.
 FIT_TOL = 0.10
@@ -104,12 +108,12 @@ def next_strength(own: Sequence[tuple[float, float]], prior: Sequence[tuple[floa
     return float(min(max(s, dial.lo), dial.hi))
 
 
-def pair_fit_damage(model, dial: Dial, strength: float, reference: NeutralReference) -> float:
+def pair_fit_damage(model: Model, dial: Dial, strength: float, reference: NeutralReference) -> float:
     """Mean KL damage of the dial's pair at ``strength`` on ``reference`` (no interval: a fitting step)."""
     return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in dial.make(strength)]))
 
 
-def fit_strengths(model, dial: Dial, targets: Sequence[float], fit_ref: NeutralReference, *,
+def fit_strengths(model: Model, dial: Dial, targets: Sequence[float], fit_ref: NeutralReference, *,
                   prior: Sequence[tuple[float, float]] = (), own: Sequence[tuple[float, float]] = (),
                   start: Sequence[float | None] | None = None, tol: float = FIT_TOL, reach_tol: float = REACH_TOL,
                   max_evals: int = 4) -> list[StrengthFit]:
@@ -165,7 +169,7 @@ class HeldOutDamage:
         return d
 
 
-def held_out_damage(model, interventions: Sequence, reference: NeutralReference, *, seed: int = 0,
+def held_out_damage(model: Model, interventions: Sequence, reference: NeutralReference, *, seed: int = 0,
                     n_boot: int = 2000) -> HeldOutDamage:
     """Mean KL damage of a pair (or any set of interventions) on ``reference``, with a bootstrap 95 %
     interval over texts of the pair's mean (both poles' per-text KL resampled together)."""

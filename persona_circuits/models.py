@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from jaxtyping import Float
@@ -29,6 +29,13 @@ from torch import Tensor, nn
 from .dtypes import DtypeChoice, choose_dtype, device_of_map, parse_dtype  # noqa: F401 (parse_dtype: re-exported)
 from .errors import ModelLoadError
 from .options import DTYPE_LOGGER
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+#: The loaded model every public function takes: a TransformerLens ``TransformerBridge`` wrapping a Hugging Face
+#: causal LM (:func:`load_model`). A type alias only (the bridge is imported for type checkers, not at run time).
+Model: TypeAlias = "TransformerBridge"
 
 log = logging.getLogger(__name__)
 
@@ -388,19 +395,19 @@ def load_model(
     return bridge
 
 
-def get_model_id(model) -> str:
+def get_model_id(model: Model) -> str:
     """The name recorded in artefacts made with ``model``."""
     return getattr(model, "persona_model_id", None) or str(getattr(model.cfg, "model_name", "unknown"))
 
 
-def get_tokenizer(model):
+def get_tokenizer(model: Model):
     tok = getattr(model, "tokenizer", None)
     if tok is None:
         raise ModelLoadError("the model has no tokenizer attached")
     return tok
 
 
-def hf_model(model) -> nn.Module:
+def hf_model(model: Model) -> nn.Module:
     """The wrapped Hugging Face model (weights shared with the bridge)."""
     return model.original_model
 
@@ -413,7 +420,7 @@ def _embedding_device(hf: nn.Module) -> torch.device:
         return next(hf.parameters()).device
 
 
-def input_device(model) -> torch.device:
+def input_device(model: Model) -> torch.device:
     """Where token ids go: the input embedding's device (a model loaded with ``device_map`` spans
     several devices; its layers move activations between them)."""
     return _embedding_device(hf_model(model))
@@ -457,7 +464,7 @@ class LinearLayer:
         return tuple(self.weight.shape)  # type: ignore[return-value]
 
 
-def prunable_layers(model, modules: str = "all") -> list[LinearLayer]:
+def prunable_layers(model: Model, modules: str = "all") -> list[LinearLayer]:
     """The prunable linear layers of ``model`` in forward order, optionally only ``attn`` or ``mlp``."""
     if modules not in MODULE_SCOPES:
         raise ValueError(f"modules must be one of {MODULE_SCOPES}, got {modules!r}")
@@ -483,7 +490,7 @@ def prunable_layers(model, modules: str = "all") -> list[LinearLayer]:
     return [l for l in cached if modules == "all" or l.kind == modules]
 
 
-def architecture_fingerprint(model) -> str:
+def architecture_fingerprint(model: Model) -> str:
     """Hash of the prunable layers' names and shapes: equal for models a mask can be moved between."""
     spec = [(l.name, list(l.shape)) for l in prunable_layers(model)]
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -55,6 +56,9 @@ from torch import Tensor
 from .errors import MaskError
 from .masks import Mask, build_masks, random_like
 from .statistics import ActivationSignature, PerTextStats
+
+if TYPE_CHECKING:
+    from .models import Model
 
 NULL_KINDS = ("label-swapped", "random-mask", "random-steering")
 
@@ -90,7 +94,7 @@ def label_swapped_signatures(stats_a: PerTextStats, stats_b: PerTextStats, *, dr
     return out
 
 
-def null_mask_pairs(model, method: str, stats_a: PerTextStats, stats_b: PerTextStats, *, draws: int, seed: int = 0,
+def null_mask_pairs(model: Model, method: str, stats_a: PerTextStats, stats_b: PerTextStats, *, draws: int, seed: int = 0,
                     poles: Sequence[str] = ("A", "B"), dataset: str | None = None, calibration_hash: str = "",
                     **mask_kwargs) -> list[dict[str, Mask]]:
     """Label-swapped null mask pairs of ``method`` at the same strength (``mask_kwargs`` as :func:`build_masks`)."""

@@ -29,13 +29,16 @@ import json
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
 
 from .models import cache_dir, hf_model
+
+if TYPE_CHECKING:
+    from .models import Model
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class _Plain:
 
 
 @contextlib.contextmanager
-def mirrored_hook(model, module: nn.Module, fn) -> Iterator[None]:
+def mirrored_hook(model: Model, module: nn.Module, fn) -> Iterator[None]:
     """Register ``fn`` as a forward hook on ``module`` (a bridge module) that the caller mirrors on the
     plain module itself: it is left out of :func:`hooks_active`, so the plain path stays in use."""
     handle = module.register_forward_hook(fn)
@@ -105,7 +108,7 @@ def _internal_hooks(root: nn.Module) -> set[tuple[int, int]]:
     return keys
 
 
-def hooks_active(model) -> bool:
+def hooks_active(model: Model) -> bool:
     """True if any forward hook or pre-hook is registered on the bridge, the wrapped HF model (TransformerLens
     hook points, LoRA hooks on ``nn.Linear`` modules) or globally on every module; the bridge's own
     internal capture hooks, mirrored hooks and transformers' output observers (:func:`_observer`) do not count."""
@@ -265,7 +268,7 @@ def _compare_forwards(model, plain: nn.Module) -> bool:
     return True
 
 
-def plain_model(model) -> nn.Module | None:
+def plain_model(model: Model) -> nn.Module | None:
     """The plain HF module sharing ``model``'s weights (built once, rebuilt when stale), or ``None``
     (also for a model spread over several devices with ``device_map``: its dispatch hooks move
     activations between devices and the plain module has none)."""

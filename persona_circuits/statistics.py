@@ -37,6 +37,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
@@ -51,9 +52,11 @@ from .data import EncodedText, PersonaSet, encode_pair, pad_batches
 from .dtypes import dtype_name
 from .errors import ModelMismatchError, SignatureError
 from .hooks import StopForward, block_out, stop
-from .models import architecture_fingerprint, get_model_id, get_tokenizer, prunable_layers
-from .models import input_device
+from .models import architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
 from .options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
+
+if TYPE_CHECKING:
+    from .models import Model
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
 
@@ -317,7 +320,7 @@ def _resid_hook(i: int, state: dict, resid: Tensor, last: int):
 
 
 @torch.no_grad()
-def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
+def record_per_text(model: Model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
                     modules: str = "all", residuals: bool = False, progress: bool | str = False) -> PerTextStats:
     """Per-text sums of every prunable layer's input over pre-encoded texts (one forward pass per batch).
 
@@ -369,7 +372,7 @@ def record_per_text(model, encoded: Sequence[EncodedText], *, tokens: str = "ans
                         dtype_name(model))
 
 
-def record_encoded(model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
+def record_encoded(model: Model, encoded: Sequence[EncodedText], *, tokens: str = "answer", batch_size: int = 8,
                    modules: str = "all", progress: bool | str = False) -> tuple[dict, int, int]:
     """Sums over pre-encoded texts. Returns (sums per layer, n_tokens, n_texts)."""
     sig = record_per_text(model, encoded, tokens=tokens, batch_size=batch_size, modules=modules,
@@ -384,7 +387,7 @@ def _calibration_hash(pairs: Sequence[tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
-def record_pairs(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
+def record_pairs(model: Model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
                  modules: str = "all", system: str | None = None, residuals: bool = False,
                  progress: bool | str = False) -> PerTextStats:
     """Per-text statistics of ``(question, answer)`` pairs rendered with the chat template (and, with
@@ -395,7 +398,7 @@ def record_pairs(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answ
                            progress=progress)
 
 
-def record_signature(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
+def record_signature(model: Model, pairs: Sequence[tuple[str, str]], *, tokens: str = "answer", batch_size: int = 8,
                      modules: str = "all", pole: str | None = None, dataset: str | None = None,
                      calibration_hash: str | None = None, system: str | None = None,
                      progress: bool | str = False) -> ActivationSignature:
@@ -414,7 +417,7 @@ def record_signature(model, pairs: Sequence[tuple[str, str]], *, tokens: str = "
                            calibration_hash=calibration_hash if calibration_hash is not None else _calibration_hash(pairs))
 
 
-def record_persona_per_text(model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
+def record_persona_per_text(model: Model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
                             batch_size: int = 8, modules: str = "all",
                             progress: bool = False) -> dict[str, PerTextStats]:
     """Per-text statistics of every pole of ``persona`` (the first ``calib_size`` calibration items).
@@ -436,7 +439,7 @@ def persona_signatures(persona: PersonaSet, stats: Mapping[str, PerTextStats], *
     return {pole: st.signature(pole=pole, dataset=ps.name, calibration_hash=h) for pole, st in stats.items()}
 
 
-def record_persona_signatures(model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
+def record_persona_signatures(model: Model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
                               batch_size: int = 8, modules: str = "all", progress: bool = False) -> dict[str, ActivationSignature]:
     """Signatures of every pole of ``persona`` (the first ``calib_size`` calibration items)."""
     stats = record_persona_per_text(model, persona, calib_size=calib_size, tokens=tokens, batch_size=batch_size,

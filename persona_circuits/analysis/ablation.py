@@ -25,6 +25,7 @@ which cancels answer-length bias and every effect the two conditions share (dama
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from ..evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
 from ..masks import Mask, MaskConfig, keep_count, random_mask, topk_rows
 from ..models import architecture_fingerprint, get_model_id, prunable_layers
 from ..statistics import DEFAULT_STATISTIC, ActivationSignature
+
+if TYPE_CHECKING:
+    from ..models import Model
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).
@@ -74,7 +78,7 @@ def _removal_mask(model, fraction: float, modules: str, method: str, score: Call
 
 
 @torch.no_grad()
-def top_contrastive_removal(model, sig_a: ActivationSignature, sig_b: ActivationSignature, fraction: float,
+def top_contrastive_removal(model: Model, sig_a: ActivationSignature, sig_b: ActivationSignature, fraction: float,
                             *, modules: str = "all", phi: str = "relu") -> Mask:
     """Keep-mask that removes, per row, the ``fraction`` of weights with the largest pole-A
     contrastive-Wanda score ``|W| φ(z_A)`` (the weights pole A relies on more than pole B)."""
@@ -83,7 +87,7 @@ def top_contrastive_removal(model, sig_a: ActivationSignature, sig_b: Activation
 
 
 @torch.no_grad()
-def top_wanda_removal(model, sig_a: ActivationSignature, sig_b: ActivationSignature, fraction: float, *,
+def top_wanda_removal(model: Model, sig_a: ActivationSignature, sig_b: ActivationSignature, fraction: float, *,
                       modules: str = "all", statistic: str = DEFAULT_STATISTIC) -> Mask:
     """Pole-agnostic control: removes, per row, the ``fraction`` of weights with the largest Wanda
     score ``|W| · a`` where ``a`` is the channel statistic of both poles' texts pooled."""
@@ -92,7 +96,7 @@ def top_wanda_removal(model, sig_a: ActivationSignature, sig_b: ActivationSignat
                          lambda l: scoring.wanda_scores(l.weight, pooled.statistic(l.name, statistic)))
 
 
-def random_removal(model, fraction: float, *, modules: str = "all", seed: int = 0) -> Mask:
+def random_removal(model: Model, fraction: float, *, modules: str = "all", seed: int = 0) -> Mask:
     """Removes :func:`removal_count` uniformly random weights per row."""
     return random_mask(model, sparsity=fraction, modules=modules, seed=seed)
 
@@ -126,7 +130,7 @@ def _gate(full: dict, gate: bool | float | dict | None) -> dict:
             "passed": bool(full["shift_ci95"][0] > 0)}
 
 
-def restore_ablation(model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[tuple[str, set[str]]], *,
+def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[tuple[str, set[str]]], *,
                      gate: bool | float | dict | None = None, scorer: Scorer | None = None, batch_size: int = 16,
                      seed: int = 0, n_boot: int = 2000) -> dict:
     """Restore each layer group to dense inside both poles' masks; the remaining pole contrast as a
@@ -157,7 +161,7 @@ def restore_ablation(model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[
     return out
 
 
-def removal_comparison(model, items, sig_a: ActivationSignature, sig_b: ActivationSignature,
+def removal_comparison(model: Model, items, sig_a: ActivationSignature, sig_b: ActivationSignature,
                        fractions: Sequence[float], *, modules: str = "all", statistic: str = DEFAULT_STATISTIC,
                        phi: str = "relu", seed: int = 0, scorer: Scorer | None = None, batch_size: int = 16,
                        n_boot: int = 2000) -> dict:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..data import ChoiceItem, pad_batches, EncodedText
+from ..data import ChoiceItem, EncodedText, pad_batches
 from ..evaluation import bootstrap_ci, score_choices
 from ..models import get_tokenizer
+
+if TYPE_CHECKING:
+    from ..models import Model
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[1] / "capability"
 
@@ -28,7 +32,7 @@ def general_choice_items(limit: int | None = None) -> list[ChoiceItem]:
 
 
 @torch.no_grad()
-def perplexity(model, texts: list[str], *, batch_size: int = 16) -> dict:
+def perplexity(model: Model, texts: list[str], *, batch_size: int = 16) -> dict:
     """Token-level perplexity ``exp(mean NLL)`` of plain texts (no chat template), with a bootstrap
     interval over texts of the mean NLL."""
     tok = get_tokenizer(model)
@@ -50,7 +54,7 @@ def perplexity(model, texts: list[str], *, batch_size: int = 16) -> dict:
             "n_tokens": int(cnt.sum())}
 
 
-def choice_accuracy(model, items: list[ChoiceItem], *, batch_size: int = 16, seed: int = 0) -> dict:
+def choice_accuracy(model: Model, items: list[ChoiceItem], *, batch_size: int = 16, seed: int = 0) -> dict:
     s = score_choices(model, items, batch_size=batch_size)
     out = {}
     for name, d in (("summed", s.diff(False)), ("length_normalized", s.diff(True))):

@@ -8,6 +8,7 @@ of plain texts (neutral text) with an optional plain-text prefix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -19,9 +20,12 @@ from ..errors import SignatureError
 from ..hooks import StopForward, block_out
 from ..models import get_tokenizer, input_device
 
+if TYPE_CHECKING:
+    from ..models import Model
+
 
 @torch.no_grad()
-def answer_embeddings(model, pairs: Sequence[tuple[str, str]]) -> Float[Tensor, "n d_model"]:
+def answer_embeddings(model: Model, pairs: Sequence[tuple[str, str]]) -> Float[Tensor, "n d_model"]:
     """Mean token embedding ``(1/|a|) Σ_t W_E[a_t]`` over each text's answer tokens (the same tokens,
     with the same chat-template tokenisation, whose residuals the calibration records average).
 
@@ -51,7 +55,7 @@ def encode_text(tokenizer, text: str, prefix: str | None = None, max_tokens: int
 
 
 @torch.no_grad()
-def text_features(model, texts: Sequence[str], *, prefix: str | None = None, batch_size: int = 16,
+def text_features(model: Model, texts: Sequence[str], *, prefix: str | None = None, batch_size: int = 16,
                   max_tokens: int = 256, progress: bool | str = False) -> Float[Tensor, "n layer d_model"]:
     """Mean residual stream after every block over the tokens of each plain text (no chat template;
     an optional plain-text ``prefix``, e.g. a persona prompt, comes before the text and is excluded

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from ..models import Model
 
 #: An intervention for :func:`decode_intervention`: a callable returning a context manager (e.g.
 #: ``lambda: apply_mask(model, mask)``), a plain-text prefix (e.g. a persona prompt), or ``None`` (dense).
@@ -165,7 +169,7 @@ def probes_with_baselines(train_x: Float[np.ndarray, "n layer d"], train_y: Int[
 # Which intervention is active? (neutral text)
 
 
-def intervention_features(model, intervention: Intervention, texts: Sequence[str], *, batch_size: int = 16,
+def intervention_features(model: Model, intervention: Intervention, texts: Sequence[str], *, batch_size: int = 16,
                           max_tokens: int = 256, progress: bool | str = False) -> Float[torch.Tensor, "n layer d_model"]:
     """Mean residuals after every block over each neutral text's first ``max_tokens`` tokens under
     ``intervention``."""
@@ -216,7 +220,7 @@ def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np
             "criterion": "decodable = bootstrap 95 % interval over texts of the cross-validated accuracy lies above 0.5"}
 
 
-def decode_intervention(model, intervention_a: Intervention, intervention_b: Intervention, texts: Sequence[str], *,
+def decode_intervention(model: Model, intervention_a: Intervention, intervention_b: Intervention, texts: Sequence[str], *,
                         folds: int = 5, C: float = 0.1, seed: int = 0, batch_size: int = 16, n_boot: int = 2000,
                         max_tokens: int = 256, progress: bool | str = False) -> dict:
     """Decode which of two interventions is active from hidden states of neutral ``texts``.

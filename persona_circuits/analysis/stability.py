@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,8 +11,11 @@ from ..masks import build_masks, random_mask
 from ..statistics import PerTextStats
 from .overlap import mask_overlap
 
+if TYPE_CHECKING:
+    from ..models import Model
 
-def bootstrap_stability(model, rec_a: PerTextStats, rec_b: PerTextStats, poles: list[str], *, method: str,
+
+def bootstrap_stability(model: Model, rec_a: PerTextStats, rec_b: PerTextStats, poles: list[str], *, method: str,
                         sparsity: float, n_boot: int = 5, seed: int = 0, modules: str = "all",
                         n_texts: int | None = None) -> dict:
     """Masks from ``n_boot`` bootstrap resamples of the first ``n_texts`` calibration texts of each

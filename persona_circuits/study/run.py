@@ -8,6 +8,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from .sets import StudySet, check_data_root, study_sets
 from .setup import SetRun, prepare_set
 from .state import Study, claim_output, log
 from .verdicts import apply_verdicts
+
+if TYPE_CHECKING:
+    from ..models import Model
 
 
 def _mask_analyses(study: Study, run: SetRun) -> dict:
@@ -125,7 +129,7 @@ def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def run_study(model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
+def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
               progress: bool = True, command: str = ""):
     """Run the whole study with a loaded model; write ``results.json``, ``REPORT.md`` and ``figures/`` under
     ``out``. Returns the typed :class:`~persona_circuits.results.StudyResults`.
