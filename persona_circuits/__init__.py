@@ -43,7 +43,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "masks": ("METHODS", "Mask", "MaskConfig", "build_masks", "contrastive_removal_masks", "contrastive_sparse_masks",
               "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
               "topk_rows", "wanda_mask"),
-    "models": ("DEFAULT_MODEL", "LinearLayer", "load_model", "prunable_layers"),
+    "models": ("DEFAULT_MODEL", "LinearLayer", "Model", "load_model", "prunable_layers"),
     "nulls": ("NullTest", "holm", "label_swapped_directions", "label_swapped_signatures", "null_mask_pairs", "null_test",
               "random_directions", "random_pairs_like"),
     "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",

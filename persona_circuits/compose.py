@@ -193,7 +193,17 @@ def compose_masks(parts: Mapping[str, Mask], *, rule: str | None = None, gamma: 
     removed weights (stored as its keep-mask), ``soft`` -> a :class:`GateMask`, the product of the gates with
     ``gamma`` (one value, or one per part). ``rule`` is inferred by :func:`infer_rule` when not given. A layer
     absent from a part is dense in it. The result's ``config.extra["composed"]`` lists the parts (axis, pole,
-    method, sparsity, calibration hash, density) and the rule."""
+    method, sparsity, calibration hash, density) and the rule.
+
+    Args:
+        parts: ``{part: Mask}``, e.g. one pole mask per MBTI axis, all of one method.
+        rule: ``"keep"``, ``"removal"`` or ``"soft"`` (``None``: inferred from the masks' method).
+        gamma: the soft masks' scale of the pruned weights (one value or ``{part: gamma}``); soft rule only.
+        pole: the name of the composed mask.
+
+    Raises:
+        ComposeError: (a :class:`MaskError`) no parts, an unknown rule, a missing gamma or one outside [0, 1].
+    """
     if not parts:
         raise ComposeError("nothing to compose")
     rule = infer_rule(parts, gamma) if rule is None else rule

@@ -422,6 +422,14 @@ def find_strength(model: Model, dial: Dial, target_kl: float, reference: Neutral
 
     The ends are evaluated first; a target outside their damages returns the nearer end with
     ``reached=False``. Each step evaluates the (geometric, for log-scale dials) midpoint of the bracket.
+
+    Args:
+        model: the loaded model.
+        dial: a strength-to-intervention dial (:func:`mask_dial`, :func:`soft_mask_dial`, :func:`steering_dial`).
+        target_kl: the damage to reach, in nats/token on the reference's texts.
+        reference: the dense model's distributions on neutral text (:func:`neutral_reference`).
+        rel_tol: the accepted relative distance from ``target_kl``.
+        max_iter: the most bisection steps.
     """
     if not target_kl > 0:
         raise DamageError(f"target damage must be > 0 nats/token, got {target_kl}")

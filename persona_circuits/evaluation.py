@@ -402,7 +402,12 @@ class ChoiceResult:
 
 def summarize(scores: ChoiceScores, pole_index: int, *, condition: str, pole: str, seed: int = 0,
               n_boot: int = 2000) -> ChoiceResult:
-    """Accuracy (summed and length-normalised), mean margin and bootstrap intervals for one pole."""
+    """Accuracy (summed and length-normalised), mean margin and bootstrap intervals for one pole.
+
+    Args:
+        scores: the two answers' scores of every item (:func:`score_choices`); ``pole_index``: 0 if the pole of
+            interest is the items' first answer (pole A), 1 for the second; ``condition``, ``pole``: labels.
+    """
     sign = 1.0 if pole_index == 0 else -1.0
     d_sum = sign * scores.diff(False).numpy()
     d_norm = sign * scores.diff(True).numpy()
@@ -453,13 +458,27 @@ def contrast_from_items(d: np.ndarray, *, condition: str, seed: int = 0, n_boot:
 
 def pole_contrast(scores_a: ChoiceScores, scores_b: ChoiceScores, *, condition: str, seed: int = 0,
                   n_boot: int = 2000) -> ContrastResult:
+    """The pole contrast of a condition pair: per item, the per-token preference for pole A's answer under the
+    pole-A condition minus under the pole-B condition (:func:`item_shifts`), its mean and the share of items moved
+    towards pole A, each with a bootstrap 95 % interval over items.
+
+    Args:
+        scores_a, scores_b: the same items scored under the pole-A and the pole-B condition.
+        condition: label stored in the result.
+        seed, n_boot: the bootstrap over items.
+    """
     return contrast_from_items(item_shifts(scores_a, scores_b), condition=condition, seed=seed, n_boot=n_boot)
 
 
 @torch.no_grad()
 def generate(model: Model, question: str, *, max_new_tokens: int = 64, system: str | None = None,
              do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
-    """Answer ``question`` (chat template) with the model as it is now (apply a mask around the call)."""
+    """Answer ``question`` (chat template) with the model as it is now (apply a mask around the call).
+
+    Args:
+        question: the user turn; ``system``: a system prompt (``None``: the chat template's default, if any).
+        do_sample, temperature, seed: greedy by default; sampling is seeded. Returns the answer without the prompt.
+    """
     from .data import render_prompt
 
     tok = get_tokenizer(model)

@@ -115,6 +115,15 @@ def score_released(model: Model, items: Sequence[ChoiceItem], *, system: str | N
     prompt once per item and combines ``L(a) = (S_P + S_a) / (n_P + n_a)``; ``"bridge"`` scores every whole
     text through the TransformerBridge (every hook fires); ``"auto"`` takes the first unless hooks are on.
     Both sum log-probabilities in float64 from float32 log-softmaxes.
+
+    Args:
+        model: the loaded model (apply a mask or steering around the call, as for :func:`score_choices`).
+        items: the two-way choice items.
+        system: the persona system prompt kept in front of every text.
+        batch_size: texts per forward pass.
+        progress: a progress bar (a string is its label).
+        path: ``"auto"``, ``"shared-prefix"`` or ``"bridge"``.
+        max_tokens: the padded-token budget of one batch on the shared-prefix path (``None``: 128 per row).
     """
     check_choice_items(items)
     tok = get_tokenizer(model)

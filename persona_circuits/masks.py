@@ -377,7 +377,15 @@ def random_like(mask: Mask, *, seed: int = 0, pole: str | None = None) -> Mask:
 
 @torch.no_grad()
 def random_mask(model: Model, *, sparsity: float = 0.5, modules: str = "all", seed: int = 0, pole: str | None = None) -> Mask:
-    """Control: per row, ``k`` weights chosen uniformly at random (same structure as a persona mask)."""
+    """Control: per row, ``k`` weights chosen uniformly at random (same structure as a persona mask).
+
+    Args:
+        model: the loaded model; only the shapes of its prunable layers are read.
+        sparsity: fraction removed per row (``k`` kept, as in :func:`keep_count`).
+        modules: ``"all"``, ``"attn"`` or ``"mlp"``.
+        seed: the draw (one generator for the whole model, layers in :func:`prunable_layers` order).
+        pole: the name stored in the mask's config.
+    """
     sparsity = _check(model, sparsity, modules)
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -394,6 +402,24 @@ def build_masks(model: Model, method: str, signatures: Mapping[str, ActivationSi
 
     ``sparsity`` is the method's strength dial: the fraction removed per row (keep-masks), or the
     fraction of top opposite-pole weights removed per row (``contrastive-removal``).
+
+    Args:
+        model: the loaded model (:func:`~persona_circuits.models.load_model`); only its weights are read.
+        method: one of :data:`METHODS` (``wanda``, ``contrastive-wanda``, ``contrastive-sparse``,
+            ``contrastive-removal``, ``random``).
+        signatures: ``{pole: ActivationSignature}`` from :func:`~persona_circuits.statistics.record_persona_signatures`
+            (one pole for ``wanda``; the contrastive methods need exactly two).
+        sparsity: the strength dial above; ``None`` takes the method's default (:data:`DEFAULT_SPARSITY`).
+        statistic, text_stat: the activation statistic of ``|W| · a`` and the per-text statistic of the z-score.
+        modules: ``"all"``, ``"attn"`` or ``"mlp"``: which linear layers get a mask (the others stay dense).
+        phi, tau: the contrastive score's non-linearity and temperature.
+        seed: for ``random`` only.
+
+    Returns:
+        ``{pole name: Mask}``.
+
+    Raises:
+        MaskError: an unknown method, or the wrong number of poles for it.
     """
     if method not in METHODS:
         raise MaskError(f"unknown method {method!r}; choose one of {METHODS}")

@@ -172,7 +172,19 @@ class NullTest:
 
 def null_test(shift: float, null_shifts: Sequence[float], *, shift_ci95: tuple[float, float] | None = None,
               level: float = 0.95, center: str = "estimated") -> NullTest:
-    """Is ``shift`` above what the null draws produce? (see the module docstring for the rule)."""
+    """Is ``shift`` above what the null draws produce? (see the module docstring for the rule).
+
+    Args:
+        shift: the real condition's contrast (e.g. :attr:`ContrastResult.shift`).
+        null_shifts: the same contrast of each null draw, on the same items.
+        shift_ci95: the real contrast's interval over items, stored with the result.
+        level: the one-sided confidence of the bound.
+        center: ``"estimated"`` (the null mean is estimated from the draws) or ``"zero"`` (the null is taken as
+            centred at 0, which label swapping implies; check it with :func:`symmetry_check` first).
+
+    Returns:
+        A :class:`NullTest`: the bound, the verdict, a t-based p-value and the smallest detectable shift.
+    """
     from scipy import stats
 
     if center not in CENTERS:

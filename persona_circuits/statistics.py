@@ -441,7 +441,21 @@ def persona_signatures(persona: PersonaSet, stats: Mapping[str, PerTextStats], *
 
 def record_persona_signatures(model: Model, persona: PersonaSet, *, calib_size: int | None = None, tokens: str = "answer",
                               batch_size: int = 8, modules: str = "all", progress: bool = False) -> dict[str, ActivationSignature]:
-    """Signatures of every pole of ``persona`` (the first ``calib_size`` calibration items)."""
+    """Signatures of every pole of ``persona`` (the first ``calib_size`` calibration items).
+
+    Args:
+        model: the loaded model; hooks are added for the call and removed after it.
+        persona: the persona set (:func:`~persona_circuits.data.load_persona_set`).
+        calib_size: how many calibration items (``None``: all of them).
+        tokens: which positions are counted: ``"answer"`` (the answer's tokens), ``"predict"`` (the positions
+            that predict them) or ``"all"`` (every non-padding token).
+        batch_size: texts per forward pass.
+        modules: ``"all"``, ``"attn"`` or ``"mlp"``: the linear layers whose inputs are recorded.
+        progress: show a progress bar.
+
+    Returns:
+        ``{pole name: ActivationSignature}`` (float64 sums over the selected tokens of every text).
+    """
     stats = record_persona_per_text(model, persona, calib_size=calib_size, tokens=tokens, batch_size=batch_size,
                                     modules=modules, progress=progress)
     return persona_signatures(persona, stats, calib_size=calib_size)
