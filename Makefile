@@ -39,8 +39,10 @@ reproduce: install
 # The full study; then the committed REPORT.md, figures/ and figures/results.json are copied from it. The default
 # --dtype auto runs it in bfloat16 on a CPU with AVX512-BF16 or AMX (this project's CPU runs it ~3.7x faster than
 # float32, with the agreement measured in BENCHMARKS.md) and in float32 elsewhere; the study prints which.
+# FULL_SETS=mbti-ei,mbti-sn,... restricts the run to those sets (the committed run's command is in its meta.command).
+FULL_SETS ?=
 reproduce-full: install
-	$(CLI) reproduce --out runs/full --data-root ../shared/data
+	$(CLI) reproduce --out runs/full --data-root ../shared/data $(if $(FULL_SETS),--sets $(FULL_SETS),)
 	cp runs/full/REPORT.md REPORT.md
 	cp runs/full/results.json figures/results.json
 	$(MAKE) figures
