@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOLLM = ROOT / "figures" / "results.json"
+#: the committed full run (version 2), from which REPORT.md is built
+COMMITTED = ROOT / "figures" / "results.json"
 GEMMA = ROOT / "reports" / "gemma-3-270m" / "results.json"
+#: the schema-1 results of the earlier full run (seven sets), kept as the fixture the synthetic version-2 results are built from
+V1_SMOLLM = ROOT / "tests" / "data" / "results_v1_smollm.json"
+SMOLLM = V1_SMOLLM
 AXES = (("mbti-ei", "E", "I"), ("mbti-sn", "S", "N"), ("mbti-tf", "T", "F"), ("mbti-jp", "J", "P"))
 K = 6  # label-swapped draws per matched row
 FIT, HELD = list(range(8, 16)), list(range(8))
@@ -74,7 +78,7 @@ def _paper_table(rng, n: int, sft: bool) -> list[dict]:
     return rows + [row("random-mask", 0.48 + 0.02 * i, operating_point={"sparsity": rho}) for i, rho in enumerate((0.3, 0.5))]
 
 
-def v2(path: Path = SMOLLM) -> dict:
+def v2(path: Path = V1_SMOLLM) -> dict:
     """The committed results upgraded to version 2, in the shapes the rebuilt study writes (synthetic values)."""
     from persona_circuits.results import upgrade
     from persona_circuits.study.verdicts import apply_verdicts

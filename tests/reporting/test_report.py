@@ -15,12 +15,12 @@ import pytest
 from persona_circuits.reporting.report import build_report, write_report
 from persona_circuits.results import load_results, upgrade
 
-from ..results_fixtures import GEMMA, ROOT, SMOLLM, raw, v2
+from ..results_fixtures import COMMITTED, GEMMA, ROOT, SMOLLM, raw, v2
 
 WING = ROOT / "persona_circuits" / "reporting"
 
 
-@pytest.mark.parametrize("results, report", [(SMOLLM, ROOT / "REPORT.md"),
+@pytest.mark.parametrize("results, report", [(COMMITTED, ROOT / "REPORT.md"),
                                              (GEMMA, ROOT / "reports" / "gemma-3-270m" / "REPORT.md")])
 def test_committed_reports_are_built_by_the_wing(results, report):
     assert build_report(results) == report.read_text(encoding="utf-8")
