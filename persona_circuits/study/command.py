@@ -47,6 +47,14 @@ def cmd_reproduce(args) -> int:
 
     cfg = config_from_args(args)
     root = check_data_root(args.data_root)
+    if args.sets is None and root is None and cfg.sets.sets is not None:  # the preset's AI tasks need the data
+        from .config import AI_TASKS
+
+        kept = tuple(n for n in cfg.sets.sets if n not in AI_TASKS)
+        if kept != cfg.sets.sets:
+            print(f"persona-circuits: no --data-root: the AI-persona tasks are left out (sets: {', '.join(kept)})",
+                  file=sys.stderr)
+            cfg.sets = replace(cfg.sets, sets=kept)
     sets = study_sets(cfg, root)  # every set readable before the model is loaded
     if cfg.sets.analysis_set not in {s.name for s in sets}:
         cfg.sets = replace(cfg.sets, analysis_set=sets[0].name)
