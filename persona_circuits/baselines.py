@@ -16,7 +16,6 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,10 +26,7 @@ from tqdm.auto import tqdm
 from .data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from .evaluation import score_choices
 from .interventions import ResidualSteering, steering
-from .models import get_tokenizer, prunable_layers
-
-if TYPE_CHECKING:
-    from .models import Model
+from .models import Model, get_tokenizer, prunable_layers
 
 
 def persona_prompt(persona: PersonaSet, pole: str | int) -> str:

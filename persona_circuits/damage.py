@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,11 +40,8 @@ from .errors import PersonaCircuitsError
 from .evaluation import LOGIT_CHUNK
 from .interventions import Intervention, ResidualSteering
 from .masks import Mask, build_masks
-from .models import architecture_fingerprint, get_tokenizer
+from .models import Model, architecture_fingerprint, get_tokenizer
 from .options import DEFAULT_DAMAGE_TEXTS
-
-if TYPE_CHECKING:
-    from .models import Model
 
 DEFAULT_MAX_TOKENS = 128
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,10 +29,7 @@ from tqdm.auto import tqdm
 from .data import ChoiceItem, EncodedText, encode_pair, pad_batches
 from .errors import DatasetError
 from .hooks import UNEMBED_IN, StopForward, block_out
-from .models import get_tokenizer, hf_model, input_device
-
-if TYPE_CHECKING:
-    from .models import Model
+from .models import Model, get_tokenizer, hf_model, input_device
 
 
 @dataclass

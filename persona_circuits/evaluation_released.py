@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -48,10 +47,7 @@ from .evaluation import (
     plain_for,
     score_bridge,
 )
-from .models import get_tokenizer
-
-if TYPE_CHECKING:
-    from .models import Model
+from .models import Model, get_tokenizer
 
 #: The released code's system prompts, by task (folder name of ``ai_persona/<task>``) and pole.
 #: power / matching: ``mask.py`` ``phase3_multiple_choice`` (the scoring reproduced here; the released

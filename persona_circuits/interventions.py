@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -23,10 +23,7 @@ from torch import Tensor
 from .errors import MaskError
 from .hooks import block_out
 from .masks import Mask
-from .models import prunable_layers
-
-if TYPE_CHECKING:
-    from .models import Model
+from .models import Model, prunable_layers
 
 
 @contextlib.contextmanager

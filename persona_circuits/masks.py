@@ -16,7 +16,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,13 +28,10 @@ from . import scoring
 from ._io import atomic_directory, safetensors_bytes
 from .dtypes import dtype_name
 from .errors import MaskError, ModelMismatchError
-from .models import MODULE_SCOPES, architecture_fingerprint, get_model_id, prunable_layers
+from .models import MODULE_SCOPES, Model, architecture_fingerprint, get_model_id, prunable_layers
 from .options import DEFAULT_SPARSITY, METHODS
 from .selection import _sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (_sort_keys: for importers of masks)
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
-
-if TYPE_CHECKING:
-    from .models import Model
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
 MASK_CONFIG_FILENAME = "mask_config.json"

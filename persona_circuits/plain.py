@@ -29,16 +29,13 @@ import json
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
 
-from .models import cache_dir, hf_model
-
-if TYPE_CHECKING:
-    from .models import Model
+from .models import Model, cache_dir, hf_model
 
 log = logging.getLogger(__name__)
 

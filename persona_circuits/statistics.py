@@ -37,7 +37,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
@@ -52,11 +51,8 @@ from .data import EncodedText, PersonaSet, encode_pair, pad_batches
 from .dtypes import dtype_name
 from .errors import ModelMismatchError, SignatureError
 from .hooks import StopForward, block_out, stop
-from .models import architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
+from .models import Model, architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
 from .options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
-
-if TYPE_CHECKING:
-    from .models import Model
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
 

@@ -25,7 +25,6 @@ which cancels answer-length bias and every effect the two conditions share (dama
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,11 +34,8 @@ from torch import Tensor
 from .. import scoring
 from ..evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
 from ..masks import Mask, MaskConfig, keep_count, random_mask, topk_rows
-from ..models import architecture_fingerprint, get_model_id, prunable_layers
+from ..models import Model, architecture_fingerprint, get_model_id, prunable_layers
 from ..statistics import DEFAULT_STATISTIC, ActivationSignature
-
-if TYPE_CHECKING:
-    from ..models import Model
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).

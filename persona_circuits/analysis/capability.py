@@ -6,17 +6,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..data import ChoiceItem, EncodedText, pad_batches
 from ..evaluation import bootstrap_ci, score_choices
-from ..models import get_tokenizer
-
-if TYPE_CHECKING:
-    from ..models import Model
+from ..models import Model, get_tokenizer
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[1] / "capability"
 

@@ -8,7 +8,6 @@ of plain texts (neutral text) with an optional plain-text prefix.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -18,10 +17,7 @@ from tqdm.auto import tqdm
 from ..data import EncodedText, encode_pair, pad_batches
 from ..errors import SignatureError
 from ..hooks import StopForward, block_out
-from ..models import get_tokenizer, input_device
-
-if TYPE_CHECKING:
-    from ..models import Model
+from ..models import Model, get_tokenizer, input_device
 
 
 @torch.no_grad()
