@@ -17,7 +17,7 @@ def add_reproduce_parser(sub, common) -> None:
                                    "resumes. One process writes a folder at a time (a lock in OUT).")
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
     s.add_argument("--quick", action="store_true", help="reduced run (about 3 min on 2 cores): mbti-ei and, with --data-root, "
-                   "power, a few items each, the headline with its nulls on mbti-ei only")
+                   "power, a few items each, the headline with its nulls on mbti-ei only (with --sets: on every named set)")
     s.add_argument("--sets", default=None, help="comma-separated persona sets: bundled names (mbti-ei), AI-task names (power; "
                    "needs --data-root), paths the loaders read (a folder in the package format or the paper's CSV layout, "
                    "a package or Anthropic .jsonl file) or NAME=PATH; default: every bundled set and, with --data-root, "
@@ -40,13 +40,12 @@ def config_from_args(args):
     return cfg
 
 
-def cmd_reproduce(args) -> int:
-    from ..errors import OutputError
-    from .run import run_study
-    from .sets import check_data_root, study_sets
+def settle_sets(cfg, args, root):
+    """The sets the command will run (every one readable, before the model is loaded) and the settings they
+    imply: without a data root the preset's AI tasks are left out (said on stderr); the analysis set falls
+    back to the first set; with ``--quick --sets`` every named set gets its headline."""
+    from .sets import study_sets
 
-    cfg = config_from_args(args)
-    root = check_data_root(args.data_root)
     if args.sets is None and root is None and cfg.sets.sets is not None:  # the preset's AI tasks need the data
         from .config import AI_TASKS
 
@@ -55,11 +54,22 @@ def cmd_reproduce(args) -> int:
             print(f"persona-circuits: no --data-root: the AI-persona tasks are left out (sets: {', '.join(kept)})",
                   file=sys.stderr)
             cfg.sets = replace(cfg.sets, sets=kept)
-    sets = study_sets(cfg, root)  # every set readable before the model is loaded
+    sets = study_sets(cfg, root)
     if cfg.sets.analysis_set not in {s.name for s in sets}:
         cfg.sets = replace(cfg.sets, analysis_set=sets[0].name)
-    if cfg.quick and args.sets is not None:
-        cfg.headline = replace(cfg.headline, curve_sets=(sets[0].name,))
+    if cfg.quick and args.sets is not None:  # the sets a user names each get their headline, nulls and damage
+        cfg.headline = replace(cfg.headline, curve_sets=tuple(s.name for s in sets))
+    return cfg, sets
+
+
+def cmd_reproduce(args) -> int:
+    from ..errors import OutputError
+    from .run import run_study
+    from .sets import check_data_root
+
+    cfg = config_from_args(args)
+    root = check_data_root(args.data_root)
+    cfg, _ = settle_sets(cfg, args, root)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
