@@ -215,6 +215,7 @@ class MatchedRow(DamageMatchedNull):
     within_tolerance: bool | None = None
     p_adjusted: float | None = None
     persona_specific_adjusted: bool | None = None
+    detectable_shift_adjusted: float | None = None  # the bound at Holm's strictest level, 1 − α / m
     estimated_center: EstimatedCenter | None = None
     strength_matched_null: StrengthMatchedNull | None = None
     random_direction_null: RandomDirectionNull | None = None

@@ -54,6 +54,7 @@ class Meta(Record):
     python: str | None = None
     machine: str | None = None
     threads: int | None = None
+    verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
 
 
 @record

@@ -35,6 +35,7 @@ class TypeAxisContrast(Record):
     p_adjusted: float | None = None
     persona_specific: bool | None = None
     persona_specific_adjusted: bool | None = None
+    detectable_shift_adjusted: float | None = None  # the bound at Holm's strictest level, 1 − α / m
 
     @property
     def specific(self) -> bool | None:

@@ -79,3 +79,34 @@ def cmd_reproduce(args) -> int:
     run_study(model, out, cfg=cfg, data_root=root, progress=not args.no_progress,
               command="persona-circuits " + " ".join(sys.argv[1:]))
     return 0
+
+
+def add_verdicts_parser(sub) -> None:
+    s = sub.add_parser("verdicts", help="recompute a study's verdicts from its stored null draws (nothing re-measured)",
+                       description="Recompute every verdict of a study's results.json (null tests, the symmetry check, "
+                                   "Holm's adjustment, the detectable shifts) from the contrasts and null draws it stores, "
+                                   "with this version's rules, and rewrite the file atomically. No model is loaded and no "
+                                   "measurement changes; meta.verdicts_command records the command. Redraw the report "
+                                   "and figures from it afterwards (make report; persona-circuits figures).")
+    s.add_argument("results", help="results.json written by `persona-circuits reproduce` (schema 2)")
+
+
+def cmd_verdicts(args) -> int:
+    import json
+
+    from ..errors import OutputError
+    from ..results import load_results, write_results
+    from .verdicts import apply_verdicts
+
+    path = Path(args.results)
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(d, dict) or d.get("schema") != 2:
+        raise OutputError(f"{path}: not the results of a schema-2 study (the verdicts need its damage-matched draws)")
+    apply_verdicts(d)
+    d["meta"]["verdicts_command"] = "persona-circuits " + " ".join(["verdicts", str(args.results)])
+    write_results(load_results(d), path)
+    print(f"recomputed the verdicts of {path}")
+    return 0

@@ -11,11 +11,26 @@ multiple-comparison adjustment of each family of tests.
 3. **Holm's adjustment** (:func:`~persona_circuits.nulls.holm`) within each family: the table's null
    tests, and the paired differences (each mask row against the prompt and against steering at the same
    target). The conclusions count the adjusted verdicts.
+4. **What a "no" after Holm means.** ``detectable_shift`` is the uncorrected bound (level 95 %). Holm's
+   strictest step tests at ``α / m`` for ``m`` tests in the family, so a contrast above the bound at level
+   ``1 − α / m`` (``detectable_shift_adjusted``, same centre and spread) passes Holm whatever the other rows
+   give (its interval excluding 0); a smaller one may not. With ``K`` zero-centred draws the reference is a
+   t with ``K`` degrees of freedom, heavy-tailed for small ``K``: with ``K = 10`` and ``m = 24`` the bound is
+   ``3.69`` null spreads against ``1.81`` uncorrected. A "no" after Holm reads "not detectable above
+   ``detectable_shift_adjusted``".
 """
 
 from __future__ import annotations
 
 from ..nulls import holm, null_test, symmetry_check
+
+ALPHA = 0.05
+
+
+def adjusted_level(m: int) -> float:
+    """The one-sided level of Holm's strictest step in a family of ``m`` tests, ``1 − α / m``."""
+    return 1 - ALPHA / max(m, 1)
+
 
 NULL_FAMILY = "matched-damage null tests (label-swapped, damage-matched)"
 PAIRED_FAMILY = "paired differences (matched rows vs prompt and vs steering)"
@@ -57,9 +72,11 @@ def apply_verdicts(results: dict) -> dict:
             t = null_test(sm["shift"], sm["null_shifts"], center="estimated")
             sm.update(null_threshold=t.null_threshold, persona_specific=t.persona_specific, p_value=t.p_value)
     adj, rej = holm([r["p_value"] for r in rows])
+    level = adjusted_level(len(rows))
     for r, a, x in zip(rows, adj, rej):
         r["p_adjusted"] = a
         r["persona_specific_adjusted"] = bool(x and r["shift_ci95"][0] > 0)
+        r["detectable_shift_adjusted"] = null_test(r["shift"], r["null_shifts"], level=level, center=center).detectable_shift
     families = [{"family": NULL_FAMILY, "method": "holm", "n_tests": len(rows),
                  "n_raw": sum(bool(r["persona_specific"]) for r in rows),
                  "n_adjusted": sum(bool(r["persona_specific_adjusted"]) for r in rows)}]
@@ -94,8 +111,11 @@ def _types_verdicts(results: dict, center: str) -> list[dict]:
             if r["type"][0] == "E" and r["type"] in rows:
                 tests += [c for c in r["contrasts"] if c.get("p_value") is not None]
     adj, rej = holm([c["p_value"] for c in tests])
+    level = adjusted_level(len(tests))
     for c, a, x in zip(tests, adj, rej):
         c["p_adjusted"], c["persona_specific_adjusted"] = a, bool(x and c["shift_ci95"][0] > 0)
+        c["detectable_shift_adjusted"] = null_test(c["shift"], c["null_shifts"], level=level,
+                                                   center=center).detectable_shift
     for t in results.get("types") or []:  # the opposite type's row: the same test seen from the other pole
         from ..compose import opposite_type
 
@@ -104,6 +124,9 @@ def _types_verdicts(results: dict, center: str) -> list[dict]:
             if r["type"][0] != "E":
                 for c, m in zip(r["contrasts"], rows[opposite_type(r["type"])]["contrasts"]):
                     c["p_adjusted"] = m.get("p_adjusted")
+                    if c.get("null_shifts") and len(c["null_shifts"]) >= 2:
+                        c["detectable_shift_adjusted"] = null_test(c["shift"], c["null_shifts"], level=level,
+                                                                   center=center).detectable_shift
     if not tests:
         return []
     return [{"family": TYPES_FAMILY, "method": "holm", "n_tests": len(tests),

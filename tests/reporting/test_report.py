@@ -147,9 +147,13 @@ def test_verdicts_say_what_a_no_means_and_flag_damage_outside_the_tolerance():
     res = load_results(d)
     rows = [r for h in res.headlines().values() for r in h.reached()]
     below = next(r for r in rows if not r.persona_specific and r.shift <= r.detectable_shift)
-    assert f"no (not detectable above {below.detectable_shift:+.3f})" in text
+    assert below.detectable_shift_adjusted > below.detectable_shift
+    assert (f"no (not detectable above {below.detectable_shift:+.3f} uncorrected, "
+            f"{below.detectable_shift_adjusted:+.3f} after Holm)") in text
     holm = next(r for r in rows if r.persona_specific and not r.persona_specific_adjusted)
-    assert f"no after Holm (p {holm.p_adjusted:.2g}; uncorrected: above {holm.detectable_shift:+.3f})" in text
+    assert (f"no after Holm (p {holm.p_adjusted:.2g}; uncorrected: above {holm.detectable_shift:+.3f}; certain to pass "
+            f"Holm above {holm.detectable_shift_adjusted:+.3f})") in text
+    assert "Under Holm's correction a row is certain to pass (its interval excluding 0) only above the bound" in text
     out = next(r for r in rows if r.within_tolerance is False)
     assert f"{out.damage_kl:.3f} [" in text and "**outside**" in text
     assert f"Held-out damage outside ±25 % of the target (compare these rows with care): {out.method} at " in text
@@ -157,7 +161,8 @@ def test_verdicts_say_what_a_no_means_and_flag_damage_outside_the_tolerance():
     n_adj = sum(bool(r.specific) for r in rows if r.method == "steering")
     assert f"- **Matched damage, steering**: reached in {sum(r.method == 'steering' for r in rows)} of 14 (set, target) " \
            f"rows; persona-specific after Holm's correction in {n_adj} (" in conc
-    assert "the contrast is not detectable above its row's detectable shift" in conc
+    assert "the contrast is not detectable above its row's detectable shift at Holm's strictest step" in conc
+    assert "pass uncorrected but not after Holm's correction (their contrasts are " in conc
     for s in d["sets"].values():  # the counts follow Holm's verdicts, not the uncorrected ones
         for r in s["headline"]["matched"]:
             if r.get("method") == "steering" and r["reached"]:

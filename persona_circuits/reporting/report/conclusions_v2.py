@@ -20,19 +20,34 @@ def _tally(rows: list[MatchedRow], key: str) -> str | None:
             f"{raw.count('higher')}, lower in {raw.count('lower')})")
 
 
+def _holm_bound(r) -> float | None:
+    """The shift a "no" is read against: the bound at Holm's strictest step where the study computed it."""
+    return r.detectable_shift_adjusted if r.detectable_shift_adjusted is not None else r.detectable_shift
+
+
 def _noes(rows: list[MatchedRow]) -> list[str]:
-    """What the rows that are not persona-specific mean: under their detectable shift, or why else not."""
-    below = [r.detectable_shift for r in rows if not r.specific and r.detectable_shift is not None
-             and r.tested_shift is not None and r.tested_shift <= r.detectable_shift]
+    """What the rows that are not persona-specific mean: under their detectable shift (after Holm where the study
+    corrected), or why else not."""
+    below = [_holm_bound(r) for r in rows if not r.persona_specific and _holm_bound(r) is not None
+             and r.detectable_shift is not None and r.tested_shift is not None and r.tested_shift <= r.detectable_shift]
     holm_only = [r for r in rows if r.persona_specific and r.persona_specific_adjusted is False]
     ci = [r for r in rows if not r.persona_specific and r.detectable_shift is not None and r.tested_shift is not None
           and r.tested_shift > r.detectable_shift]
+    adjusted = any(r.detectable_shift_adjusted is not None for r in rows)
     out = []
     if below:
-        out.append(f"in {len(below)} the contrast is not detectable above its row's detectable shift "
-                   f"({span(below, '{:+.3f}')} nats/token: a smaller persona effect would go unseen)")
+        out.append(f"in {len(below)} the contrast is not detectable above its row's detectable shift"
+                   + (" at Holm's strictest step" if adjusted else "")
+                   + f" ({span(below, '{:+.3f}')} nats/token: a smaller persona effect would go unseen)")
     if holm_only:
-        out.append(f"{len(holm_only)} pass uncorrected but not after Holm's correction")
+        line = f"{len(holm_only)} pass uncorrected but not after Holm's correction"
+        ratio = [r.tested_shift / r.detectable_shift_adjusted for r in holm_only
+                 if r.detectable_shift_adjusted and r.tested_shift is not None]
+        if ratio:
+            line += (f" (their contrasts are {span(ratio, '{:.2f}')} of the bound that passes Holm whatever the other "
+                     f"rows give, {span([r.detectable_shift_adjusted for r in holm_only], '{:+.3f}')} nats/token: "
+                     "more null draws per row would narrow it)")
+        out.append(line)
     if ci:
         out.append(f"{len(ci)} lie above the bound with an interval that includes 0")
     return out
@@ -107,13 +122,15 @@ def types_conclusions(types: list[TypesResult] | None) -> list[str]:
             out.append(f"- **16 types, {t.method}**: no (type pair, axis) contrast was tested against a null in this run.")
             continue
         spec = [f"{r.type} on {c.axis}" for r, c in tests if t.verdict(r, c)]
-        det = [c.detectable_shift for r, c in tests if not t.verdict(r, c)
-               and c.detectable_shift is not None and c.shift <= c.detectable_shift]
+        det = [_holm_bound(c) for r, c in tests if not t.verdict(r, c) and not c.persona_specific
+               and _holm_bound(c) is not None and c.shift <= c.detectable_shift]
         line = (f"- **16 types, {t.method}**: {len(spec)} of {len(tests)} (type pair, axis) tests persona-specific after "
                 f"Holm's correction" + (f" ({', '.join(spec)})" if spec else "")
                 + f" ({sum(bool(c.persona_specific) for _, c in tests)} uncorrected)")
         if det:
-            line += f"; {len(det)} are not detectable above their bound ({span(det, '{:+.3f}')} nats/token)"
+            line += (f"; {len(det)} are not detectable above their bound"
+                     + (" at Holm's strictest step" if any(c.detectable_shift_adjusted is not None for _, c in tests) else "")
+                     + f" ({span(det, '{:+.3f}')} nats/token)")
         if t.interference:
             w = max(t.interference, key=lambda i: abs(i.change))
             line += (f"; the largest interference is {w.axis}'s, {w.change:+.3f} nats/token"

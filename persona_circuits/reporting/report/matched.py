@@ -84,10 +84,14 @@ def verdict(r: MatchedRow) -> str:
     bound = r.detectable_shift if r.detectable_shift is not None else r.null_threshold
     if bound is None:
         return "no (untested: fewer than 2 null draws)"
+    holm_bound = r.detectable_shift_adjusted
     if r.persona_specific and r.persona_specific_adjusted is False:
-        return f"no after Holm (p {opt(r.p_adjusted, '{:.2g}')}; uncorrected: above {bound:+.3f})"
+        tail = f"; certain to pass Holm above {holm_bound:+.3f}" if holm_bound is not None else ""
+        return f"no after Holm (p {opt(r.p_adjusted, '{:.2g}')}; uncorrected: above {bound:+.3f}{tail})"
     if r.tested_shift is not None and r.tested_shift > bound:
         return f"no (above {bound:+.3f}, but its interval includes 0)"
+    if holm_bound is not None:
+        return f"no (not detectable above {bound:+.3f} uncorrected, {holm_bound:+.3f} after Holm)"
     return f"no (not detectable above {bound:+.3f})"
 
 

@@ -119,6 +119,7 @@ def matched_method(res: StudyResults) -> list[str]:
              f"0; p is the bound's one-sided p-value, and the verdict is taken after Holm's correction over the {n_tested} "
              "tested rows of the tables. The bound is also the row's *detectable shift*, the smallest contrast its test "
              "could have called persona-specific: a \"no\" reads \"not detectable above\" it.")
+    test += holm_step_sentence(rows, centre_used(res), n_tested)
     beside = " ".join(_beside(rows, head) + [
         "`− prompt` and `− steering`: the paired difference (same items) to the persona prompt (at its own damage) and "
         "to steering at the same target, with a paired bootstrap 95 % interval and Holm's verdict. A target the "
@@ -160,6 +161,22 @@ def curves_method(res: StudyResults) -> str:
             f"markers; dotted: their one-sided 95 % bound{bound}). A point is persona-specific (*) only above that bound, "
             "with its own bootstrap interval above 0. The curves draw this figure and start the strength search; the "
             "verdicts are the table's.")
+
+
+def holm_step_sentence(rows: list[MatchedRow], centre: str | None, m: int) -> str:
+    """What the bound becomes at Holm's strictest step (``1 − 0.05 / m``), in null spreads, for the rows' K."""
+    from scipy import stats
+
+    ks = sorted({r.n_null for r in rows if r.detectable_shift_adjusted is not None and r.n_null})
+    if not ks or m < 2:
+        return ""
+    df = [k if centre == "zero" else k - 1 for k in ks]
+    q = [float(stats.t.ppf(1 - 0.05 / m, d)) for d in df]
+    q0 = [float(stats.t.ppf(0.95, d)) for d in df]
+    return (f" Under Holm's correction a row is certain to pass (its interval excluding 0) only above the bound at "
+            f"level 1 − 0.05/{m}, t = {span(q, '{:.2f}')} null spreads with K = {span(ks)} draws against "
+            f"{span(q0, '{:.2f}')} uncorrected: the row's *detectable shift after Holm*, which a \"no\" after "
+            "Holm is read against (a smaller contrast may pass, depending on the other rows' p-values).")
 
 
 def curve_on_fit_texts(head: Headline) -> bool:

@@ -57,9 +57,12 @@ def _types_block(t: TypesResult) -> list[str]:
     n_adj = sum(bool(t.verdict(r, c)) for r in t.rows if r.type.startswith("E") for c in r.contrasts)
     L.append(f"\nPersona-specific after Holm: {n_adj} of {len(tests)} tests (uncorrected: "
              f"{sum(bool(c.persona_specific) for c in tests)}).")
-    det = {a: [c.detectable_shift for c in tests if c.axis == a and c.detectable_shift is not None] for a in t.axes}
+    adj = any(c.detectable_shift_adjusted is not None for c in tests)
+    det = {a: [c.detectable_shift_adjusted if adj else c.detectable_shift for c in tests if c.axis == a
+               and (c.detectable_shift_adjusted if adj else c.detectable_shift) is not None] for a in t.axes}
     if any(det.values()):
-        L.append("A \"no\" means not detectable above the bound: " + "; ".join(
+        L.append("A \"no\" means not detectable above the bound" + (" at Holm's strictest step" if adj else "") + ": "
+                 + "; ".join(
             f"{a} {span(v, '{:+.3f}')}" for a, v in det.items() if v) + " nats/token.")
     if t.interference:
         L.append("\n**Interference** (an axis's contrast with the other axes composed, mean over the type pairs, minus the "
