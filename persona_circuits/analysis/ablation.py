@@ -118,7 +118,7 @@ def _gate(full: dict, gate: bool | float | dict | None) -> dict:
             raise ValueError("a gate given as a dict needs the keys 'test' and 'passed'")
         return dict(gate)
     if isinstance(gate, bool):
-        return {"test": "given by the caller", "passed": gate}
+        return {"test": "the caller's own test passes", "passed": gate}
     if gate is not None:
         return {"test": f"the full contrast exceeds the threshold {gate:+.4f} (e.g. the null's 95th percentile)",
                 "threshold": float(gate), "passed": bool(full["shift"] > gate)}
@@ -140,7 +140,7 @@ def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Se
            "definition": "pole contrast (nats/token) with the group restored to dense in both masks, as a fraction of "
                          "the full masks' pole contrast; interval: paired bootstrap over items"}
     if not g["passed"]:
-        out["skipped"] = f"the full contrast ({full['shift']:+.3f} nats/token) did not pass the test: {g['test']}"
+        out["skipped"] = f"the full contrast ({full['shift']:+.3f} nats/token) did not pass its gate, which asks that {g['test'].split(': ', 1)[-1]}"
         return out
     d_full = item_shifts(fa, fb)
     idx = np.random.default_rng(seed).integers(0, len(d_full), size=(n_boot, len(d_full)))
