@@ -23,6 +23,9 @@ def add_reproduce_parser(sub, common) -> None:
                    "a package or Anthropic .jsonl file) or NAME=PATH; default: every bundled set and, with --data-root, "
                    "every AI task (with --quick: mbti-ei and power)")
     s.add_argument("--data-root", default=None, help="folder laid out like shared/data (ai_persona/{power,wealth,hallucination})")
+    s.add_argument("--cache-from", action="append", default=None, metavar="DIR",
+                   help="output folder of another study: its cached stage results are reused where their keys match "
+                        "(same model, settings and inputs), e.g. a seven-set run on top of a four-set one; repeatable")
     common(s)
 
 
@@ -70,6 +73,11 @@ def cmd_reproduce(args) -> int:
     cfg = config_from_args(args)
     root = check_data_root(args.data_root)
     cfg, _ = settle_sets(cfg, args, root)
+    for d in args.cache_from or []:  # checked before the model is loaded
+        if not (Path(d) / "cache").is_dir():
+            from .config import StudyError
+
+            raise StudyError(f"--cache-from: {d} is not a study's output folder (no cache folder in it)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
@@ -77,7 +85,7 @@ def cmd_reproduce(args) -> int:
 
     model = load_model_from_args(args)
     run_study(model, out, cfg=cfg, data_root=root, progress=not args.no_progress,
-              command="persona-circuits " + " ".join(sys.argv[1:]))
+              command="persona-circuits " + " ".join(sys.argv[1:]), cache_from=args.cache_from)
     return 0
 
 

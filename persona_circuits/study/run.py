@@ -130,13 +130,15 @@ def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
 
 
 def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,
-              progress: bool = True, command: str = ""):
+              progress: bool = True, command: str = "", cache_from: list[str | Path] | None = None):
     """Run the whole study with a loaded model; write ``results.json``, ``REPORT.md`` and ``figures/`` under
     ``out``. Returns the typed :class:`~persona_circuits.results.StudyResults`.
 
     Args:
         cfg: the settings (:meth:`StudyConfig.full` or :meth:`StudyConfig.quick_preset`, or your own).
         data_root: a folder laid out like ``shared/data`` (the AI-persona tasks).
+        cache_from: output folders of other studies whose cached stage results this one reuses where their
+            keys match (e.g. a seven-set study resuming the stages of a four-set one).
     """
     from ..reporting.figures import write_figures
     from ..reporting.report import write_report
@@ -149,6 +151,8 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     lock = claim_output(out, identity)
     try:
         study = Study(model, out, cfg, root, progress)
+        for src in cache_from or []:
+            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
         torch.manual_seed(cfg.seed)
         results: dict = {"schema": 2, "sets": {}, "analysis": None}
         keep = _Kept()

@@ -51,6 +51,26 @@ class StageCache:
             atomic_write_bytes(path, buf.getvalue())
         return val
 
+    def seed_from(self, source: Path) -> int:
+        """Add the stage results of another study's cache (``source``: its output folder or its ``cache``
+        folder) that this cache lacks, as hard links (copies across file systems). Entries are keyed by the
+        model, the stage's code version, its declared settings and inputs (:mod:`.stage`), so an entry that
+        matches a key here is that stage's result for this study. Returns the number of entries added."""
+        src = source / "cache" if (source / "cache").is_dir() else source
+        if not src.is_dir() or src.resolve() == self.folder.resolve():
+            raise StudyError(f"--cache-from: {source} holds no stage cache of another study")
+        added = 0
+        for f in sorted(src.iterdir()):
+            dst = self.folder / f.name
+            if not f.is_file() or f.suffix not in (".json", ".pt") or dst.exists():
+                continue
+            try:
+                os.link(f, dst)
+            except OSError:
+                atomic_write_bytes(dst, f.read_bytes())
+            added += 1
+        return added
+
 
 class OutputLock:
     """An exclusive OS lock on ``out/.lock`` for the life of the process (released by the OS when the

@@ -1,3 +1,5 @@
+import pytest
+
 
 
 
@@ -28,3 +30,19 @@ def test_a_second_writer_of_one_output_folder_is_refused(tmp_path):
     lock.release()
     again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
     assert again.stdout.strip() == ""  # released: the folder can be resumed
+
+
+def test_seed_from_adds_only_missing_entries_as_links_and_refuses_a_folder_without_a_cache(tmp_path):
+    from persona_circuits.study.config import StudyError
+    from persona_circuits.study.state import StageCache
+
+    a, b = StageCache(tmp_path / "a" / "cache"), StageCache(tmp_path / "b" / "cache")
+    assert a.get_or_compute("x", "1", lambda: {"v": 1}) == {"v": 1}
+    a.get_or_compute("y", "2", lambda: {"v": 2})
+    b.get_or_compute("x", "1", lambda: {"v": "mine"})
+    assert b.seed_from(tmp_path / "a") == 1  # y only: b's own x is kept
+    assert b.get_or_compute("x", "1", lambda: 0) == {"v": "mine"}
+    assert b.get_or_compute("y", "2", lambda: pytest.fail("recomputed a seeded entry")) == {"v": 2}
+    assert b.seed_from(tmp_path / "a") == 0
+    with pytest.raises(StudyError, match="holds no stage cache"):
+        b.seed_from(tmp_path / "nothing")
