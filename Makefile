@@ -40,11 +40,15 @@ reproduce: install
 # --dtype auto runs it in bfloat16 on a CPU with AVX512-BF16 or AMX (this project's CPU runs it ~3.7x faster than
 # float32, with the agreement measured in BENCHMARKS.md) and in float32 elsewhere; the study prints which.
 # FULL_SETS=mbti-ei,mbti-sn,... restricts the run to those sets (the committed run's command is in its meta.command).
+# FULL_OUT=runs/full7 writes elsewhere (a folder holding another study is refused); CACHE_FROM="runs/full ..."
+# reuses those studies' cached stage results where their keys match (reproduce --cache-from).
 FULL_SETS ?=
+FULL_OUT ?= runs/full
+CACHE_FROM ?=
 reproduce-full: install
-	$(CLI) reproduce --out runs/full --data-root ../shared/data $(if $(FULL_SETS),--sets $(FULL_SETS),)
-	cp runs/full/REPORT.md REPORT.md
-	cp runs/full/results.json figures/results.json
+	$(CLI) reproduce --out $(FULL_OUT) --data-root ../shared/data $(if $(FULL_SETS),--sets $(FULL_SETS),) $(foreach d,$(CACHE_FROM),--cache-from $(d))
+	cp $(FULL_OUT)/REPORT.md REPORT.md
+	cp $(FULL_OUT)/results.json figures/results.json
 	$(MAKE) figures
 
 # The second model family on two sets (the analysis set and one AI task), same settings; its report,
