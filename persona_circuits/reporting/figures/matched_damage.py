@@ -30,6 +30,9 @@ def _bar(ax, i: int, r: MatchedRow) -> list[float]:
     if r.null_threshold is not None:
         ax.plot([i - 0.4, i + 0.4], [r.null_threshold] * 2, color="k", lw=2.0, zorder=4)
         ys.append(r.null_threshold)
+    if r.detectable_shift_adjusted is not None:  # the bound at Holm's strictest step
+        ax.plot([i - 0.4, i + 0.4], [r.detectable_shift_adjusted] * 2, color="k", lw=1.0, ls="-.", zorder=4)
+        ys.append(r.detectable_shift_adjusted)
     if r.random_direction_null and r.random_direction_null.null_threshold is not None:
         ax.plot([i - 0.4, i + 0.4], [r.random_direction_null.null_threshold] * 2, color="k", lw=1.4, ls=":", zorder=4)
         ys.append(r.random_direction_null.null_threshold)
@@ -65,7 +68,8 @@ def _panel(ax, name: str, head: Headline) -> list[float]:
 
 def fig_matched_damage(res: StudyResults) -> Figure:
     """Per set and (method, target damage): the contrast the null test judged (bar, 95 % interval) and the null's
-    one-sided 95 % bound on the same items (black tick: the bound of the test the row used), the null draws (grey),
+    one-sided 95 % bound on the same items (black tick: the bound of the test the row used; thin dash-dotted tick: the bound
+    at Holm's strictest step, above which a row passes whatever the others give), the null draws (grey),
     for steering rows the random-direction null's bound beside it (dotted), the achieved damage (in the tick label;
     "outside" when it is outside the tolerance around the target), the verdict (star: persona-specific after Holm
     where the study corrected, as in the table), rows whose target was not reached (hatched) and the persona prompt's
@@ -88,6 +92,8 @@ def fig_matched_damage(res: StudyResults) -> Figure:
     handles = [Patch(color=color(m), label=f"{m} ({SHORT.get(m, m)})") for m in methods] + [
         Line2D([], [], color="k", lw=2, label=f"{kind}null: one-sided 95 % bound{centre} (the bar's items)"),
         Line2D([], [], color=GREY, marker=".", ls="none", label="null draws"),
+        *([Line2D([], [], color="k", lw=1.0, ls="-.", label="bound at Holm's strictest step (1 − 0.05/m)")]
+          if any(r.detectable_shift_adjusted is not None for r in rows) else []),
         Line2D([], [], color="k", marker="*", ms=9, ls="none",
                label="persona-specific" + (" (Holm)" if adjusted else "")),
         Line2D([], [], color="k", ls="--", lw=0.9, label="persona prompt (own damage, all items)")]
