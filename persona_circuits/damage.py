@@ -267,14 +267,21 @@ def kl_damage(model: Model, intervention: Intervention | Mask | None, reference:
     kl_sum = np.zeros(len(reference.ids))
     nll = np.zeros(len(reference.ids))
 
+    bufs: dict[str, Tensor] = {}  # float32 logits and products, reused: fresh ones page-fault at every chunk
+
     def acc(i, hidden, targets, unembed):
         kl, lp_t = 0.0, 0.0
         step = LOGIT_CHUNK
         for j in range(0, hidden.shape[0], step):
-            z = unembed(hidden[j:j + step]).float()
+            logits = unembed(hidden[j:j + step])
+            if "z" not in bufs or bufs["z"].shape[1] != logits.shape[1] or bufs["z"].device != logits.device:
+                bufs["z"] = torch.empty((step, logits.shape[1]), dtype=torch.float32, device=logits.device)
+                bufs["pz"] = torch.empty_like(bufs["z"])
+            z = bufs["z"][: logits.shape[0]].copy_(logits)  # = logits.float()
             lse = z.logsumexp(-1)
-            p = reference.dense_p[i][j:j + step].to(z.device, torch.float32)
-            pz = (p * z).sum(-1).double().cpu()
+            p = reference.dense_p[i][j:j + step].to(z.device)
+            # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
+            pz = torch.mul(p, z, out=bufs["pz"][: z.shape[0]]).sum(-1).double().cpu()
             rows = slice(j, j + z.shape[0])
             m = reference.dense_mass[i][rows]
             kl += float((reference.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())

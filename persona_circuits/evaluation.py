@@ -300,8 +300,12 @@ def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "
     dtype (as the forward computes them), log-softmax in float32."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     targets = targets.to(hidden.device)
+    buf = None  # float32 logits, reused across chunks (a fresh tensor page-faults at every chunk)
     for i in range(0, hidden.shape[0], chunk):
-        logits = unembed(hidden[i:i + chunk]).float()
+        raw = unembed(hidden[i:i + chunk])
+        if buf is None or buf.shape[1] != raw.shape[1]:
+            buf = torch.empty((chunk, raw.shape[1]), dtype=torch.float32, device=raw.device)
+        logits = buf[: raw.shape[0]].copy_(raw)  # = raw.float()
         out[i:i + chunk] = logits.gather(-1, targets[i:i + chunk, None]).squeeze(-1) - logits.logsumexp(-1)
     return out
 
