@@ -112,3 +112,19 @@ def test_study_stage_table_and_floor_from_a_results_file():
     assert sums == {"calibration": 15.0, "steering matched-damage nulls": 40.0}
     assert table.splitlines()[2].startswith("| steering matched-damage nulls | 40 | 40.0 %")
     assert bench_study.null_scorings(res) == {"mbti": 28}  # v1 rows (nulls on fewer items) are not counted
+
+
+def test_study_design_floor_scales_each_familys_largest_full_size_set():
+    """The seven-set floor: every set of a family needs what that family's full-size sets needed (the most
+    seen over the runs given); a family never run at full size gives no floor."""
+    import bench_study
+
+    def row(draws, rnd=0, items=80):
+        return {"reached": True, "n": items, "null_items": items, "null_draws": draws,
+                **({"random_direction_null": {"null_draws": rnd}} if rnd else {})}
+
+    mbti = {"sets": {"a": {"family": "mbti", "headline": {"matched": [row(10, 4), row(10)]}},
+                     "b": {"family": "mbti", "headline": {"matched": [row(10)]}}}}
+    ai = {"sets": {"power": {"family": "ai", "headline": {"matched": [row(10, 4, 200), row(10, 0, 200)]}}}}
+    assert bench_study.design_scorings([mbti, ai], {"mbti": 4, "ai": 3}) == {"mbti": 4 * 48, "ai": 3 * 48}
+    assert bench_study.design_scorings([mbti], {"mbti": 4, "ai": 3}) is None
