@@ -82,6 +82,30 @@ def bf16_flags(cpuinfo: str) -> frozenset[str] | None:
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_model(cpuinfo: str | None = None) -> str | None:
+    """This CPU's model: ``model name (family F, model M, stepping S)`` from the first processor of
+    ``/proc/cpuinfo``; ``platform.processor()`` elsewhere; ``None`` when neither says. Recorded with a study:
+    bfloat16 matrix multiplies are exactly reproducible on one CPU model, not across models (the kernels'
+    blocking and accumulation differ). A virtual machine may report a generic name and made-up numbers."""
+    import platform
+
+    text = cpuinfo
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return platform.processor() or None
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        k, _, v = line.partition(":")
+        first.setdefault(k.strip(), v.strip())
+    name = first.get("model name") or platform.processor() or None
+    ids = ", ".join(f"{k} {first[k]}" for k in ("cpu family", "model", "stepping") if first.get(k))
+    return f"{name} ({ids})" if name and ids else name
+
+
 def cpu_bf16_features() -> frozenset[str]:
     """The native-bfloat16 features of this CPU among :data:`CPU_BF16_FLAGS` (``/proc/cpuinfo`` on Linux,
     else torch's CPU probes where this torch has them)."""

@@ -193,3 +193,13 @@ def test_load_model_auto_dtype(monkeypatch, tiny_model_dir, tokenizer_dir, caplo
     monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset({"amx_bf16"}))
     m = models.load_model(hf, tok, model_id="tiny")  # an already-loaded model keeps its own dtype under auto
     assert next(m.parameters()).dtype == torch.float32 and "own dtype" in m.persona_dtype.reason
+
+
+def test_cpu_model_reads_the_first_processor_of_cpuinfo():
+    from persona_circuits.dtypes import cpu_model
+
+    info = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+            "model name\t: Intel(R) Xeon(R) Platinum 8480+\nstepping\t: 8\nflags\t\t: avx512_bf16 amx_bf16\n\n"
+            "processor\t: 1\nmodel name\t: something else\n")
+    assert cpu_model(info) == "Intel(R) Xeon(R) Platinum 8480+ (cpu family 6, model 143, stepping 8)"
+    assert cpu_model("model name\t: Some CPU\n") == "Some CPU"

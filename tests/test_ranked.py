@@ -25,6 +25,22 @@ def test_row_ranks_cut_the_topk_rows_selection_with_ties():
         assert torch.equal(r < k, topk_rows(scores, k, tiebreak=tb))
 
 
+@pytest.mark.parametrize("tb_dtype", [torch.bfloat16, torch.float32])
+def test_row_ranks_are_the_stable_order(tb_dtype):
+    """Both ways of sorting (distinct keys with the index in a bfloat16 tiebreak's spare bits, or a stable
+    sort of float32 keys) give every entry its place in (score desc, |tiebreak| desc, index asc)."""
+    g = torch.Generator().manual_seed(4)
+    scores = torch.where(torch.rand(30, 70, generator=g) < 0.5, torch.randn(30, 70, generator=g).clamp_min(0),
+                         torch.randint(0, 3, (30, 70), generator=g).float())
+    tb = (torch.randn(30, 70, generator=g) * torch.randint(0, 2, (30, 70), generator=g)).to(tb_dtype)
+    tb[:, :10] = 0.3  # exact ties in |tiebreak| too (0.3 is not exact in float32's low bits)
+    r = row_ranks(scores, tb)
+    s, t = scores.tolist(), tb.float().abs().tolist()
+    for i in range(30):
+        order = sorted(range(70), key=lambda j: (-s[i][j], -t[i][j], j))
+        assert [int(r[i, j]) for j in order] == list(range(70))
+
+
 @pytest.mark.parametrize("phi", ["relu", "softplus"])
 def test_ranked_masks_equal_build_masks(tiny_llama, sigs, phi):
     ranked = RankedContrast(tiny_llama, sigs["a"], sigs["b"], phi=phi)

@@ -53,6 +53,7 @@ class Meta(Record):
     package_version: str | None = None
     python: str | None = None
     machine: str | None = None
+    cpu: str | None = None  # the CPU model: bfloat16 results reproduce bit for bit on the same model
     threads: int | None = None
     verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
 

@@ -118,6 +118,8 @@ def _identity(model, cfg: StudyConfig, root: Path | None) -> dict:
 
 
 def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
+    from ..dtypes import cpu_model
+
     cfg = study.cfg
     flat = {"tokens": cfg.masks.tokens, "statistic": cfg.masks.statistic, "modules": cfg.masks.modules,
             "sparsity": cfg.masks.sparsity, "calib_size": cfg.sets.calib_size, "rag_k": cfg.baselines.rag_k,
@@ -125,6 +127,7 @@ def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
     return {**{k: v for k, v in identity.items() if k != "config"}, "config": flat, "study_config": identity["config"],
             "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
             "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 

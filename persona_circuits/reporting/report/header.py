@@ -12,7 +12,7 @@ def header_section(res: StudyResults) -> list[str]:
     run = "quick" if m.quick else "full"
     L = ["# persona_circuits: study report\n"]
     L.append(f"Regenerate with `{m.command or 'persona-circuits reproduce'}` ({run} run, model `{m.model}`, "
-             f"{m.cpu_count} CPU cores, torch {m.torch}, weights and forward passes in {m.dtype or 'float32'} "
+             f"{m.cpu_count} CPU cores{f' ({m.cpu})' if m.cpu else ''}, torch {m.torch}, weights and forward passes in {m.dtype or 'float32'} "
              f"(statistics accumulated in float64), {m.seconds} s, finished {m.finished}). Every number below is read "
              "from `results.json` of that run; the figures are drawn from it by `persona-circuits figures`.\n")
     if cfg.text_stat is not None:
