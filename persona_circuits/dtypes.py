@@ -81,7 +81,6 @@ def bf16_flags(cpuinfo: str) -> frozenset[str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_model(cpuinfo: str | None = None) -> str | None:
     """This CPU's model: ``model name (family F, model M, stepping S)`` from the first processor of
     ``/proc/cpuinfo``; ``platform.processor()`` elsewhere; ``None`` when neither says. Recorded with a study:
@@ -106,6 +105,7 @@ def cpu_model(cpuinfo: str | None = None) -> str | None:
     return f"{name} ({ids})" if name and ids else name
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_bf16_features() -> frozenset[str]:
     """The native-bfloat16 features of this CPU among :data:`CPU_BF16_FLAGS` (``/proc/cpuinfo`` on Linux,
     else torch's CPU probes where this torch has them)."""
