@@ -88,12 +88,21 @@ def apply_mask(model: Model, mask: Mask | None, *, gamma: float = 0.0, dense_lay
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
+def _int_view(w: Tensor, keep: Tensor) -> torch.dtype | None:
+    """The integer dtype of ``w``'s size that its bits can be handled as (a real float weight and a bool
+    mask), else ``None``."""
+    if w.is_floating_point() and not w.is_complex() and keep.dtype == torch.bool:
+        return _INT_OF_SIZE.get(w.element_size())
+    return None
+
+
 def _zero_pruned(w: Tensor, keep: Tensor) -> None:
     """``w.masked_fill_(~keep, 0.0)``, bit for bit, in one pass: the weight's bits (read as integers)
     times 0 or 1 are +0.0 or unchanged (also for NaN, inf and -0.0). Twice as fast as ``masked_fill_``
     with an inverted mask on CPU."""
-    if w.is_floating_point() and not w.is_complex() and keep.dtype == torch.bool and w.element_size() in _INT_OF_SIZE:
-        w.view(_INT_OF_SIZE[w.element_size()]).mul_(keep)
+    it = _int_view(w, keep)
+    if it is not None:
+        w.view(it).mul_(keep)
     else:
         w.masked_fill_(~keep, 0.0)
 
@@ -104,8 +113,8 @@ def _scale_pruned(w: Tensor, keep: Tensor, gamma: float) -> None:
     ``w``'s own bits where kept, combined as integers (one of the two terms is 0). About 4x faster on a
     bfloat16 CPU model."""
     g = torch.tensor(gamma, dtype=torch.float32).to(device=w.device, dtype=w.dtype)
-    if w.is_floating_point() and not w.is_complex() and keep.dtype == torch.bool and w.element_size() in _INT_OF_SIZE:
-        it = _INT_OF_SIZE[w.element_size()]
+    it = _int_view(w, keep)
+    if it is not None:
         scaled = (w * g).view(it).mul_(~keep)
         w.view(it).mul_(keep).add_(scaled)
     else:

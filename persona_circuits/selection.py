@@ -45,18 +45,6 @@ def kth_smallest(x: Tensor, kth: int) -> Tensor:
     return x.kthvalue(kth, dim=1, keepdim=True).values
 
 
-def _topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
-    """Reference selection on int64 ``(score, tiebreak)`` keys (used where the fast path cannot decide)."""
-    d_in = scores.shape[1]
-    key = _sort_keys(scores, tiebreak, eligible)
-    thr = kth_smallest(key, d_in - k + 1)
-    keep = key > thr
-    need = k - keep.sum(1, keepdim=True)
-    eq = key == thr
-    keep |= eq & (eq.cumsum(1) <= need)
-    return keep
-
-
 def _row_counts(x: Tensor) -> Tensor:
     """Per row, the number of true entries of a bool matrix (int32, ``[d_out, 1]``)."""
     return x.view(torch.uint8).sum(1, keepdim=True, dtype=torch.int32)
@@ -74,6 +62,16 @@ def _take_equal_by_index(keep: Tensor, eq: Tensor, k: int) -> None:
     rows = over.nonzero().squeeze(1)
     e = eq[rows]
     keep[rows] |= e & (e.view(torch.uint8).cumsum(1, dtype=torch.int32) <= need[rows])
+
+
+def _topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
+    """Reference selection on int64 ``(score, tiebreak)`` keys (used where the fast path cannot decide)."""
+    d_in = scores.shape[1]
+    key = _sort_keys(scores, tiebreak, eligible)
+    thr = kth_smallest(key, d_in - k + 1)
+    keep = key > thr
+    _take_equal_by_index(keep, key == thr, k)
+    return keep
 
 
 def _break_ties(ks: Tensor, keq: Tensor, tiebreak: Tensor, k: int) -> Tensor | None:
