@@ -82,8 +82,9 @@ def design_scorings(runs: list[dict], families: dict[str, int]) -> dict[str, int
     per: dict[str, int] = {}
     for results in runs:
         for s in results.get("sets", {}).values():
-            if (n := _set_scorings(s)):
-                per[s.get("family", "other")] = max(per.get(s.get("family", "other"), 0), n)
+            fam = s.get("family", "other")
+            per[fam] = max(per.get(fam, 0), _set_scorings(s))
+    per = {f: n for f, n in per.items() if n}
     if any(f not in per for f in families):
         return None
     return {f: k * per[f] for f, k in families.items()}

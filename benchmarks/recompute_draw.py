@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     from persona_circuits.study.headline import curve
     from persona_circuits.study.matched import _own_null_points, _prior, _start, matched_null, matched_real
     from persona_circuits.study.sets import study_sets
-    from persona_circuits.study.stage import _ALWAYS, identity, stage_key
     from persona_circuits.study.setup import prepare_set
     from persona_circuits.study.state import Study
 
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                                     own=_own_null_points(cv, i), start=_start(earlier, nt)))
     inputs = dict(run=run, method=a.method, k=a.k, kind="label-swapped", prior=prior, own=_own_null_points(cv, a.k),
                   start=_start(earlier, nt))
-    vals = {s: identity(cfg.get(s)) for s in (*matched_null.settings, *_ALWAYS)}
-    key = stage_key(study.model_key, "matched-null", matched_null.version, vals, identity(inputs))
-    entry = a.scratch / "cache" / f"matched-null-{key}.json"
+    entry = a.scratch / "cache" / f"matched-null-{matched_null.key_of(study, **inputs)}.json"
     if not entry.is_file():
         print(f"recompute_draw: the study's cache holds no draw {a.k} of {a.method} on {a.set}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .data import ChoiceItem, EncodedText, pad_batches
 from .errors import PersonaCircuitsError
-from .evaluation import LOGIT_CHUNK
+from .evaluation import LOGIT_CHUNK, float32_rows
 from .interventions import Intervention, ResidualSteering
 from .masks import Mask, build_masks
 from .models import Model, architecture_fingerprint, get_tokenizer
@@ -267,20 +267,18 @@ def kl_damage(model: Model, intervention: Intervention | Mask | None, reference:
     kl_sum = np.zeros(len(reference.ids))
     nll = np.zeros(len(reference.ids))
 
-    bufs: dict[str, Tensor] = {}  # float32 logits and products, reused: fresh ones page-fault at every chunk
+    bufs: dict[str, Tensor | None] = {"z": None, "pz": None}  # float32 logits and products, reused
 
     def acc(i, hidden, targets, unembed):
         kl, lp_t = 0.0, 0.0
         step = LOGIT_CHUNK
         for j in range(0, hidden.shape[0], step):
-            logits = unembed(hidden[j:j + step])
-            if "z" not in bufs or bufs["z"].shape[1] != logits.shape[1] or bufs["z"].device != logits.device:
-                bufs["z"] = torch.empty((step, logits.shape[1]), dtype=torch.float32, device=logits.device)
-                bufs["pz"] = torch.empty_like(bufs["z"])
-            z = bufs["z"][: logits.shape[0]].copy_(logits)  # = logits.float()
+            z, bufs["z"] = float32_rows(unembed(hidden[j:j + step]), bufs["z"], step)
             lse = z.logsumexp(-1)
             p = reference.dense_p[i][j:j + step].to(z.device)
             # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
+            if bufs["pz"] is None or bufs["pz"].shape != bufs["z"].shape:
+                bufs["pz"] = torch.empty_like(bufs["z"])
             pz = torch.mul(p, z, out=bufs["pz"][: z.shape[0]]).sum(-1).double().cpu()
             rows = slice(j, j + z.shape[0])
             m = reference.dense_mass[i][rows]

@@ -288,10 +288,17 @@ def _pack(rows: Sequence[_Row], pad_id: int, *, prompt: bool = False):
             prompt_scored)
 
 
-#: Rows of logits per chunk in :func:`target_logprobs`: ``64 x vocab`` float32 logits (12 MB for a 49k
-#: vocabulary) stay in the allocator's reused memory; one ``[tokens, vocab]`` tensor page-faults afresh at
-#: every call and made the log-softmax cost more than the whole forward pass (6x slower, measured).
+#: Rows of logits per chunk: one ``[tokens, vocab]`` float32 tensor made the log-softmax cost more than the whole
+#: forward pass (6x slower, measured); the chunks (12 MB for a 49k vocabulary) share one buffer (:func:`float32_rows`).
 LOGIT_CHUNK = 64
+
+
+def float32_rows(x: Tensor, buf: Tensor | None, rows: int) -> tuple[Tensor, Tensor]:
+    """``x.float()`` written into ``buf`` (``rows`` float32 rows reused across one pass's chunks: fresh logits
+    page-fault at every chunk; a new one when none fits). Returns the rows and the buffer for next time."""
+    if buf is None or buf.shape[1:] != x.shape[1:] or buf.shape[0] < x.shape[0] or buf.device != x.device:
+        buf = torch.empty((max(rows, x.shape[0]), *x.shape[1:]), dtype=torch.float32, device=x.device)
+    return buf[: x.shape[0]].copy_(x), buf
 
 
 def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "n d_model"],
@@ -300,12 +307,9 @@ def target_logprobs(unembed: Callable[[Tensor], Tensor], hidden: Float[Tensor, "
     dtype (as the forward computes them), log-softmax in float32."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     targets = targets.to(hidden.device)
-    buf = None  # float32 logits, reused across chunks (a fresh tensor page-faults at every chunk)
+    buf = None
     for i in range(0, hidden.shape[0], chunk):
-        raw = unembed(hidden[i:i + chunk])
-        if buf is None or buf.shape[1] != raw.shape[1]:
-            buf = torch.empty((chunk, raw.shape[1]), dtype=torch.float32, device=raw.device)
-        logits = buf[: raw.shape[0]].copy_(raw)  # = raw.float()
+        logits, buf = float32_rows(unembed(hidden[i:i + chunk]), buf, chunk)
         out[i:i + chunk] = logits.gather(-1, targets[i:i + chunk, None]).squeeze(-1) - logits.logsumexp(-1)
     return out
 

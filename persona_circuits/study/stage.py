@@ -112,11 +112,15 @@ def stage(name: str, *, settings: Sequence[str] = (), version: int = 1, store: s
         raise ValueError(f"store must be json or torch, got {store!r}")
 
     def wrap(fn: Callable) -> Callable:
+        def key_of(study, **inputs) -> str:
+            """The cache key of this stage for ``inputs`` (``{name}-{key}`` names its cache entry)."""
+            vals = {s: identity(study.cfg.get(s)) for s in (*settings, *_ALWAYS)}
+            return stage_key(study.model_key, name, version, vals, identity(inputs))
+
         @functools.wraps(fn)
         def run(study, **inputs):
             study = study._study if isinstance(study, StageView) else study
-            vals = {s: identity(study.cfg.get(s)) for s in (*settings, *_ALWAYS)}
-            key = stage_key(study.model_key, name, version, vals, identity(inputs))
+            key = key_of(study, **inputs)
 
             def compute():
                 out = fn(StageView(study, DeclaredConfig(study.cfg, settings, name)), **inputs)
@@ -125,7 +129,7 @@ def stage(name: str, *, settings: Sequence[str] = (), version: int = 1, store: s
             val = study.cache.get_or_compute(name, key, compute, store=store)
             return result.from_dict(val) if result is not None and isinstance(val, dict) else val
 
-        run.stage_name, run.settings, run.version = name, tuple(settings), version
+        run.stage_name, run.settings, run.version, run.key_of = name, tuple(settings), version, key_of
         return run
 
     return wrap
