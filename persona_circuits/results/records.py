@@ -219,6 +219,13 @@ class MatchedRow(DamageMatchedNull):
     estimated_center: EstimatedCenter | None = None
     strength_matched_null: StrengthMatchedNull | None = None
     random_direction_null: RandomDirectionNull | None = None
+    # issue 23: the draws' design and seed, and the row's z = shift / zero-centred null RMS (t on K df)
+    null_swap: str | None = None  # "balanced" or "coins" (absent: coins, the older design)
+    null_seed: int | None = None
+    null_rms: float | None = None
+    z: float | None = None
+    z_ci95: Interval | None = None
+    z_p_value: float | None = None
 
     @property
     def null_on_same_items(self) -> bool:
@@ -285,6 +292,7 @@ class Headline(Record):
     null_draws: int
     n_damage_texts: int
     matched_null_draws: int | None = None
+    null_swap: str | None = None  # nulls.swap of the run (absent: coins)
     steering_layer: int | None = None
     soft_mask_sparsity: float | None = None
     damage: DamageTexts | None = None

@@ -97,7 +97,8 @@ def test_version_2_fields_are_shown():
     assert "| damage, held-out [95 % CI] |" in text and "| p / p (Holm) | persona-specific (Holm) |" in text
     assert "| 95 % bound (zero centre) | estimated-centre bound |" in text and "contrast on curve items" not in text
     assert "strengths fitted on 8 neutral texts, damage on 8 held-out ones" in text and "| random-direction null |" in text
-    assert "Every family of tests in this run, corrected within the family: matched-damage null tests" in text
+    assert "Every family of tests in this run, corrected within the family: primary: one test per (method, target)" in text
+    assert "; matched-damage null tests" in text and "## Primary family" in text and "## Calibration" in text
     assert "## AI persona tasks: the paper's table, under the paper's scoring" in text
     assert "### 9. The 16 types" in text and "#### soft-mask" in text and "#### steering" in text and "| ESTJ |" in text
     assert "**Interference**" in text and "### 10. Atlas" in text and "| shared (Holm) |" in text
