@@ -166,6 +166,11 @@ class AtlasPair(Record):
     shared: bool | None = None
     cosine: list[float] | None = None
     steering_shared_layers: list[int] | None = None
+    # issue 23: one test per pair for the directions (max over layers of |cos| against the same of the null draws)
+    steering_max_cos: float | None = None
+    steering_p: float | None = None
+    steering_p_holm: float | None = None
+    steering_shared: bool | None = None
 
 
 @record

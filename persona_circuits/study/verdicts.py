@@ -24,6 +24,7 @@ multiple-comparison adjustment of each family of tests.
 
 from __future__ import annotations
 
+from ..analysis.atlas import STEERING_PAIR_FAMILY
 from ..nulls import holm, null_test, symmetry_check, zero_z
 from .primary import PRIMARY_FAMILY, calibration, primary_family, row_z
 
@@ -157,6 +158,10 @@ def _atlas_families(results: dict) -> list[dict]:
             out.append({"family": fam["family"], "method": fam["method"], "n_tests": fam["n_tests"],
                         "n_raw": sum(r["p_value"] is not None and r["p_value"] < fam["alpha"] for r in a["pairs"]),
                         "n_adjusted": sum(bool(r["shared"]) for r in a["pairs"])})
+        if fam["family"] == STEERING_PAIR_FAMILY and fam["n_tests"]:
+            out.append({"family": fam["family"], "method": fam["method"], "n_tests": fam["n_tests"],
+                        "n_raw": sum((r.get("steering_p") or 1.0) < fam["alpha"] for r in a["pairs"]),
+                        "n_adjusted": sum(bool(r.get("steering_shared")) for r in a["pairs"])})
     return out
 
 
