@@ -170,7 +170,8 @@ class EstimatedCenter(Record):
 class NullSymmetry(Record):
     """The pooled check that the label-swapped nulls are centred on 0 (``null_symmetry`` in ``results.json``):
     Stouffer's z over the rows' ``null_mean_t``, its p-value, the share of rows rejecting at 5 %, and the centre the
-    study then used for every row (``zero`` when the check does not reject, else ``estimated``)."""
+    study then used for every row (``zero`` when the check does not reject, else ``estimated``). From issue 23
+    (``role == "description"``) the zero centre is always used (the antithetic argument) and this is a description."""
 
     n_rows: int
     centered: bool
@@ -178,6 +179,7 @@ class NullSymmetry(Record):
     p_value: float | None = None
     share_rejected: float | None = None
     center_used: str | None = None
+    role: str | None = None  # "description" (issue 23); absent: the pre-check that chose the centre
 
 
 @record

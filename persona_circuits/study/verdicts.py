@@ -61,7 +61,7 @@ def apply_verdicts(results: dict) -> dict:
     probe = [null_test(r["shift"], r["null_shifts"]) for r in rows]
     sym = symmetry_check([t.null_mean_t for t in probe], [t.null_draws for t in probe])
     center = "zero"
-    results["null_symmetry"] = {**sym, "center_used": center}
+    results["null_symmetry"] = {**sym, "center_used": center, "role": "description"}
     results["primary"] = primary_family(results)
     results["calibration"] = calibration(results)
     for r in rows:

@@ -122,7 +122,11 @@ def test_the_method_text_is_read_from_the_run():
     assert "soft-mask: the same soft-mask dial built from label-swapped calibration data" in text
     assert "its K = 6 null draws, on the same items" in text
     s = d["null_symmetry"]
-    assert (f"pooled over its {s['n_rows']} tested rows" in text and f"Stouffer z = {s['stouffer_z']:+.2f}" in text
+    assert (f"pooled over the {s['n_rows']} tested rows" in text and f"Stouffer z = {s['stouffer_z']:+.2f}" in text
+            and "a draw and its complement give opposite contrasts, bit for bit" in text)  # a description (issue 23)
+    d["null_symmetry"].pop("role")  # an older run: the check chose the centre
+    text = _headline(d)
+    assert (f"pooled over its {s['n_rows']} tested rows" in text
             and "The check does not reject, so the zero centre is used" in text)
     assert "the zero-centred bound t(0.95, K)·sqrt(mean(x²)) (x: the draws' contrasts, K = 6 degrees of freedom)" in text
     assert "null band (shaded: from 0 to the zero-centred 95 % bound)" in text
