@@ -115,7 +115,7 @@ class TypesSettings:
 
     enabled: bool = True
     methods: tuple[str, ...] = ("soft-mask", "steering")
-    target_kl: float = 0.3  # one of headline.matched_damages: the axes alone are compared at their matched rows
+    target_kl: float = 0.3  # each type pair's damage; each axis alone is fitted at a quarter of it (interference)
     null_draws: int = 10
     items_per_axis: int | None = 40  # the first held-out items of each axis (None: every one)
 
