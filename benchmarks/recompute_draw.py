@@ -9,7 +9,10 @@ stage cache is linked into a scratch folder (``--scratch``, replaced), the draw'
 the draw recomputed through the study's own stage (every earlier stage it needs is a cache hit). Needs the
 study's output folder (``runs/full`` after ``make reproduce-full``) and, for AI tasks, the data root.
 
-    python benchmarks/recompute_draw.py --study runs/full --set mbti-sn --method contrastive-wanda --k 0 [--profile]
+    python benchmarks/recompute_draw.py --study runs/full --set mbti-sn --method contrastive-wanda --target 0.02 --k 0
+
+A draw is identified by its row (set, method, target: the row's ``null_seed``) and its index ``k`` in the row
+(studies with balanced swaps and per-row seeds, issue 23; older caches keyed their draws differently).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", type=Path, default=ROOT / "runs" / "full", help="the finished study's output folder")
     ap.add_argument("--set", default="mbti-sn", help="persona set of the draw")
     ap.add_argument("--method", default="contrastive-wanda", help="matched method (contrastive-wanda, soft-mask, steering)")
-    ap.add_argument("--k", type=int, default=0, help="label-swapped draw; the first draw (k = 0) has no start strengths, "
-                    "later ones start from the earlier draws' fits as in the study")
+    ap.add_argument("--target", type=float, default=None, help="the row's target damage (default: the study's first)")
+    ap.add_argument("--k", type=int, default=0, help="label-swapped draw of the row; the first draw (k = 0) has no start "
+                    "strength, later ones start from the earlier draws' fits as in the study")
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/recompute_draw"), help="scratch folder (replaced)")
     ap.add_argument("--profile", action="store_true", help="print where the draw's time went")
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from persona_circuits.dtypes import cpu_model
     from persona_circuits.study.config import StudyConfig
     from persona_circuits.study.headline import curve
-    from persona_circuits.study.matched import _own_null_points, _prior, _start, matched_null, matched_real
+    from persona_circuits.study.matched import _prior, _start, draw_seeds, matched_null, matched_real, row_seed
     from persona_circuits.study.sets import study_sets
     from persona_circuits.study.setup import prepare_set
     from persona_circuits.study.state import Study
@@ -64,16 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     run = prepare_set(study, sset)
     cv = curve(study, run=run, method=a.method)
     prior = _prior(cv, matched_real(study, run=run, method=a.method, curve=cv))
-    nt = len(cfg.headline.matched_damages)
+    target = float(cfg.headline.matched_damages[0] if a.target is None else a.target)
+    seeds = draw_seeds(row_seed(run, a.method, target), a.k + 1)
     earlier: list = []
-    for i in range(a.k):  # the earlier draws (cache hits) give draw k its start strengths, as in the study
-        earlier.append(matched_null(study, run=run, method=a.method, k=i, kind="label-swapped", prior=prior,
-                                    own=_own_null_points(cv, i), start=_start(earlier, nt)))
-    inputs = dict(run=run, method=a.method, k=a.k, kind="label-swapped", prior=prior, own=_own_null_points(cv, a.k),
-                  start=_start(earlier, nt))
+    for s in seeds[: a.k]:  # the earlier draws (cache hits) give draw k its start strength, as in the study
+        earlier.append(matched_null(study, run=run, method=a.method, target=target, seed=s, kind="label-swapped",
+                                    prior=prior, start=_start(earlier)))
+    inputs = dict(run=run, method=a.method, target=target, seed=seeds[a.k], kind="label-swapped", prior=prior,
+                  start=_start(earlier))
     entry = a.scratch / "cache" / f"matched-null-{matched_null.key_of(study, **inputs)}.json"
     if not entry.is_file():
-        print(f"recompute_draw: the study's cache holds no draw {a.k} of {a.method} on {a.set}", file=sys.stderr)
+        print(f"recompute_draw: the study's cache holds no draw {a.k} of {a.method} at KL {target:g} on {a.set}",
+              file=sys.stderr)
         return 2
     entry.unlink()
     prof = cProfile.Profile() if a.profile else None
@@ -87,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads((a.study / "cache" / entry.name).read_text())
     same = (a.scratch / "cache" / entry.name).read_bytes() == (a.study / "cache" / entry.name).read_bytes()
     print(f"{a.set} {a.method} draw {a.k}: recomputed in {sec:.1f} s; byte-identical to the study's cache: {same}")
-    for ti, (o, n) in enumerate(zip(old, new)):
-        print(f"  target {cfg.headline.matched_damages[ti]}: fit damage {o['fit_damage_kl']!r} (cached) vs "
-              f"{n['fit_damage_kl']!r} (now); strength {o['strength']!r} vs {n['strength']!r}")
+    print(f"  target {target}: fit damage {old['fit_damage_kl']!r} (cached) vs {new['fit_damage_kl']!r} (now); "
+          f"strength {old['strength']!r} vs {new['strength']!r}")
     print(f"  CPU here: {cpu_model()}; the study's: {meta.get('cpu', 'not recorded')}")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(

@@ -44,8 +44,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
               "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
               "topk_rows", "wanda_mask"),
     "models": ("DEFAULT_MODEL", "LinearLayer", "Model", "load_model", "prunable_layers"),
-    "nulls": ("NullTest", "holm", "label_swapped_directions", "label_swapped_signatures", "null_mask_pairs", "null_test",
-              "random_directions", "random_pairs_like"),
+    "nulls": ("NullTest", "derive_seed", "holm", "label_swap_indices", "label_swapped_directions", "label_swapped_signatures",
+              "null_mask_pairs", "null_test", "random_directions", "random_pairs_like"),
     "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
                    "record_persona_per_text", "record_persona_signatures", "record_signature", "save_signatures"),
 }

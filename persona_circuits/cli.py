@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--null-draws", type=int, default=0,
                    help="also write K label-swapped null pairs of the same method and strength under OUT/nulls/<k>/ "
                         "(each calibration item's two answers assigned to pseudo-poles at random; default 0)")
+    s.add_argument("--null-swap", choices=("balanced", "coins"), default="balanced", help="with --null-draws: swap exactly "
+                   "half the calibration items per draw (balanced, default) or each by a fair coin (coins, the older design)")
     s.add_argument("--type", default=None, help="with the dataset mbti: compose the MBTI type's mask (any of the 16, "
                    "e.g. INTJ) and its opposite's from the four bundled axes' masks, with their damage")
     s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
@@ -257,7 +259,7 @@ def cmd_mask(args) -> int:
         a, b = ps.pole_names
         nulls = null_mask_pairs(model, args.method, stats[a], stats[b], draws=args.null_draws, seed=args.seed,
                                 poles=(a, b), dataset=ps.name, calibration_hash=ps.subset(args.calib_size).content_hash(),
-                                **kw)
+                                swap=args.null_swap, **kw)
     with atomic_directory(args.out) as tmp:
         for pole, m in masks.items():
             m.save(tmp / _safe_name(pole))

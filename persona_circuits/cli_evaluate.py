@@ -17,7 +17,7 @@ from .evaluation import pole_contrast, score_choices, summarize
 from .evaluation_released import released_contrast, released_system_prompt, score_released, summarize_released
 from .interventions import Intervention, apply_mask
 from .masks import load_masks, load_null_masks
-from .nulls import null_test
+from .nulls import null_test, zero_z
 
 
 class _Conditions:
@@ -84,8 +84,10 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
             null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=args.gamma), reference, n_boot=1)[0]
                                 for p in (a, b)) / 2)
         t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
+        z, zp, _ = zero_z(c.shift, shifts)
         rec.update({k: v for k, v in t.to_dict().items() if k != "shift"}, null_shifts=shifts,
-                   null_damage_kl_mean=float(sum(null_dmg) / len(null_dmg)))
+                   null_damage_kl_mean=float(sum(null_dmg) / len(null_dmg)), z=z, z_p_value=zp,
+                   null_swap=nulls[0][a].config.extra.get("null_swap", "coins"))
     return rec
 
 

@@ -176,6 +176,7 @@ def test_removal_masks_with_nulls_and_the_contrast_object(tmp_path, capsys, tiny
     assert sorted(p.name for p in (tmp_path / "m" / "nulls").iterdir()) == ["0", "1", "2"]
     cfg = json.loads((tmp_path / "m" / "nulls" / "1" / "introvert" / "mask_config.json").read_text())
     assert cfg["method"] == "contrastive-removal" and cfg["extra"]["null"] == "label-swapped" and cfg["sparsity"] == 0.05
+    assert cfg["extra"]["null_swap"] == "balanced"  # the default: exactly half the items swapped per draw
     code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "4", "--json",
                               "--damage-texts", "3"] + common, capsys)
     assert code == 0, err
@@ -185,6 +186,7 @@ def test_removal_masks_with_nulls_and_the_contrast_object(tmp_path, capsys, tiny
     for k in ("shift", "shift_ci95", "moved", "damage_kl", "null_shift_mean", "null_shift_sd", "null_draws", "persona_specific"):
         assert k in c, k
     assert c["null_draws"] == 3 and isinstance(c["persona_specific"], bool) and c["damage_kl"] > 0
+    assert c["null_swap"] == "balanced" and c["z"] == pytest.approx(c["shift"] / (sum(x * x for x in c["null_shifts"]) / 3) ** 0.5)
     assert c["shift_ci95"][0] <= c["shift"] <= c["shift_ci95"][1]
     code, out, err = run_cli(["evaluate", "mbti-ei", "--mask", str(tmp_path / "m"), "--limit", "4",
                               "--damage-texts", "3"] + common, capsys)

@@ -48,18 +48,39 @@ def test_poles_with_the_same_texts_give_null_level_contrasts(tiny_llama, persona
 
 
 def test_swapping_every_label_negates_the_contrast(tiny_llama, persona, stats):
-    """The label-swap null is centred on 0 by construction: a draw and its complement give opposite contrasts."""
+    """The label-swap null is centred on 0 by construction: a draw and its complement give opposite contrasts,
+    bit for bit (the antithetic argument behind the zero centre)."""
+    from persona_circuits.nulls import complement
+
     a, b = persona.pole_names
     both = stats[a].concat(stats[b])
     ia, ib = label_swap_indices(len(stats[a]), seed=4)
+    ca, cb = complement(ia, ib)
     sig = {a: both.signature(ia, pole=a), b: both.signature(ib, pole=b)}
-    comp = {a: both.signature(ib, pole=a), b: both.signature(ia, pole=b)}
+    comp = {a: both.signature(ca, pole=a), b: both.signature(cb, pole=b)}
     m1 = build_masks(tiny_llama, "contrastive-removal", sig, sparsity=0.1)
     m2 = build_masks(tiny_llama, "contrastive-removal", comp, sparsity=0.1)
     for k in m1[a].masks:
         assert torch.equal(m1[a].masks[k], m2[b].masks[k]) and torch.equal(m1[b].masks[k], m2[a].masks[k])
     s1, s2 = contrast(tiny_llama, m1, persona.test, [a, b]), contrast(tiny_llama, m2, persona.test, [a, b])
-    assert s1 == pytest.approx(-s2, abs=1e-12)
+    assert s1 == -s2 and s1 != 0.0
+
+
+def test_a_steering_draw_and_its_complement_give_opposite_contrasts(tiny_llama, persona):
+    """Steering nulls: the complement's direction is the exact negation, so every per-item contrast flips sign."""
+    from persona_circuits.curves import pair_item_shifts
+    from persona_circuits.damage import steering_dial
+    from persona_circuits.nulls import complement
+
+    g = torch.Generator().manual_seed(2)
+    d = tiny_llama.cfg.d_model
+    feats = torch.randn(20, d, generator=g)  # [A texts; B texts] of 10 items, one layer
+    ia, ib = label_swap_indices(10, 9)
+    ca, cb = complement(ia, ib)
+    v, w = feats[ia].mean(0) - feats[ib].mean(0), feats[ca].mean(0) - feats[cb].mean(0)
+    s1 = pair_item_shifts(tiny_llama, steering_dial(v, 1).make(3.0), persona.test, batch_size=8)
+    s2 = pair_item_shifts(tiny_llama, steering_dial(w, 1).make(3.0), persona.test, batch_size=8)
+    assert np.array_equal(np.asarray(s1), -np.asarray(s2)) and np.abs(np.asarray(s1)).max() > 0
 
 
 def test_label_swapped_draws_centre_on_zero(tiny_llama, persona, stats):

@@ -105,7 +105,9 @@ def test_version_2_shapes_are_typed():
     assert row.null_kind == "label-swapped" and row.damage_matched and row.null_center == "zero"
     assert row.random_direction_null.null_kind == "random-direction" and row.random_direction_null.p_value is not None
     assert row.estimated_center.null_threshold > row.null_threshold == row.detectable_shift
-    assert res.null_symmetry.center_used == "zero" and res.null_symmetry.n_rows == res.multiple_comparisons[0].n_tests
+    assert res.null_symmetry.center_used == "zero" and res.null_symmetry.n_rows == next(
+        m for m in res.multiple_comparisons if m.family.startswith("matched-damage")).n_tests
+    assert res.primary and res.calibration and res.multiple_comparisons[0].n_tests == len(res.primary)
     head = res.sets["mbti-ei"].headline
     assert set(head.damage.fit_texts).isdisjoint(head.damage.damage_texts) and head.damage.tolerance == 0.25
     paper = res.sets["power"].paper_table

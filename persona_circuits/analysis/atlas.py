@@ -16,7 +16,8 @@ mean ``k_a k_b / d``; the *random expectation* reported is the ratio of expectat
 masks). Real masks of any two sets overlap more than that, because every score carries ``|W|``: the
 **label-swapped null** is the reference. For the pair (X, Y) it is the overlap of X's real top weights with
 Y's top weights from label-swapped calibration data (:func:`~persona_circuits.nulls.label_swapped_signatures`:
-each item's two answers assigned to pseudo-poles by a coin), pooled with the mirror draws (Y real, X swapped):
+exactly half of each set's items swapped by default, ``swap``; each set's draws from its own seed,
+``derive_seed(seed, "atlas", set)``), pooled with the mirror draws (Y real, X swapped):
 ``2K`` values from ``K`` draws. The pair's p-value is that of :func:`~persona_circuits.nulls.null_test`
 (estimated centre: the t reference of the one-sided 95 % prediction bound), with the permutation p-value
 ``(1 + #{null ≥ J}) / (2K + 1)`` beside it.
@@ -32,8 +33,16 @@ directions as above). Their distribution is symmetric about 0 (the complement of
 scale is ``σ₀ = sqrt(mean(null²))`` with ``2K`` degrees of freedom and ``p = 2 · t.sf(|c| / σ₀, 2K)``
 (:func:`~persona_circuits.nulls.null_test` with ``center="zero"``, made two-sided).
 
+**One test per pair for the directions** (with label-swapped directions): the statistic is the maximum over
+layers of ``|cos|``, and its null the same maximum for each of the ``2K`` pooled draws (the real direction of
+one set against a draw of the other's). The p-value is that of :func:`~persona_circuits.nulls.null_test`
+(estimated centre) on the logarithms (the maximum of ``|cos|`` is right-skewed; its log much less), Holm over
+the pairs (``steering_pair_p``, ``steering_pair_p_holm``, ``steering_pair_shared``). The per-(pair, layer) tests
+are kept beside it as a description: a family of pairs x layers at ``α / (pairs · layers)`` can hardly be passed by a
+cosine against a unit-normalised null, so a "no" there said nothing.
+
 **Verdicts.** Holm's adjustment (:func:`~persona_circuits.nulls.holm`, the study's rule) at ``alpha`` over the
-family of set pairs for the overlap (whole model), and over the family of (pair, layer) for the cosines. A
+family of set pairs for the overlap (whole model), and over the set pairs for the directions (above). A
 pair "shares more than chance" when its adjusted p-value is below ``alpha``.
 
 Everything here is a function of weights, signatures, per-text statistics and residual features: no forward
@@ -51,7 +60,7 @@ from torch import Tensor
 
 from ..errors import PersonaCircuitsError
 from ..masks import Mask, remove_count, topk_rows
-from ..nulls import holm, label_swapped_directions, label_swapped_signatures, null_test
+from ..nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
 from ..scoring import contrastive_z, wanda_scores
 from ..scoring import phi as phi_fn
 from ..statistics import DEFAULT_TEXT_STAT, ActivationSignature, PerTextStats
@@ -267,8 +276,25 @@ def random_direction_p(cos: np.ndarray, d: int) -> np.ndarray:
     return np.minimum(1.0, 2 * stats.beta.sf((1 + np.abs(cos)) / 2, a, a))
 
 
-def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | None, draws: int, seed: int,
-                    alpha: float) -> dict:
+def _pair_max_test(cos: np.ndarray, pooled: np.ndarray, alpha: float) -> dict:
+    """One test per set pair: max over layers of ``|cos|`` (``cos``: ``[L, S, S]``) against the same maximum of
+    each pooled null draw (``pooled``: ``[L, S, S, 2K]``), log scale, estimated centre; Holm over the pairs."""
+    S = cos.shape[1]
+    obs, nul = np.abs(cos).max(0), np.abs(pooled).max(0)  # [S, S], [S, S, 2K]
+    iu = np.triu_indices(S, 1)
+    p = [null_test(float(np.log(max(obs[x, y], 1e-300))), np.log(np.maximum(nul[x, y], 1e-300)).tolist()).p_value
+         for x, y in zip(*iu)]
+    adj, rej = holm(p, alpha=alpha)
+    out = {}
+    for key, vals in (("pair_p", p), ("pair_p_holm", adj), ("pair_shared", rej)):
+        m = np.full((S, S), None, dtype=object)
+        m[iu], m[iu[1], iu[0]] = vals, vals
+        out[key] = m.tolist()
+    return {"pair_max_cos": obs.tolist(), **out}
+
+
+def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | None, draws: int, seeds: list[int],
+                    alpha: float, swap: str = "balanced") -> dict:
     """Cosines per layer with their null (label-swapped directions when ``features`` is given, else random
     directions) and Holm over the (pair, layer) family."""
     from scipy import stats
@@ -282,7 +308,8 @@ def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | Non
     p = np.asarray(out["p_random"])
     out["null"] = "random directions"
     if features is not None and draws > 0:
-        nulls = torch.stack([label_swapped_directions(fa, fb, draws=draws, seed=seed) for fa, fb in features.values()])
+        nulls = torch.stack([label_swapped_directions(fa, fb, draws=draws, seed=sd, swap=swap)
+                             for (fa, fb), sd in zip(features.values(), seeds)])
         nulls = nulls.double() / nulls.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)  # [S, K, L, d]
         V = torch.stack([v.double() for v in vectors.values()])
         V = V / V.norm(dim=-1, keepdim=True).clamp_min(1e-300)
@@ -291,7 +318,7 @@ def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | Non
         sigma0 = np.sqrt((pooled ** 2).mean(3))
         p = np.minimum(1.0, 2 * stats.t.sf(np.abs(cos) / np.maximum(sigma0, 1e-300), pooled.shape[3]))
         out.update(null="label-swapped directions", null_sd=sigma0.tolist(), p_label_swapped=p.tolist(),
-                   null_draws_pooled=int(pooled.shape[3]))
+                   null_draws_pooled=int(pooled.shape[3]), **_pair_max_test(cos, pooled, alpha))
     iu = np.triu_indices(S, 1)
     adj, rej = holm(p[:, iu[0], iu[1]].ravel().tolist(), alpha=alpha)
     for key, vals in (("p_holm", adj), ("shared", rej)):
@@ -338,7 +365,7 @@ def atlas(model_or_weights, signatures: Mapping[str, Mapping[str, ActivationSign
           per_text: Mapping[str, Mapping[str, PerTextStats] | Sequence[PerTextStats]] | None = None,
           steering: Mapping[str, Float[Tensor, "layer d_model"]] | None = None, fraction: float = 0.01,
           null_draws: int = 10, seed: int = 0, alpha: float = 0.05, phi: str = "relu", tau: float = 2.0,
-          text_stat: str = DEFAULT_TEXT_STAT, modules: str = "all") -> dict:
+          text_stat: str = DEFAULT_TEXT_STAT, modules: str = "all", swap: str = "balanced") -> dict:
     """The overlap atlas of persona sets (see the module docstring for every measure and test).
 
     Args:
@@ -350,6 +377,7 @@ def atlas(model_or_weights, signatures: Mapping[str, Mapping[str, ActivationSign
         steering: ``{set: [layer, d_model] difference-of-means directions}`` (default: from ``per_text``'s
             residuals when present).
         fraction: the top fraction of every row compared; null_draws: ``K`` label-swapped draws per set.
+        seed: set ``X``'s draws are seeded by ``derive_seed(seed, "atlas", X)``; swap: ``"balanced"`` or ``"coins"``.
 
     Returns a JSON-able dict: ``sets``, the settings, ``overlap`` (``groups``; per group ``jaccard``,
     ``expected_jaccard``, ``null_mean``, ``null_sd``, ``null_p95`` as ``sets x sets`` lists; on the whole model
@@ -359,18 +387,20 @@ def atlas(model_or_weights, signatures: Mapping[str, Mapping[str, ActivationSign
     """
     names, pairs, stats, steer, features = _inputs(signatures, per_text, steering)
     K = int(null_draws) if stats is not None else 0
+    seeds = [derive_seed(seed, "atlas", n) for n in names]
     nulls = [[(d[a.pole or "A"], d[b.pole or "B"]) for d in label_swapped_signatures(
-        sa, sb, draws=K, seed=seed, poles=(a.pole or "A", b.pole or "B"))] for (a, b), (sa, sb) in zip(pairs, stats)] \
-        if K else []
+        sa, sb, draws=K, seed=sd, poles=(a.pole or "A", b.pole or "B"), swap=swap)]
+        for (a, b), (sa, sb), sd in zip(pairs, stats, seeds)] if K else []
     weights = {n: w for n, w in _weights(model_or_weights, modules).items() if all(n in p[0].sums for p in pairs)}
     if not weights:
         raise AtlasError("the signatures cover none of the model's prunable layers")
     opts = dict(phi=phi, tau=tau, text_stat=text_stat)
     overlap = _overlap_block(_overlap_counts(weights, pairs, nulls, fraction, opts), len(names), alpha)
-    steering_out = _steering_block(steer, features, K, seed, alpha) if steer is not None else None
+    steering_out = _steering_block(steer, features, K, seeds, alpha, swap) if steer is not None else None
     out = {"sets": names, "fraction": fraction, "score": "pooled contrastive-Wanda |W| phi(|z|)", "phi": phi,
            "tau": tau if phi == "softplus" else None, "text_stat": text_stat, "modules": modules, "null_draws": K,
-           "seed": seed, "alpha": alpha, "overlap": overlap, "steering": steering_out}
+           "seed": seed, "null_seeds": dict(zip(names, seeds)), "null_swap": swap, "alpha": alpha, "overlap": overlap,
+           "steering": steering_out}
     out["pairs"] = _pair_rows(out)
     out["multiple_comparisons"] = _families(out)
     out["conclusions"] = atlas_conclusions(out)
@@ -392,6 +422,9 @@ def _pair_rows(a: dict) -> list[dict]:
             if st is not None:
                 cos = [layer[x][y] for layer in st["cosine"]]
                 r.update(cosine=cos, steering_shared_layers=[l for l, m in enumerate(st["shared"]) if m[x][y]])
+                if "pair_p" in st:
+                    r.update(steering_max_cos=st["pair_max_cos"][x][y], steering_p=st["pair_p"][x][y],
+                             steering_p_holm=st["pair_p_holm"][x][y], steering_shared=st["pair_shared"][x][y])
             rows.append(r)
     return rows
 
@@ -400,10 +433,17 @@ def _families(a: dict) -> list[dict]:
     S = len(a["sets"])
     fam = [{"family": "atlas overlap", "method": "holm", "alpha": a["alpha"],
             "n_tests": S * (S - 1) // 2 if a["overlap"]["null_draws_pooled"] >= 2 else 0}]
-    if a["steering"] is not None:
+    if a["steering"] is not None:  # per (pair, layer): descriptive where the per-pair test below exists
         fam.append({"family": "atlas steering cosines", "method": "holm", "alpha": a["alpha"],
                     "n_tests": a["steering"]["n_layers"] * S * (S - 1) // 2, "null": a["steering"]["null"]})
+    if a["steering"] is not None and "pair_p" in a["steering"]:
+        fam.append({"family": STEERING_PAIR_FAMILY, "method": "holm", "alpha": a["alpha"],
+                    "n_tests": S * (S - 1) // 2, "null": a["steering"]["null"]})
     return fam
+
+
+#: The atlas's family of steering tests: one per set pair (the maximum over layers of |cos|).
+STEERING_PAIR_FAMILY = "atlas steering directions (max over layers)"
 
 
 def atlas_conclusions(a: dict) -> list[str]:
@@ -419,7 +459,13 @@ def atlas_conclusions(a: dict) -> list[str]:
     else:
         L.append(f"Top {a['fraction']:g} of each row's contrastive weights: no label-swapped null was drawn, so no pair "
                  "is called shared (any two real masks overlap more than random ones: every score carries |W|).")
-    if a["steering"] is not None:
+    if a["steering"] is not None and "pair_p" in a["steering"]:
+        hit = [r for r in rows if r["steering_shared"]]
+        what = "; ".join(f"{r['a']} & {r['b']} (max |cos| {r['steering_max_cos']:.2f}, adjusted p {r['steering_p_holm']:.2g})"
+                         for r in hit) or "none"
+        L.append(f"Steering directions: {len(hit)} of {len(rows)} set pairs have a maximum |cos| over layers beyond "
+                 f"the same maximum of their label-swapped directions (Holm over {fam[-1]['n_tests']} pairs): {what}.")
+    elif a["steering"] is not None:
         hit = [r for r in rows if r["steering_shared_layers"]]
         what = "; ".join(f"{r['a']} & {r['b']} at layer(s) {', '.join(map(str, r['steering_shared_layers']))} "
                          f"(|cos| up to {max(abs(r['cosine'][l]) for l in r['steering_shared_layers']):.2f})"

@@ -48,7 +48,8 @@ def z_length_diagnostic(stats_a: PerTextStats, stats_b: PerTextStats, *, draws: 
     out: dict = {"n_items": n, "layers": layers, "draws": draws,
                  "length_difference": float(tok[:n].mean() - tok[n:].mean()),
                  "share_items_a_longer": float((tok[:n] > tok[n:]).double().mean())}
-    swaps = [label_swap_indices(n, seed + d) for d in range(draws)]
+    # coin swaps, as when figures/z_length.json was measured: a regression over the draws, not a null test
+    swaps = [label_swap_indices(n, seed + d, "coins") for d in range(draws)]
     dlen = np.array([float(tok[ia].mean() - tok[ib].mean()) for ia, ib in swaps])
     out["null_length_differences"] = dlen.tolist()
     for kind in text_stats:

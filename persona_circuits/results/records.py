@@ -170,7 +170,8 @@ class EstimatedCenter(Record):
 class NullSymmetry(Record):
     """The pooled check that the label-swapped nulls are centred on 0 (``null_symmetry`` in ``results.json``):
     Stouffer's z over the rows' ``null_mean_t``, its p-value, the share of rows rejecting at 5 %, and the centre the
-    study then used for every row (``zero`` when the check does not reject, else ``estimated``)."""
+    study then used for every row (``zero`` when the check does not reject, else ``estimated``). From issue 23
+    (``role == "description"``) the zero centre is always used (the antithetic argument) and this is a description."""
 
     n_rows: int
     centered: bool
@@ -178,6 +179,7 @@ class NullSymmetry(Record):
     p_value: float | None = None
     share_rejected: float | None = None
     center_used: str | None = None
+    role: str | None = None  # "description" (issue 23); absent: the pre-check that chose the centre
 
 
 @record
@@ -219,6 +221,13 @@ class MatchedRow(DamageMatchedNull):
     estimated_center: EstimatedCenter | None = None
     strength_matched_null: StrengthMatchedNull | None = None
     random_direction_null: RandomDirectionNull | None = None
+    # issue 23: the draws' design and seed, and the row's z = shift / zero-centred null RMS (t on K df)
+    null_swap: str | None = None  # "balanced" or "coins" (absent: coins, the older design)
+    null_seed: int | None = None
+    null_rms: float | None = None
+    z: float | None = None
+    z_ci95: Interval | None = None
+    z_p_value: float | None = None
 
     @property
     def null_on_same_items(self) -> bool:
@@ -285,6 +294,7 @@ class Headline(Record):
     null_draws: int
     n_damage_texts: int
     matched_null_draws: int | None = None
+    null_swap: str | None = None  # nulls.swap of the run (absent: coins)
     steering_layer: int | None = None
     soft_mask_sparsity: float | None = None
     damage: DamageTexts | None = None

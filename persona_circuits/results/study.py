@@ -11,6 +11,7 @@ from ._record import Record, ResultsError, record
 from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Similarity, SparsityProfile,
                        SteeringChoice)
 from .constants import study_order
+from .primary import MethodCalibration, PrimaryTest
 from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
 
@@ -127,6 +128,8 @@ class StudyResults(Record):
     null_symmetry: NullSymmetry | None = None
     types: list[TypesResult] | None = None
     atlas: Atlas | None = None
+    primary: list[PrimaryTest] | None = None  # issue 23: the primary family (absent in older files)
+    calibration: dict[str, MethodCalibration] | None = None  # issue 23: placebo rates, keyed by method
 
     def __post_init__(self):
         self.sets = {n: self.sets[n] for n in study_order(self.sets)}

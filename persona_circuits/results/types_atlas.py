@@ -56,13 +56,31 @@ class TypeRow(Record):
 @record
 class AxisInterference(Record):
     """How much composing the other axes changes an axis's contrast: composed (mean over the type pairs) minus the
-    axis's condition alone at the same damage, on the same items, with a bootstrap interval."""
+    axis's condition alone, on the same items, with a bootstrap interval. Older files: the axis alone at the same
+    damage (its matched row); from issue 23 at a quarter of it (``alone_target_kl``, fitted in the types stage)."""
 
     axis: str
     alone_shift: float
     composed_shift: float
     change: float
     change_ci95: Interval | None = None
+    alone_target_kl: float | None = None
+    alone_damage_kl: float | None = None
+
+
+@record
+class TypeAxisTest(Record):
+    """One test of the 16-type family: an axis's letter-signed contrast averaged over the type pairs against the
+    null RMS of the composed draws on that axis (``z``, one-sided ``p`` on ``null_draws`` degrees of freedom)."""
+
+    axis: str
+    shift: float
+    type_pairs: int
+    null_draws: int
+    z: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    persona_specific_adjusted: bool | None = None
 
 
 @record
@@ -77,6 +95,9 @@ class TypesResult(Record):
     layer: int | None = None
     null_draws: int | None = None
     interference: list[AxisInterference] | None = None
+    null_seed: int | None = None
+    null_swap: str | None = None
+    axis_tests: list[TypeAxisTest] | None = None  # the family's tests (issue 23): one per axis
 
     def tests(self) -> list[TypeAxisContrast]:
         """The distinct tests: the contrasts of the types whose first letter is ``E`` (their opposites mirror them)."""
@@ -145,6 +166,11 @@ class AtlasPair(Record):
     shared: bool | None = None
     cosine: list[float] | None = None
     steering_shared_layers: list[int] | None = None
+    # issue 23: one test per pair for the directions (max over layers of |cos| against the same of the null draws)
+    steering_max_cos: float | None = None
+    steering_p: float | None = None
+    steering_p_holm: float | None = None
+    steering_shared: bool | None = None
 
 
 @record

@@ -1,7 +1,8 @@
 """The overlap atlas of a study's persona sets (a stage after every set): which sets share top contrastive
 weights and steering directions beyond chance (:mod:`persona_circuits.analysis.atlas`: Jaccard overlap of
 each set's top weights against random masks of the same per-row density and against label-swapped nulls,
-steering cosines per layer against label-swapped directions, Holm over the pairs). No forward pass beyond
+steering directions: one test per pair, the maximum over layers of |cos| against the same maximum of the
+label-swapped directions, Holm over the pairs; each set's draws from its own seed, ``nulls.swap`` swaps). No forward pass beyond
 the calibration of the sets that join only the atlas (``atlas.extra_sets``)."""
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def extra_inputs(study: Study) -> list[AtlasInput]:
     return out
 
 
-@stage("atlas", settings=("atlas.fraction", "atlas.null_draws", "masks.modules"), version=1)
+@stage("atlas", settings=("atlas.fraction", "atlas.null_draws", "masks.modules", "nulls.swap"), version=2)
 def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> dict:
     """The atlas of ``sets`` (see the module docstring)."""
     from ..analysis.atlas import atlas, atlas_record
@@ -65,7 +66,7 @@ def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> dict:
     a = study.cfg.atlas
     full = atlas(study.model, {s.name: list(s.sigs.values()) for s in sets},
                  per_text={s.name: list(s.stats.values()) for s in sets}, fraction=a.fraction, null_draws=a.null_draws,
-                 seed=study.cfg.seed, modules=study.cfg.masks.modules)
+                 seed=study.cfg.seed, modules=study.cfg.masks.modules, swap=study.cfg.nulls.swap)
     return {**atlas_record(full), "sets": full["sets"], "pairs": full["pairs"],
             "multiple_comparisons": full["multiple_comparisons"], "conclusions": full["conclusions"],
             "fraction": full["fraction"], "null_draws": full["null_draws"]}

@@ -65,6 +65,7 @@ class NullSettings:
     curve_draws: int = 2  # label-swapped pairs per curve point, and the strength-matched null
     matched_draws: int = 10  # damage-matched label-swapped draws per matched row, on every held-out item
     random_direction_draws: int = 4  # damage-matched random directions per steering row
+    swap: str = "balanced"  # label swaps: exactly n/2 items per draw ("balanced") or a fair coin per item ("coins")
 
 
 @dataclass
@@ -114,7 +115,7 @@ class TypesSettings:
 
     enabled: bool = True
     methods: tuple[str, ...] = ("soft-mask", "steering")
-    target_kl: float = 0.3  # one of headline.matched_damages: the axes alone are compared at their matched rows
+    target_kl: float = 0.3  # each type pair's damage; each axis alone is fitted at a quarter of it (interference)
     null_draws: int = 10
     items_per_axis: int | None = 40  # the first held-out items of each axis (None: every one)
 
@@ -168,7 +169,7 @@ class StudyConfig:
             baselines=BaselineSettings(steer_layers_frac=(0.5,), steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",),
                                        sft_texts=4, lora_max_epochs=1),
             damage=DamageSettings(damage_texts=8, fit_texts=8),
-            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=0),
+            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=0, swap="balanced"),
             headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(),
                                       removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(),
                                       soft_strengths=(0.03, 1.0), steer_coefs=(0.5, 8.0), matched_damages=(0.05,),

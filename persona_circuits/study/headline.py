@@ -10,12 +10,14 @@ bootstrap interval. The persona prompt and RAG are measured in the chat format t
 ``1 − γ`` of the contrastive-Wanda masks at the study's sparsity, and the steering coefficient. At each
 strength of its grid the pole contrast (first ``curve_items`` held-out items) and the fit damage are
 measured for the real pair and for ``curve_draws`` label-swapped pairs at the same strength (descriptive:
-the curves draw the figure and start the search; the verdicts come from the table).
+the curves draw the figure and start the search; the verdicts come from the table). The curve's draws have
+their own seeds per (set, method) (:meth:`~.setup.SetRun.draw_seed`), and serve the strength-matched null.
 
 **Matched damage** (:mod:`.matched`). For each target damage each method's strength is fitted; at it the
 real pair is measured on every held-out item, and so is each of ``matched_draws`` label-swapped null draws
-at its *own* strength, fitted to the same target (same data with the labels shuffled; for steering, the
-difference of means of the shuffled calibration data). Steering also gets random directions of the persona
+at its *own* strength, fitted to the same target (same data with the labels swapped, ``nulls.swap``; for
+steering, the difference of means of the swapped calibration data). Every (set, method, target) row draws
+from its own seed (``null_seed`` in the row), so rows, sets and targets have independent nulls. Steering also gets random directions of the persona
 vector's norm, damage-matched. Beside them, the older strength-matched null (the first draws at the real
 pair's strength, on the curve items). The null tests are made once all sets are measured (:mod:`.verdicts`).
 """
@@ -43,7 +45,8 @@ class Dials:
         from ..nulls import random_directions
 
         self.study, self.run = study, run
-        self.random = random_directions(run.vector, draws=max(len(run.null_sigs), 1), seed=study.cfg.seed + 7919)
+        n = max(study.cfg.nulls.random_direction_draws, 1)
+        self.random = random_directions(run.vector, draws=n, seed=study.cfg.seed + 7919)
         self._real: dict = {}
         self._null: dict = {}
         self._ranked: dict = {}  # id(signature pair) -> RankedContrast, shared by its keep and removal dials
@@ -54,21 +57,26 @@ class Dials:
             self._real[method] = self._make(method, r.sigs, r.masks["contrastive-wanda"], r.vector, share=True)
         return self._real[method]
 
-    def null(self, method: str, k: int, kind: str = "label-swapped"):
-        """Null dial ``k``; the first ``curve_draws`` label-swapped ones (used by the curves, the strength-matched
-        null and the table) are kept, the others made afresh."""
+    def null(self, method: str, seed: int, kind: str = "label-swapped", keep: bool = False):
+        """The null dial of the label-swapped draw ``seed`` (:meth:`~.setup.SetRun.null_draw`); ``keep``: kept for
+        reuse (the curve's draws, also used by the strength-matched null), else made afresh. For
+        ``kind="random-direction"``, ``seed`` is the index of a random direction of the persona vector's norm."""
         if kind == "random-direction":
-            return self._make("steering", None, None, self.random[k])
-        key = (method, k)
+            return self._make("steering", None, None, self.random[seed])
+        key = (method, seed)
         if key in self._null:
             return self._null[key]
-        r = self.run
-        kept = k < self.study.cfg.nulls.curve_draws
-        dial = self._make(method, r.null_sigs[k], r.null_cw_masks(self.study.model, self.study.cfg)[k]
-                          if method == "soft-mask" else None, r.null_vectors[k], share=kept)
-        if kept:
+        r, model, cfg = self.run, self.study.model, self.study.cfg
+        draw = r.null_draw(seed)
+        dial = self._make(method, draw.sigs, r.null_cw(model, cfg, draw) if method == "soft-mask" else None,
+                          draw.directions[r.steering["layer"]], share=keep)
+        if keep:
             self._null[key] = dial
         return dial
+
+    def curve_seeds(self, method: str) -> list[int]:
+        """The seeds of the curve's ``curve_draws`` draws of ``method`` (also the strength-matched null's)."""
+        return [self.run.draw_seed("curve", method, k) for k in range(self.study.cfg.nulls.curve_draws)]
 
     def _make(self, method, sigs, cw_masks, vector, share: bool = False):
         from ..damage import mask_dial, soft_mask_dial, steering_dial
@@ -106,16 +114,15 @@ def contrast_summary(d, seed: int) -> dict:
             "moved_ci95": list(c.moved_ci95)}
 
 
-@stage("curve", settings=(*DIAL_SETTINGS, "headline", "nulls.curve_draws"), version=4)
+@stage("curve", settings=(*DIAL_SETTINGS, "headline", "nulls.curve_draws", "nulls.swap"), version=5)
 def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
     """One method's curve on the curve items, with label-swapped nulls at each strength (fit texts)."""
     from ..curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
-    k = min(len(run.null_sigs), cfg.nulls.curve_draws)
     pts = dial_curve(study.model, dials.real(method), cfg.get(CURVE_GRIDS[method]), run.ps.test[: cfg.headline.curve_items],
-                     study.fit_reference(), null_dials=[dials.null(method, i) for i in range(k)],
+                     study.fit_reference(), null_dials=[dials.null(method, s, keep=True) for s in dials.curve_seeds(method)],
                      batch_size=cfg.batch_size, seed=cfg.seed, progress=f"{run.name} {method} curve" if study.progress else False)
     return [p.to_dict() for p in pts]
 
@@ -158,8 +165,8 @@ def run_headline(study: Study, run: SetRun, sft: dict | None) -> dict:
     cfg = study.cfg
     fit, held = study.fit_reference(), study.held_out_reference()
     out: dict = {"n_items_curve": min(len(run.ps.test), cfg.headline.curve_items), "n_items_table": len(run.ps.test),
-                 "null_draws": min(len(run.null_sigs), cfg.nulls.curve_draws),
-                 "matched_null_draws": min(len(run.null_sigs), cfg.nulls.matched_draws),
+                 "null_draws": cfg.nulls.curve_draws, "matched_null_draws": cfg.nulls.matched_draws,
+                 "null_swap": cfg.nulls.swap,
                  "steering_layer": run.steering["layer"], "soft_mask_sparsity": cfg.masks.sparsity,
                  "targets": list(cfg.headline.matched_damages), "n_damage_texts": len(held.texts),
                  "damage": {"fit_texts": fit.indices, "damage_texts": held.indices,

@@ -1,6 +1,11 @@
 """The matched-damage table of one persona set: every method at every target damage, with damage-matched
 null draws on every held-out item (see :mod:`.headline` for the design, :mod:`persona_circuits.matching`
-for the fit and the held-out damage)."""
+for the fit and the held-out damage).
+
+**Seeds.** Row (set, method, target) draws from ``null_seed = run.draw_seed("matched", method, target)``; its draw
+``k`` is the label-swapped draw of ``derive_seed(null_seed, k)``, fitted to the row's own target (a draw serves one
+row only, so the rows' tests are independent). The search of draw ``k`` starts from the real pair's points and
+the median fitted strength of the row's earlier draws."""
 
 from __future__ import annotations
 
@@ -15,14 +20,21 @@ from .state import Study
 MATCH_SETTINGS = (*DIAL_SETTINGS, "headline.matched_damages")
 
 
+def row_seed(run: SetRun, method: str, target: float) -> int:
+    """The seed of the matched row (``run``'s set, ``method``, ``target``): recorded as the row's ``null_seed``."""
+    return run.draw_seed("matched", method, float(target))
+
+
+def draw_seeds(seed: int, draws: int) -> list[int]:
+    """The seeds of a row's ``draws`` label-swapped draws, from the row's seed."""
+    from ..nulls import derive_seed
+
+    return [derive_seed(seed, k) for k in range(draws)]
+
+
 def _prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
     """The real pair's ``(strength, fit damage)`` points: its curve's grid and its own fitting steps."""
     return [[p["strength"], p["damage_kl"]] for p in curve] + [list(h) for f in fits for h in f["history"]]
-
-
-def _own_null_points(curve: list[dict], k: int) -> list[list[float]]:
-    """Points of label-swapped draw ``k`` already measured on the curve (the first ``curve_draws`` draws)."""
-    return [[p["strength"], p["null_damage_kl"][k]] for p in curve if k < len(p.get("null_damage_kl", []))]
 
 
 def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -> list[dict]:
@@ -51,46 +63,49 @@ def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
-@stage("matched-null", settings=MATCH_SETTINGS, version=5)
-def matched_null(study: Study, *, run: SetRun, method: str, k: int, kind: str, prior: list, own: list,
-                 start: list) -> list[dict]:
-    """Null draw ``k`` brought to every target by its own strength search (starting, per target, from the
-    median strength of the earlier draws of the same null), then measured like the real pair."""
-    return _measure(study, dials_of(study, run).null(method, k, kind), list(study.cfg.headline.matched_damages), run, prior,
-                    own, start)
+@stage("matched-null", settings=(*MATCH_SETTINGS, "nulls.swap"), version=6)
+def matched_null(study: Study, *, run: SetRun, method: str, target: float, seed: int, kind: str, prior: list,
+                 start: float | None) -> dict:
+    """The null draw ``seed`` (label-swapped; for ``kind="random-direction"`` the index of a random direction)
+    brought to ``target`` by its own strength search (from ``start``, the median strength of the row's earlier
+    draws), then measured like the real pair."""
+    return _measure(study, dials_of(study, run).null(method, seed, kind), [target], run, prior, [], [start])[0]
 
 
-def _start(draws: list[list[dict]], n_targets: int) -> list:
-    """Per target, the median fitted strength of the draws so far (``None`` before the first)."""
-    return [float(np.median(s)) if (s := [d[t]["strength"] for d in draws if d[t]["reached"]]) else None
-            for t in range(n_targets)]
+def _start(draws: list[dict]) -> float | None:
+    """The median fitted strength of the row's draws so far (``None`` before the first)."""
+    s = [d["strength"] for d in draws if d["reached"]]
+    return float(np.median(s)) if s else None
 
 
-@stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws"), version=2)
+@stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws", "nulls.swap"),
+       version=3)
 def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
     """The older null: the first draws at the real pair's own strength, on the curve items."""
     from ..curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
-    k = min(len(run.null_sigs), cfg.nulls.curve_draws)
+    seeds = dials.curve_seeds(method)
+    k = len(seeds)
     items = run.ps.test[: cfg.headline.curve_items]
     pt = dial_curve(study.model, dials.real(method), [strength], items, study.fit_reference(),
-                    null_dials=[dials.null(method, i) for i in range(k)], batch_size=cfg.batch_size, seed=cfg.seed)[0]
+                    null_dials=[dials.null(method, s, keep=True) for s in seeds], batch_size=cfg.batch_size,
+                    seed=cfg.seed)[0]
     return {"null_draws": k, "null_items": len(items), "shift": pt.shift, "null_shifts": pt.null_shifts,
             "null_damage_kl": pt.null_damage_kl, "damage_kl": pt.damage_kl}
 
 
-def _null_block(draws: list[list[dict]], ti: int, n: int) -> dict:
-    """The null draws of one target: their contrasts (mean over every item) and damages."""
-    reached = [d[ti] for d in draws if d[ti]["reached"]]
+def _null_block(draws: list[dict], n: int) -> dict:
+    """The null draws of one row: their contrasts (mean over every item) and damages."""
+    reached = [d for d in draws if d["reached"]]
     return {"null_draws": len(reached), "null_items": n, "null_draws_not_reached": len(draws) - len(reached),
             "null_shifts": [float(np.mean(r["shifts"])) for r in reached],
             "null_damage_kl": [r["damage_kl"] for r in reached], "null_strengths": [r["strength"] for r in reached],
             "null_fit_damage_kl": [r["fit_damage_kl"] for r in reached]}
 
 
-def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int) -> dict:
+def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int, seed: int) -> dict:
     from ..matching import within
 
     target = study.cfg.headline.matched_damages[ti]
@@ -104,9 +119,9 @@ def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list,
     row.update(strength=real["strength"], damage_kl=real["damage_kl"], damage_kl_ci95=real["damage_kl_ci95"],
                within_tolerance=within(real["damage_kl"], target),
                **contrast_summary(np.asarray(real["shifts"]), study.cfg.seed),
-               null_kind="label-swapped", **_null_block(nulls, ti, n))
+               null_kind="label-swapped", null_swap=study.cfg.nulls.swap, null_seed=seed, **_null_block(nulls, n))
     if rnd:
-        row["random_direction_null"] = {"null_kind": "random-direction", **_null_block(rnd, ti, n)}
+        row["random_direction_null"] = {"null_kind": "random-direction", **_null_block(rnd, n)}
     return row
 
 
@@ -115,25 +130,20 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
     from ..curves import paired_difference
 
     cfg = study.cfg
-    K = min(len(run.null_sigs), cfg.nulls.matched_draws)
     rows, steer_d = [], {}
     for method in sorted(cfg.headline.matched_methods, key=lambda m: m != "steering"):
         if method not in curves:
             continue
         real = matched_real(study, run=run, method=method, curve=curves[method])
         prior = _prior(curves[method], real)
-        nt = len(cfg.headline.matched_damages)
-        with study.timed(f"{run.name}: {method} matched-damage nulls"):
-            nulls, rnd = [], []
-            for k in range(K):
-                nulls.append(matched_null(study, run=run, method=method, k=k, kind="label-swapped", prior=prior,
-                                          own=_own_null_points(curves[method], k), start=_start(nulls, nt)))
-            for k in range(cfg.nulls.random_direction_draws if method == "steering" else 0):
-                rnd.append(matched_null(study, run=run, method=method, k=k, kind="random-direction", prior=prior, own=[],
-                                        start=_start(rnd, nt)))
         for ti, target in enumerate(cfg.headline.matched_damages):
+            seed = row_seed(run, method, target)
+            with study.timed(f"{run.name}: {method} matched-damage nulls"):
+                nulls = _draws(study, run, method, target, "label-swapped", draw_seeds(seed, cfg.nulls.matched_draws), prior)
+                rnd = _draws(study, run, method, target, "random-direction",
+                             list(range(cfg.nulls.random_direction_draws if method == "steering" else 0)), prior)
             r = real[ti]
-            row = _row(study, method, ti, r, nulls, rnd, len(run.ps.test))
+            row = _row(study, method, ti, r, nulls, rnd, len(run.ps.test), seed)
             if r["reached"]:
                 row["strength_matched_null"] = strength_matched(study, run=run, method=method, strength=r["strength"])
                 d = np.asarray(r["shifts"])
@@ -145,3 +155,12 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
                     row["vs_steering"] = paired_difference(d, steer_d[target], seed=cfg.seed)
             rows.append(row)
     return rows
+
+
+def _draws(study: Study, run: SetRun, method: str, target: float, kind: str, seeds: list[int], prior: list) -> list[dict]:
+    """The row's null draws, each fitted to ``target``, every search warm-started from the earlier draws."""
+    out: list[dict] = []
+    for s in seeds:
+        out.append(matched_null(study, run=run, method=method, target=float(target), seed=int(s), kind=kind, prior=prior,
+                                start=_start(out)))
+    return out

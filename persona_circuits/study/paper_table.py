@@ -6,8 +6,8 @@ by its mean next-token loss over every token of ``[system] + question + answer``
 accuracy = share of items where that is the matching answer. Conditions at the paper's operating points:
 the Wanda mask at ``wanda_sparsity`` (the released default 0.5), the contrastive masks at
 ``contrastive_sparsity`` (0.3), each next to the same method built from ``null_draws`` label-swapped
-calibration sets and next to a random mask with the same per-row density; the persona prompt alone, RAG,
-LoRA and the dense model. Every number sits beside the paper's (read from the data's README).
+calibration sets (own seeds per method: ``null_seed``) and next to a random mask with the same per-row
+density; the persona prompt alone, RAG, LoRA and the dense model. Every number sits beside the paper's (read from the data's README).
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def _operating_point(study: Study, method: str) -> float:
     return p.wanda_sparsity if method == "wanda" else p.contrastive_sparsity
 
 
-@stage("paper-mask", settings=("paper", "masks"), version=1)
+@stage("paper-mask", settings=("paper", "masks", "nulls.swap"), version=2)
 def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
-    """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the
-    label-swapped null draw instead of the real calibration data)."""
+    """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the seed of a
+    label-swapped null draw, :meth:`~.setup.SetRun.null_draw`, instead of the real calibration data)."""
     from ..masks import build_masks, wanda_mask
 
     m = study.cfg.masks
-    sigs = run.sigs if draw is None else run.null_sigs[draw]
+    sigs = run.sigs if draw is None else run.null_draw(draw).sigs
     rho = _operating_point(study, method)
     if method == "wanda":  # a single-persona mask: only the matching pole's is needed
         mask = wanda_mask(study.model, sigs[run.poles[0]], sparsity=rho, statistic=m.statistic, modules=m.modules)
@@ -92,14 +92,18 @@ def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:
 
 def paper_table(study: Study, run: SetRun) -> list[dict]:
     """Every row of one AI set's paper table (see the module docstring)."""
+    from .matched import draw_seeds
+
     cfg = study.cfg
-    k = min(cfg.paper.null_draws, len(run.null_sigs))
+    k = cfg.paper.null_draws
     rows = [_row(c, paper_baseline(study, run=run, condition=c), cfg.seed) for c in ("dense", "prompt", "rag")]
     for method in PAPER_METHODS:
         rho = _operating_point(study, method)
-        nulls = [float(np.mean(paper_mask(study, run=run, method=method, draw=d))) for d in range(k)]
+        seed = run.draw_seed("paper", method)
+        nulls = [float(np.mean(paper_mask(study, run=run, method=method, draw=d))) for d in draw_seeds(seed, k)]
         rows.append(_row(method, paper_mask(study, run=run, method=method, draw=None), cfg.seed,
-                         operating_point={"sparsity": rho}, null_accuracies=nulls))
+                         operating_point={"sparsity": rho}, null_accuracies=nulls, null_seed=seed,
+                         null_swap=cfg.nulls.swap))
     if run.released_sft is not None:
         rows.append(_row("sft", run.released_sft, cfg.seed))
     for rho in sorted({_operating_point(study, m) for m in PAPER_METHODS}):

@@ -6,11 +6,20 @@ steering by the sum of the axes' signed difference-of-means directions at one co
 pairs (type, opposite type) is a strength dial brought to ``target_kl`` on the fit texts (as the table's
 rows, :mod:`persona_circuits.matching`) and measured at it on the first ``items_per_axis`` held-out items of
 each axis: the pole contrast towards the type's letter on every axis (the opposite type's row is the
-same measurement seen from its own letters, so 16 rows hold 8 measurements). The null: the same composition from each axis's label-swapped calibration data (draw ``k`` of
-every axis), damage-matched the same way. Because the two pseudo-poles of a label-swapped draw are
-exchangeable, the null of every type pair has the same distribution, so ``null_draws`` composed draws serve
-all 16 rows. The interference: each axis's contrast under the type's composition against the same axis's
-condition alone at the same target damage (its matched-damage row, on the same items).
+same measurement seen from its own letters, so 16 rows hold 8 measurements). The null: the same composition from each axis's label-swapped calibration data, damage-matched the same way;
+draw ``k`` of axis ``a`` for ``method`` is seeded by ``derive_seed(null_seed, a, k)`` with ``null_seed =
+derive_seed(seed, "types", method)`` (recorded), so every axis and method has its own draws. Because the two
+pseudo-poles of a label-swapped draw are exchangeable, the null of every type pair has the same distribution,
+so ``null_draws`` composed draws serve all 16 rows.
+
+**Tests** (:mod:`.verdicts`): one per (method, axis): the letter-signed contrast on the axis averaged over the
+8 type pairs, over the null RMS of one composed pair's draws on that axis. Under the null every pair's contrast
+has that spread, and a mean of 8 of them has at most that spread, so the test is conservative.
+
+**Interference**: each axis's contrast under the type's composition (the damage of four axes, about a quarter
+each) against the same axis's condition *alone at a quarter of the target damage* (fitted here, on the same
+items, at the composition's common steering layer): comparing with the axis alone at the full damage would
+credit the composition with the difference between a quarter and the whole of the damage budget.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ class AxisState:
     poles: list[str]
     items: list
     cw_masks: dict
-    null_sigs: list
+    draws: dict  # method -> [NullDraw] (steering draws keep only their directions)
     resid: tuple  # (pole A, pole B) per-text residual features
     n_calib: int
     identity_: dict
@@ -42,6 +51,13 @@ class AxisState:
 
     def identity(self) -> dict:
         return self.identity_
+
+
+def types_seed(study: Study, method: str) -> int:
+    """The seed of ``method``'s 16-type null draws (recorded as ``null_seed``)."""
+    from ..nulls import derive_seed
+
+    return derive_seed(study.cfg.seed, "types", method)
 
 
 def axis_state(study: Study, run, headline: dict | None) -> AxisState:
@@ -55,7 +71,15 @@ def axis_state(study: Study, run, headline: dict | None) -> AxisState:
             for target, r in zip(study.cfg.headline.matched_damages, matched_real(study, run=run, method=method, curve=curve)):
                 if r["reached"]:
                     alone[(method, target)] = r["shifts"]
-    return AxisState(run.name, run.poles, list(run.ps.test), run.masks["contrastive-wanda"], run.null_sigs,
+    from dataclasses import replace
+
+    from ..nulls import derive_seed
+
+    draws = {}
+    for method in study.cfg.types.methods:
+        seeds = [derive_seed(types_seed(study, method), run.name, k) for k in range(study.cfg.types.null_draws)]
+        draws[method] = [replace(d, sigs={}) if method == "steering" else d for d in map(run.null_draw, seeds)]
+    return AxisState(run.name, run.poles, list(run.ps.test), run.masks["contrastive-wanda"], draws,
                      tuple(run.stats[p].resid[: run.n_calib] for p in run.poles), run.n_calib, run.identity(), alone)
 
 
@@ -74,12 +98,7 @@ class _TypeDials:
             vecs = {}
             for a in self.axes:
                 ra, rb = a.resid
-                if draw is None:
-                    v = ra.mean(0) - rb.mean(0)
-                else:
-                    from ..nulls import label_swapped_directions
-
-                    v = label_swapped_directions(ra, rb, draws=draw + 1, seed=self.study.cfg.seed)[draw]
+                v = ra.mean(0) - rb.mean(0) if draw is None else a.draws[method][draw].directions
                 vecs[a.name] = v[self.layer]
             return steering_dial(compose_steering(vecs, type_str), self.layer, lo=1e-3, hi=1e4)
         masks = {a.name: (a.cw_masks if draw is None else self._null_masks(a, draw)) for a in self.axes}
@@ -95,7 +114,7 @@ class _TypeDials:
         from ..masks import build_masks
 
         m = self.study.cfg.masks
-        return build_masks(self.study.model, "contrastive-wanda", a.null_sigs[draw], sparsity=m.sparsity,
+        return build_masks(self.study.model, "contrastive-wanda", a.draws["soft-mask"][draw].sigs, sparsity=m.sparsity,
                            statistic=m.statistic, modules=m.modules)
 
 
@@ -104,7 +123,7 @@ def _axis_items(study: Study, a: AxisState) -> list:
     return a.items if n is None else a.items[:n]
 
 
-@stage("type-pair", settings=TYPE_SETTINGS, version=1)
+@stage("type-pair", settings=TYPE_SETTINGS, version=2)
 def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, type_str: str, draw: int | None,
               prior: list) -> dict:
     """One type pair (real, or label-swapped draw ``draw``) at the target damage: its fit, held-out damage and
@@ -157,20 +176,43 @@ def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: l
     return rows
 
 
-def _interference(study: Study, axes: list[AxisState], method: str, real: dict) -> list[dict]:
+@stage("type-axis-alone", settings=TYPE_SETTINGS, version=1)
+def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, target: float) -> dict:
+    """One axis's real condition alone (steering at the composition's ``layer``, or its soft masks) brought to
+    ``target`` on the fit texts and measured on the axis's items: the interference's reference."""
+    from ..curves import pair_item_shifts
+    from ..damage import soft_mask_dial, steering_dial
+    from ..matching import fit_strengths, held_out_damage
+
+    ra, rb = axis.resid
+    dial = (steering_dial((ra.mean(0) - rb.mean(0))[layer], layer, lo=1e-3, hi=1e4) if method == "steering"
+            else soft_mask_dial(axis.cw_masks))
+    f = fit_strengths(study.model, dial, [target], study.fit_reference(), prior=[], own=[])[0]
+    out = f.to_dict()
+    if f.reached:
+        pair = dial.make(f.strength)
+        h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
+        out.update(damage_kl=h.damage_kl, shifts=[float(x) for x in pair_item_shifts(
+            study.model, pair, _axis_items(study, axis), batch_size=study.cfg.batch_size)])
+    return out
+
+
+def _interference(study: Study, axes: list[AxisState], method: str, real: dict, layer: int) -> list[dict]:
     """Per axis: the contrast towards each type's letter, averaged over the type pairs, against the axis's
-    condition alone at the same damage (interval: bootstrap over the axis's items)."""
+    condition alone at a quarter of the target damage (interval: bootstrap over the axis's items)."""
     from ..evaluation import bootstrap_ci
 
     out = []
+    quarter = study.cfg.types.target_kl / 4
     for i, a in enumerate(axes):
-        alone = a.alone.get((method, study.cfg.types.target_kl))
+        alone = type_axis_alone(study, axis=a, layer=layer, method=method, target=quarter)
         per = [_letter_sign(t, i) * np.asarray(r["shifts"][a.name]) for t, r in real.items() if r["reached"]]
-        if alone is None or not per:
+        if not alone["reached"] or not per:
             continue
         comp = np.mean(per, axis=0)
-        al = np.asarray(alone[: len(comp)])
-        out.append({"axis": a.name, "alone_shift": float(al.mean()), "composed_shift": float(comp.mean()),
+        al = np.asarray(alone["shifts"][: len(comp)])
+        out.append({"axis": a.name, "alone_target_kl": quarter, "alone_damage_kl": alone["damage_kl"],
+                    "alone_shift": float(al.mean()), "composed_shift": float(comp.mean()),
                     "change": float((comp - al).mean()), "change_ci95": list(bootstrap_ci(comp - al, seed=study.cfg.seed))})
     return out
 
@@ -189,10 +231,12 @@ def run_types(study: Study, axes: list[AxisState], layer: int) -> list[dict]:
             real = {pairs[0]: first, **{t: type_pair(study, axes=axes, layer=layer, method=method, type_str=t, draw=None,
                                                      prior=prior) for t in pairs[1:]}}
             nulls = [type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=k, prior=prior)
-                     for k in range(min(cfg.types.null_draws, min(len(a.null_sigs) for a in axes)))]
+                     for k in range(cfg.types.null_draws)]
         n = [len(_axis_items(study, a)) for a in axes]
         out.append({"method": method, "axes": [a.name for a in axes], "n_items": min(n), "target_kl": cfg.types.target_kl,
                     "layer": layer if method == "steering" else None, "null_draws": sum(x["reached"] for x in nulls),
-                    "rows": _rows(study, axes, method, real, nulls), "interference": _interference(study, axes, method, real)})
+                    "null_seed": types_seed(study, method), "null_swap": axes[0].draws[method][0].swap if nulls else None,
+                    "rows": _rows(study, axes, method, real, nulls),
+                    "interference": _interference(study, axes, method, real, layer)})
     return out
 

@@ -1,11 +1,13 @@
 """The study's verdicts, made once every set is measured: null tests of the matched-damage table and the
 multiple-comparison adjustment of each family of tests.
 
-1. **Symmetry of the nulls, tested before it is used.** Label-swapped nulls are centred on 0 by
-   construction (:mod:`persona_circuits.nulls`). Every damage-matched row reports the t statistic of its
-   null draws' mean against 0; :func:`~persona_circuits.nulls.symmetry_check` pools them over the table.
-   Only if the pooled check does not reject (p ≥ 0.05) are the rows tested with the zero centre (one
-   estimated parameter less, a tighter bound); otherwise with the estimated centre. Both are reported.
+0. **The primary family and the calibration** (:mod:`.primary`): one test per (method, target) pooled over the
+   sets (``results["primary"]``), and the false-positive rate of the tests measured on the placebos
+   (``results["calibration"]``). Everything below is secondary.
+1. **The zero centre.** Label-swapped nulls are centred on 0 by construction: a draw and its complement give
+   opposite contrasts bit for bit (:mod:`persona_circuits.nulls`, tested on a tiny model), so every row is
+   tested with the zero centre and reports ``z = shift / null RMS`` with its interval. The pooled Stouffer
+   check of the draws' means (``null_symmetry``) is kept as a description only (``center_used`` is ``zero``).
 2. **Null tests** (:func:`~persona_circuits.nulls.null_test`) of every reached row against its
    damage-matched label-swapped draws (and, for steering, its random directions, reported beside).
 3. **Holm's adjustment** (:func:`~persona_circuits.nulls.holm`) within each family: the table's null
@@ -22,7 +24,9 @@ multiple-comparison adjustment of each family of tests.
 
 from __future__ import annotations
 
-from ..nulls import holm, null_test, symmetry_check
+from ..analysis.atlas import STEERING_PAIR_FAMILY
+from ..nulls import holm, null_test, symmetry_check, zero_z
+from .primary import PRIMARY_FAMILY, calibration, primary_family, row_z
 
 ALPHA = 0.05
 
@@ -51,14 +55,18 @@ def _test_fields(t, prefix: str = "") -> dict:
 
 def apply_verdicts(results: dict) -> dict:
     """Fill every reached matched row's null test and adjusted verdicts in place; add
-    ``results["null_symmetry"]`` and ``results["multiple_comparisons"]``. Returns ``results``."""
+    ``results["primary"]``, ``results["calibration"]``, ``results["null_symmetry"]`` and
+    ``results["multiple_comparisons"]``. Returns ``results``."""
     rows = _rows(results)
     probe = [null_test(r["shift"], r["null_shifts"]) for r in rows]
     sym = symmetry_check([t.null_mean_t for t in probe], [t.null_draws for t in probe])
-    center = "zero" if sym["centered"] else "estimated"
-    results["null_symmetry"] = {**sym, "center_used": center}
+    center = "zero"
+    results["null_symmetry"] = {**sym, "center_used": center, "role": "description"}
+    results["primary"] = primary_family(results)
+    results["calibration"] = calibration(results)
     for r in rows:
         ci = tuple(r["shift_ci95"])
+        r.update(row_z(r))
         r.update(_test_fields(null_test(r["shift"], r["null_shifts"], shift_ci95=ci, center=center)))
         est = null_test(r["shift"], r["null_shifts"], shift_ci95=ci, center="estimated")
         r["estimated_center"] = {"null_threshold": est.null_threshold, "p_value": est.p_value,
@@ -77,7 +85,11 @@ def apply_verdicts(results: dict) -> dict:
         r["p_adjusted"] = a
         r["persona_specific_adjusted"] = bool(x and r["shift_ci95"][0] > 0)
         r["detectable_shift_adjusted"] = null_test(r["shift"], r["null_shifts"], level=level, center=center).detectable_shift
-    families = [{"family": NULL_FAMILY, "method": "holm", "n_tests": len(rows),
+    prim = results["primary"]
+    families = [{"family": PRIMARY_FAMILY, "method": "holm", "n_tests": len(prim), "n_raw": sum(
+                     t["p_value"] < ALPHA and t["statistic"] > 0 for t in prim),
+                 "n_adjusted": sum(t["persona_specific"] for t in prim)},
+                {"family": NULL_FAMILY, "method": "holm", "n_tests": len(rows),
                  "n_raw": sum(bool(r["persona_specific"]) for r in rows),
                  "n_adjusted": sum(bool(r["persona_specific_adjusted"]) for r in rows)}]
     pairs = [r[k] for r in _all_rows(results) for k in ("vs_prompt", "vs_steering") if k in r]
@@ -93,44 +105,45 @@ def apply_verdicts(results: dict) -> dict:
     return results
 
 
-TYPES_FAMILY = "16-type null tests (composed label-swapped, damage-matched)"
+TYPES_FAMILY = "16-type null tests: one per (method, axis), mean over the type pairs"
+
+
+def _axis_tests(t: dict) -> list[dict]:
+    """One test per axis of a types result: the letter-signed contrast averaged over the type pairs (the
+    interference's ``composed_shift``, from the rows of the types with the axis's first letter) against the
+    null RMS of one composed pair on that axis (conservative: see :mod:`.types`)."""
+    out = []
+    for axis in t["axes"]:
+        cs = [c for r in t["rows"] if r["type"][0] == "E" for c in r["contrasts"] if c["axis"] == axis]
+        nulls = next((c["null_shifts"] for c in cs if len(c.get("null_shifts") or []) >= 2), None)
+        if not cs or nulls is None:
+            continue
+        shift = float(sum(c["shift"] for c in cs) / len(cs))
+        z, p, k = zero_z(shift, nulls)
+        out.append({"axis": axis, "shift": shift, "type_pairs": len(cs), "null_draws": k, "z": z, "p_value": p})
+    return out
 
 
 def _types_verdicts(results: dict, center: str) -> list[dict]:
-    """Null tests of every (method, type pair, axis) contrast; a type and its opposite are one measurement
-    (each row's contrast is towards its own letters), so Holm runs over the pairs and the verdict is mirrored."""
+    """Per-contrast null tests of every (method, type, axis) (descriptive), and the family: one test per
+    (method, axis) over its type pairs (``axis_tests`` of each types result), Holm over them."""
     tests = []
     for t in results.get("types") or []:
-        rows = {r["type"]: r for r in t["rows"]}
         for r in t["rows"]:
             for c in r["contrasts"]:
                 if len(c.get("null_shifts", [])) >= 2:
                     tt = null_test(c["shift"], c["null_shifts"], shift_ci95=tuple(c["shift_ci95"]), center=center)
                     c.update(null_threshold=tt.null_threshold, p_value=tt.p_value, persona_specific=tt.persona_specific,
                              detectable_shift=tt.detectable_shift, null_center=center)
-            if r["type"][0] == "E" and r["type"] in rows:
-                tests += [c for c in r["contrasts"] if c.get("p_value") is not None]
+        t["axis_tests"] = _axis_tests(t)
+        tests += t["axis_tests"]
     adj, rej = holm([c["p_value"] for c in tests])
-    level = adjusted_level(len(tests))
     for c, a, x in zip(tests, adj, rej):
-        c["p_adjusted"], c["persona_specific_adjusted"] = a, bool(x and c["shift_ci95"][0] > 0)
-        c["detectable_shift_adjusted"] = null_test(c["shift"], c["null_shifts"], level=level,
-                                                   center=center).detectable_shift
-    for t in results.get("types") or []:  # the opposite type's row: the same test seen from the other pole
-        from ..compose import opposite_type
-
-        rows = {r["type"]: r for r in t["rows"]}
-        for r in t["rows"]:
-            if r["type"][0] != "E":
-                for c, m in zip(r["contrasts"], rows[opposite_type(r["type"])]["contrasts"]):
-                    c["p_adjusted"] = m.get("p_adjusted")
-                    if c.get("null_shifts") and len(c["null_shifts"]) >= 2:
-                        c["detectable_shift_adjusted"] = null_test(c["shift"], c["null_shifts"], level=level,
-                                                                   center=center).detectable_shift
+        c["p_adjusted"], c["persona_specific_adjusted"] = a, bool(x and c["shift"] > 0)
     if not tests:
         return []
     return [{"family": TYPES_FAMILY, "method": "holm", "n_tests": len(tests),
-             "n_raw": sum(bool(c["persona_specific"]) for c in tests),
+             "n_raw": sum(c["p_value"] < ALPHA for c in tests),
              "n_adjusted": sum(bool(c["persona_specific_adjusted"]) for c in tests)}]
 
 
@@ -145,6 +158,10 @@ def _atlas_families(results: dict) -> list[dict]:
             out.append({"family": fam["family"], "method": fam["method"], "n_tests": fam["n_tests"],
                         "n_raw": sum(r["p_value"] is not None and r["p_value"] < fam["alpha"] for r in a["pairs"]),
                         "n_adjusted": sum(bool(r["shared"]) for r in a["pairs"])})
+        if fam["family"] == STEERING_PAIR_FAMILY and fam["n_tests"]:
+            out.append({"family": fam["family"], "method": fam["method"], "n_tests": fam["n_tests"],
+                        "n_raw": sum((r.get("steering_p") or 1.0) < fam["alpha"] for r in a["pairs"]),
+                        "n_adjusted": sum(bool(r.get("steering_shared")) for r in a["pairs"])})
     return out
 
 

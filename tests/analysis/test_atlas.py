@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from persona_circuits.analysis.atlas import (AtlasError, atlas, atlas_record, pair_overlap, pooled_contrastive_scores,
-                                             random_direction_p, top_contrastive_weights)
+from persona_circuits.analysis.atlas import (STEERING_PAIR_FAMILY, AtlasError, atlas, atlas_record, pair_overlap,
+                                             pooled_contrastive_scores, random_direction_p, top_contrastive_weights)
 from persona_circuits.masks import random_like, random_mask, remove_count, topk_rows
 from persona_circuits.models import architecture_fingerprint, get_model_id, prunable_layers
 from persona_circuits.scoring import contrastive_wanda_scores, contrastive_z
@@ -48,6 +48,10 @@ def test_the_atlas_of_a_set_with_itself_is_maximal(tiny_llama, ei):
     row = a["pairs"][0]
     assert row["shared"] is True and row["p_holm"] < 1e-4 and row["null_mean"] < 0.5
     assert "1 of 1 set pairs overlap more than their label-swapped null" in a["conclusions"][0]
+    # one test per pair for the directions: max over layers of |cos| against the same of the label-swapped draws
+    assert row["steering_max_cos"] == pytest.approx(1.0) and row["steering_shared"] is True and row["steering_p_holm"] < 0.05
+    assert a["null_swap"] == "balanced" and a["null_seeds"]["ei"] != a["null_seeds"]["same"]  # each set its own draws
+    assert "1 of 1 set pairs have a maximum |cos| over layers beyond" in a["conclusions"][1]
 
 
 def test_unrelated_random_personas_are_at_chance(tiny_llama):
@@ -60,7 +64,7 @@ def test_unrelated_random_personas_are_at_chance(tiny_llama):
         # chance for real masks is the label-swapped null, well above the random-density expectation: every
         # score carries |W|, so any two sets' top weights overlap more than two random masks do
         assert r["null_mean"] > r["expected_jaccard"]
-        assert r["steering_shared_layers"] == []
+        assert r["steering_shared_layers"] == [] and r["steering_shared"] is False and r["steering_p"] > 0.05
     # the random-density expectation in closed form: k kept of d per row, E|A & B| = k^2 / d
     n = e = 0.0
     for l in prunable_layers(tiny_llama):
@@ -69,6 +73,7 @@ def test_unrelated_random_personas_are_at_chance(tiny_llama):
         n, e = n + 2 * d_out * k, e + d_out * k * k / d_in
     assert a["overlap"]["expected_jaccard"]["all"][0][1] == pytest.approx(e / (n - e))
     assert a["multiple_comparisons"][0] == {"family": "atlas overlap", "method": "holm", "alpha": 0.05, "n_tests": 3}
+    assert a["multiple_comparisons"][-1]["family"] == STEERING_PAIR_FAMILY and a["multiple_comparisons"][-1]["n_tests"] == 3
 
 
 def test_two_random_masks_overlap_at_their_expectation(tiny_llama):

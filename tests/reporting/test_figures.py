@@ -222,3 +222,16 @@ def test_each_figure_draws_rows_without_a_test(name):
 
     fig = draw(untested_v2(), name)
     plt.close(fig)
+
+
+def test_the_headline_figure_leads_with_the_primary_family(full_v2, smollm):
+    from persona_circuits.reporting.figures.headline import primary_line
+
+    line = primary_line(full_v2)
+    per = {t.method for t in full_v2.primary}
+    assert line.startswith("\nPrimary family") and all(f"{m} persona-specific at" in line for m in per)
+    n_yes = sum(t.persona_specific for t in full_v2.primary if t.method == "steering")
+    assert f"steering persona-specific at {n_yes} of " in line
+    assert primary_line(smollm) == ""  # results without a primary family: the title is unchanged
+    fig = draw(full_v2, "headline")
+    assert "Primary family" in fig._suptitle.get_text()

@@ -97,7 +97,8 @@ def test_version_2_fields_are_shown():
     assert "| damage, held-out [95 % CI] |" in text and "| p / p (Holm) | persona-specific (Holm) |" in text
     assert "| 95 % bound (zero centre) | estimated-centre bound |" in text and "contrast on curve items" not in text
     assert "strengths fitted on 8 neutral texts, damage on 8 held-out ones" in text and "| random-direction null |" in text
-    assert "Every family of tests in this run, corrected within the family: matched-damage null tests" in text
+    assert "Every family of tests in this run, corrected within the family: primary: one test per (method, target)" in text
+    assert "; matched-damage null tests" in text and "## Primary family" in text and "## Calibration" in text
     assert "## AI persona tasks: the paper's table, under the paper's scoring" in text
     assert "### 9. The 16 types" in text and "#### soft-mask" in text and "#### steering" in text and "| ESTJ |" in text
     assert "**Interference**" in text and "### 10. Atlas" in text and "| shared (Holm) |" in text
@@ -121,7 +122,11 @@ def test_the_method_text_is_read_from_the_run():
     assert "soft-mask: the same soft-mask dial built from label-swapped calibration data" in text
     assert "its K = 6 null draws, on the same items" in text
     s = d["null_symmetry"]
-    assert (f"pooled over its {s['n_rows']} tested rows" in text and f"Stouffer z = {s['stouffer_z']:+.2f}" in text
+    assert (f"pooled over the {s['n_rows']} tested rows" in text and f"Stouffer z = {s['stouffer_z']:+.2f}" in text
+            and "a draw and its complement give opposite contrasts, bit for bit" in text)  # a description (issue 23)
+    d["null_symmetry"].pop("role")  # an older run: the check chose the centre
+    text = _headline(d)
+    assert (f"pooled over its {s['n_rows']} tested rows" in text
             and "The check does not reject, so the zero centre is used" in text)
     assert "the zero-centred bound t(0.95, K)·sqrt(mean(x²)) (x: the draws' contrasts, K = 6 degrees of freedom)" in text
     assert "null band (shaded: from 0 to the zero-centred 95 % bound)" in text

@@ -85,6 +85,18 @@ def test_study_writes_results_report_and_figures(study_run):
             assert len(r["curve_damage_range"]) == 2
     if ed["matched"][0]["reached"] and ed["matched"][1]["reached"]:
         assert "vs_steering" in ed["matched"][1]
+    seeds = [r["null_seed"] for r in ed["matched"] if r["reached"]]
+    assert len(set(seeds)) == len(seeds) and all(r["null_swap"] == "balanced" for r in ed["matched"] if r["reached"])
+    for r in ed["matched"]:
+        if r["reached"]:
+            assert r["z"] == pytest.approx(r["shift"] / (sum(x * x for x in r["null_shifts"]) / r["null_draws"]) ** 0.5)
+    assert [(t["method"], t["target_kl"]) for t in saved["primary"]] == [
+        (r["method"], r["target_kl"]) for r in ed["matched"] if r["reached"]]
+    assert all(t["sets"] == ["mbti-ei"] and 0 <= t["p_adjusted"] <= 1 for t in saved["primary"])
+    cal = saved["calibration"]
+    assert all(c["placebos"] == sum(r["null_draws"] for r in ed["matched"] if r["reached"] and r["method"] == m)
+               for m, c in cal.items())
+    assert "## Primary family" in report and "## Calibration" in report
     assert "headline" not in saved["sets"]["mbti-jp"]
     assert (out / "figures" / "effect_damage.png").is_file()
     assert "informative" in report and "Split-half reliability" in report and "not evidence" in report

@@ -63,6 +63,17 @@ def _panel(ax, name: str, head: Headline, res: StudyResults) -> list[float]:
     return ys
 
 
+def primary_line(res: StudyResults) -> str:
+    """The primary family's verdicts, per method (the figure leads with them; empty for older results)."""
+    if not res.primary:
+        return ""
+    per: dict = {}
+    for t in res.primary:
+        per.setdefault(t.method, []).append(t)
+    return ("\nPrimary family (mean z over the sets, Holm): " + "; ".join(
+        f"{m} persona-specific at {sum(t.persona_specific for t in ts)} of {len(ts)} targets" for m, ts in per.items()))
+
+
 def fig_headline(res: StudyResults) -> Figure:
     """Pole contrast against damage at the matched strengths, one panel per set (shared y): the null band of the
     test each row used (shaded: from 0 to the zero-centred bound, or from the draws' mean to the estimated-centre
@@ -85,7 +96,7 @@ def fig_headline(res: StudyResults) -> Figure:
     kinds = sorted({r.null_kind for r in rows if r.null_kind})
     fig.suptitle("At matched damage: pole contrast against its null"
                  + (f"\n({' / '.join(kinds)} draws, each damage-matched, on the same items)" if matched else
-                    "" if same else " (contrast and null on the curve items)"))
+                    "" if same else " (contrast and null on the curve items)") + primary_line(res))
     handles = (method_handles(r.method for h in heads.values() for r in h.matched)
                + marker_handles(any(r.persona_specific_adjusted is not None for r in rows),
                                 {r.null_center or "estimated" for r in rows})

@@ -1,6 +1,7 @@
 """``REPORT.md`` from the typed results, one module per section:
 
 * :mod:`.header` - title, regenerate command, settings;
+* :mod:`.primary` - the primary family and its calibration on placebos (only in results that hold them);
 * :mod:`.paper_table` - the AI-persona tasks next to the paper's table;
 * :mod:`.headline` - effect against damage, the matched-damage tables, every curve point;
 * :mod:`.alignment` - every condition's accuracy and pole contrast per set;
@@ -25,6 +26,7 @@ from .header import header_section
 from .headline import headline_section
 from .masks import overlap_section, sparsity_section
 from .paper_table import paper_table_section
+from .primary import calibration_section, primary_conclusions, primary_section
 from .representations import probe_section, similarity_section
 from .types_atlas import atlas_section, types_section
 
@@ -34,11 +36,11 @@ def _analyses_heading(res: StudyResults) -> list[str]:
 
 
 def _conclusions(res: StudyResults) -> list[str]:
-    return ["\n## Conclusions (derived from the numbers above)\n"] + conclusions(res)
+    return ["\n## Conclusions (derived from the numbers above)\n"] + primary_conclusions(res) + conclusions(res)
 
 
 #: The report's sections in order: each maps the results to markdown lines.
-SECTIONS = (header_section, paper_table_section, headline_section, alignment_section, _analyses_heading,
+SECTIONS = (header_section, primary_section, calibration_section, paper_table_section, headline_section, alignment_section, _analyses_heading,
             sparsity_section, overlap_section, lambda res: ablation_section(res.analysis), probe_section,
             similarity_section, analysis_set_sections, lambda res: types_section(res.types),
             lambda res: atlas_section(res.atlas), _conclusions)

@@ -74,6 +74,12 @@ def symmetry_sentence(sym: NullSymmetry | None, centre: str | None, k: str) -> s
     used = bound_formula(centre, k) if centre else "each row's own centre (see its row)"
     if sym is None or sym.stouffer_z is None or sym.p_value is None:
         return f"The rows are tested with {used} (this run records no pooled symmetry check)."
+    if sym.role == "description":
+        return (f"Label-swapped nulls are centred on 0 by construction: a draw and its complement give opposite contrasts, "
+                f"bit for bit (tested on a tiny model), so every row is tested with {used}. As a description, pooled over "
+                f"the {sym.n_rows} tested rows, the t statistics of the draws' means against 0 give Stouffer z = "
+                f"{sym.stouffer_z:+.2f}, p = {sym.p_value:.3g}, with {pct(sym.share_rejected)} % of rows rejecting at the "
+                "5 % level (5 % expected by chance).")
     verdict = "does not reject" if sym.centered else "rejects"
     follows = "the zero centre is used" if sym.centered else "the estimated centre is used"
     return (f"Label-swapped nulls are centred on 0 by construction (a draw and its complement give opposite contrasts); "

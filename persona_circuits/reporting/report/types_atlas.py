@@ -17,12 +17,13 @@ def types_section(types: list[TypesResult] | None) -> list[str]:
     if not types:
         return []
     L = ["\n### 9. The 16 types: the four axes composed\n\n![types](figures/types.png)\n"]
+    n_family = sum(len(t.axis_tests or []) for t in types)
     for t in types:
-        L += _types_block(t)
+        L += _types_block(t, n_family)
     return L
 
 
-def _types_intro(t: TypesResult) -> str:
+def _types_intro(t: TypesResult, n_family: int = 0) -> str:
     tests = t.tests()
     centres = {c.null_center for c in tests if c.null_center}
     centre = centres.pop() if len(centres) == 1 else None
@@ -32,11 +33,15 @@ def _types_intro(t: TypesResult) -> str:
     items = f" on the first {t.n_items} held-out items of each axis" if t.n_items else ""
     test = (f" Against {t.null_draws} composed label-swapped null draws (each axis's label-swapped data composed the same "
             f"way, damage-matched), with {bound_formula(centre, str(t.null_draws))}" if t.null_draws else " Without null draws")
-    return (f"Each type composes its four axes' {what}{layer}{target}; each cell is the pole contrast on that axis "
+    head = (f"Each type composes its four axes' {what}{layer}{target}; each cell is the pole contrast on that axis "
             f"towards the type's own letter (nats/token){items}. A type and its opposite are one measurement (each row "
-            f"towards its own letters), so the {len(t.rows)} rows hold {len(t.rows) // 2} measurements.{test}; Holm's "
-            f"correction over the {len(tests)} distinct (type pair, axis) tests of this run's types family. `*`: "
-            "persona-specific after Holm; `°`: above the bound before correction only.")
+            f"towards its own letters), so the {len(t.rows)} rows hold {len(t.rows) // 2} measurements.{test}")
+    if t.axis_tests:
+        return (head + f". The family: one test per (method, axis), {n_family} in this run, each the axis's contrast "
+                "averaged over the type pairs against the null RMS of the composed draws on that axis (table below), "
+                "Holm over the family; `°` marks a cell above its own bound before any correction (descriptive).")
+    return (head + f"; Holm's correction over the {len(tests)} distinct (type pair, axis) tests of this run's types "
+            "family. `*`: persona-specific after Holm; `°`: above the bound before correction only.")
 
 
 def _cell(t: TypesResult, row, axis: str) -> str:
@@ -47,12 +52,23 @@ def _cell(t: TypesResult, row, axis: str) -> str:
     return f"{c.shift:+.3f}{mark}"
 
 
-def _types_block(t: TypesResult) -> list[str]:
+def _axis_tests(t: TypesResult) -> list[str]:
+    """The (method, axis) tests of the types family (results from issue 23 on)."""
+    rows = [[a.axis, f"{a.shift:+.3f}", str(a.type_pairs), opt(a.z, "{:+.2f}"), opt(a.p_value, "{:.2g}"),
+             opt(a.p_adjusted, "{:.2g}"), "yes" if a.persona_specific_adjusted else "no"] for a in t.axis_tests]
+    yes = sum(bool(a.persona_specific_adjusted) for a in t.axis_tests)
+    return ([f"\nPersona-specific after Holm: {yes} of {len(t.axis_tests)} axes.\n"]
+            + table(["axis", "mean contrast", "type pairs", "z", "p", "p (Holm)", "persona-specific"], rows))
+
+
+def _types_block(t: TypesResult, n_family: int = 0) -> list[str]:
     """One method's table, its detectable shifts and its interference."""
-    L = [f"#### {t.method}\n", _types_intro(t) + "\n"]
+    L = [f"#### {t.method}\n", _types_intro(t, n_family) + "\n"]
     rows = [[r.type] + ([_cell(t, r, a) for a in t.axes] if r.reached is not False else ["not reached"] * len(t.axes))
             + [opt(r.damage_kl, "{:.3f}")] for r in t.rows]
     L += table(["type"] + t.axes + ["damage (KL)"], rows)
+    if t.axis_tests:
+        return L + _axis_tests(t) + _interference(t) + [""]
     tests = t.tests()
     n_adj = sum(bool(t.verdict(r, c)) for r in t.rows if r.type.startswith("E") for c in r.contrasts)
     L.append(f"\nPersona-specific after Holm: {n_adj} of {len(tests)} tests (uncorrected: "
@@ -64,13 +80,19 @@ def _types_block(t: TypesResult) -> list[str]:
         L.append("A \"no\" means not detectable above the bound" + (" at Holm's strictest step" if adj else "") + ": "
                  + "; ".join(
             f"{a} {span(v, '{:+.3f}')}" for a, v in det.items() if v) + " nats/token.")
-    if t.interference:
-        L.append("\n**Interference** (an axis's contrast with the other axes composed, mean over the type pairs, minus the "
-                 "axis's condition alone at the same damage, on the same items):\n")
-        L += table(["axis", "alone", "composed (mean over type pairs)", "change", "95 % CI"],
-                   [[i.axis, f"{i.alone_shift:+.3f}", f"{i.composed_shift:+.3f}", f"{i.change:+.3f}",
-                     iv(i.change_ci95) if i.change_ci95 else "-"] for i in t.interference])
-    return L + [""]
+    return L + _interference(t) + [""]
+
+
+def _interference(t: TypesResult) -> list[str]:
+    if not t.interference:
+        return []
+    q = t.interference[0].alone_target_kl
+    at = "at the same damage" if q is None else f"alone at a quarter of the damage (KL {q:g}: each axis's share of the budget)"
+    return ([f"\n**Interference** (an axis's contrast with the other axes composed, mean over the type pairs, minus the "
+             f"axis's condition {'alone ' if q is None else ''}{at}, on the same items):\n"]
+            + table(["axis", "alone", "composed (mean over type pairs)", "change", "95 % CI"],
+                    [[i.axis, f"{i.alone_shift:+.3f}", f"{i.composed_shift:+.3f}", f"{i.change:+.3f}",
+                      iv(i.change_ci95) if i.change_ci95 else "-"] for i in t.interference]))
 
 
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
