@@ -146,8 +146,11 @@ def steering(model: Model, steer: ResidualSteering | None) -> Iterator:
     it does not count in :func:`~persona_circuits.plain.hooks_active`, and scoring and damage keep the fast
     plain path under steering.
     """
-    if steer is None:
-        yield model
+    if steer is None or hasattr(steer, "vectors"):  # AllLayerSteering: persona_circuits.steering_all
+        from .steering_all import all_layer_steering
+
+        with contextlib.nullcontext(model) if steer is None else all_layer_steering(model, steer):
+            yield model
         return
     from .plain import mirrored_hook, plain_model
     from .replay import steered
@@ -185,7 +188,7 @@ class Intervention:
     label: str = "dense"
     mask: Mask | None = None
     gamma: float = 0.0
-    steer: ResidualSteering | None = None
+    steer: ResidualSteering | None = None  # or an AllLayerSteering (persona_circuits.steering_all)
     system: str | None = None
     context: str | None = None  # text put before the input in the user turn (a retrieved context: RAG)
     lora: Any = None  # persona_circuits.baselines.LoRA
