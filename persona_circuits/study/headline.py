@@ -29,7 +29,8 @@ from .state import Study
 #: Methods of the curves, in the order they are measured and drawn, and their grid settings.
 CURVE_GRIDS = {"contrastive-wanda": "headline.keep_sparsities", "contrastive-removal": "headline.removal_fractions",
                "wanda": "headline.wanda_sparsities", "contrastive-sparse": "headline.sparse_sparsities",
-               "soft-mask": "headline.soft_strengths", "steering": "headline.steer_coefs"}
+               "soft-mask": "headline.soft_strengths", "steering": "headline.steer_coefs",
+               "projection-gate": "headline.gate_strengths", "steering-all": "headline.steer_all_coefs"}
 CURVE_METHODS = tuple(CURVE_GRIDS)
 #: What every headline stage reads: the damage texts and the masks' settings (through the dials).
 DIAL_SETTINGS = ("damage", "masks")
@@ -51,7 +52,8 @@ class Dials:
     def real(self, method: str):
         if method not in self._real:
             r = self.run
-            self._real[method] = self._make(method, r.sigs, r.masks["contrastive-wanda"], r.vector, share=True)
+            self._real[method] = self._make(method, r.sigs, r.masks["contrastive-wanda"], r.vector, share=True,
+                                            directions=r.directions)
         return self._real[method]
 
     def null(self, method: str, k: int, kind: str = "label-swapped"):
@@ -64,15 +66,27 @@ class Dials:
             return self._null[key]
         r = self.run
         kept = k < self.study.cfg.nulls.curve_draws
+        # projection-gate and steering-all: the draw's pseudo-pole signatures and all-layer directions (the same
+        # coins: nulls.label_swapped_signatures / label_swapped_directions); the gate selects again from them
         dial = self._make(method, r.null_sigs[k], r.null_cw_masks(self.study.model, self.study.cfg)[k]
-                          if method == "soft-mask" else None, r.null_vectors[k], share=kept)
+                          if method == "soft-mask" else None, r.null_vectors[k], share=kept,
+                          directions=None if r.null_directions is None else r.null_directions[k])
         if kept:
             self._null[key] = dial
         return dial
 
-    def _make(self, method, sigs, cw_masks, vector, share: bool = False):
-        from ..damage import mask_dial, soft_mask_dial, steering_dial
+    def _make(self, method, sigs, cw_masks, vector, share: bool = False, directions=None):
+        from ..damage import all_layer_steering_dial, mask_dial, soft_mask_dial, steering_dial
 
+        if method == "projection-gate":  # the selected sets of this pair, a dial over the gate strength s
+            from ..damage import gate_dial
+            from ..gate import projection_gate_masks
+
+            poles = list(sigs)
+            pair = projection_gate_masks(self.study.model, *sigs.values(), directions, modules=self.study.cfg.masks.modules)
+            return gate_dial(dict(zip(poles, pair)))
+        if method == "steering-all":  # one coefficient, each block's own difference of means
+            return all_layer_steering_dial(directions, lo=1e-4, hi=1e3)
         if method == "soft-mask":
             return soft_mask_dial(cw_masks)
         if method == "steering":  # a wide range: label-swapped directions are shorter than the persona's

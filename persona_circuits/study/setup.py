@@ -34,6 +34,8 @@ class SetRun:
     steering: dict = field(default_factory=dict)  # {"layer", "coef", "table"}
     vector: Tensor | None = None
     null_vectors: Tensor | None = None  # [K, d_model] label-swapped directions at the steering layer
+    directions: Tensor | None = None  # [n_layers, d_model] pole A minus pole B mean residual after every block
+    null_directions: Tensor | None = None  # [K, n_layers, d_model] the label-swapped draws' (same coins as null_sigs)
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
     dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
@@ -106,8 +108,9 @@ def _steering(study: Study, run: SetRun) -> None:
         run.steering = {"layer": layers[0], "coef": float(b.steer_coefs[0]), "table": []}
     else:
         run.steering = steer_select(study, sset=run.sset, vectors=vecs, layers=layers)
-    run.vector = vecs[run.steering["layer"]]
-    run.null_vectors = label_swapped_directions(a, bb, draws=len(run.null_sigs), seed=study.cfg.seed)[:, run.steering["layer"]]
+    run.vector, run.directions = vecs[run.steering["layer"]], vecs
+    run.null_directions = label_swapped_directions(a, bb, draws=len(run.null_sigs), seed=study.cfg.seed)
+    run.null_vectors = run.null_directions[:, run.steering["layer"]]
 
 
 def prepare_set(study: Study, sset: StudySet) -> SetRun:
