@@ -414,6 +414,20 @@ def gate_dial(masks: Mapping[str, Mask], *, lo: float = 1e-4, hi: float = 0.99) 
     return Dial("projection-gate", make, lo, hi, True)
 
 
+def gate_bias_dial(model: Model, masks: Mapping[str, Mask], signatures: Mapping, *, lo: float = 1e-4,
+                   hi: float = 0.99) -> Dial:
+    """The projection gate's mean-push control (:func:`~persona_circuits.gate.mean_push`): at strength ``s``
+    each pole's writers get the bias ``s · b`` of its gated weights instead of the gate."""
+    from .gate import WriterBias, mean_push
+
+    unit = {p: mean_push(model, m, signatures) for p, m in masks.items()}
+
+    def make(s: float) -> list[Intervention]:
+        return [Intervention(label=f"gate-bias:{p}@{s:.4g}", steer=WriterBias(b, s)) for p, b in unit.items()]
+
+    return Dial("gate-bias", make, lo, hi, True)
+
+
 def pair_damage(model: Model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
     """Mean KL damage over the interventions of a pair (or any set)."""
     return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in interventions]))

@@ -197,3 +197,44 @@ def gate_directions(model: Model, persona, *, n_calib: int | None = None, tokens
     sigs = {p: stats[p].signature(pole=p, dataset=sub.name, calibration_hash=h) for p in names}
     a, b = (stats[p].resid for p in names)
     return sigs, steering_vectors(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# The mean-push control: the gate's fixed part as a bias per writer output
+
+
+@torch.no_grad()
+def mean_push(model: Model, mask, sigs: Mapping[str, ActivationSignature]) -> dict[str, Tensor]:
+    """Per writer matrix, ``b_i = −Σ_{j gated in row i} W_ij E[x_j]`` (float32, unit strength).
+
+    The gate at strength ``s`` changes output ``i`` by ``−s Σ_{j ∈ S_i} W_ij x_j``; its mean over tokens is
+    ``s · b_i``. Adding ``s · b`` to the writer's output (:class:`WriterBias`) is the gate's fixed part alone:
+    what the gate does with each token's own input is left out.
+    """
+    layers = {l.name: l for l in prunable_layers(model)}
+    out = {}
+    for name, keep in mask.masks.items():
+        w = layers[name].weight.detach().float()
+        mean, _ = pooled_moments(tuple(sigs.values()), name)
+        gated = (~keep).to(w.device)
+        out[name] = -(torch.where(gated, w, torch.zeros((), dtype=w.dtype, device=w.device)) @ mean.float().to(w.device))
+    return out
+
+
+class WriterBias:
+    """Adds ``coef · biases[name]`` to the output of each named writer layer (forward hooks on its module)."""
+
+    def __init__(self, biases: Mapping[str, Tensor], coef: float) -> None:
+        self.biases, self.coef = dict(biases), float(coef)
+
+    def attach(self, model: Model):
+        import contextlib
+
+        layers = {l.name: l for l in prunable_layers(model)}
+        stack = contextlib.ExitStack()
+        for name, b in self.biases.items():
+            def hook(module, args, out, b=b):
+                return out + self.coef * b.to(out.device, out.dtype)
+
+            stack.callback(layers[name].module.register_forward_hook(hook).remove)
+        return stack

@@ -146,10 +146,8 @@ def steering(model: Model, steer: ResidualSteering | None) -> Iterator:
     it does not count in :func:`~persona_circuits.plain.hooks_active`, and scoring and damage keep the fast
     plain path under steering.
     """
-    if steer is None or hasattr(steer, "vectors"):  # AllLayerSteering: persona_circuits.steering_all
-        from .steering_all import all_layer_steering
-
-        with contextlib.nullcontext(model) if steer is None else all_layer_steering(model, steer):
+    if steer is None or hasattr(steer, "attach"):  # AllLayerSteering, gate.WriterBias: their own hooks
+        with contextlib.nullcontext(model) if steer is None else steer.attach(model):
             yield model
         return
     from .plain import mirrored_hook, plain_model
@@ -188,7 +186,7 @@ class Intervention:
     label: str = "dense"
     mask: Mask | None = None
     gamma: float = 0.0
-    steer: ResidualSteering | None = None  # or an AllLayerSteering (persona_circuits.steering_all)
+    steer: ResidualSteering | None = None  # or AllLayerSteering / gate.WriterBias (attach(model))
     system: str | None = None
     context: str | None = None  # text put before the input in the user turn (a retrieved context: RAG)
     lora: Any = None  # persona_circuits.baselines.LoRA

@@ -39,6 +39,10 @@ class AllLayerSteering:
 
         return add
 
+    def attach(self, model: Model):
+        """The context manager that keeps these hooks on ``model`` (:func:`all_layer_steering`)."""
+        return all_layer_steering(model, self)
+
     def hooks(self) -> list:
         return [(block_out(l), (lambda add: lambda x, hook: add(x))(self.add_fn(l))) for l in range(len(self.vectors))]
 

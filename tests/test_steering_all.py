@@ -66,3 +66,40 @@ def test_gate_dial_sets_gamma_from_the_strength(tiny_llama):
     ivs = gate_dial({"a": ma, "b": mb}).make(0.25)
     assert [iv.gamma for iv in ivs] == [0.75, 0.75]
     assert ivs[0].mask.masks is ma.masks and ivs[0].mask.config.sparsity == 0.25
+
+
+def test_writer_bias_is_the_mean_of_the_gates_change_and_acts_like_a_bias(tiny_gpt2, items):
+    """mean_push is -sum over gated j of W_ij E[x_j]; WriterBias on GPT-2's c_proj equals adding it to the bias."""
+    from persona_circuits.damage import gate_bias_dial
+    from persona_circuits.gate import WriterBias, mean_push, pooled_moments, projection_gate_masks
+    from persona_circuits.models import prunable_layers
+    from persona_circuits.statistics import record_signature
+
+    A = [("Free evening?", "Out with friends.")]
+    B = [("Free evening?", "Home with a book.")]
+    sigs = {"a": record_signature(tiny_gpt2, A, pole="a"), "b": record_signature(tiny_gpt2, B, pole="b")}
+    dirs = torch.randn(tiny_gpt2.cfg.n_layers, tiny_gpt2.cfg.d_model, generator=torch.Generator().manual_seed(2))
+    ma, mb = projection_gate_masks(tiny_gpt2, *sigs.values(), dirs)
+    b = mean_push(tiny_gpt2, ma, sigs)
+    layers = {l.name: l for l in prunable_layers(tiny_gpt2)}
+    name = next(iter(b))
+    w = layers[name].weight.detach().double()
+    mean, _ = pooled_moments(tuple(sigs.values()), name)
+    want = torch.stack([-sum(w[i, j] * mean[j] for j in range(w.shape[1]) if not ma.masks[name][i, j])
+                        for i in range(3)])
+    assert torch.allclose(b[name][:3].double(), want, atol=1e-5)
+    biased = _diff(tiny_gpt2, Intervention(steer=WriterBias(b, 0.3)), items)
+    params = {n: layers[n].module.bias for n in b}
+    saved = {n: p.detach().clone() for n, p in params.items()}
+    with torch.no_grad():
+        for n, p in params.items():
+            p.add_(0.3 * b[n].to(p.dtype))
+    try:
+        direct = _diff(tiny_gpt2, Intervention(), items)
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+    assert torch.allclose(biased, direct, atol=1e-5)
+    ivs = gate_bias_dial(tiny_gpt2, {"a": ma, "b": mb}, sigs).make(0.3)
+    assert [iv.steer.coef for iv in ivs] == [0.3, 0.3] and torch.equal(ivs[0].steer.biases[name], b[name])

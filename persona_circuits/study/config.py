@@ -77,10 +77,11 @@ class HeadlineSettings:
     sparse_sparsities: tuple[float, ...] = (0.1,)
     soft_strengths: tuple[float, ...] = (0.03, 1.0)
     steer_coefs: tuple[float, ...] = (0.5, 8.0)
-    gate_strengths: tuple[float, ...] = (0.02, 0.08)  # projection gate: strength s (weights scaled by 1 - s)
+    gate_strengths: tuple[float, ...] = (0.02, 0.08)  # projection gate and its mean-push control (gate-bias): s
     steer_all_coefs: tuple[float, ...] = (0.05, 0.5)  # every-layer steering: one coefficient for every block
     matched_damages: tuple[float, ...] = (0.02, 0.3)
-    matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering", "projection-gate", "steering-all")
+    matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering", "projection-gate", "steering-all",
+                                       "gate-bias")
 
 
 @dataclass

@@ -30,7 +30,8 @@ from .state import Study
 CURVE_GRIDS = {"contrastive-wanda": "headline.keep_sparsities", "contrastive-removal": "headline.removal_fractions",
                "wanda": "headline.wanda_sparsities", "contrastive-sparse": "headline.sparse_sparsities",
                "soft-mask": "headline.soft_strengths", "steering": "headline.steer_coefs",
-               "projection-gate": "headline.gate_strengths", "steering-all": "headline.steer_all_coefs"}
+               "projection-gate": "headline.gate_strengths", "steering-all": "headline.steer_all_coefs",
+               "gate-bias": "headline.gate_strengths"}
 CURVE_METHODS = tuple(CURVE_GRIDS)
 #: What every headline stage reads: the damage texts and the masks' settings (through the dials).
 DIAL_SETTINGS = ("damage", "masks")
@@ -48,6 +49,21 @@ class Dials:
         self._real: dict = {}
         self._null: dict = {}
         self._ranked: dict = {}  # id(signature pair) -> RankedContrast, shared by its keep and removal dials
+        self._gates: dict = {}  # id(signature pair) -> its projection-gate masks (gate and gate-bias dials)
+
+    def gate_masks(self, sigs, directions) -> dict:
+        """The projection-gate masks of a signature pair and its directions (selected once per pair; kept: the
+        first pair asked for, the real one, and the last, so that a draw's gate and gate-bias dials share one
+        selection and the bool masks of every draw, 2 x n_writer_weights bytes each, are not all held)."""
+        from ..gate import projection_gate_masks
+
+        key = (id(sigs), id(directions))
+        if key not in self._gates:
+            for old in list(self._gates)[1:]:
+                del self._gates[old]
+            pair = projection_gate_masks(self.study.model, *sigs.values(), directions, modules=self.study.cfg.masks.modules)
+            self._gates[key] = dict(zip(sigs, pair))
+        return self._gates[key]
 
     def real(self, method: str):
         if method not in self._real:
@@ -78,13 +94,11 @@ class Dials:
     def _make(self, method, sigs, cw_masks, vector, share: bool = False, directions=None):
         from ..damage import all_layer_steering_dial, mask_dial, soft_mask_dial, steering_dial
 
-        if method == "projection-gate":  # the selected sets of this pair, a dial over the gate strength s
-            from ..damage import gate_dial
-            from ..gate import projection_gate_masks
+        if method in ("projection-gate", "gate-bias"):  # the selected sets of this pair, a dial over the strength s
+            from ..damage import gate_bias_dial, gate_dial
 
-            poles = list(sigs)
-            pair = projection_gate_masks(self.study.model, *sigs.values(), directions, modules=self.study.cfg.masks.modules)
-            return gate_dial(dict(zip(poles, pair)))
+            masks = self.gate_masks(sigs, directions)
+            return gate_dial(masks) if method == "projection-gate" else gate_bias_dial(self.study.model, masks, sigs)
         if method == "steering-all":  # one coefficient, each block's own difference of means
             return all_layer_steering_dial(directions, lo=1e-4, hi=1e3)
         if method == "soft-mask":

@@ -53,3 +53,15 @@ def test_presets_and_grids():
     assert {"projection-gate", "steering-all"} <= set(full.headline.matched_methods)
     assert full.get(CURVE_GRIDS["projection-gate"]) and full.get(CURVE_GRIDS["steering-all"])
     assert not quick.get(CURVE_GRIDS["projection-gate"]) and not quick.get(CURVE_GRIDS["steering-all"])
+
+
+def test_gate_bias_dial_uses_the_same_selection(tiny_llama, fake_run):
+    dials = Dials(SimpleNamespace(model=tiny_llama, cfg=StudyConfig.quick_preset()), fake_run)
+    gate = dials.real("projection-gate").make(0.1)
+    bias = dials.real("gate-bias").make(0.1)
+    assert len(dials._gates) == 1 and all(iv.steer.coef == 0.1 for iv in bias)
+    assert set(bias[0].steer.biases) == set(gate[0].mask.masks)
+    nb = dials.null("gate-bias", 0).make(0.1)
+    dials.null("gate-bias", 1)
+    assert len(dials._gates) == 2 and not torch.equal(next(iter(nb[0].steer.biases.values())),
+                                                      next(iter(bias[0].steer.biases.values())))

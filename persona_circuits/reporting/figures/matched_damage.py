@@ -13,7 +13,7 @@ from .common import need, padded, yerr
 from .style import GREY, color, free_slot, grid, legend_in
 
 SHORT = {"contrastive-wanda": "cW", "soft-mask": "soft", "steering": "steer", "projection-gate": "gate",
-         "steering-all": "steer\nall"}
+         "steering-all": "steer\nall", "gate-bias": "gate\nbias"}
 
 
 def _tick(r: MatchedRow) -> str:
