@@ -11,6 +11,7 @@ from ._record import Record, ResultsError, record
 from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Similarity, SparsityProfile,
                        SteeringChoice)
 from .constants import study_order
+from .gate import GateAnalysis, GateCrossPair
 from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
 
@@ -99,6 +100,7 @@ class SetResults(Record):
     headline: Headline | None = None
     paper_table: list[PaperTableRow] | None = None
     tokens: str | None = None
+    gate: GateAnalysis | None = None
 
     def row(self, condition: str, pole: str) -> ChoiceRow | None:
         """The choice row of ``condition`` for ``pole`` (``None`` when the study did not run it)."""
@@ -127,6 +129,7 @@ class StudyResults(Record):
     null_symmetry: NullSymmetry | None = None
     types: list[TypesResult] | None = None
     atlas: Atlas | None = None
+    gate_overlap: list[GateCrossPair] | None = None
 
     def __post_init__(self):
         self.sets = {n: self.sets[n] for n in study_order(self.sets)}

@@ -38,6 +38,7 @@ class SetRun:
     null_directions: Tensor | None = None  # [K, n_layers, d_model] the label-swapped draws' (same coins as null_sigs)
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
     dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
+    gate_bits: dict | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None
 
