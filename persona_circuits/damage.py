@@ -403,31 +403,6 @@ def all_layer_steering_dial(vectors: Tensor, *, lo: float = 1e-3, hi: float = 1e
     return Dial("steering-all", make, lo, hi, True)
 
 
-def gate_dial(masks: Mapping[str, Mask], *, lo: float = 1e-4, hi: float = 0.99) -> Dial:
-    """Projection-gate dial (:mod:`.gate`): the fixed selected sets of both poles, gated by ``γ = 1 − s``."""
-    from .gate import with_strength
-
-    def make(s: float) -> list[Intervention]:
-        return [Intervention(label=f"gate:{p}@{s:.4g}", mask=m, gamma=1.0 - m.config.sparsity)
-                for p, m in with_strength(masks, s).items()]
-
-    return Dial("projection-gate", make, lo, hi, True)
-
-
-def gate_bias_dial(model: Model, masks: Mapping[str, Mask], signatures: Mapping, *, lo: float = 1e-4,
-                   hi: float = 0.99) -> Dial:
-    """The projection gate's mean-push control (:func:`~persona_circuits.gate.mean_push`): at strength ``s``
-    each pole's writers get the bias ``s · b`` of its gated weights instead of the gate."""
-    from .gate import WriterBias, mean_push
-
-    unit = {p: mean_push(model, m, signatures) for p, m in masks.items()}
-
-    def make(s: float) -> list[Intervention]:
-        return [Intervention(label=f"gate-bias:{p}@{s:.4g}", steer=WriterBias(b, s)) for p, b in unit.items()]
-
-    return Dial("gate-bias", make, lo, hi, True)
-
-
 def pair_damage(model: Model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
     """Mean KL damage over the interventions of a pair (or any set)."""
     return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in interventions]))

@@ -238,3 +238,33 @@ class WriterBias:
 
             stack.callback(layers[name].module.register_forward_hook(hook).remove)
         return stack
+
+
+# --------------------------------------------------------------------------------------------
+# Strength dials (persona_circuits.damage.Dial) of the gate and of its mean push
+
+
+def gate_dial(masks: Mapping, *, lo: float = 1e-4, hi: float = 0.99):
+    """Projection-gate dial: the fixed selected sets of both poles, gated by ``γ = 1 − s``."""
+    from .damage import Dial
+    from .interventions import Intervention
+
+    def make(s: float) -> list[Intervention]:
+        return [Intervention(label=f"gate:{p}@{s:.4g}", mask=m, gamma=1.0 - m.config.sparsity)
+                for p, m in with_strength(masks, s).items()]
+
+    return Dial("projection-gate", make, lo, hi, True)
+
+
+def gate_bias_dial(model: Model, masks: Mapping, signatures: Mapping, *, lo: float = 1e-4, hi: float = 0.99):
+    """The gate's mean-push control (:func:`mean_push`): at strength ``s`` each pole's writers get the bias
+    ``s · b`` of its gated weights instead of the gate."""
+    from .damage import Dial
+    from .interventions import Intervention
+
+    unit = {p: mean_push(model, m, signatures) for p, m in masks.items()}
+
+    def make(s: float) -> list[Intervention]:
+        return [Intervention(label=f"gate-bias:{p}@{s:.4g}", steer=WriterBias(b, s)) for p, b in unit.items()]
+
+    return Dial("gate-bias", make, lo, hi, True)

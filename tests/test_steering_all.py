@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from persona_circuits.damage import all_layer_steering_dial, gate_dial
+from persona_circuits.damage import all_layer_steering_dial
+from persona_circuits.gate import gate_dial
 from persona_circuits.evaluation import score_choices
 from persona_circuits.interventions import Intervention, ResidualSteering
 from persona_circuits.plain import plain_model
@@ -70,8 +71,7 @@ def test_gate_dial_sets_gamma_from_the_strength(tiny_llama):
 
 def test_writer_bias_is_the_mean_of_the_gates_change_and_acts_like_a_bias(tiny_gpt2, items):
     """mean_push is -sum over gated j of W_ij E[x_j]; WriterBias on GPT-2's c_proj equals adding it to the bias."""
-    from persona_circuits.damage import gate_bias_dial
-    from persona_circuits.gate import WriterBias, mean_push, pooled_moments, projection_gate_masks
+    from persona_circuits.gate import WriterBias, gate_bias_dial, mean_push, pooled_moments, projection_gate_masks
     from persona_circuits.models import prunable_layers
     from persona_circuits.statistics import record_signature
 

@@ -95,7 +95,7 @@ class Dials:
         from ..damage import all_layer_steering_dial, mask_dial, soft_mask_dial, steering_dial
 
         if method in ("projection-gate", "gate-bias"):  # the selected sets of this pair, a dial over the strength s
-            from ..damage import gate_bias_dial, gate_dial
+            from ..gate import gate_bias_dial, gate_dial
 
             masks = self.gate_masks(sigs, directions)
             return gate_dial(masks) if method == "projection-gate" else gate_bias_dial(self.study.model, masks, sigs)

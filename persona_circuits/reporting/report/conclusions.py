@@ -13,8 +13,8 @@ from .conclusions_v2 import matched_line_v2, released_conclusions, symmetry_conc
 from .method import is_v2
 from .text import pct
 
-#: the steering dials (the other matched methods are masks)
-STEERING = ("steering", "steering-all")
+#: the matched methods that are no mask: the steering dials and the projection gate's mean push (writer biases)
+STEERING = ("steering", "steering-all", "gate-bias")
 
 
 def conclusions(res: StudyResults) -> list[str]:
