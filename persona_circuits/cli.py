@@ -237,6 +237,8 @@ def cmd_mask(args) -> int:
     if args.null_draws < 0:
         raise PersonaCircuitsError(f"--null-draws must be >= 0, got {args.null_draws}")
     ps = load_persona_set(args.dataset)
+    if args.method == "projection-gate" and (args.signatures or args.null_draws):
+        raise PersonaCircuitsError("projection-gate records its own residual directions: drop --signatures and --null-draws")
     if args.null_draws:
         if args.signatures:
             raise PersonaCircuitsError("--null-draws needs per-text statistics, which a signature file does not hold: drop --signatures")
@@ -248,8 +250,6 @@ def cmd_mask(args) -> int:
               text_stat=args.text_stat)
     stats = None
     if args.method == "projection-gate":
-        if args.signatures or args.null_draws:
-            raise PersonaCircuitsError("projection-gate records its own residual directions: drop --signatures and --null-draws")
         from .gate import gate_directions
 
         sigs, kw["directions"] = gate_directions(model, ps, n_calib=args.calib_size, tokens=args.tokens,
