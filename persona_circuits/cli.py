@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--mask", default=None, help="folder written by `mask`")
     s.add_argument("--limit", type=int, default=None, help="evaluate the first N held-out items")
-    s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
+    s.add_argument("--gamma", type=float, default=None,
+                   help="soft mask: keep this fraction of pruned weights (default 0; a projection-gate mask: its own 1 - s)")
     s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
                    help=f"neutral texts for the KL damage of each mask (default {DEFAULT_DAMAGE_TEXTS})")
     s.add_argument("--json", action="store_true", help="one JSON object per condition and pole, and one per mask pair "
