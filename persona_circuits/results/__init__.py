@@ -31,8 +31,8 @@ from .upgrade import upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
            "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DamageMatchedNull", "DamageTexts", "Decoding",
-           "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair", "GateLayoutRow", "GateOverlap",
-           "GatePole", "GeneralChoice", "Headline", "load_results", "LoraRun",
+           "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair",
+           "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",

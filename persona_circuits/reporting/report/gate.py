@@ -85,7 +85,8 @@ def _comparisons(effs: dict, targets: list[float]) -> list[str]:
                      if "projection-gate" in by and other in by}
             if not pairs:
                 continue
-            tally = {v: sorted(n for n, d in pairs.items() if _verdict(d) == v) for v in ("higher", "lower", "not distinguishable")}
+            tally = {v: sorted(n for n, d in pairs.items() if _verdict(d) == v)
+                     for v in ("higher", "lower", "not distinguishable")}
             pg = pooled([at[n]["projection-gate"][1] for n in pairs])
             po = pooled([at[n][other][1] for n in pairs])
             diff = difference(pg, po)
@@ -147,7 +148,8 @@ def gate_section(res: StudyResults) -> list[str]:
             out += _analysis_lines(n, g)
     if res.gate_overlap:
         above = [p for p in res.gate_overlap if p.null and max(p.same, p.crossed) > max(p.null)]
+        pairs = "; ".join(f"{p.sets[0]} / {p.sets[1]}: same poles {p.same:.3f}, crossed {p.crossed:.3f}, null max "
+                          f"{max(p.null):.3f}" for p in above)
         out.append(f"- Across personas: {len(above)} of {len(res.gate_overlap)} pair(s) of sets share more of their "
-                   "selected weights than any of their null draws' pairs do"
-                   + (f" ({'; '.join(f'{a} / {b}: same poles {p.same:.3f}, crossed {p.crossed:.3f}, null max {max(p.null):.3f}' for p in above for a, b in [p.sets])})" if above else "") + ".")
+                   "selected weights than any of their null draws' pairs do" + (f" ({pairs})" if above else "") + ".")
     return out
