@@ -33,12 +33,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "errors": ("DatasetError", "MaskError", "ModelLoadError", "ModelMismatchError", "OutputError",
                "PersonaCircuitsError", "SignatureError"),
     "damage": ("Damage", "Dial", "NeutralReference", "StrengthSearch", "find_strength", "kl_damage", "mask_dial",
-               "measure_damage", "neutral_reference", "soft_mask_dial", "steering_dial"),
+               "measure_damage", "neutral_reference", "soft_mask_dial", "steering_dial", "all_layer_steering_dial"),
     "dtypes": ("resolve_dtype",),
     "evaluation": ("ChoiceResult", "ChoiceScores", "generate", "pole_contrast", "score_choices", "summarize"),
     "evaluation_released": ("ReleasedResult", "ReleasedScores", "released_system_prompt", "score_released",
                             "summarize_released"),
     "export": ("export_model",),
+    "gate": ("WriterBias", "gate_bias_dial", "gate_dial", "gate_directions", "mean_push", "projection_gate_masks"),
+    "steering_all": ("AllLayerSteering",),
     "interventions": ("Intervention", "MaskSwitcher", "ResidualSteering", "apply_mask", "switch_masks"),
     "masks": ("METHODS", "Mask", "MaskConfig", "build_masks", "contrastive_removal_masks", "contrastive_sparse_masks",
               "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
@@ -49,9 +51,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
                    "record_persona_per_text", "record_persona_signatures", "record_signature", "save_signatures"),
 }
-_SUBMODULES = ("compose", "damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export",
+_SUBMODULES = ("compose", "damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export", "gate",
                "interventions", "masks", "matching", "models", "nulls", "options", "results", "scoring", "selection",
-               "statistics", "study")
+               "statistics", "steering_all", "study")
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(set(_WHERE) | set(_SUBMODULES))

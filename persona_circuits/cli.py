@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contrastive-removal: each pole's mask removes the top --sparsity fraction of every row by "
                         "the opposite pole's contrastive score (use 0.001-0.05); the others keep the top of each row")
     s.add_argument("--sparsity", type=float, required=True,
-                   help="fraction of each row's weights removed, in [0, 1) (the method's strength dial)")
+                   help="fraction of each row's weights removed, in [0, 1) (the method's strength dial; projection-gate: "
+                        "the gate strength s, its weights scaled by 1 - s)")
     s.add_argument("--out", required=True, help="output folder (one sub-folder per pole)")
     s.add_argument("--calib-size", type=int, default=None, help="use the first N calibration items (default all)")
     s.add_argument("--statistic", choices=STATISTICS, default="l2",
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--mask", default=None, help="folder written by `mask`")
     s.add_argument("--limit", type=int, default=None, help="evaluate the first N held-out items")
-    s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
+    s.add_argument("--gamma", type=float, default=None,
+                   help="soft mask: keep this fraction of pruned weights (default 0; a projection-gate mask: its own 1 - s)")
     s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
                    help=f"neutral texts for the KL damage of each mask (default {DEFAULT_DAMAGE_TEXTS})")
     s.add_argument("--json", action="store_true", help="one JSON object per condition and pole, and one per mask pair "
@@ -127,7 +129,8 @@ def _add_export_parser(sub) -> None:
     s.add_argument("--mask", required=True, help="folder written by `mask`")
     s.add_argument("--pole", default=None, help="which pole's mask (required when the folder holds several)")
     s.add_argument("--out", required=True, help="output folder (the checkpoint)")
-    s.add_argument("--gamma", type=float, default=0.0, help="soft mask: keep this fraction of pruned weights (default 0)")
+    s.add_argument("--gamma", type=float, default=None,
+                   help="soft mask: keep this fraction of pruned weights (default 0; a projection-gate mask: its own 1 - s)")
     _common(s)
 
 
@@ -237,6 +240,8 @@ def cmd_mask(args) -> int:
     if args.null_draws < 0:
         raise PersonaCircuitsError(f"--null-draws must be >= 0, got {args.null_draws}")
     ps = load_persona_set(args.dataset)
+    if args.method == "projection-gate" and (args.signatures or args.null_draws):
+        raise PersonaCircuitsError("projection-gate records its own residual directions: drop --signatures and --null-draws")
     if args.null_draws:
         if args.signatures:
             raise PersonaCircuitsError("--null-draws needs per-text statistics, which a signature file does not hold: drop --signatures")
@@ -247,7 +252,12 @@ def cmd_mask(args) -> int:
     kw = dict(sparsity=args.sparsity, statistic=args.statistic, modules=args.modules, phi=args.phi, tau=args.tau,
               text_stat=args.text_stat)
     stats = None
-    if args.signatures:
+    if args.method == "projection-gate":
+        from .gate import gate_directions
+
+        sigs, kw["directions"] = gate_directions(model, ps, n_calib=args.calib_size, tokens=args.tokens,
+                                                 batch_size=args.batch_size, progress=not args.no_progress)
+    elif args.signatures:
         sigs = load_signatures(args.signatures)
     else:
         stats = record_persona_per_text(model, ps, calib_size=args.calib_size, tokens=args.tokens,
@@ -294,22 +304,29 @@ def cmd_generate(args) -> int:
             raise PersonaCircuitsError(f"no mask for pole {key!r}; the folder holds {', '.join(masks)}")
         mask = masks[key]
     model = _load(args)
-    with apply_mask(model, mask):
+    with apply_mask(model, mask, gamma=_mask_gamma(mask, None)):
         print(generate(model, args.question, max_new_tokens=args.max_new_tokens, seed=args.seed))
     return 0
+
+
+def _mask_gamma(mask, gamma: float | None) -> float:
+    """The soft gate a mask is applied with: ``gamma`` if given, a projection-gate mask's own ``1 − s``, else 0."""
+    if gamma is not None:
+        return gamma
+    return float(mask.config.extra["gamma"]) if mask is not None and mask.config.method == "projection-gate" else 0.0
 
 
 def cmd_export(args) -> int:
     from ._io import check_parent
     from .export import export_model
 
-    if not 0.0 <= args.gamma <= 1.0:
+    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise PersonaCircuitsError(f"--gamma must be in [0, 1], got {args.gamma}")
     check_parent(args.out)
     key, mask = _pick_mask(args.mask, args.pole)
     model = _load(args)
     mask.check_model(model)
-    export_model(model, mask, args.out, overwrite=args.overwrite, gamma=args.gamma)
+    export_model(model, mask, args.out, overwrite=args.overwrite, gamma=_mask_gamma(mask, args.gamma))
     print(f"wrote the {key} persona model ({mask.config.method}, sparsity {mask.config.sparsity:g}, "
           f"density {mask.density():.3f}) to {args.out}")
     return 0

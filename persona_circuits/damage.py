@@ -392,6 +392,17 @@ def steering_dial(vector: Tensor, layer: int, *, lo: float = 0.1, hi: float = 32
     return Dial("steering", make, lo, hi, True)
 
 
+def all_layer_steering_dial(vectors: Tensor, *, lo: float = 1e-3, hi: float = 1e3) -> Dial:
+    """Every-layer steering dial (:mod:`.steering_all`): pole A gets ``+c v_l``, pole B ``−c v_l`` after every block."""
+    from .steering_all import AllLayerSteering
+
+    def make(c: float) -> list[Intervention]:
+        return [Intervention(label=f"steer-all+@{c:.4g}", steer=AllLayerSteering(vectors, c)),
+                Intervention(label=f"steer-all-@{c:.4g}", steer=AllLayerSteering(vectors, -c))]
+
+    return Dial("steering-all", make, lo, hi, True)
+
+
 def pair_damage(model: Model, interventions: Sequence[Intervention], reference: NeutralReference) -> float:
     """Mean KL damage over the interventions of a pair (or any set)."""
     return float(np.mean([kl_damage(model, iv, reference, n_boot=1)[0] for iv in interventions]))

@@ -146,8 +146,9 @@ def steering(model: Model, steer: ResidualSteering | None) -> Iterator:
     it does not count in :func:`~persona_circuits.plain.hooks_active`, and scoring and damage keep the fast
     plain path under steering.
     """
-    if steer is None:
-        yield model
+    if steer is None or hasattr(steer, "attach"):  # AllLayerSteering, gate.WriterBias: their own hooks
+        with contextlib.nullcontext(model) if steer is None else steer.attach(model):
+            yield model
         return
     from .plain import mirrored_hook, plain_model
     from .replay import steered
@@ -185,7 +186,7 @@ class Intervention:
     label: str = "dense"
     mask: Mask | None = None
     gamma: float = 0.0
-    steer: ResidualSteering | None = None
+    steer: ResidualSteering | None = None  # or AllLayerSteering / gate.WriterBias (attach(model))
     system: str | None = None
     context: str | None = None  # text put before the input in the user turn (a retrieved context: RAG)
     lora: Any = None  # persona_circuits.baselines.LoRA

@@ -393,16 +393,17 @@ def random_mask(model: Model, *, sparsity: float = 0.5, modules: str = "all", se
 
 def build_masks(model: Model, method: str, signatures: Mapping[str, ActivationSignature], *, sparsity: float | None = None,
                 statistic: str = DEFAULT_STATISTIC, modules: str = "all", phi: str = "relu", tau: float = 2.0,
-                seed: int = 0, text_stat: str = DEFAULT_TEXT_STAT) -> dict[str, Mask]:
+                seed: int = 0, text_stat: str = DEFAULT_TEXT_STAT, directions: Tensor | None = None) -> dict[str, Mask]:
     """Masks of every pole for ``method`` (one of :data:`METHODS`), keyed by pole name.
 
     ``sparsity`` is the method's strength dial: the fraction removed per row (keep-masks), or the
-    fraction of top opposite-pole weights removed per row (``contrastive-removal``).
+    fraction of top opposite-pole weights removed per row (``contrastive-removal``), or the gate strength
+    ``s`` of ``projection-gate`` (its selected weights are applied with ``gamma = 1 − s``: :mod:`.gate`).
 
     Args:
         model: the loaded model (:func:`~persona_circuits.models.load_model`); only its weights are read.
         method: one of :data:`METHODS` (``wanda``, ``contrastive-wanda``, ``contrastive-sparse``,
-            ``contrastive-removal``, ``random``).
+            ``contrastive-removal``, ``random``, ``projection-gate``).
         signatures: ``{pole: ActivationSignature}`` from :func:`~persona_circuits.statistics.record_persona_signatures`
             (one pole for ``wanda``; the contrastive methods need exactly two).
         sparsity: the strength dial above; ``None`` takes the method's default (:data:`DEFAULT_SPARSITY`).
@@ -410,12 +411,14 @@ def build_masks(model: Model, method: str, signatures: Mapping[str, ActivationSi
         modules: ``"all"``, ``"attn"`` or ``"mlp"``: which linear layers get a mask (the others stay dense).
         phi, tau: the contrastive score's non-linearity and temperature.
         seed: for ``random`` only.
+        directions: for ``projection-gate`` only (required): pole A's minus pole B's mean residual after every
+            block, ``[n_layers, d_model]`` (:func:`~persona_circuits.gate.gate_directions`).
 
     Returns:
         ``{pole name: Mask}``.
 
     Raises:
-        MaskError: an unknown method, or the wrong number of poles for it.
+        MaskError: an unknown method, the wrong number of poles for it, or ``projection-gate`` without directions.
     """
     if method not in METHODS:
         raise MaskError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -428,7 +431,13 @@ def build_masks(model: Model, method: str, signatures: Mapping[str, ActivationSi
     if len(poles) != 2:
         raise MaskError(f"{method} needs a persona pair (two poles), got {len(poles)}")
     a, b = signatures[poles[0]], signatures[poles[1]]
-    if method == "contrastive-wanda":
+    if method == "projection-gate":
+        if directions is None:
+            raise MaskError("projection-gate needs the residual directions (directions=[n_layers, d_model])")
+        from .gate import projection_gate_masks
+
+        ma, mb = projection_gate_masks(model, a, b, directions, strength=sparsity, modules=modules)
+    elif method == "contrastive-wanda":
         ma, mb = contrastive_wanda_masks(model, a, b, sparsity=sparsity, phi=phi, tau=tau, modules=modules,
                                          text_stat=text_stat)
     elif method == "contrastive-removal":

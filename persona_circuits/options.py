@@ -9,10 +9,11 @@ from __future__ import annotations
 
 #: mask methods (``masks.build_masks``)
 METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse", "contrastive-sparse-released", "contrastive-removal",
-           "random")
+           "random", "projection-gate")
 #: default strength of each method: the released code's sparsities; the removed fraction for removal masks
 DEFAULT_SPARSITY = {"wanda": 0.5, "contrastive-wanda": 0.3, "contrastive-sparse": 0.3,
-                    "contrastive-sparse-released": 0.3, "contrastive-removal": 0.01, "random": 0.5}
+                    "contrastive-sparse-released": 0.3, "contrastive-removal": 0.01, "random": 0.5,
+                    "projection-gate": 0.05}  # projection-gate: the gate strength s (gamma = 1 - s), not a sparsity
 
 #: channel statistics of Wanda scores
 STATISTICS = ("l2", "mean_abs", "rms")

@@ -104,11 +104,43 @@ def v2(path: Path = V1_SMOLLM) -> dict:
         s["tokens"], s["steering"] = "answer", {"layer": h.get("steering_layer") or 1, "coef": 4.0}
         if s["family"] == "ai":
             s["paper_table"] = _paper_table(rng, s["n_test"], sft=name != "wealth")
+    for s in d["sets"].values():
+        gate_rows(s, rng)
+    d["gate_overlap"] = [{"sets": [a, b], "same": 0.05, "crossed": 0.01, "null": [0.03, 0.04]}
+                         for a, b in itertools.combinations(list(d["sets"])[:3], 2)]
     names = [n for n, _, _ in AXES]
     if all(n in d["sets"] for n in names):
         d["types"] = [types_block(rng, m) for m in ("soft-mask", "steering")]
     d["atlas"] = atlas_block(rng, list(d["sets"]))
     return apply_verdicts(d)
+
+
+#: synthetic efficiency of each issue-24 method relative to one-layer steering (contrast scale at the same damage)
+GATE_SCALE = {"projection-gate": 1.5, "steering-all": 1.1, "gate-bias": 1.0}
+
+
+def gate_rows(s: dict, rng) -> None:
+    """Matched rows of the projection gate, every-layer steering and the gate's mean push (copies of the set's
+    reached steering rows, contrasts scaled by :data:`GATE_SCALE`), their curves, and the gate's analysis record."""
+    h = s["headline"]
+    steer = [r for r in h["matched"] if r["method"] == "steering" and r["reached"]]
+    for m, k in GATE_SCALE.items():
+        for r in steer:
+            c = copy.deepcopy(r)
+            c.update(method=m, shift=k * r["shift"], shift_ci95=[k * v for v in r["shift_ci95"]],
+                     null_shifts=_draws(rng, 0.02))
+            c.pop("random_direction_null", None)
+            h["matched"].append(c)
+        if "steering" in h["curves"]:
+            h["curves"][m] = [{**copy.deepcopy(p), "shift": k * p["shift"], "shift_ci95": [k * v for v in p["shift_ci95"]]}
+                              for p in h["curves"]["steering"]]
+    poles = s["poles"]
+    layout = [{"layer": f"blocks.{b}.{kind}.{role}", "block": b, "kind": kind, "n_weights": 100,
+               "selected": {poles[0]: 10 + b, poles[1]: 5}} for b in range(2) for kind, role in (("attn", "o"), ("mlp", "out"))]
+    s["gate"] = {"null_draws": 3, "layout": layout,
+                 "poles": {p: {"selected": 40, "fraction": 0.1, "ratio": 2.0, "by_kind": {"attn": 15, "mlp": 25}} for p in poles},
+                 "overlap": {"poles": 0.0, "real_vs_null": {p: [0.02, 0.03, 0.01] for p in poles},
+                             "null_vs_null": [0.04, 0.05, 0.03]}}
 
 
 def _type_names() -> list[str]:

@@ -209,3 +209,24 @@ def test_no_progress_hides_every_bar(capsys):
     code, out, err = run_cli(["generate", "--no-progress", "--max-new-tokens", "2", "Hi"], capsys)
     assert code == 0 and out.strip()
     assert other_lines(err) == [] and len(dtype_lines(err)) == 1, err
+
+
+def test_projection_gate_mask_export_uses_its_own_gate(tmp_path, capsys, tiny_model_dir):
+    import json
+
+    from persona_circuits.masks import load_masks
+
+    common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4"]
+    code, out, err = run_cli(["mask", "mbti-ei", "--method", "projection-gate", "--sparsity", "0.2", "--calib-size", "4",
+                              "--out", str(tmp_path / "g")] + common, capsys)
+    assert code == 0, err
+    masks = load_masks(tmp_path / "g")
+    assert {m.config.method for m in masks.values()} == {"projection-gate"}
+    assert all(m.config.extra["gamma"] == pytest.approx(0.8) and m.density() < 1 for m in masks.values())
+    code, _, err = run_cli(["export", "--mask", str(tmp_path / "g"), "--pole", "introvert", "--out", str(tmp_path / "x")]
+                           + common, capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "x" / "persona_mask.json").read_text())["gamma"] == pytest.approx(0.8)
+    code, _, err = run_cli(["mask", "mbti-ei", "--method", "projection-gate", "--sparsity", "0.2", "--null-draws", "2",
+                            "--out", str(tmp_path / "n")] + common, capsys)
+    assert code == 2 and "projection-gate" in err

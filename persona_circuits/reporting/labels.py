@@ -18,7 +18,10 @@ DIAL_LABEL = {"contrastive-wanda": "contrastive-Wanda keep mask (sparsity)",
               "wanda": "Wanda keep mask (sparsity)",
               "contrastive-sparse": "contrastive-sparse keep mask (sparsity)",
               "soft-mask": "soft contrastive-Wanda mask (1 - gamma)",
-              "steering": "steering (coefficient)"}
+              "steering": "steering (coefficient)",
+              "projection-gate": "projection gate (strength s)",
+              "steering-all": "every-layer steering (coefficient)",
+              "gate-bias": "the gate's mean push as writer biases (strength s)"}
 
 #: What a 16-type result composes, per method (``persona_circuits.compose``).
 COMPOSE_LABEL = {"soft-mask": "soft contrastive-Wanda masks (the product of the axes' gates)",

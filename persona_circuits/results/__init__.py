@@ -18,6 +18,7 @@ from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capab
                        ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
                        SparsityProfile, StabilityRow, SteeringChoice, SteeringTrial, Sweep, SweepRow)
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
+from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
 from .paper import paper_numbers
 from .records import (ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts, EstimatedCenter, Headline,
                       MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow, RandomDirectionNull, ReferencePoint,
@@ -30,7 +31,8 @@ from .upgrade import upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
            "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DamageMatchedNull", "DamageTexts", "Decoding",
-           "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GeneralChoice", "Headline", "load_results", "LoraRun",
+           "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair",
+           "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",

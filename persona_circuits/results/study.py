@@ -12,6 +12,7 @@ from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Simi
                        SteeringChoice)
 from .constants import study_order
 from .primary import MethodCalibration, PrimaryTest
+from .gate import GateAnalysis, GateCrossPair
 from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
 
@@ -100,6 +101,7 @@ class SetResults(Record):
     headline: Headline | None = None
     paper_table: list[PaperTableRow] | None = None
     tokens: str | None = None
+    gate: GateAnalysis | None = None
 
     def row(self, condition: str, pole: str) -> ChoiceRow | None:
         """The choice row of ``condition`` for ``pole`` (``None`` when the study did not run it)."""
@@ -130,6 +132,7 @@ class StudyResults(Record):
     atlas: Atlas | None = None
     primary: list[PrimaryTest] | None = None  # issue 23: the primary family (absent in older files)
     calibration: dict[str, MethodCalibration] | None = None  # issue 23: placebo rates, keyed by method
+    gate_overlap: list[GateCrossPair] | None = None
 
     def __post_init__(self):
         self.sets = {n: self.sets[n] for n in study_order(self.sets)}

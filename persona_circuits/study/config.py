@@ -78,8 +78,11 @@ class HeadlineSettings:
     sparse_sparsities: tuple[float, ...] = (0.1,)
     soft_strengths: tuple[float, ...] = (0.03, 1.0)
     steer_coefs: tuple[float, ...] = (0.5, 8.0)
+    gate_strengths: tuple[float, ...] = (0.02, 0.08)  # projection gate and its mean-push control (gate-bias): s
+    steer_all_coefs: tuple[float, ...] = (0.05, 0.5)  # every-layer steering: one coefficient for every block
     matched_damages: tuple[float, ...] = (0.02, 0.3)
-    matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering")
+    matched_methods: tuple[str, ...] = ("contrastive-wanda", "soft-mask", "steering", "projection-gate", "steering-all",
+                                       "gate-bias")
 
 
 @dataclass
@@ -172,7 +175,8 @@ class StudyConfig:
             nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=0, swap="balanced"),
             headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(),
                                       removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(),
-                                      soft_strengths=(0.03, 1.0), steer_coefs=(0.5, 8.0), matched_damages=(0.05,),
+                                      soft_strengths=(0.03, 1.0), steer_coefs=(0.5, 8.0), gate_strengths=(),
+                                      steer_all_coefs=(), matched_damages=(0.05,),
                                       matched_methods=("soft-mask", "steering")),
             paper=PaperTableSettings(null_draws=1),
             analysis=AnalysisSettings(analysis_items=2, sweep_sparsities=(0.7,), sweep_calib_sizes=(8,), n_boot=0,

@@ -42,8 +42,10 @@ import numpy as np
 from ..nulls import clopper_pearson, holm, loo_z, mean_t_sf, zero_z
 
 ALPHA = 0.05
-#: The primary family's methods (declared before the numbers): one test per (method, target) among these.
-PRIMARY_METHODS = ("steering", "soft-mask", "contrastive-wanda", "contrastive-removal")
+#: The primary family's methods (declared before the numbers): one test per (method, target) among these. The
+#: projection gate and every-layer steering (issue 24) were added before any study computed them; the gate's
+#: mean-push control (``gate-bias``) is a control, not a claim, and stays secondary.
+PRIMARY_METHODS = ("steering", "soft-mask", "contrastive-wanda", "contrastive-removal", "projection-gate", "steering-all")
 PRIMARY_FAMILY = "primary: one test per (method, target), mean over sets of z = contrast / null RMS"
 
 

@@ -15,6 +15,7 @@ import torch
 from .analysis_set import run_analysis_set
 from .conditions import run_conditions
 from .config import StudyConfig
+from .gate_analysis import cross_set_overlap, gate_analysis, gate_enabled
 from .headline import run_headline
 from .representation import representation_analyses
 from .sets import StudySet, check_data_root, study_sets
@@ -56,6 +57,10 @@ def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
     if _curves_on(study.cfg, sset.name):
         with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
             res["headline"] = run_headline(study, run, res.get("sft"))
+        if gate_enabled(study):
+            with study.timed(f"{sset.name}: projection-gate analyses"):
+                g = gate_analysis(study, run=run)
+            res["gate"], run.gate_bits = g["summary"], g["bits"]
     with study.timed(f"{sset.name}: mask analyses"):
         res.update(_mask_analyses(study, run))
     with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
@@ -80,7 +85,7 @@ class _Kept:
     """What the stages after every set need of each set: the MBTI axes for the 16 types, every set for the atlas."""
 
     def __init__(self) -> None:
-        self.axes, self.layers, self.atlas = {}, [], []
+        self.axes, self.layers, self.atlas, self.gate = {}, [], [], {}
 
     def add(self, study: Study, run: SetRun, res: dict) -> None:
         from ..compose import MBTI_AXES
@@ -92,6 +97,8 @@ class _Kept:
             self.layers.append(run.steering["layer"])
         if study.cfg.atlas.enabled:
             self.atlas.append(atlas_input(run))
+        if run.gate_bits is not None:
+            self.gate[run.name] = run.gate_bits
 
     def finish(self, study: Study) -> dict:
         from ..compose import MBTI_AXES
@@ -99,6 +106,8 @@ class _Kept:
         from .types import run_types
 
         out: dict = {}
+        if len(self.gate) >= 2:
+            out["gate_overlap"] = cross_set_overlap(self.gate)
         if study.cfg.types.enabled and len(self.axes) == len(MBTI_AXES):
             layer = max(set(self.layers), key=self.layers.count)
             out["types"] = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)

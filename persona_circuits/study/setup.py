@@ -63,8 +63,10 @@ class SetRun:
     n_null: int = 0  # draws of the analysis gate (max of curve_draws and matched_draws)
     steering: dict = field(default_factory=dict)  # {"layer", "coef", "table"}
     vector: Tensor | None = None
+    directions: Tensor | None = None  # [n_layers, d_model] pole A minus pole B mean residual after every block
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
     dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
+    gate_bits: dict | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None
     _draws: OrderedDict = field(default_factory=OrderedDict)
@@ -172,7 +174,7 @@ def _steering(study: Study, run: SetRun) -> None:
         run.steering = {"layer": layers[0], "coef": float(b.steer_coefs[0]), "table": []}
     else:
         run.steering = steer_select(study, sset=run.sset, vectors=vecs, layers=layers)
-    run.vector = vecs[run.steering["layer"]]
+    run.vector, run.directions = vecs[run.steering["layer"]], vecs
 
 
 def prepare_set(study: Study, sset: StudySet) -> SetRun:

@@ -240,7 +240,8 @@ def test_where_the_masks_meet_their_nulls_is_computed():
     wealth = text.split("\n### wealth (")[1].split("\n### hallucination (")[0]
     assert "this run measured no effect against damage on this set" in power
     assert "steering was not measured at matched damage on this set in this run" in power
-    assert "wanda: no null in this run; the matched-damage table holds steering, contrastive-wanda, soft-mask." in wealth
+    assert ("wanda: no null in this run; the matched-damage table holds steering, contrastive-wanda, soft-mask, "
+            "projection-gate, steering-all, gate-bias." in wealth)
     assert "contrastive-wanda, contrastive-sparse: label-swapped nulls on the effect-against-damage curves" in wealth
 
 

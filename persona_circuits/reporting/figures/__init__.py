@@ -6,6 +6,7 @@ as the report (never ``plt.show``), in the shared style of :mod:`.style`.
 * :mod:`.alignment` - accuracy and pole contrast per set; :mod:`.masks` - sparsity and overlap;
 * :mod:`.representations` - probes, neutral-text decoding, split-half reliability;
 * :mod:`.analysis_set` - ablations, stability, sweeps, capability;
+* :mod:`.gate` - the projection gate against steering (optional: drawn where the study measured the gate);
 * :mod:`.types`, :mod:`.atlas` - the optional 16 types and atlas (:data:`OPTIONAL`: skipped when a run lacks them).
 
 A new figure is a function in one of these modules registered in :data:`FIGURES`; it raises
@@ -28,6 +29,7 @@ from .analysis_set import fig_ablation, fig_capability, fig_stability, fig_sweep
 from .atlas import fig_atlas, fig_atlas_layers, fig_atlas_steering
 from .common import FigureDataMissing
 from .effect_damage import fig_effect_damage
+from .gate import fig_gate
 from .headline import fig_headline
 from .masks import fig_overlap, fig_sparsity
 from .matched_damage import fig_matched_damage
@@ -41,10 +43,11 @@ FIGURES: dict[str, Callable[[StudyResults], Figure]] = {
     "main_accuracy": fig_main_accuracy, "pole_contrast": fig_pole_contrast, "sparsity": fig_sparsity,
     "overlap": fig_overlap, "ablation": fig_ablation, "probes": fig_probes, "neutral_decoding": fig_neutral_decoding,
     "similarity": fig_similarity, "stability": fig_stability, "sweeps": fig_sweeps, "capability": fig_capability,
-    "types": fig_types, "atlas": fig_atlas, "atlas_layers": fig_atlas_layers, "atlas_steering": fig_atlas_steering}
+    "types": fig_types, "atlas": fig_atlas, "atlas_layers": fig_atlas_layers, "atlas_steering": fig_atlas_steering,
+    "gate": fig_gate}
 
 #: The figures of optional stages (the 16 types, the atlas): a run without them skips them.
-OPTIONAL = ("types", "atlas", "atlas_layers", "atlas_steering")
+OPTIONAL = ("types", "atlas", "atlas_layers", "atlas_steering", "gate")
 
 
 def draw(results: StudyResults | dict | str | Path, name: str) -> Figure:

@@ -12,7 +12,8 @@ from ...results import Headline, MatchedRow, StudyResults
 from .common import need, padded, yerr
 from .style import GREY, color, free_slot, grid, legend_in
 
-SHORT = {"contrastive-wanda": "cW", "soft-mask": "soft", "steering": "steer"}
+SHORT = {"contrastive-wanda": "cW", "soft-mask": "soft", "steering": "steer", "projection-gate": "gate",
+         "steering-all": "steer\nall", "gate-bias": "gate\nbias"}
 
 
 def _tick(r: MatchedRow) -> str:

@@ -28,7 +28,8 @@ GREY = "#8c8c8c"
 METHOD_COLOR = {"contrastive-wanda": OKABE_ITO["blue"], "contrastive-removal": OKABE_ITO["vermillion"],
                 "wanda": OKABE_ITO["orange"], "contrastive-sparse": OKABE_ITO["purple"], "soft-mask": OKABE_ITO["sky"],
                 "steering": OKABE_ITO["green"], "random-mask": GREY, "prompt": OKABE_ITO["black"],
-                "rag": OKABE_ITO["black"], "sft": OKABE_ITO["black"]}
+                "rag": OKABE_ITO["black"], "sft": OKABE_ITO["black"], "projection-gate": "#a6761d",
+                "steering-all": "#005a46", "gate-bias": "#e7298a"}
 
 #: Colours of the conditions without a strength dial (greys, so the methods keep their colours).
 COND_COLOR = {"dense": "#bdbdbd", "prompt": "#4d4d4d", "rag": "#8c8c8c", "sft": "#262626",

@@ -4,6 +4,7 @@
 * :mod:`.primary` - the primary family and its calibration on placebos (only in results that hold them);
 * :mod:`.paper_table` - the AI-persona tasks next to the paper's table;
 * :mod:`.headline` - effect against damage, the matched-damage tables, every curve point;
+* :mod:`.gate` - the projection gate's efficiency against steering and the soft mask, its analyses;
 * :mod:`.alignment` - every condition's accuracy and pole contrast per set;
 * :mod:`.masks`, :mod:`.ablation`, :mod:`.representations`, :mod:`.analysis_set` - analyses 1 to 8;
 * :mod:`.types_atlas` - the 16 types and the atlas (only when the study ran them);
@@ -23,6 +24,7 @@ from .alignment import alignment_section
 from .analysis_set import analysis_set_sections
 from .conclusions import conclusions
 from .header import header_section
+from .gate import gate_section
 from .headline import headline_section
 from .masks import overlap_section, sparsity_section
 from .paper_table import paper_table_section
@@ -40,7 +42,8 @@ def _conclusions(res: StudyResults) -> list[str]:
 
 
 #: The report's sections in order: each maps the results to markdown lines.
-SECTIONS = (header_section, primary_section, calibration_section, paper_table_section, headline_section, alignment_section, _analyses_heading,
+SECTIONS = (header_section, primary_section, calibration_section, paper_table_section, headline_section, gate_section,
+            alignment_section, _analyses_heading,
             sparsity_section, overlap_section, lambda res: ablation_section(res.analysis), probe_section,
             similarity_section, analysis_set_sections, lambda res: types_section(res.types),
             lambda res: atlas_section(res.atlas), _conclusions)

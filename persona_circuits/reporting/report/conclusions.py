@@ -13,6 +13,9 @@ from .conclusions_v2 import matched_line_v2, released_conclusions, symmetry_conc
 from .method import is_v2
 from .text import pct
 
+#: the matched methods that are no mask: the steering dials and the projection gate's mean push (writer biases)
+STEERING = ("steering", "steering-all", "gate-bias")
+
 
 def conclusions(res: StudyResults) -> list[str]:
     """Every conclusion line, in the report's order."""
@@ -58,9 +61,9 @@ def headline_conclusions(res: StudyResults) -> list[str]:
     for m in dict.fromkeys(r.method for _, r in rows):
         line, spec = (matched_line_v2 if v2 else _matched_line)(m, [(n, r) for n, r in rows if r.method == m])
         out.append(line)
-        if m != "steering":
+        if m not in STEERING:
             mask_specific += [f"{m}: {x}" for x in spec]
-    mask_rows = [r for _, r in rows if r.method != "steering" and r.reached]
+    mask_rows = [r for _, r in rows if r.method not in STEERING and r.reached]
     if mask_rows:
         above_steer = [r for r in mask_rows if r.vs_steering and (r.vs_steering.verdict_adjusted or r.vs_steering.verdict)
                        == "higher"]

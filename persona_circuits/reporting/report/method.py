@@ -42,7 +42,7 @@ def bound_formula(center: str | None, k: str) -> str:
 
 def null_of(method: str, kind: str | None) -> str:
     """What ``method``'s null of ``kind`` is."""
-    key = (kind, "steering" if method == "steering" else "mask")
+    key = (kind, "steering" if method in ("steering", "steering-all") else "mask")
     return NULL_KIND_TEXT.get(key, f"{kind or 'unnamed'} draws").format(method=method)
 
 
