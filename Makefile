@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full reproduce-gemma reproduce-power figures report z-length notebook
+.PHONY: install lint test reproduce reproduce-full reproduce-gemma reproduce-power shard merge merge-gemma figures report z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -66,6 +66,38 @@ reproduce-power: install
 	mkdir -p reports/smollm2-power
 	cp runs/power/REPORT.md runs/power/results.json reports/smollm2-power/
 	$(CLI) figures reports/smollm2-power/results.json --out reports/smollm2-power/figures --format $(FIGURE_FORMATS)
+
+# Study shards (README: "Shards"): `make shard SET=mbti-ei` computes one set's shard (SET=cross: the 16 types and
+# the atlas, after the set shards) into reports/shards/$(MODEL)/$(SET)/ (its shard.json; a folder that already holds
+# it is left as it is); MODEL=gemma-3-270m for the Gemma study. Every shard of a model gets that model's set list
+# (SMOLLM2_SETS, GEMMA_SETS): a shard records it, and merge refuses shards of different lists. The stage cache goes
+# to SHARD_CACHE (one work folder per model, outside the committed folders: the cross shard finds the set shards'
+# calibration there). `make merge` merges the SmolLM2 shards into REPORT.md, figures/results.json and figures/;
+# `make merge-gemma` the Gemma shards into reports/gemma-3-270m/.
+MODEL ?= smollm2-135m-instruct
+SET ?=
+SMOLLM2_SETS ?= mbti-ei,mbti-sn,mbti-tf,mbti-jp,power,wealth,hallucination
+GEMMA_SETS ?= mbti-ei,power,wealth,hallucination
+SHARD_SETS = $(if $(filter gemma-3-270m,$(MODEL)),$(GEMMA_SETS),$(SMOLLM2_SETS))
+SHARD_CACHE ?= runs/shard-cache/$(MODEL)
+SHARDS := reports/shards
+
+shard: install
+	@test -n "$(SET)" || { echo "make shard: name the shard, e.g. SET=mbti-ei (or SET=cross)" >&2; exit 2; }
+	$(CLI) reproduce --model $(MODEL) --sets $(SHARD_SETS) --data-root $(DATA_ROOT) --shard $(SET) \
+		--out $(SHARDS)/$(MODEL)/$(SET) --cache $(SHARD_CACHE)
+
+merge: install
+	$(CLI) merge $(wildcard $(SHARDS)/smollm2-135m-instruct/*) --out runs/merged-smollm2
+	cp runs/merged-smollm2/REPORT.md REPORT.md
+	cp runs/merged-smollm2/results.json figures/results.json
+	$(MAKE) figures
+
+merge-gemma: install
+	$(CLI) merge $(wildcard $(SHARDS)/gemma-3-270m/*) --out runs/merged-gemma
+	mkdir -p reports/gemma-3-270m
+	cp runs/merged-gemma/REPORT.md runs/merged-gemma/results.json reports/gemma-3-270m/
+	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)
 
 # Redraw every committed figure from figures/results.json (z_length.png is measured on the model instead:
 # `make z-length`). FIGURE_FORMATS=png draws the PNG files only.

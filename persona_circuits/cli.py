@@ -1,4 +1,4 @@
-"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce,verdicts,figures}``.
+"""Command line interface: ``persona-circuits {personas,signatures,mask,evaluate,generate,export,reproduce,merge,verdicts,figures}``.
 
 Errors on bad input print one line, ``persona-circuits: error: ...``, on stderr and exit with 2. Loading
 a model prints one line naming the dtype and why it was chosen. This module and the parser import
@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=64)
     _common(s)
 
-    from .study.command import add_reproduce_parser, add_verdicts_parser  # noqa: PLC0415
+    from .study.command import add_merge_parser, add_reproduce_parser, add_verdicts_parser  # noqa: PLC0415
 
     add_reproduce_parser(sub, _common)
+    add_merge_parser(sub)
     add_verdicts_parser(sub)
     _add_figures_parser(sub)
     _add_export_parser(sub)
@@ -359,10 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     dtype_log.propagate = False
     try:
         _check_overwrite(args)
-        if args.command in ("reproduce", "verdicts"):
+        if args.command in ("reproduce", "merge", "verdicts"):
             from .study import command
 
-            return (command.cmd_reproduce if args.command == "reproduce" else command.cmd_verdicts)(args)
+            return {"reproduce": command.cmd_reproduce, "merge": command.cmd_merge,
+                    "verdicts": command.cmd_verdicts}[args.command](args)
         return handlers[args.command](args)
     except PersonaCircuitsError as exc:
         print(f"persona-circuits: error: {exc}", file=sys.stderr)

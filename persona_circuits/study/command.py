@@ -26,6 +26,26 @@ def add_reproduce_parser(sub, common) -> None:
     s.add_argument("--cache-from", action="append", default=None, metavar="DIR",
                    help="output folder of another study: its cached stage results are reused where their keys match "
                         "(same model, settings and inputs), e.g. a seven-set run on top of a four-set one; repeatable")
+    g = s.add_argument_group("shards and executors")
+    g.add_argument("--shard", default=None, metavar="SET",
+                   help="compute one shard of the study into --out (its shard.json): a set of the study, or "
+                        "'cross' (the 16 types and the atlas; needs the set shards, see --set-shards); "
+                        "`persona-circuits merge` joins the shards. The other options must be the whole study's")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="with --shard: the work folder holding the stage cache (default OUT/cache; never commit it); "
+                        "the shards of one study may share one, one at a time")
+    g.add_argument("--set-shards", nargs="+", default=None, metavar="DIR",
+                   help="with --shard cross: the folders of every set shard (default: the folders next to --out "
+                        "holding a shard.json)")
+    g.add_argument("--executor", choices=("process", "ray"), default="process",
+                   help="process (default): the whole study in this process; ray: every shard as a Ray task "
+                        "(a GPU each on CUDA), the cross shard after the set shards, then the merge into --out "
+                        "(shards under OUT/shards/)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: the Ray cluster to join (default: start a local Ray)")
+    g.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="with --executor ray and no address: CPUs of the local Ray, one task per CPU "
+                        "(default: half the machine's cores)")
     common(s)
 
 
@@ -65,14 +85,38 @@ def settle_sets(cfg, args, root):
     return cfg, sets
 
 
+def _check_executor_args(args) -> None:
+    from .config import StudyError
+
+    if args.shard is not None and args.executor != "process":
+        raise StudyError("--shard computes one shard in this process: it takes no --executor")
+    if args.shard is None and (args.cache is not None or args.set_shards is not None):
+        raise StudyError("--cache and --set-shards go with --shard")
+    if args.executor != "ray" and (args.ray_address is not None or args.ray_cpus is not None):
+        raise StudyError("--ray-address and --ray-cpus go with --executor ray")
+    if args.ray_cpus is not None and args.ray_cpus < 1:
+        raise StudyError(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
+
+
+def _model_loader(args):
+    """A picklable function that loads the model the global options name (for Ray's workers)."""
+    import argparse
+    from functools import partial
+
+    from ..cli_common import load_model_from_args
+
+    keep = {k: getattr(args, k, None) for k in ("model", "device", "dtype", "device_map", "no_progress")}
+    return partial(load_model_from_args, argparse.Namespace(**keep))
+
+
 def cmd_reproduce(args) -> int:
     from ..errors import OutputError
-    from .run import run_study
     from .sets import check_data_root
 
+    _check_executor_args(args)
     cfg = config_from_args(args)
     root = check_data_root(args.data_root)
-    cfg, _ = settle_sets(cfg, args, root)
+    cfg, sets = settle_sets(cfg, args, root)
     for d in args.cache_from or []:  # checked before the model is loaded
         if not (Path(d) / "cache").is_dir():
             from .config import StudyError
@@ -81,11 +125,44 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
+    command = "persona-circuits " + " ".join(sys.argv[1:])
+    if args.shard is not None:
+        from .shard_command import run_shard_command
+
+        return run_shard_command(args, cfg, root, sets, command)
+    if args.executor == "ray":
+        from .executors import run_ray
+
+        run_ray(_model_loader(args), out, cfg=cfg, data_root=root, set_names=[s.name for s in sets],
+                address=args.ray_address, num_cpus=args.ray_cpus, cuda=str(args.device).startswith("cuda"),
+                progress=not args.no_progress, command=command)
+        return 0
     from ..cli_common import load_model_from_args
+    from .run import run_study
 
     model = load_model_from_args(args)
-    run_study(model, out, cfg=cfg, data_root=root, progress=not args.no_progress,
-              command="persona-circuits " + " ".join(sys.argv[1:]), cache_from=args.cache_from)
+    run_study(model, out, cfg=cfg, data_root=root, progress=not args.no_progress, command=command,
+              cache_from=args.cache_from)
+    return 0
+
+
+def add_merge_parser(sub) -> None:
+    s = sub.add_parser("merge", help="merge study shards (reproduce --shard) into results.json, REPORT.md and figures",
+                       description="Merge the shards of one study (every set's `reproduce --shard SET` and the cross "
+                                   "shard's `reproduce --shard cross`) into one results.json, REPORT.md and figures; "
+                                   "the verdicts are applied to the merged results. No model is loaded. Shards of "
+                                   "different studies (model, dtype, settings, set list, code) and duplicate or "
+                                   "missing shards are refused, naming the difference.")
+    s.add_argument("shards", nargs="+", help="shard folders (each holding a shard.json)")
+    s.add_argument("--out", required=True, help="output folder (created)")
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge_shards
+
+    out = Path(args.out)
+    merge_shards(args.shards, out, command="persona-circuits merge " + " ".join([*args.shards, "--out", args.out]))
+    print(f"merged {len(args.shards)} shards into {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'}")
     return 0
 
 

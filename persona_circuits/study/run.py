@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .analysis_set import run_analysis_set
 from .conditions import run_conditions
 from .config import StudyConfig
-from .gate_analysis import cross_set_overlap, gate_analysis, gate_enabled
+from .gate_analysis import gate_analysis, gate_enabled
 from .headline import run_headline
 from .representation import representation_analyses
 from .sets import StudySet, check_data_root, study_sets
 from .setup import SetRun, prepare_set
 from .state import Study, claim_output, log
-from .verdicts import apply_verdicts
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -68,7 +66,7 @@ def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
     return res, run
 
 
-def _free_memory(model) -> None:
+def free_memory(model) -> None:
     """Between sets: forget the replayed steering outputs of the last set's inputs and collect cycles."""
     import gc
 
@@ -81,44 +79,7 @@ def _free_memory(model) -> None:
     gc.collect()
 
 
-class _Kept:
-    """What the stages after every set need of each set: the MBTI axes for the 16 types, every set for the atlas."""
-
-    def __init__(self) -> None:
-        self.axes, self.layers, self.atlas, self.gate = {}, [], [], {}
-
-    def add(self, study: Study, run: SetRun, res: dict) -> None:
-        from ..compose import MBTI_AXES
-        from .atlas import atlas_input
-        from .types import axis_state
-
-        if study.cfg.types.enabled and run.name in {a for a, _, _ in MBTI_AXES} and run.sset.family == "mbti":
-            self.axes[run.name] = axis_state(study, run, res.get("headline"))
-            self.layers.append(run.steering["layer"])
-        if study.cfg.atlas.enabled:
-            self.atlas.append(atlas_input(run))
-        if run.gate_bits is not None:
-            self.gate[run.name] = run.gate_bits
-
-    def finish(self, study: Study) -> dict:
-        from ..compose import MBTI_AXES
-        from .atlas import atlas_stage, extra_inputs
-        from .types import run_types
-
-        out: dict = {}
-        if len(self.gate) >= 2:
-            out["gate_overlap"] = cross_set_overlap(self.gate)
-        if study.cfg.types.enabled and len(self.axes) == len(MBTI_AXES):
-            layer = max(set(self.layers), key=self.layers.count)
-            out["types"] = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)
-        sets = self.atlas + (extra_inputs(study) if study.cfg.atlas.enabled else [])
-        if len(sets) >= 2:
-            with study.timed("atlas"):
-                out["atlas"] = atlas_stage(study, sets=sets)
-        return out
-
-
-def _identity(model, cfg: StudyConfig, root: Path | None) -> dict:
+def study_identity(model, cfg: StudyConfig, root: Path | None) -> dict:
     from ..models import architecture_fingerprint, get_model_id
 
     return {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model), "config": cfg.to_dict(),
@@ -126,7 +87,7 @@ def _identity(model, cfg: StudyConfig, root: Path | None) -> dict:
             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
 
-def _meta(study: Study, identity: dict, command: str, t0: float) -> dict:
+def study_meta(study: Study, identity: dict, command: str, t0: float) -> dict:
     from ..dtypes import cpu_model
 
     cfg = study.cfg
@@ -146,44 +107,43 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     """Run the whole study with a loaded model; write ``results.json``, ``REPORT.md`` and ``figures/`` under
     ``out``. Returns the typed :class:`~persona_circuits.results.StudyResults`.
 
+    The study is its shards in sequence (:mod:`.shards`: every set's, then the cross-set stages, with the
+    cross-set inputs kept in memory), merged by :func:`~.merge.merge_payloads`: the same numbers as
+    ``reproduce --shard`` of each shard followed by ``persona-circuits merge``.
+
     Args:
         cfg: the settings (:meth:`StudyConfig.full` or :meth:`StudyConfig.quick_preset`, or your own).
         data_root: a folder laid out like ``shared/data`` (the AI-persona tasks).
         cache_from: output folders of other studies whose cached stage results this one reuses where their
             keys match (e.g. a seven-set study resuming the stages of a four-set one).
     """
-    from ..reporting.figures import write_figures
-    from ..reporting.report import write_report
-    from ..results import load_results, paper_numbers, write_results
+    import json
+
+    from ..results import paper_numbers
+    from .merge import merge_payloads, write_outputs
+    from .shards import CrossInputs, cross_shard, set_shard, shard_identity
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
     out = Path(out)
-    identity = _identity(model, cfg, root)
+    identity = study_identity(model, cfg, root)
     lock = claim_output(out, identity)
     try:
         study = Study(model, out, cfg, root, progress)
         for src in cache_from or []:
             log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
-        torch.manual_seed(cfg.seed)
-        results: dict = {"schema": 2, "sets": {}, "analysis": None}
-        keep = _Kept()
-        for sset in study_sets(cfg, root):
-            res, run = run_set(study, sset)
-            if sset.name == cfg.sets.analysis_set:
-                results["analysis"] = run_analysis_set(study, run)
-            results["sets"][sset.name] = res
-            keep.add(study, run, res)
-            run.release()
-            del run
-            _free_memory(model)
-        results.update(keep.finish(study))
-        apply_verdicts(results)
-        results.update(meta=_meta(study, identity, command, t0), paper=paper_numbers(root), timings=study.timings)
-        typed = load_results(results)
-        write_results(typed, out / "results.json")
-        write_figures(typed, out / "figures")
-        write_report(typed, out / "REPORT.md")
+        sets = study_sets(cfg, root)
+        sid = shard_identity(model, cfg, sets)
+        keep = CrossInputs()
+        payloads = [set_shard(study, sset, sid, keep) for sset in sets]
+        study.timings = {}
+        payloads.append(cross_shard(study, sets, sid, keep))
+        paper = paper_numbers(root)
+        # merged as the shards would be read back from their folders (plain JSON)
+        payloads = [json.loads(json.dumps({**p, "paper": paper})) for p in payloads]
+        results = merge_payloads(payloads)
+        results["meta"] = study_meta(study, identity, command, t0)
+        typed = write_outputs(results, out)
     finally:
         lock.release()
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")

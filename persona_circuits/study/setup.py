@@ -163,22 +163,28 @@ def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[
                                   batch_size=study.cfg.batch_size))
 
 
-def _steering(study: Study, run: SetRun) -> None:
+def _steering(study: Study, run: SetRun, chosen: dict | None = None) -> None:
     from ..baselines import steering_vectors
 
     b, n_layers = study.cfg.baselines, study.model.cfg.n_layers
     a, bb = (run.stats[p].resid[: run.n_calib] for p in run.poles)
     vecs = steering_vectors(a, bb)
     layers = sorted({min(n_layers - 1, int(round(f * (n_layers - 1)))) for f in b.steer_layers_frac})
-    if len(layers) * len(b.steer_coefs) == 1:  # one candidate: nothing to select
+    if chosen is not None:  # chosen by the set's own run (its shard): the cross-set shard reuses it
+        run.steering = chosen
+    elif len(layers) * len(b.steer_coefs) == 1:  # one candidate: nothing to select
         run.steering = {"layer": layers[0], "coef": float(b.steer_coefs[0]), "table": []}
     else:
         run.steering = steer_select(study, sset=run.sset, vectors=vecs, layers=layers)
     run.vector, run.directions = vecs[run.steering["layer"]], vecs
 
 
-def prepare_set(study: Study, sset: StudySet) -> SetRun:
-    """Calibration, signatures, masks and steering of one set (see the module docstring)."""
+def prepare_set(study: Study, sset: StudySet, steering: dict | None = None) -> SetRun:
+    """Calibration, signatures, masks and steering of one set (see the module docstring).
+
+    Args:
+        steering: the steering choice (``{"layer", "coef", "table"}``) the set's own run made, to reuse it
+            instead of selecting it again (the cross-set shard); ``None``: selected here (a cached stage)."""
     from ..masks import build_masks
 
     cfg = study.cfg
@@ -200,7 +206,7 @@ def prepare_set(study: Study, sset: StudySet) -> SetRun:
     run = SetRun(sset, n_calib, shaping, stats, sigs, masks, seed=cfg.seed, swap=cfg.nulls.swap, calibration_hash=h,
                  n_null=n_null)
     with study.timed(f"{sset.name}: steering"):
-        _steering(study, run)
+        _steering(study, run, steering)
     run.shaping["steering"] = {"layer": run.steering["layer"], "coef": run.steering["coef"]}
     return run
 

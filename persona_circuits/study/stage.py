@@ -98,6 +98,11 @@ def stage_key(model_key, name: str, version: int, settings: dict, inputs: dict) 
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+#: Every declared stage: name -> (version, declared settings). A study shard records a hash of it (its code
+#: identity), so shards computed by stages of different versions are not merged into one study.
+STAGES: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+
 def stage(name: str, *, settings: Sequence[str] = (), version: int = 1, store: str = "json",
           result: type | None = None) -> Callable:
     """Declare a cached stage (see the module docstring).
@@ -130,6 +135,7 @@ def stage(name: str, *, settings: Sequence[str] = (), version: int = 1, store: s
             return result.from_dict(val) if result is not None and isinstance(val, dict) else val
 
         run.stage_name, run.settings, run.version, run.key_of = name, tuple(settings), version, key_of
+        STAGES[name] = (version, tuple(settings))
         return run
 
     return wrap

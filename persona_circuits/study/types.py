@@ -60,9 +60,9 @@ def types_seed(study: Study, method: str) -> int:
     return derive_seed(study.cfg.seed, "types", method)
 
 
-def axis_state(study: Study, run, headline: dict | None) -> AxisState:
-    """Keep what the types stage needs from an axis's :class:`~.setup.SetRun`, with the per-item contrasts of
-    its matched-damage rows (read back from their cached stage)."""
+def axis_alone(study: Study, run, headline: dict | None) -> dict:
+    """The per-item contrasts of an axis's reached matched-damage rows, ``{(method, target): shifts}`` (read back
+    from their cached stage; not in the results, so a set shard stores them for the cross-set shard)."""
     from .matched import matched_real
 
     alone = {}
@@ -71,6 +71,12 @@ def axis_state(study: Study, run, headline: dict | None) -> AxisState:
             for target, r in zip(study.cfg.headline.matched_damages, matched_real(study, run=run, method=method, curve=curve)):
                 if r["reached"]:
                     alone[(method, target)] = r["shifts"]
+    return alone
+
+
+def axis_state(study: Study, run, alone: dict) -> AxisState:
+    """Keep what the types stage needs from an axis's :class:`~.setup.SetRun`: its items, masks, residuals, its
+    own null draws per method (seeds of :func:`types_seed`), and ``alone`` (:func:`axis_alone`)."""
     from dataclasses import replace
 
     from ..nulls import derive_seed

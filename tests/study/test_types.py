@@ -28,7 +28,7 @@ def test_types_draw_their_own_seeds_and_test_one_per_method_and_axis(tiny_llama,
         sset = SimpleNamespace(name=name, poles=list(ps.pole_names), ps=ps, identity=lambda n=name: {"name": n})
         masks = {"contrastive-wanda": build_masks(tiny_llama, "contrastive-wanda", sigs, sparsity=0.5)}
         run = SetRun(sset, 8, {"n_calib": 8}, stats, sigs, masks, seed=cfg.seed, swap="balanced")
-        axes.append(axis_state(study, run, None))
+        axes.append(axis_state(study, run, {}))
     assert all(len(a.draws[m]) == 3 for a in axes for m in cfg.types.methods)
     seeds = {d.seed for a in axes for m in cfg.types.methods for d in a.draws[m]}
     assert len(seeds) == 4 * 3  # every axis (and method) its own draws

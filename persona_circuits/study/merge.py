@@ -1,0 +1,161 @@
+"""Merge study shards (:mod:`.shards`) into one study: ``results.json``, ``REPORT.md`` and the figures.
+
+Merging loads no model and measures nothing: it checks that the shards belong to one study (the same
+identity: model, fingerprint, dtype, every setting, the set list, the code identity), that every set of the
+study and the cross-set shard are there once each, and that the cross shard saw the same set contents as
+the set shards; then it lays the sets' results out in the study's order, adds the analysis-set results and
+the cross-set results, and applies the verdicts (:func:`~.verdicts.apply_verdicts`) to the merged dict. The
+one-process study (:func:`~.run.run_study`) ends in the same :func:`merge_payloads`, so the two agree
+number for number.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .config import StudyError
+from .shards import CROSS, SHARD_FILE, SHARD_FORMAT
+
+
+class ShardError(StudyError):
+    """Shards that cannot be merged into one study (or a shard folder that cannot be read)."""
+
+
+def _short(v) -> str:
+    s = json.dumps(v, sort_keys=True)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def first_difference(a, b, path: str = "") -> str | None:
+    """The first place where two JSON values differ, as ``path: A vs B`` (``None`` if equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path + '.' if path else ''}{k}: {'absent' if k not in a else _short(a[k])} vs " \
+                       f"{'absent' if k not in b else _short(b[k])}"
+            d = first_difference(a[k], b[k], f"{path + '.' if path else ''}{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path or 'value'}: {_short(a)} vs {_short(b)}"
+
+
+def read_shard(folder: str | Path) -> dict:
+    """The payload of a shard folder (``shard.json``); :class:`ShardError` if it is not one."""
+    path = Path(folder) / SHARD_FILE
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{folder}: not a study shard (no {SHARD_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
+        raise ShardError(f"{path}: not a shard of format {SHARD_FORMAT} (found {d.get('format') if isinstance(d, dict) else d!r})")
+    return d
+
+
+def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True) -> None:
+    """Refuse (:class:`ShardError`, one line) shards of different studies, duplicate, missing or unknown
+    shards, and a cross shard that saw other set contents than the set shards."""
+    if not payloads:
+        raise ShardError("no shard to merge")
+    ref = payloads[0]["identity"]
+    for p, w in zip(payloads[1:], where[1:]):
+        d = first_difference(ref, p["identity"])
+        if d:
+            raise ShardError(f"{w} is not a shard of the study of {where[0]}: {d}")
+    names = [p["shard"]["name"] for p in payloads]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ShardError("duplicate shards: " + "; ".join(
+            f"{n} ({', '.join(w for w, m in zip(where, names) if m == n)})" for n in dup))
+    expected = list(ref["sets"]) + ([CROSS] if need_cross else [])
+    unknown = [n for n in names if n not in expected]
+    if unknown:
+        raise ShardError(f"shards of sets the study does not have: {', '.join(unknown)} (its sets: {', '.join(ref['sets'])})")
+    missing = [n for n in expected if n not in names]
+    if missing:
+        raise ShardError(f"missing shards: {', '.join(missing)}")
+    by = dict(zip(names, payloads))
+    if CROSS in by:
+        for seen in by[CROSS]["shard"]["sets"]:
+            d = first_difference(by[seen["name"]]["shard"]["set"], seen, seen["name"])
+            if d:
+                raise ShardError(f"the cross shard saw other contents of set {d}")
+
+
+def merge_payloads(payloads: list[dict]) -> dict:
+    """The study's results dict from checked shard payloads (verdicts applied; no ``meta`` yet)."""
+    from .verdicts import apply_verdicts
+
+    by = {p["shard"]["name"]: p for p in payloads}
+    ident = payloads[0]["identity"]
+    analysis_set = ident["config"]["sets"]["analysis_set"]
+    results: dict = {"schema": 2, "sets": {n: by[n]["results"] for n in ident["sets"]},
+                     "analysis": by[analysis_set]["analysis"] if analysis_set in by else None}
+    results.update(by[CROSS]["results"] if CROSS in by else {})
+    apply_verdicts(results)
+    timings: dict[str, float] = {}
+    for p in payloads:
+        for k, v in p["timings"].items():
+            timings[k] = round(timings.get(k, 0.0) + v, 2)
+    papers = [p["paper"] for p in payloads if p.get("paper")]
+    results["paper"] = max(papers, key=lambda x: len(x.get("ai_persona") or {})) if papers else None
+    results["timings"] = timings
+    return results
+
+
+def merged_meta(payloads: list[dict], command: str) -> dict:
+    """The meta of a merged study: the cross shard's machine and settings, the merge command, the summed
+    seconds of every shard, and per shard where and how it was computed (``shards``)."""
+    metas = [p["meta"] for p in payloads]
+    base = next((p["meta"] for p in payloads if p["shard"]["name"] == CROSS), metas[0])
+    cpus = list(dict.fromkeys(m.get("cpu") for m in metas if m.get("cpu")))
+    return {**base, "command": command, "seconds": round(sum(m.get("seconds") or 0.0 for m in metas), 1),
+            "cpu": "; ".join(cpus) if cpus else base.get("cpu"), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "shards": [{"shard": p["shard"]["name"], **{k: p["meta"].get(k) for k in
+                        ("command", "machine", "cpu", "threads", "seconds", "finished", "git_commit")}} for p in payloads]}
+
+
+def write_outputs(results: dict, out: Path):
+    """``results.json``, ``figures/`` and ``REPORT.md`` of a results dict under ``out``; the typed results."""
+    from ..reporting.figures import write_figures
+    from ..reporting.report import write_report
+    from ..results import load_results, write_results
+
+    typed = load_results(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(typed, out / "results.json")
+    write_figures(typed, out / "figures")
+    write_report(typed, out / "REPORT.md")
+    return typed
+
+
+def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = ""):
+    """Merge shard folders into one study under ``out`` (``results.json``, ``REPORT.md``, ``figures/``).
+
+    Args:
+        folders: every set shard of the study and its cross shard (any order).
+        out: the output folder (created).
+        command: recorded as ``meta.command``.
+
+    Returns the typed :class:`~persona_circuits.results.StudyResults`.
+    """
+    from ..errors import OutputError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path exists and is not a folder: {out}")
+    payloads = [read_shard(f) for f in folders]
+    check_shards(payloads, [str(f) for f in folders])
+    results = merge_payloads(payloads)
+    results["meta"] = merged_meta(payloads, command)
+    return write_outputs(results, out)

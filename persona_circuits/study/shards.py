@@ -1,0 +1,260 @@
+"""Study shards: one per persona set, and one for the cross-set stages (the 16 types, the atlas).
+
+A set shard runs every stage of one set (:func:`~.run.run_set`; the analysis-set stage when it is the analysis
+set) and keeps what merging and the cross-set shard need: the set's results, the analysis-set results, and,
+for an MBTI axis of the 16 types, the per-item contrasts of its matched-damage rows (``cross.alone``: the
+``shifts`` of the matched-real stage, which are not in the results). The cross-set shard recomputes the
+calibration of every set it needs (the MBTI axes, and every set for the atlas: forward passes, or cache
+hits when it shares the set shards' stage cache), reuses each set's steering choice from its shard, reads (or
+selects again) the projection gate's sets of every set that measured it, and runs the types, the atlas and the
+gate's cross-persona overlap. Stages are pure functions of the study's settings and inputs, so a shard computed
+alone equals the same set's part of a one-process study; :func:`~persona_circuits.study.merge.merge_payloads`
+assembles them (the one-process study is its set shards in sequence, then the cross shard, then that merge).
+
+A shard folder holds ``shard.json`` (:func:`write_shard`): the study's identity (model, architecture
+fingerprint, dtype, the whole study's settings and set list, the code identity: package version and the
+hash of every stage's version and declared settings), the shard's name, family and set identity (its
+content hash), its results, timings and meta (machine, command, git commit). The stage cache lives in a
+separate work folder (``--cache``; default ``SHARD_DIR/cache``, never committed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from .config import StudyConfig
+from .sets import StudySet
+from .state import Study
+
+#: The shard of the cross-set stages (the 16 types, the atlas).
+CROSS = "cross"
+SHARD_FILE = "shard.json"
+#: Layout of ``shard.json``.
+SHARD_FORMAT = 1
+#: The modules whose stages make up a study (imported so that every stage is registered before hashing).
+_STAGE_MODULES = ("analysis_set", "atlas", "conditions", "gate_analysis", "headline", "matched", "paper_table",
+                  "representation", "setup", "types")
+
+
+def code_identity() -> dict:
+    """What of the code decides a shard's numbers: the package version and a hash of every stage's name,
+    version and declared settings (:data:`~.stage.STAGES`). The git commit is recorded in the meta only: a
+    shard committed at one commit merges with shards computed at later ones as long as no stage changed."""
+    import importlib
+
+    from .stage import STAGES
+
+    for m in _STAGE_MODULES:
+        importlib.import_module(f"{__package__}.{m}")
+    blob = json.dumps({k: [v[0], list(v[1])] for k, v in sorted(STAGES.items())}, sort_keys=True)
+    return {"package_version": __import__("persona_circuits").__version__,
+            "stages": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def git_commit() -> str | None:
+    """The commit of the package's checkout (``+dirty`` with uncommitted changes), or ``None`` outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def shard_identity(model, cfg: StudyConfig, sets: list[StudySet]) -> dict:
+    """The identity every shard of one study shares (compared as stored: JSON types)."""
+    from ..models import architecture_fingerprint, get_model_id
+
+    ident = {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model),
+             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "config": cfg.to_dict(),
+             "sets": [s.name for s in sets], "code": code_identity()}
+    return json.loads(json.dumps(ident))
+
+
+def _is_axis(cfg: StudyConfig, sset: StudySet) -> bool:
+    from ..compose import MBTI_AXES
+
+    return cfg.types.enabled and sset.family == "mbti" and sset.name in {a for a, _, _ in MBTI_AXES}
+
+
+class CrossInputs:
+    """What the cross-set stages need of each set: the MBTI axes' states for the 16 types (with their
+    steering layers), every set's calibration for the atlas, the projection gate's selected sets for the
+    cross-persona overlap."""
+
+    def __init__(self) -> None:
+        self.axes, self.layers, self.atlas, self.gate = {}, [], [], {}
+
+    def add(self, study: Study, run, alone: dict, gate_bits: dict | None = None) -> None:
+        """Keep ``run``'s part; ``alone``: an MBTI axis's matched-row shifts, ``{(method, target): shifts}``;
+        ``gate_bits``: the set's packed gate selections (:func:`~.gate_analysis.gate_analysis`), if measured."""
+        from .atlas import atlas_input
+        from .types import axis_state
+
+        if _is_axis(study.cfg, run.sset):
+            self.axes[run.name] = axis_state(study, run, alone)
+            self.layers.append(run.steering["layer"])
+        if study.cfg.atlas.enabled:
+            self.atlas.append(atlas_input(run))
+        if gate_bits is not None:
+            self.gate[run.name] = gate_bits
+
+    def finish(self, study: Study) -> dict:
+        """The types (when every MBTI axis is in) and the atlas (with the atlas-only sets)."""
+        from ..compose import MBTI_AXES
+        from .atlas import atlas_stage, extra_inputs
+        from .types import run_types
+
+        from .gate_analysis import cross_set_overlap
+
+        out: dict = {}
+        if len(self.gate) >= 2:
+            out["gate_overlap"] = cross_set_overlap(self.gate)
+        if study.cfg.types.enabled and len(self.axes) == len(MBTI_AXES):
+            layer = max(set(self.layers), key=self.layers.count)
+            out["types"] = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)
+        sets = self.atlas + (extra_inputs(study) if study.cfg.atlas.enabled else [])
+        if len(sets) >= 2:
+            with study.timed("atlas"):
+                out["atlas"] = atlas_stage(study, sets=sets)
+        return out
+
+
+def _alone_of(rows: list[dict]) -> dict:
+    return {(r["method"], r["target_kl"]): r["shifts"] for r in rows}
+
+
+def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | None = None) -> dict:
+    """Every stage of one set (see the module docstring); ``keep`` collects its cross-set inputs in memory
+    (the one-process study) so that the cross shard need not recompute them."""
+    from .analysis_set import run_analysis_set
+    from .run import free_memory, run_set
+    from .types import axis_alone
+
+    torch.manual_seed(study.cfg.seed)
+    study.timings = {}
+    res, run = run_set(study, sset)
+    analysis = run_analysis_set(study, run) if sset.name == study.cfg.sets.analysis_set else None
+    alone = axis_alone(study, run, res.get("headline")) if _is_axis(study.cfg, sset) else None
+    if keep is not None:
+        keep.add(study, run, alone or {}, run.gate_bits)
+    run.release()
+    del run
+    free_memory(study.model)
+    return {"format": SHARD_FORMAT, "identity": identity,
+            "shard": {"name": sset.name, "family": sset.family, "set": sset.identity()},
+            "results": res, "analysis": analysis,
+            "cross": {"alone": None if alone is None else [{"method": m, "target_kl": t, "shifts": list(s)}
+                                                           for (m, t), s in alone.items()]},
+            "timings": study.timings}
+
+
+def cross_inputs(study: Study, sets: list[StudySet], payloads: dict[str, dict]) -> CrossInputs:
+    """The cross-set inputs rebuilt from the set shards: each needed set's calibration (recomputed, or a cache
+    hit), its steering choice and matched-row shifts from its shard."""
+    from .run import free_memory
+    from .setup import prepare_set
+
+    from .gate_analysis import gate_analysis
+
+    keep = CrossInputs()
+    for sset in sets:
+        p = payloads[sset.name]
+        gate = p["results"].get("gate") is not None
+        if not (_is_axis(study.cfg, sset) or study.cfg.atlas.enabled or gate):
+            continue
+        run = prepare_set(study, sset, steering=p["results"]["steering"])
+        # the gate's selected sets: a cache hit beside the set shard's cache, else selected again (no forward pass)
+        bits = gate_analysis(study, run=run)["bits"] if gate else None
+        keep.add(study, run, _alone_of((p.get("cross") or {}).get("alone") or []), bits)
+        run.release()
+        del run
+        free_memory(study.model)
+    return keep
+
+
+def cross_shard(study: Study, sets: list[StudySet], identity: dict, keep: CrossInputs) -> dict:
+    """The cross-set stages on ``keep`` (the types, the atlas)."""
+    torch.manual_seed(study.cfg.seed)
+    out = keep.finish(study)
+    return {"format": SHARD_FORMAT, "identity": identity,
+            "shard": {"name": CROSS, "family": None, "sets": [s.identity() for s in sets]},
+            "results": out, "analysis": None, "cross": None, "timings": study.timings}
+
+
+def write_shard(folder: str | Path, payload: dict) -> Path:
+    """``folder/shard.json`` (written atomically; one JSON value per line of indentation, keys sorted)."""
+    from .._io import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(folder / SHARD_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
+    from .config import StudyError
+
+    if shard == CROSS:
+        return None
+    for s in sets:
+        if shard == s.name:
+            return s
+    raise StudyError(f"--shard {shard}: not a set of this study (its sets: {', '.join(s.name for s in sets)}; or {CROSS})")
+
+
+def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str, work: str | Path,
+                  set_payloads: list[dict] | None = None, progress: bool = True, command: str = "",
+                  cache_from: list[str | Path] | None = None) -> dict:
+    """Compute one shard's payload (not written: :func:`write_shard`).
+
+    Args:
+        cfg: the whole study's settings (every set named: each shard knows the study's set list).
+        shard: a set name of the study, or ``"cross"`` (the types and the atlas).
+        work: the shard's work folder (a study output folder: ``study.json``, its lock, the stage cache); several
+            shards of one study may share it one at a time, and the cross shard then finds the set shards'
+            calibration there.
+        set_payloads: the cross shard's inputs: the payloads of every set shard of the study.
+        cache_from: other work or output folders whose cached stage results are reused where keys match.
+    """
+    from ..results import paper_numbers
+    from .merge import check_shards
+    from .run import study_identity, study_meta
+    from .sets import study_sets
+    from .state import claim_output, log
+
+    t0 = time.perf_counter()
+    sets = study_sets(cfg, data_root)
+    sset = _pick(sets, shard)
+    sid = shard_identity(model, cfg, sets)
+    if sset is None:
+        set_payloads = list(set_payloads or [])
+        check_shards([{"identity": sid, "shard": {"name": CROSS, "sets": []}}, *set_payloads],
+                     ["this study", *(f"set shard {p['shard']['name']}" for p in set_payloads)])
+    work = Path(work)
+    ident = study_identity(model, cfg, data_root)
+    lock = claim_output(work, ident)
+    try:
+        study = Study(model, work, cfg, data_root, progress)
+        for src in cache_from or []:
+            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+        if sset is not None:
+            payload = set_shard(study, sset, sid)
+        else:
+            keep = cross_inputs(study, sets, {p["shard"]["name"]: p for p in set_payloads})
+            payload = cross_shard(study, sets, sid, keep)
+        meta = study_meta(study, ident, command, t0)
+        payload.update(paper=paper_numbers(data_root), meta={**meta, "git_commit": git_commit()})
+    finally:
+        lock.release()
+    log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
+    return json.loads(json.dumps(payload))
