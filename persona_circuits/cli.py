@@ -56,36 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
     _common(s)
 
-    s = sub.add_parser("mask", help="build the masks of both poles", epilog=EPILOG)
-    s.add_argument("dataset")
-    s.add_argument("--method", choices=METHODS, required=True,
-                   help="contrastive-removal: each pole's mask removes the top --sparsity fraction of every row by "
-                        "the opposite pole's contrastive score (use 0.001-0.05); the others keep the top of each row")
-    s.add_argument("--sparsity", type=float, required=True,
-                   help="fraction of each row's weights removed, in [0, 1) (the method's strength dial; projection-gate: "
-                        "the gate strength s, its weights scaled by 1 - s)")
-    s.add_argument("--out", required=True, help="output folder (one sub-folder per pole)")
-    s.add_argument("--calib-size", type=int, default=None, help="use the first N calibration items (default all)")
-    s.add_argument("--statistic", choices=STATISTICS, default="l2",
-                   help="channel magnitude: l2 (released code, default), mean_abs (paper's equation), rms (Wanda)")
-    s.add_argument("--modules", choices=("all", "attn", "mlp"), default="all", help="which layers to mask (default all)")
-    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
-    s.add_argument("--text-stat", choices=TEXT_STATISTICS, default=DEFAULT_TEXT_STAT,
-                   help="per-text statistic of the contrastive z-score: rms (L2 / sqrt(tokens), which does not grow with "
-                        "answer length; default) or l2 (per-text L2 norm, as the paper and the released code)")
-    s.add_argument("--phi", choices=("relu", "softplus"), default="relu", help="contrastive rectifier (default relu)")
-    s.add_argument("--tau", type=float, default=2.0, help="softplus temperature (default 2)")
-    s.add_argument("--signatures", default=None, help="reuse a signature file written by `signatures`")
-    s.add_argument("--null-draws", type=int, default=0,
-                   help="also write K label-swapped null pairs of the same method and strength under OUT/nulls/<k>/ "
-                        "(each calibration item's two answers assigned to pseudo-poles at random; default 0)")
-    s.add_argument("--null-swap", choices=("balanced", "coins"), default="balanced", help="with --null-draws: swap exactly "
-                   "half the calibration items per draw (balanced, default) or each by a fair coin (coins, the older design)")
-    s.add_argument("--type", default=None, help="with the dataset mbti: compose the MBTI type's mask (any of the 16, "
-                   "e.g. INTJ) and its opposite's from the four bundled axes' masks, with their damage")
-    s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
-                   help=f"with --type: neutral texts for the KL damage of each composed mask (default {DEFAULT_DAMAGE_TEXTS})")
-    _common(s)
+    _add_mask_parser(sub, tokens_help)
 
     s = sub.add_parser("evaluate", help="two-way-choice alignment: dense model and, with --mask, each pole's mask", epilog=EPILOG)
     s.add_argument("dataset")
@@ -120,6 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_overwrite_options(sub)
     return p
+
+
+def _add_mask_parser(sub, tokens_help: str) -> None:
+    s = sub.add_parser("mask", help="build the masks of both poles", epilog=EPILOG)
+    s.add_argument("dataset")
+    s.add_argument("--method", choices=METHODS, required=True,
+                   help="contrastive-removal: each pole's mask removes the top --sparsity fraction of every row by "
+                        "the opposite pole's contrastive score (use 0.001-0.05); the others keep the top of each row")
+    s.add_argument("--sparsity", type=float, required=True,
+                   help="fraction of each row's weights removed, in [0, 1) (the method's strength dial; projection-gate: "
+                        "the gate strength s, its weights scaled by 1 - s)")
+    s.add_argument("--out", required=True, help="output folder (one sub-folder per pole)")
+    s.add_argument("--calib-size", type=int, default=None, help="use the first N calibration items (default all)")
+    s.add_argument("--statistic", choices=STATISTICS, default="l2",
+                   help="channel magnitude: l2 (released code, default), mean_abs (paper's equation), rms (Wanda)")
+    s.add_argument("--modules", choices=("all", "attn", "mlp"), default="all", help="which layers to mask (default all)")
+    s.add_argument("--tokens", choices=TOKEN_SELECTIONS, default="answer", help=tokens_help)
+    s.add_argument("--text-stat", choices=TEXT_STATISTICS, default=DEFAULT_TEXT_STAT,
+                   help="per-text statistic of the contrastive z-score: rms (L2 / sqrt(tokens), which does not grow with "
+                        "answer length; default) or l2 (per-text L2 norm, as the paper and the released code)")
+    s.add_argument("--phi", choices=("relu", "softplus"), default="relu", help="contrastive rectifier (default relu)")
+    s.add_argument("--tau", type=float, default=2.0, help="softplus temperature (default 2)")
+    s.add_argument("--signatures", default=None, help="reuse a signature file written by `signatures`")
+    s.add_argument("--null-draws", type=int, default=0,
+                   help="also write K label-swapped null pairs of the same method and strength under OUT/nulls/<k>/ "
+                        "(each calibration item's two answers assigned to pseudo-poles at random; default 0)")
+    s.add_argument("--null-swap", choices=("balanced", "coins"), default="balanced", help="with --null-draws: swap exactly "
+                   "half the calibration items per draw (balanced, default) or each by a fair coin (coins, the older design)")
+    s.add_argument("--type", default=None, help="with the dataset mbti: compose the MBTI type's mask (any of the 16, "
+                   "e.g. INTJ) and its opposite's from the four bundled axes' masks, with their damage")
+    s.add_argument("--damage-texts", type=int, default=DEFAULT_DAMAGE_TEXTS,
+                   help=f"with --type: neutral texts for the KL damage of each composed mask (default {DEFAULT_DAMAGE_TEXTS})")
+    _common(s)
 
 
 def _add_export_parser(sub) -> None:

@@ -92,7 +92,7 @@ class PaperTableSettings:
     enabled: bool = True
     wanda_sparsity: float = 0.5
     contrastive_sparsity: float = 0.3
-    null_draws: int = 4
+    null_draws: int = 10  # label-swapped draws per method and operating point (own seeds per method)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from persona_circuits.study.headline import CURVE_GRIDS, Dials
 def fake_run(tiny_llama):
     from persona_circuits.baselines import steering_vectors
     from persona_circuits.data import load_persona_set
-    from persona_circuits.nulls import label_swapped_directions, label_swapped_signatures
     from persona_circuits.statistics import record_pairs
+    from persona_circuits.study.setup import SetRun
 
     ps = load_persona_set("mbti-ei").subset(calib_size=4, test_size=2)
     poles = ps.pole_names
@@ -25,11 +25,10 @@ def fake_run(tiny_llama):
     sigs = {p: stats[p].signature(pole=p, dataset=ps.name) for p in poles}
     a, b = (stats[p].resid for p in poles)
     dirs = steering_vectors(a, b)
-    null_sigs = label_swapped_signatures(*stats.values(), draws=2, seed=0, poles=poles)
-    null_dirs = label_swapped_directions(a, b, draws=2, seed=0)
-    return SimpleNamespace(sigs=sigs, null_sigs=null_sigs, directions=dirs, null_directions=null_dirs,
-                           null_vectors=null_dirs[:, 1], vector=dirs[1], masks={"contrastive-wanda": None},
-                           steering={"layer": 1})
+    run = SetRun(SimpleNamespace(name=ps.name, poles=poles, ps=ps), 4, {}, stats, sigs, {"contrastive-wanda": None},
+                 seed=0, swap="balanced", calibration_hash="h")
+    run.steering, run.vector, run.directions = {"layer": 1}, dirs[1], dirs
+    return run
 
 
 def test_gate_and_steering_all_dials_real_and_null(tiny_llama, fake_run):
@@ -45,7 +44,7 @@ def test_gate_and_steering_all_dials_real_and_null(tiny_llama, fake_run):
     steer = dials.real("steering-all").make(2.0)
     assert steer[0].steer.coef == 2.0 and steer[1].steer.coef == -2.0
     assert torch.equal(steer[0].steer.vectors, fake_run.directions)
-    assert torch.equal(dials.null("steering-all", 1).make(1.0)[0].steer.vectors, fake_run.null_directions[1])
+    assert torch.equal(dials.null("steering-all", 1).make(1.0)[0].steer.vectors, fake_run.null_draw(1).directions)
 
 
 def test_presets_and_grids():

@@ -38,7 +38,7 @@ def test_gate_rows_curves_and_analysis(gate_run):
     study, run, head, g = gate_run
     assert gate_enabled(study)
     assert run.directions.shape == (study.model.cfg.n_layers, study.model.cfg.d_model)
-    assert run.null_directions.shape[1:] == run.directions.shape
+    assert run.null_draw(run.draw_seed("gate-analysis", 0)).directions.shape == run.directions.shape
     assert {"projection-gate", "steering-all", "gate-bias"} <= set(head["curves"])
     rec = Headline.from_dict(head)
     by = {r.method: r for r in rec.matched}

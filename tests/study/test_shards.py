@@ -137,5 +137,6 @@ def test_ray_executor_equals_the_sequential_study(studies, tiny_model_dir, tmp_p
 
     run_ray(partial(load_model, str(tiny_model_dir), dtype="float32"), tmp_path / "ray", cfg=shard_config(), data_root=None, set_names=list(SETS),
             num_cpus=2, command="ray")
-    assert _comparable(tmp_path / "ray" / "results.json") == _comparable(tmp / "one" / "results.json")
+    ray_res, one = _comparable(tmp_path / "ray" / "results.json"), _comparable(tmp / "one" / "results.json")
+    assert ray_res == one, first_difference(ray_res, one)
     assert {p.name for p in (tmp_path / "ray" / "shards").iterdir()} == {*SETS, CROSS}
