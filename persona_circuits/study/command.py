@@ -46,6 +46,9 @@ def add_reproduce_parser(sub, common) -> None:
     g.add_argument("--ray-cpus", type=int, default=None, metavar="N",
                    help="with --executor ray and no address: CPUs of the local Ray, one task per CPU "
                         "(default: half the machine's cores)")
+    g.add_argument("--ray-threads", type=int, default=None, metavar="N",
+                   help="with --executor ray: torch threads per task (default: Ray's, one per CPU of the task); a "
+                        "shard's numbers equal a sequential run's at the same thread count, else differ in the last digits")
     common(s)
 
 
@@ -92,10 +95,11 @@ def _check_executor_args(args) -> None:
         raise StudyError("--shard computes one shard in this process: it takes no --executor")
     if args.shard is None and (args.cache is not None or args.set_shards is not None):
         raise StudyError("--cache and --set-shards go with --shard")
-    if args.executor != "ray" and (args.ray_address is not None or args.ray_cpus is not None):
-        raise StudyError("--ray-address and --ray-cpus go with --executor ray")
-    if args.ray_cpus is not None and args.ray_cpus < 1:
-        raise StudyError(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
+    if args.executor != "ray" and (args.ray_address, args.ray_cpus, args.ray_threads) != (None, None, None):
+        raise StudyError("--ray-address, --ray-cpus and --ray-threads go with --executor ray")
+    for flag, v in (("--ray-cpus", args.ray_cpus), ("--ray-threads", args.ray_threads)):
+        if v is not None and v < 1:
+            raise StudyError(f"{flag} must be at least 1, got {v}")
 
 
 def _model_loader(args):
@@ -135,7 +139,7 @@ def cmd_reproduce(args) -> int:
 
         run_ray(_model_loader(args), out, cfg=cfg, data_root=root, set_names=[s.name for s in sets],
                 address=args.ray_address, num_cpus=args.ray_cpus, cuda=str(args.device).startswith("cuda"),
-                progress=not args.no_progress, command=command)
+                progress=not args.no_progress, command=command, threads=args.ray_threads)
         return 0
     from ..cli_common import load_model_from_args
     from .run import run_study

@@ -21,10 +21,15 @@ from .shards import CROSS, SHARD_FILE
 
 
 def _shard_task(load: Callable, cfg: dict, data_root: str | None, shard: str, work: str,
-                set_payloads: list[dict] | None, cache_from: list[str], progress: bool, command: str) -> dict:
+                set_payloads: list[dict] | None, cache_from: list[str], progress: bool, command: str,
+                threads: int | None = None) -> dict:
     """One shard in a Ray worker: load the model, compute the shard's payload (returned to the driver)."""
     from .shards import compute_shard
 
+    if threads is not None:  # Ray sets a task's OMP_NUM_THREADS to its CPUs; torch's reductions follow the count
+        import torch
+
+        torch.set_num_threads(threads)
     model = load()
     return compute_shard(model, cfg=StudyConfig.from_dict(cfg), data_root=Path(data_root) if data_root else None,
                          shard=shard, work=work, set_payloads=set_payloads, progress=progress, command=command,
@@ -54,7 +59,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
 
 def run_ray(load: Callable, out: str | Path, *, cfg: StudyConfig, data_root: Path | None, set_names: list[str],
             address: str | None = None, num_cpus: int | None = None, cuda: bool = False, progress: bool = False,
-            command: str = ""):
+            command: str = "", threads: int | None = None):
     """Run a study's shards as Ray tasks and merge them into ``out`` (see the module docstring).
 
     Args:
@@ -63,6 +68,9 @@ def run_ray(load: Callable, out: str | Path, *, cfg: StudyConfig, data_root: Pat
         address: a running Ray cluster (``ray start --head`` prints it); ``None``: a local Ray.
         num_cpus: the local Ray's CPUs (tasks run one per CPU).
         cuda: one GPU per task.
+        threads: torch threads of each task (``None``: Ray's default, one per CPU of the task, i.e. 1). A CPU
+            matmul's reduction order depends on the thread count, so a shard's numbers equal those of a
+            sequential run with the same count; other counts differ in the last digits (about 1e-8 relative).
 
     Returns the typed merged :class:`~persona_circuits.results.StudyResults`.
     """
@@ -80,7 +88,7 @@ def run_ray(load: Callable, out: str | Path, *, cfg: StudyConfig, data_root: Pat
 
         def submit(name: str, payloads=None, cache_from=()):
             return task.remote(load, *args, name, str(folders[name] / "cache"), payloads, list(cache_from), progress,
-                               f"{command} [shard {name}]")
+                               f"{command} [shard {name}]", threads)
 
         todo = [n for n in set_names if not (folders[n] / SHARD_FILE).is_file()]
         for name, payload in zip(todo, ray.get([submit(n) for n in todo])):
