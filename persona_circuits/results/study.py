@@ -58,6 +58,7 @@ class Meta(Record):
     cpu: str | None = None  # the CPU model: bfloat16 results reproduce bit for bit on the same model
     threads: int | None = None
     verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
+    missing_shards: list[str] | None = None  # a partial merge (merge --partial): the study's shards not in it
 
 
 @record

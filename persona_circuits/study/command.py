@@ -159,13 +159,18 @@ def add_merge_parser(sub) -> None:
                                    "missing shards are refused, naming the difference.")
     s.add_argument("shards", nargs="+", help="shard folders (each holding a shard.json)")
     s.add_argument("--out", required=True, help="output folder (created)")
+    s.add_argument("--partial", action="store_true", help="merge the shards there are (an interim report of a study "
+                   "computed piece by piece): the missing shards are named at the top of the report and in "
+                   "meta.missing_shards, and the pooled tests pool only the sets present")
 
 
 def cmd_merge(args) -> int:
     from .merge import merge_shards
 
     out = Path(args.out)
-    merge_shards(args.shards, out, command="persona-circuits merge " + " ".join([*args.shards, "--out", args.out]))
+    flags = ["--partial"] if args.partial else []
+    merge_shards(args.shards, out, command="persona-circuits merge " + " ".join([*args.shards, "--out", args.out, *flags]),
+                 partial=args.partial)
     print(f"merged {len(args.shards)} shards into {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'}")
     return 0
 

@@ -62,9 +62,10 @@ def read_shard(folder: str | Path) -> dict:
     return d
 
 
-def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True) -> None:
+def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True, partial: bool = False) -> list[str]:
     """Refuse (:class:`ShardError`, one line) shards of different studies, duplicate, missing or unknown
-    shards, and a cross shard that saw other set contents than the set shards."""
+    shards, and a cross shard that saw other set contents than the set shards. ``partial``: missing shards
+    are allowed (and returned) instead of refused. Returns the missing shards."""
     if not payloads:
         raise ShardError("no shard to merge")
     ref = payloads[0]["identity"]
@@ -82,14 +83,15 @@ def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = T
     if unknown:
         raise ShardError(f"shards of sets the study does not have: {', '.join(unknown)} (its sets: {', '.join(ref['sets'])})")
     missing = [n for n in expected if n not in names]
-    if missing:
-        raise ShardError(f"missing shards: {', '.join(missing)}")
+    if missing and not partial:
+        raise ShardError(f"missing shards: {', '.join(missing)} (--partial merges the shards there are)")
     by = dict(zip(names, payloads))
     if CROSS in by:
         for seen in by[CROSS]["shard"]["sets"]:
             d = first_difference(by[seen["name"]]["shard"]["set"], seen, seen["name"])
             if d:
                 raise ShardError(f"the cross shard saw other contents of set {d}")
+    return missing
 
 
 def merge_payloads(payloads: list[dict]) -> dict:
@@ -99,7 +101,7 @@ def merge_payloads(payloads: list[dict]) -> dict:
     by = {p["shard"]["name"]: p for p in payloads}
     ident = payloads[0]["identity"]
     analysis_set = ident["config"]["sets"]["analysis_set"]
-    results: dict = {"schema": 2, "sets": {n: by[n]["results"] for n in ident["sets"]},
+    results: dict = {"schema": 2, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
                      "analysis": by[analysis_set]["analysis"] if analysis_set in by else None}
     results.update(by[CROSS]["results"] if CROSS in by else {})
     apply_verdicts(results)
@@ -139,13 +141,16 @@ def write_outputs(results: dict, out: Path):
     return typed
 
 
-def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = ""):
+def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "", partial: bool = False):
     """Merge shard folders into one study under ``out`` (``results.json``, ``REPORT.md``, ``figures/``).
 
     Args:
         folders: every set shard of the study and its cross shard (any order).
         out: the output folder (created).
         command: recorded as ``meta.command``.
+        partial: merge the shards there are (an interim report while a study is computed piece by piece): the
+            missing shards are listed in ``meta.missing_shards`` and at the top of the report, and the pooled
+            tests (the primary family, the calibration) pool only the sets present.
 
     Returns the typed :class:`~persona_circuits.results.StudyResults`.
     """
@@ -155,7 +160,9 @@ def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
     payloads = [read_shard(f) for f in folders]
-    check_shards(payloads, [str(f) for f in folders])
+    missing = check_shards(payloads, [str(f) for f in folders], partial=partial)
     results = merge_payloads(payloads)
     results["meta"] = merged_meta(payloads, command)
+    if missing:
+        results["meta"]["missing_shards"] = missing
     return write_outputs(results, out)

@@ -109,10 +109,25 @@ def test_merge_cli(studies, tmp_path, capsys):
     _, folders = studies
     assert main(["merge", *map(str, folders[1:]), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["persona-circuits: error: missing shards: cross"]
+    assert err == ["persona-circuits: error: missing shards: cross (--partial merges the shards there are)"]
     assert main(["merge", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "not a study shard" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_partial_merge_names_what_is_missing(studies, tmp_path):
+    from persona_circuits.cli import main
+
+    tmp, folders = studies
+    one = json.loads((tmp / "one" / "results.json").read_text())
+    assert main(["merge", str(folders[1]), "--out", str(tmp_path / "p"), "--partial"]) == 0
+    part = json.loads((tmp_path / "p" / "results.json").read_text())
+    name = folders[1].name
+    assert list(part["sets"]) == [name] and part["meta"]["missing_shards"] == [s for s in (*SETS, CROSS) if s != name]
+    assert part["sets"][name]["conditions"] == one["sets"][name]["conditions"]
+    assert "atlas" not in part or part["atlas"] is None
+    assert "**Partial study**" in (tmp_path / "p" / "REPORT.md").read_text()
+    assert "Partial study" not in (tmp / "one" / "REPORT.md").read_text()
 
 
 def test_shard_cli_refuses_unknown_set_and_other_flags(tmp_path, capsys):
