@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli_common import check_positive, load_model_from_args, mask_gamma
 from .errors import PersonaCircuitsError
 from .options import (DEFAULT_DAMAGE_TEXTS, DEFAULT_SCORING, DEFAULT_TEXT_STAT, DTYPE_LOGGER, DTYPES, METHODS, SCORINGS,
                       STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS)
@@ -177,22 +178,11 @@ def _pick_mask(path: str, pole: str | None):
     return key, masks[key]
 
 
-def _load(args):
-    from .cli_common import load_model_from_args
-
-    return load_model_from_args(args)
-
-
 class _StderrLine(logging.Handler):
     """Shows the loader's dtype record as one ``persona-circuits: dtype ...`` line on the current stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         print(f"persona-circuits: {record.getMessage()}", file=sys.stderr)
-
-
-def _positive(name: str, v: int | None) -> None:
-    if v is not None and v < 1:
-        raise PersonaCircuitsError(f"{name} must be >= 1, got {v}")
 
 
 def cmd_personas(args) -> int:
@@ -216,11 +206,11 @@ def cmd_signatures(args) -> int:
     from .data import load_persona_set
     from .statistics import record_persona_signatures, save_signatures
 
-    _positive("--calib-size", args.calib_size)
-    _positive("--batch-size", args.batch_size)
+    check_positive("--calib-size", args.calib_size)
+    check_positive("--batch-size", args.batch_size)
     ps = load_persona_set(args.dataset)
     check_parent(args.out)
-    model = _load(args)
+    model = load_model_from_args(args)
     sigs = record_persona_signatures(model, ps, calib_size=args.calib_size, tokens=args.tokens,
                                      batch_size=args.batch_size, progress=not args.no_progress)
     save_signatures(args.out, sigs)
@@ -235,13 +225,13 @@ def cmd_mask(args) -> int:
         return cmd_mask_type(args)
     from ._io import atomic_directory, check_parent
     from .data import load_persona_set
-    from .masks import NULLS_DIRNAME, _safe_name, build_masks, check_sparsity
+    from .masks import NULLS_DIRNAME, safe_name, build_masks, check_sparsity
     from .nulls import null_mask_pairs
     from .statistics import load_signatures, persona_signatures, record_persona_per_text
 
     check_sparsity(args.sparsity)
-    _positive("--calib-size", args.calib_size)
-    _positive("--batch-size", args.batch_size)
+    check_positive("--calib-size", args.calib_size)
+    check_positive("--batch-size", args.batch_size)
     if args.null_draws < 0:
         raise PersonaCircuitsError(f"--null-draws must be >= 0, got {args.null_draws}")
     ps = load_persona_set(args.dataset)
@@ -253,7 +243,7 @@ def cmd_mask(args) -> int:
         if args.method == "random" or len(ps.poles) != 2:
             raise PersonaCircuitsError("--null-draws needs a persona pair and a method that uses its data (not random)")
     check_parent(Path(args.out))
-    model = _load(args)
+    model = load_model_from_args(args)
     kw = dict(sparsity=args.sparsity, statistic=args.statistic, modules=args.modules, phi=args.phi, tau=args.tau,
               text_stat=args.text_stat)
     stats = None
@@ -277,11 +267,11 @@ def cmd_mask(args) -> int:
                                 swap=args.null_swap, **kw)
     with atomic_directory(args.out) as tmp:
         for pole, m in masks.items():
-            m.save(tmp / _safe_name(pole))
+            m.save(tmp / safe_name(pole))
         for i, pair in enumerate(nulls):
             (tmp / NULLS_DIRNAME / str(i)).mkdir(parents=True)
             for pole, m in pair.items():
-                m.save(tmp / NULLS_DIRNAME / str(i) / _safe_name(pole))
+                m.save(tmp / NULLS_DIRNAME / str(i) / safe_name(pole))
     dens = ", ".join(f"{p}: density {m.density():.4f}" for p, m in masks.items())
     extra = f"; {len(nulls)} label-swapped null pair(s) in {Path(args.out) / 'nulls'}" if nulls else ""
     print(f"wrote {args.method} masks (sparsity {args.sparsity}) to {args.out} ({dens}){extra}")
@@ -308,17 +298,10 @@ def cmd_generate(args) -> int:
         if key not in masks:
             raise PersonaCircuitsError(f"no mask for pole {key!r}; the folder holds {', '.join(masks)}")
         mask = masks[key]
-    model = _load(args)
-    with apply_mask(model, mask, gamma=_mask_gamma(mask, None)):
+    model = load_model_from_args(args)
+    with apply_mask(model, mask, gamma=mask_gamma(mask, None)):
         print(generate(model, args.question, max_new_tokens=args.max_new_tokens, seed=args.seed))
     return 0
-
-
-def _mask_gamma(mask, gamma: float | None) -> float:
-    """The soft gate a mask is applied with: ``gamma`` if given, a projection-gate mask's own ``1 − s``, else 0."""
-    if gamma is not None:
-        return gamma
-    return float(mask.config.extra["gamma"]) if mask is not None and mask.config.method == "projection-gate" else 0.0
 
 
 def cmd_export(args) -> int:
@@ -329,9 +312,9 @@ def cmd_export(args) -> int:
         raise PersonaCircuitsError(f"--gamma must be in [0, 1], got {args.gamma}")
     check_parent(args.out)
     key, mask = _pick_mask(args.mask, args.pole)
-    model = _load(args)
+    model = load_model_from_args(args)
     mask.check_model(model)
-    export_model(model, mask, args.out, overwrite=args.overwrite, gamma=_mask_gamma(mask, args.gamma))
+    export_model(model, mask, args.out, overwrite=args.overwrite, gamma=mask_gamma(mask, args.gamma))
     print(f"wrote the {key} persona model ({mask.config.method}, sparsity {mask.config.sparsity:g}, "
           f"density {mask.density():.3f}) to {args.out}")
     return 0

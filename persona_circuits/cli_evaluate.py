@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .cli import _load, _mask_gamma, _positive
+from .cli_common import check_positive, load_model_from_args, mask_gamma
 from .damage import kl_damage, neutral_reference
 from .data import load_persona_set
 from .dtypes import dtype_name
@@ -41,7 +41,7 @@ class _Conditions:
         if key not in self._cache:
             a = self.args
             kw = dict(batch_size=a.batch_size, progress=False if a.no_progress else label)
-            with apply_mask(self.model, mask, gamma=_mask_gamma(mask, a.gamma)):
+            with apply_mask(self.model, mask, gamma=mask_gamma(mask, a.gamma)):
                 if self.released:
                     self._cache[key] = score_released(self.model, self.items, system=system, **kw)
                 else:
@@ -73,7 +73,7 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
         return None
     method = masks[a].config.method
     c = cond.contrast(masks[a], masks[b], method)
-    dmg = {p: kl_damage(model, Intervention(mask=masks[p], gamma=_mask_gamma(masks[p], args.gamma)), reference,
+    dmg = {p: kl_damage(model, Intervention(mask=masks[p], gamma=mask_gamma(masks[p], args.gamma)), reference,
                         seed=args.seed)[0] for p in (a, b)}
     rec = {"condition": method, "pole": "contrast", "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95),
            "moved": c.moved, "moved_ci95": list(c.moved_ci95), "damage_kl": float(sum(dmg.values()) / 2),
@@ -82,7 +82,7 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
         shifts, null_dmg = [], []
         for pair in nulls:
             shifts.append(cond.contrast(pair[a], pair[b], "null").shift)
-            null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=_mask_gamma(pair[p], args.gamma)), reference,
+            null_dmg.append(sum(kl_damage(model, Intervention(mask=pair[p], gamma=mask_gamma(pair[p], args.gamma)), reference,
                                           n_boot=1)[0] for p in (a, b)) / 2)
         t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
         z, zp, _ = zero_z(c.shift, shifts)
@@ -93,16 +93,16 @@ def _contrast_record(cond: _Conditions, masks, nulls, reference) -> dict | None:
 
 
 def cmd_evaluate(args) -> int:
-    _positive("--limit", args.limit)
-    _positive("--batch-size", args.batch_size)
-    _positive("--damage-texts", args.damage_texts)
+    check_positive("--limit", args.limit)
+    check_positive("--batch-size", args.batch_size)
+    check_positive("--damage-texts", args.damage_texts)
     ps = load_persona_set(args.dataset)
     items = ps.test[: args.limit] if args.limit else ps.test
     if not items:
         raise PersonaCircuitsError(f"{ps.name}: no held-out items to evaluate")
     masks = load_masks(args.mask) if args.mask else {}
     nulls = load_null_masks(args.mask) if args.mask else []
-    model = _load(args)
+    model = load_model_from_args(args)
     for m in list(masks.values()) + [m for pair in nulls for m in pair.values()]:
         m.check_model(model)
     cond = _Conditions(model, ps, items, args)

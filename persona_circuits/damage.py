@@ -50,7 +50,7 @@ class DamageError(PersonaCircuitsError, ValueError):
     """A damage measurement or strength search cannot be made with these arguments."""
 
 
-def _ratio_ci(num: np.ndarray, den: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+def ratio_ci(num: np.ndarray, den: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95 % interval (over texts) of ``Σ num / Σ den``."""
     if len(num) == 0:
         return (math.nan, math.nan)
@@ -290,7 +290,7 @@ def kl_damage(model: Model, intervention: Intervention | Mask | None, reference:
         _scored_hidden(model, _encode_for(reference, tok, iv.system, iv.context), reference.batch_size, acc)
     n = reference.n_pred
     kl = float(kl_sum.sum() / n.sum())
-    return max(kl, 0.0), _ratio_ci(kl_sum, n, n_boot=n_boot, seed=seed), math.exp(nll.sum() / n.sum()), kl_sum
+    return max(kl, 0.0), ratio_ci(kl_sum, n, n_boot=n_boot, seed=seed), math.exp(nll.sum() / n.sum()), kl_sum
 
 
 def measure_damage(model: Model, intervention: Intervention | Mask | None = None, *, reference: NeutralReference | None = None,
@@ -303,7 +303,7 @@ def measure_damage(model: Model, intervention: Intervention | Mask | None = None
         general: ``True`` for the bundled general-knowledge choice items, a list of items, or ``False``.
     """
     from .analysis.capability import general_choice_items
-    from .evaluation import _wins, bootstrap_ci, score_choices
+    from .evaluation import wins, bootstrap_ci, score_choices
 
     iv = _as_intervention(intervention)
     ref = reference if reference is not None else neutral_reference(model)
@@ -313,9 +313,9 @@ def measure_damage(model: Model, intervention: Intervention | Mask | None = None
         items = general_choice_items() if general is True else list(general)
         key = tuple(it.id for it in items)
         if key not in ref._dense_general:
-            ref._dense_general[key] = float(_wins(score_choices(model, items, batch_size=batch_size).diff(True).numpy()).mean())
+            ref._dense_general[key] = float(wins(score_choices(model, items, batch_size=batch_size).diff(True).numpy()).mean())
         with iv.active(model):
-            w = _wins(score_choices(model, items, system=iv.system, batch_size=batch_size).diff(True).numpy())
+            w = wins(score_choices(model, items, system=iv.system, batch_size=batch_size).diff(True).numpy())
         out.general_accuracy, out.general_accuracy_ci95 = float(w.mean()), bootstrap_ci(w, seed=seed)
         out.general_accuracy_dense, out.general_n = ref._dense_general[key], len(items)
     return out

@@ -146,7 +146,7 @@ def score_choices(model: Model, items: Sequence[ChoiceItem], *, system: str | No
     desc = progress if isinstance(progress, str) else "scoring"
     plain = plain_for(model, path, capture_layers)
     if plain is not None:
-        logp, ntok = _score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
+        logp, ntok = score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
                                           max_tokens or 128 * batch_size, desc if progress else None)
         return ChoiceScores(logp.view(-1, 2), ntok.view(-1, 2))
     logp, ntok, feats = score_bridge(model, enc, batch_size, desc if progress else None, capture_layers)
@@ -333,7 +333,7 @@ def _unembed_logprobs(plain, hidden: Tensor, targets: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows: int, max_tokens: int,
+def score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows: int, max_tokens: int,
                          desc: str | None, *, prompt: bool = False) -> tuple[Tensor, ...]:
     """Summed log-likelihood and count of every text's answer tokens (float64), one row per item.
 
@@ -379,7 +379,7 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, stat:
     return (float(lo), float(hi))
 
 
-def _wins(d: np.ndarray) -> np.ndarray:
+def wins(d: np.ndarray) -> np.ndarray:
     return np.where(d > 0, 1.0, np.where(d < 0, 0.0, 0.5))  # exact ties count half
 
 
@@ -415,7 +415,7 @@ def summarize(scores: ChoiceScores, pole_index: int, *, condition: str, pole: st
     sign = 1.0 if pole_index == 0 else -1.0
     d_sum = sign * scores.diff(False).numpy()
     d_norm = sign * scores.diff(True).numpy()
-    w, wn = _wins(d_sum), _wins(d_norm)
+    w, wn = wins(d_sum), wins(d_norm)
     return ChoiceResult(condition, pole, len(w), float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed),
                         float(wn.mean()), bootstrap_ci(wn, n_boot=n_boot, seed=seed),
                         float(d_norm.mean()), bootstrap_ci(d_norm, n_boot=n_boot, seed=seed))
@@ -455,7 +455,7 @@ def contrast_from_items(d: np.ndarray, *, condition: str, seed: int = 0, n_boot:
     """:class:`ContrastResult` of per-item contrasts ``d`` (:func:`item_shifts`): mean shift and share of
     items moved towards pole A, each with a bootstrap 95 % interval over items."""
     d = np.asarray(d, dtype=float)
-    w = _wins(d)
+    w = wins(d)
     return ContrastResult(condition, len(d), float(d.mean()), bootstrap_ci(d, n_boot=n_boot, seed=seed),
                           float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed))
 

@@ -39,8 +39,8 @@ from torch import Tensor
 
 from .data import ChoiceItem, EncodedText, PersonaSet, encode_pair
 from .evaluation import (
-    _score_shared_prefix,
-    _wins,
+    score_shared_prefix,
+    wins,
     bootstrap_ci,
     check_choice_items,
     contrast_from_items,
@@ -127,7 +127,7 @@ def score_released(model: Model, items: Sequence[ChoiceItem], *, system: str | N
     desc = (progress if isinstance(progress, str) else "scoring") if progress else None
     plain = plain_for(model, path)
     if plain is not None:
-        logp, ntok, p_logp, p_n = _score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
+        logp, ntok, p_logp, p_n = score_shared_prefix(plain, enc, tok.pad_token_id, batch_size,
                                                        max_tokens or 128 * batch_size, desc, prompt=True)
         nll, n_pred = -(p_logp + logp), p_n + ntok
     else:  # the whole text as the "answer": every token from position 1 on is scored
@@ -164,7 +164,7 @@ def summarize_released(scores: ReleasedScores, pole_index: int, *, condition: st
                        n_boot: int = 2000) -> ReleasedResult:
     """Accuracy and mean margin (with bootstrap intervals) of one pole under the released scoring."""
     margin = (1.0 if pole_index == 0 else -1.0) * scores.diff().numpy()
-    w = _wins(margin)
+    w = wins(margin)
     return ReleasedResult(condition, pole, len(w), float(w.mean()), bootstrap_ci(w, n_boot=n_boot, seed=seed),
                           float(margin.mean()), bootstrap_ci(margin, n_boot=n_boot, seed=seed), scores.system)
 

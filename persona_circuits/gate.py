@@ -125,9 +125,9 @@ def projection_gate_masks(model: Model, sig_a: ActivationSignature, sig_b: Activ
     Returns:
         ``(mask A, mask B)``: ``False`` marks a gated weight; only writer matrices are in the masks.
     """
-    from .masks import _check, _pair
+    from .masks import check_mask_args, mask_pair
 
-    strength = _check(model, strength, modules, (sig_a, sig_b))
+    strength = check_mask_args(model, strength, modules, (sig_a, sig_b))
     layers = writer_layers(model, modules)
     n_blocks = 1 + max((l.block for l in layers), default=-1)
     if directions.ndim != 2 or directions.shape[0] < n_blocks or (layers and directions.shape[1] != layers[0].shape[0]):
@@ -139,7 +139,7 @@ def projection_gate_masks(model: Model, sig_a: ActivationSignature, sig_b: Activ
     ma, ra = _pole_selection(layers, scores, 1.0)
     mb, rb = _pole_selection(layers, scores, -1.0)
     total = sum(pc[0].numel() for pc in scores)
-    a, b = _pair(model, "projection-gate", strength, modules, sig_a, sig_b, ma, mb)
+    a, b = mask_pair(model, "projection-gate", strength, modules, sig_a, sig_b, ma, mb)
     for mask, ratio, sel in ((a, ra, ma), (b, rb, mb)):
         n_sel = sum(int((~m).sum()) for m in sel.values())
         mask.config.extra = {"gamma": 1.0 - strength, "gate_strength": strength, "ratio": ratio, "selected": n_sel,

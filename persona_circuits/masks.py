@@ -30,7 +30,7 @@ from .dtypes import dtype_name
 from .errors import MaskError, ModelMismatchError
 from .models import MODULE_SCOPES, Model, architecture_fingerprint, get_model_id, prunable_layers
 from .options import DEFAULT_SPARSITY, METHODS
-from .selection import _sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (_sort_keys: for importers of masks)
+from .selection import sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (sort_keys: for importers of masks)
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
@@ -209,11 +209,11 @@ def save_masks(path: str | Path, masks: Mapping[str, Mask]) -> Path:
     """Write one sub-folder per pole under ``path``, all or nothing."""
     with atomic_directory(path) as tmp:
         for pole, m in masks.items():
-            m.save(tmp / _safe_name(pole))
+            m.save(tmp / safe_name(pole))
     return Path(path)
 
 
-def _safe_name(s: str) -> str:
+def safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s) or "mask"
 
 
@@ -226,7 +226,7 @@ def _config(model, method, sparsity, modules, **kw) -> MaskConfig:
                       fingerprint=architecture_fingerprint(model), modules=modules, dtype=dtype_name(model), **kw)
 
 
-def _check(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) -> float:
+def check_mask_args(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) -> float:
     sparsity = check_sparsity(sparsity)
     if modules not in MODULE_SCOPES:
         raise MaskError(f"modules must be one of {MODULE_SCOPES}, got {modules!r}")
@@ -247,7 +247,7 @@ def _check(model, sparsity, modules, sigs=(), statistic=None, text_stat=None) ->
 def wanda_mask(model: Model, signature: ActivationSignature, *, sparsity: float = 0.5, statistic: str = DEFAULT_STATISTIC,
                modules: str = "all") -> Mask:
     """Single-persona Wanda mask: per row, keep the top-k of ``|W| · a`` (``a`` = ``statistic``)."""
-    sparsity = _check(model, sparsity, modules, (signature,), statistic)
+    sparsity = check_mask_args(model, sparsity, modules, (signature,), statistic)
     out = {}
     for l in prunable_layers(model, modules):
         w = l.weight
@@ -287,7 +287,7 @@ def contrastive_removal_masks(model: Model, sig_a: ActivationSignature, sig_b: A
 
 def _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_stat, *, removal: bool) -> tuple[Mask, Mask]:
     """Keep the top-k of each pole's own score (contrastive-Wanda), or remove the top of the other pole's."""
-    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
+    sparsity = check_mask_args(model, sparsity, modules, (sig_a, sig_b), text_stat=text_stat)
     if phi not in scoring.PHIS:
         raise MaskError(f"unknown phi {phi!r}; choose one of {scoring.PHIS}")
     ma, mb = {}, {}
@@ -303,7 +303,7 @@ def _contrastive_pair(model, sig_a, sig_b, sparsity, phi, tau, modules, text_sta
             ma[l.name] = topk_rows(sa, k, tiebreak=w.detach()).cpu()
             mb[l.name] = topk_rows(sb, k, tiebreak=w.detach()).cpu()
     method = "contrastive-removal" if removal else "contrastive-wanda"
-    return _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
+    return mask_pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, phi=phi,
                  tau=tau if phi == "softplus" else None, text_stat=text_stat)
 
 
@@ -322,7 +322,7 @@ def contrastive_sparse_masks(model: Model, sig_a: ActivationSignature, sig_b: Ac
     ``2k > d_in`` fills the rest of its k from A's entries (which the released code sets to ``−inf``,
     so its order among them is arbitrary; here: larger ``|W|``, then lower index). Both keep k per row.
     """
-    sparsity = _check(model, sparsity, modules, (sig_a, sig_b), statistic)
+    sparsity = check_mask_args(model, sparsity, modules, (sig_a, sig_b), statistic)
     ma, mb = {}, {}
     for l in prunable_layers(model, modules):
         w = l.weight
@@ -343,11 +343,11 @@ def contrastive_sparse_masks(model: Model, sig_a: ActivationSignature, sig_b: Ac
         else:
             raise MaskError(f"unknown contrastive-sparse variant {variant!r} (paper or released)")
     method = "contrastive-sparse" if variant == "paper" else "contrastive-sparse-released"
-    return _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb,
+    return mask_pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb,
                  statistic=statistic if variant == "paper" else "l2")
 
 
-def _pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, **kw) -> tuple[Mask, Mask]:
+def mask_pair(model, method, sparsity, modules, sig_a, sig_b, ma, mb, **kw) -> tuple[Mask, Mask]:
     poles = [sig_a.pole or "A", sig_b.pole or "B"]
     h = hashlib.sha256(f"{sig_a.calibration_hash}|{sig_b.calibration_hash}".encode()).hexdigest()[:16]
     common = dict(tokens=sig_a.tokens, poles=poles, dataset=sig_a.dataset, calibration_hash=h, **kw)
@@ -382,7 +382,7 @@ def random_mask(model: Model, *, sparsity: float = 0.5, modules: str = "all", se
         seed: the draw (one generator for the whole model, layers in :func:`prunable_layers` order).
         pole: the name stored in the mask's config.
     """
-    sparsity = _check(model, sparsity, modules)
+    sparsity = check_mask_args(model, sparsity, modules)
     g = torch.Generator().manual_seed(seed)
     out = {}
     for l in prunable_layers(model, modules):

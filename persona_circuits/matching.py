@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .damage import Dial, NeutralReference, _ratio_ci, kl_damage
+from .damage import Dial, NeutralReference, ratio_ci, kl_damage
 
 if TYPE_CHECKING:
     from .models import Model
@@ -176,7 +176,7 @@ def held_out_damage(model: Model, interventions: Sequence, reference: NeutralRef
     res = [kl_damage(model, iv, reference, n_boot=1) for iv in interventions]
     per_text = np.mean([r[3] for r in res], axis=0)
     n = reference.n_pred
-    return HeldOutDamage(float(per_text.sum() / n.sum()), _ratio_ci(per_text, n, n_boot=n_boot, seed=seed),
+    return HeldOutDamage(float(per_text.sum() / n.sum()), ratio_ci(per_text, n, n_boot=n_boot, seed=seed),
                          [float(r[0]) for r in res])
 
 

@@ -23,8 +23,8 @@ from jaxtyping import Int
 from torch import Tensor
 
 from . import scoring
-from .masks import Mask, _check, _pair, keep_count, remove_count
-from .selection import _sort_keys
+from .masks import Mask, check_mask_args, mask_pair, keep_count, remove_count
+from .selection import sort_keys
 from .models import prunable_layers
 from .statistics import DEFAULT_TEXT_STAT, ActivationSignature
 
@@ -36,7 +36,7 @@ def row_ranks(scores: Tensor, tiebreak: Tensor) -> Int[Tensor, "d_out d_in"]:
     """Rank of every entry within its row (0 = kept first) in :func:`~persona_circuits.masks.topk_rows`'
     order: score, then ``|tiebreak|``, descending; equal keys by lower index (a stable sort)."""
     d_out, d_in = scores.shape
-    key = _sort_keys(scores, tiebreak, None)
+    key = sort_keys(scores, tiebreak, None)
     if key.device.type == "cpu" and d_in <= _LOW and bool(((key & _LOW) == 0).all()):
         # a bfloat16 tiebreak leaves the low 16 bits of its float32 pattern zero: put the reversed column
         # index there, and every key of a row is distinct, so NumPy's (unstable, 2x faster) sort gives the
@@ -61,7 +61,7 @@ class RankedContrast:
     @torch.no_grad()
     def __init__(self, model, sig_a: ActivationSignature, sig_b: ActivationSignature, *, phi: str = "relu",
                  tau: float = 2.0, modules: str = "all", text_stat: str = DEFAULT_TEXT_STAT) -> None:
-        _check(model, 0.0, modules, (sig_a, sig_b), text_stat=text_stat)
+        check_mask_args(model, 0.0, modules, (sig_a, sig_b), text_stat=text_stat)
         self.model, self.sig_a, self.sig_b = model, sig_a, sig_b
         self.kw = dict(phi=phi, tau=tau if phi == "softplus" else None, text_stat=text_stat)
         self.modules = modules
@@ -75,12 +75,12 @@ class RankedContrast:
         ma, mb = {}, {}
         for name, (ra, rb) in self.ranks.items():
             ma[name], mb[name] = cut(ra, rb, ra.shape[1])
-        a, b = _pair(self.model, method, strength, self.modules, self.sig_a, self.sig_b, ma, mb, **self.kw)
+        a, b = mask_pair(self.model, method, strength, self.modules, self.sig_a, self.sig_b, ma, mb, **self.kw)
         return {a.config.pole: a, b.config.pole: b}
 
     def keep(self, sparsity: float) -> dict[str, Mask]:
         """Contrastive-Wanda keep masks at ``sparsity``, keyed by pole (as :func:`~persona_circuits.masks.build_masks`)."""
-        _check(self.model, sparsity, self.modules)
+        check_mask_args(self.model, sparsity, self.modules)
 
         def cut(ra, rb, d_in):
             k = keep_count(d_in, sparsity)
@@ -90,7 +90,7 @@ class RankedContrast:
 
     def removal(self, fraction: float) -> dict[str, Mask]:
         """Contrastive-removal masks at ``fraction``: pole A's removes the top of pole B's score and vice versa."""
-        _check(self.model, fraction, self.modules)
+        check_mask_args(self.model, fraction, self.modules)
 
         def cut(ra, rb, d_in):
             n = remove_count(d_in, fraction)

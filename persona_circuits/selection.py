@@ -15,7 +15,7 @@ from torch import Tensor
 from .errors import MaskError
 
 
-def _sort_keys(scores: Tensor, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
+def sort_keys(scores: Tensor, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
     """Unique-order int64 keys: (score, tiebreak) lexicographic; non-eligible entries get −1.
 
     Non-negative float32 values order like their bit patterns read as int32, so
@@ -67,7 +67,7 @@ def _take_equal_by_index(keep: Tensor, eq: Tensor, k: int) -> None:
 def _topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
     """Reference selection on int64 ``(score, tiebreak)`` keys (used where the fast path cannot decide)."""
     d_in = scores.shape[1]
-    key = _sort_keys(scores, tiebreak, eligible)
+    key = sort_keys(scores, tiebreak, eligible)
     thr = kth_smallest(key, d_in - k + 1)
     keep = key > thr
     _take_equal_by_index(keep, key == thr, k)
@@ -100,7 +100,7 @@ def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor |
     a row with fewer than ``k`` eligible entries keeps all of them. O(d_in) per row: a k-th value
     selection and a comparison, no sort.
 
-    The order is that of the int64 keys of :func:`_sort_keys` (score, then ``|tiebreak|``, then
+    The order is that of the int64 keys of :func:`sort_keys` (score, then ``|tiebreak|``, then
     index). It is computed in two steps that touch fewer bytes: a float32 k-th value per row
     (:func:`kth_smallest`) decides every row whose threshold score is not shared by more entries than
     fit; only rows with such a tie build int32 keys (``|tiebreak|`` bits of the tied entries) to break it.

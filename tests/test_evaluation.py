@@ -155,13 +155,13 @@ def test_rows_share_the_prompt_only_when_equal():
 
 def test_rows_with_different_prompts_score_like_the_bridge(tiny_llama):
     from persona_circuits.data import EncodedText
-    from persona_circuits.evaluation import _score_shared_prefix
+    from persona_circuits.evaluation import score_shared_prefix
     from persona_circuits.plain import plain_model
 
     tok = tiny_llama.tokenizer
     enc = [encode_pair(tok, it.question, a) for it in ITEMS for a in (it.answer_a, it.answer_b)]
     enc[1] = EncodedText(enc[1].ids[2:], enc[1].answer_start - 2)  # item 0: prompts differ (cut)
-    lp, nt = _score_shared_prefix(plain_model(tiny_llama), enc, tok.pad_token_id, 3, 10_000, None)
+    lp, nt = score_shared_prefix(plain_model(tiny_llama), enc, tok.pad_token_id, 3, 10_000, None)
     for e, v, n in zip(enc, lp, nt):
         ids = torch.tensor([e.ids])
         with torch.no_grad():

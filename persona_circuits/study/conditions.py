@@ -14,10 +14,30 @@ from .state import Study
 _MASK_SETTINGS = ("masks",)
 
 
-def _rag(run: SetRun, pole: str, k: int):
+def rag_retriever(run: SetRun, pole: str, k: int):
+    """The RAG retriever of ``pole``: its calibration answers of the set's first ``n_calib`` items, top ``k``."""
     from ..baselines import RagRetriever
 
     return RagRetriever(run.ps.subset(run.n_calib), pole, k=k)
+
+
+def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=None, system=True) -> list[float]:
+    """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
+    import contextlib
+
+    from ..evaluation import wins
+    from ..evaluation_released import released_system_prompt, score_released
+    from ..interventions import apply_mask
+
+    sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
+    items = run.ps.test
+    if contexts is not None:
+        from dataclasses import replace
+
+        items = [replace(it, question=f"{c}\n\n{it.question}") for it, c in zip(items, contexts)]
+    with apply_mask(study.model, mask), (lora.active() if lora is not None else contextlib.nullcontext()):
+        s = score_released(study.model, items, system=sys_prompt, batch_size=study.cfg.batch_size)
+    return [float(w) for w in wins(s.diff().numpy())]
 
 
 def _scores_dict(s) -> dict:
@@ -43,7 +63,7 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     elif kind == "prompt":
         s = score_choices(model, ps.test, system=persona_prompt(ps, pole), batch_size=bs)
     elif kind == "rag":
-        s = score_choices(model, ps.test, contexts=_rag(run, pole, study.cfg.baselines.rag_k).contexts(ps.test), batch_size=bs)
+        s = score_choices(model, ps.test, contexts=rag_retriever(run, pole, study.cfg.baselines.rag_k).contexts(ps.test), batch_size=bs)
     else:
         mask = study.random_masks()[0] if kind == "random-mask" else run.masks[kind][pole]
         with apply_mask(model, mask):
@@ -72,8 +92,6 @@ def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     out = {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
            "damage_kl_ci95": list(h.damage_kl_ci95)}
     if run.sset.family == "ai" and pole == run.poles[0]:  # the paper table's LoRA row (released scoring)
-        from .paper_table import released_wins
-
         out["released_wins"] = released_wins(study, run, lora=ad)
     return out
 
@@ -87,7 +105,7 @@ def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
         return [Intervention(system=persona_prompt(run.ps, p)) for p in run.poles]
     if condition == "rag":
         texts = " ".join(study.chat_reference().texts)  # one retrieval for all neutral texts
-        return [Intervention(context=_rag(run, p, study.cfg.baselines.rag_k).context(texts)) for p in run.poles]
+        return [Intervention(context=rag_retriever(run, p, study.cfg.baselines.rag_k).context(texts)) for p in run.poles]
     return [Intervention(mask=run.masks[condition][p]) for p in run.poles]
 
 

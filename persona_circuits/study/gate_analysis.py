@@ -9,7 +9,7 @@ two personas' real sets against that of their null draws' sets, draw by draw (th
 
 from __future__ import annotations
 
-from .headline import CURVE_GRIDS, DIAL_SETTINGS, dials_of
+from .dials import CURVE_GRIDS, DIAL_SETTINGS, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study

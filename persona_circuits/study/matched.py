@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .headline import DIAL_SETTINGS, Dials, contrast_summary, dials_of
+from .dials import DIAL_SETTINGS, Dials, contrast_summary, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -32,7 +32,7 @@ def draw_seeds(seed: int, draws: int) -> list[int]:
     return [derive_seed(seed, k) for k in range(draws)]
 
 
-def _prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
+def real_prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
     """The real pair's ``(strength, fit damage)`` points: its curve's grid and its own fitting steps."""
     return [[p["strength"], p["damage_kl"]] for p in curve] + [list(h) for f in fits for h in f["history"]]
 
@@ -59,7 +59,7 @@ def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -
 @stage("matched-real", settings=MATCH_SETTINGS, version=4)
 def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -> list[dict]:
     """The real pair's fitted strength per target and, where reached, its held-out damage and contrasts."""
-    own = _prior(curve, [])
+    own = real_prior(curve, [])
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
@@ -72,7 +72,7 @@ def matched_null(study: Study, *, run: SetRun, method: str, target: float, seed:
     return _measure(study, dials_of(study, run).null(method, seed, kind), [target], run, prior, [], [start])[0]
 
 
-def _start(draws: list[dict]) -> float | None:
+def draw_start(draws: list[dict]) -> float | None:
     """The median fitted strength of the row's draws so far (``None`` before the first)."""
     s = [d["strength"] for d in draws if d["reached"]]
     return float(np.median(s)) if s else None
@@ -135,7 +135,7 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
         if method not in curves:
             continue
         real = matched_real(study, run=run, method=method, curve=curves[method])
-        prior = _prior(curves[method], real)
+        prior = real_prior(curves[method], real)
         for ti, target in enumerate(cfg.headline.matched_damages):
             seed = row_seed(run, method, target)
             with study.timed(f"{run.name}: {method} matched-damage nulls"):
@@ -162,5 +162,5 @@ def _draws(study: Study, run: SetRun, method: str, target: float, kind: str, see
     out: list[dict] = []
     for s in seeds:
         out.append(matched_null(study, run=run, method=method, target=float(target), seed=int(s), kind=kind, prior=prior,
-                                start=_start(out)))
+                                start=draw_start(out)))
     return out

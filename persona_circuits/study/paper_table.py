@@ -14,30 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .conditions import rag_retriever, released_wins
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 PAPER_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
-
-
-def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=None, system=True) -> list[float]:
-    """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
-    import contextlib
-
-    from ..evaluation import _wins
-    from ..evaluation_released import released_system_prompt, score_released
-    from ..interventions import apply_mask
-
-    sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
-    items = run.ps.test
-    if contexts is not None:
-        from dataclasses import replace
-
-        items = [replace(it, question=f"{c}\n\n{it.question}") for it, c in zip(items, contexts)]
-    with apply_mask(study.model, mask), (lora.active() if lora is not None else contextlib.nullcontext()):
-        s = score_released(study.model, items, system=sys_prompt, batch_size=study.cfg.batch_size)
-    return [float(w) for w in _wins(s.diff().numpy())]
 
 
 def _operating_point(study: Study, method: str) -> float:
@@ -77,9 +59,8 @@ def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
         return released_wins(study, run, system=False)
     if condition == "prompt":
         return released_wins(study, run)
-    from .conditions import _rag
 
-    return released_wins(study, run, contexts=_rag(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
+    return released_wins(study, run, contexts=rag_retriever(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
 
 
 def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:

@@ -65,7 +65,7 @@ class SetRun:
     vector: Tensor | None = None
     directions: Tensor | None = None  # [n_layers, d_model] pole A minus pole B mean residual after every block
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
-    dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
+    dials: object = None  # the headline's strength dials (study.dials.Dials), made once per run
     gate_bits: dict | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .headline import contrast_summary
+from .dials import contrast_summary
 from .stage import stage
 from .state import Study
 

@@ -10,8 +10,9 @@ from functools import partial
 import pytest
 
 from persona_circuits.study import StudyConfig
-from persona_circuits.study.merge import ShardError, check_shards, first_difference, merge_shards, read_shard
-from persona_circuits.study.shards import CROSS, SHARD_FILE, compute_shard, write_shard
+from persona_circuits.study.merge import check_shards, merge_shards
+from persona_circuits.study.shard_format import CROSS, SHARD_FILE, ShardError, first_difference, read_shard, write_shard
+from persona_circuits.study.shards import compute_shard
 
 SETS = ("mbti-ei", "mbti-jp")
 
