@@ -108,3 +108,10 @@ def test_the_checks_see_a_circle_and_a_private_import(tmp_path):
     edges, private = import_graph(pkg)
     assert circles(edges) == [{"pkg.a", "pkg.b"}]
     assert private == [("pkg.b", "pkg.a", "_h")]
+
+
+def test_nothing_imports_the_command_line():
+    edges, _ = import_graph(PACKAGE)
+    users = sorted(m for m, deps in edges.items() if not m.startswith("persona_circuits.cli")
+                   and any(d == "persona_circuits.cli" or d.startswith("persona_circuits.cli.") for d in deps))
+    assert not users, f"modules importing persona_circuits.cli: {users}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import PersonaCircuitsError
+from ..errors import PersonaCircuitsError
 
 
 def check_positive(name: str, v: int | None) -> None:
@@ -21,7 +21,7 @@ def mask_gamma(mask, gamma: float | None) -> float:
 def load_model_from_args(args):
     """The model named by the global options ``--model``, ``--device``, ``--dtype``, ``--device-map`` and
     ``--no-progress`` (every command loads it this way)."""
-    from .models import load_model, parse_device_map
+    from ..models import load_model, parse_device_map
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging

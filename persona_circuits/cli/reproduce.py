@@ -54,7 +54,7 @@ def add_reproduce_parser(sub, common) -> None:
 
 def config_from_args(args):
     """The study's settings from the command line: the preset, the seed, the batch size and ``--sets``."""
-    from .config import StudyConfig, StudyError
+    from ..study.config import StudyConfig, StudyError
 
     cfg = StudyConfig.quick_preset() if args.quick else StudyConfig.full()
     cfg.seed, cfg.batch_size = args.seed, args.batch_size
@@ -70,10 +70,10 @@ def settle_sets(cfg, args, root):
     """The sets the command will run (every one readable, before the model is loaded) and the settings they
     imply: without a data root the preset's AI tasks are left out (said on stderr); the analysis set falls
     back to the first set; with ``--quick --sets`` every named set gets its headline."""
-    from .sets import study_sets
+    from ..study.sets import study_sets
 
     if args.sets is None and root is None and cfg.sets.sets is not None:  # the preset's AI tasks need the data
-        from .config import AI_TASKS
+        from ..study.config import AI_TASKS
 
         kept = tuple(n for n in cfg.sets.sets if n not in AI_TASKS)
         if kept != cfg.sets.sets:
@@ -89,7 +89,7 @@ def settle_sets(cfg, args, root):
 
 
 def _check_executor_args(args) -> None:
-    from .config import StudyError
+    from ..study.config import StudyError
 
     if args.shard is not None and args.executor != "process":
         raise StudyError("--shard computes one shard in this process: it takes no --executor")
@@ -107,7 +107,7 @@ def _model_loader(args):
     import argparse
     from functools import partial
 
-    from ..cli_common import load_model_from_args
+    from .common import load_model_from_args
 
     keep = {k: getattr(args, k, None) for k in ("model", "device", "dtype", "device_map", "no_progress")}
     return partial(load_model_from_args, argparse.Namespace(**keep))
@@ -115,7 +115,7 @@ def _model_loader(args):
 
 def cmd_reproduce(args) -> int:
     from ..errors import OutputError
-    from .sets import check_data_root
+    from ..study.sets import check_data_root
 
     _check_executor_args(args)
     cfg = config_from_args(args)
@@ -123,7 +123,7 @@ def cmd_reproduce(args) -> int:
     cfg, sets = settle_sets(cfg, args, root)
     for d in args.cache_from or []:  # checked before the model is loaded
         if not (Path(d) / "cache").is_dir():
-            from .config import StudyError
+            from ..study.config import StudyError
 
             raise StudyError(f"--cache-from: {d} is not a study's output folder (no cache folder in it)")
     out = Path(args.out)
@@ -131,18 +131,18 @@ def cmd_reproduce(args) -> int:
         raise OutputError(f"output path exists and is not a folder: {out}")
     command = "persona-circuits " + " ".join(sys.argv[1:])
     if args.shard is not None:
-        from .shard_command import run_shard_command
+        from .shard import run_shard_command
 
         return run_shard_command(args, cfg, root, sets, command)
     if args.executor == "ray":
-        from .executors import run_ray
+        from ..study.executors import run_ray
 
         run_ray(_model_loader(args), out, cfg=cfg, data_root=root, set_names=[s.name for s in sets],
                 address=args.ray_address, num_cpus=args.ray_cpus, cuda=str(args.device).startswith("cuda"),
                 progress=not args.no_progress, command=command, threads=args.ray_threads)
         return 0
-    from ..cli_common import load_model_from_args
-    from .run import run_study
+    from .common import load_model_from_args
+    from ..study.run import run_study
 
     model = load_model_from_args(args)
     run_study(model, out, cfg=cfg, data_root=root, progress=not args.no_progress, command=command,
@@ -165,7 +165,7 @@ def add_merge_parser(sub) -> None:
 
 
 def cmd_merge(args) -> int:
-    from .merge import merge_shards
+    from ..study.merge import merge_shards
 
     out = Path(args.out)
     flags = ["--partial"] if args.partial else []
@@ -190,7 +190,7 @@ def cmd_verdicts(args) -> int:
 
     from ..errors import OutputError
     from ..results import load_results, write_results
-    from .verdicts import apply_verdicts
+    from ..study.verdicts import apply_verdicts
 
     path = Path(args.results)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .shard_format import CROSS, SHARD_FILE
+from ..study.shard_format import CROSS, SHARD_FILE
 
 
 def _set_shard_folders(args, out: Path) -> list[Path]:
@@ -22,7 +22,7 @@ def _set_shard_folders(args, out: Path) -> list[Path]:
 
 def _existing(out: Path, shard: str, identity: dict) -> bool:
     """Whether ``out`` already holds this shard of this study (refused if it holds another)."""
-    from .shard_format import ShardError, first_difference, read_shard
+    from ..study.shard_format import ShardError, first_difference, read_shard
 
     if not (out / SHARD_FILE).is_file():
         return False
@@ -36,11 +36,11 @@ def _existing(out: Path, shard: str, identity: dict) -> bool:
 
 def run_shard_command(args, cfg, root, sets, command: str) -> int:
     """The handler of ``reproduce --shard`` (after the settings and sets are settled)."""
-    from ..cli_common import load_model_from_args
-    from .config import StudyError
-    from .shard_format import read_shard, write_shard
-    from .shards import compute_shard, shard_identity
-    from .state import log
+    from .common import load_model_from_args
+    from ..study.config import StudyError
+    from ..study.shard_format import read_shard, write_shard
+    from ..study.shards import compute_shard, shard_identity
+    from ..study.state import log
 
     names = [s.name for s in sets]
     if args.shard not in (*names, CROSS):

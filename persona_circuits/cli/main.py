@@ -14,9 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli_common import check_positive, load_model_from_args, mask_gamma
-from .errors import PersonaCircuitsError
-from .options import (DEFAULT_DAMAGE_TEXTS, DEFAULT_SCORING, DEFAULT_TEXT_STAT, DTYPE_LOGGER, DTYPES, METHODS, SCORINGS,
+from .common import check_positive, load_model_from_args, mask_gamma
+from ..errors import PersonaCircuitsError
+from ..options import (DEFAULT_DAMAGE_TEXTS, DEFAULT_SCORING, DEFAULT_TEXT_STAT, DTYPE_LOGGER, DTYPES, METHODS, SCORINGS,
                       STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS)
 
 EPILOG = "DATASET is a bundled persona set (see `persona-circuits personas`) or a path: a paper-layout folder " \
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=64)
     _common(s)
 
-    from .study.command import add_merge_parser, add_reproduce_parser, add_verdicts_parser  # noqa: PLC0415
+    from .reproduce import add_merge_parser, add_reproduce_parser, add_verdicts_parser  # noqa: PLC0415
 
     add_reproduce_parser(sub, _common)
     add_merge_parser(sub)
@@ -161,13 +161,13 @@ def _check_overwrite(args) -> None:
     if getattr(args, "overwrite", True) or not getattr(args, "out", None):
         return
     if Path(args.out).exists():
-        from .errors import OutputError
+        from ..errors import OutputError
 
         raise OutputError(f"output already exists: {args.out} (pass --overwrite to replace it)")
 
 
 def _pick_mask(path: str, pole: str | None):
-    from .masks import load_masks
+    from ..masks import load_masks
 
     masks = load_masks(path)
     if pole is None and len(masks) > 1:
@@ -186,7 +186,7 @@ class _StderrLine(logging.Handler):
 
 
 def cmd_personas(args) -> int:
-    from .data import load_persona_set, bundled_personas
+    from ..data import load_persona_set, bundled_personas
 
     rows = []
     for name in bundled_personas():
@@ -202,9 +202,9 @@ def cmd_personas(args) -> int:
 
 
 def cmd_signatures(args) -> int:
-    from ._io import check_parent
-    from .data import load_persona_set
-    from .statistics import record_persona_signatures, save_signatures
+    from .._io import check_parent
+    from ..data import load_persona_set
+    from ..statistics import record_persona_signatures, save_signatures
 
     check_positive("--calib-size", args.calib_size)
     check_positive("--batch-size", args.batch_size)
@@ -220,14 +220,14 @@ def cmd_signatures(args) -> int:
 
 def cmd_mask(args) -> int:
     if args.dataset == "mbti" or args.type is not None:
-        from .cli_types import cmd_mask_type
+        from .mbti_types import cmd_mask_type
 
         return cmd_mask_type(args)
-    from ._io import atomic_directory, check_parent
-    from .data import load_persona_set
-    from .masks import NULLS_DIRNAME, safe_name, build_masks, check_sparsity
-    from .nulls import null_mask_pairs
-    from .statistics import load_signatures, persona_signatures, record_persona_per_text
+    from .._io import atomic_directory, check_parent
+    from ..data import load_persona_set
+    from ..masks import NULLS_DIRNAME, safe_name, build_masks, check_sparsity
+    from ..nulls import null_mask_pairs
+    from ..statistics import load_signatures, persona_signatures, record_persona_per_text
 
     check_sparsity(args.sparsity)
     check_positive("--calib-size", args.calib_size)
@@ -248,7 +248,7 @@ def cmd_mask(args) -> int:
               text_stat=args.text_stat)
     stats = None
     if args.method == "projection-gate":
-        from .gate import gate_directions
+        from ..gate import gate_directions
 
         sigs, kw["directions"] = gate_directions(model, ps, n_calib=args.calib_size, tokens=args.tokens,
                                                  batch_size=args.batch_size, progress=not args.no_progress)
@@ -279,15 +279,15 @@ def cmd_mask(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .cli_evaluate import cmd_evaluate as run
+    from .evaluate import cmd_evaluate as run
 
     return run(args)
 
 
 def cmd_generate(args) -> int:
-    from .evaluation import generate
-    from .interventions import apply_mask
-    from .masks import load_masks
+    from ..evaluation import generate
+    from ..interventions import apply_mask
+    from ..masks import load_masks
 
     mask = None
     if args.mask:
@@ -305,8 +305,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ._io import check_parent
-    from .export import export_model
+    from .._io import check_parent
+    from ..export import export_model
 
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise PersonaCircuitsError(f"--gamma must be in [0, 1], got {args.gamma}")
@@ -321,8 +321,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from .reporting.figures import FIGURES, write_figures
-    from .reporting.figures.style import FORMATS
+    from ..reporting.figures import FIGURES, write_figures
+    from ..reporting.figures.style import FORMATS
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_overwrite(args)
         if args.command in ("reproduce", "merge", "verdicts"):
-            from .study import command
+            from . import reproduce as command
 
             return {"reproduce": command.cmd_reproduce, "merge": command.cmd_merge,
                     "verdicts": command.cmd_verdicts}[args.command](args)
@@ -363,7 +363,3 @@ def main(argv: list[str] | None = None) -> int:
         dtype_log.removeHandler(handler)
         dtype_log.setLevel(saved[0])
         dtype_log.propagate = saved[1]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

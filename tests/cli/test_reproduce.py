@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from persona_circuits.study.command import config_from_args, settle_sets
+from persona_circuits.cli.reproduce import config_from_args, settle_sets
 
 from ..conftest import SHARED
 
