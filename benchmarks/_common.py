@@ -68,7 +68,7 @@ def get_model(name: str | None = None):
             # file has no ``architectures`` entry, so the bridge cannot pick an adapter. Work around it
             # here (the package is not changed by the benchmarks): load the HF model, name its
             # architecture, and hand it to load_model as an already-loaded model.
-            from persona_circuits.models import _load_hf
+            from persona_circuits.model.loading import _load_hf
 
             hf, tok, mid, _ = _load_hf(name, torch.float32)
             hf.config.architectures = [type(hf).__name__]
@@ -84,7 +84,7 @@ def calibration_texts(model, n: int, *, pole: int = 0) -> list:
     (``../shared/data/ai_persona/power``) when it is present, else all from mbti-ei."""
     import persona_circuits as pc
     from persona_circuits.data import encode_pair
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.model.loading import get_tokenizer
 
     tok = get_tokenizer(model)
     mbti = pc.load_persona_set("mbti-ei")

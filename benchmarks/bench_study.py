@@ -101,7 +101,7 @@ def full_preset_families() -> dict[str, int]:
 
 def _scoring_seconds(model) -> dict[str, float]:
     from persona_circuits.data import load_persona_set
-    from persona_circuits.evaluation import score_choices
+    from persona_circuits.measure.evaluation import score_choices
 
     out = {}
     sets = {"mbti": load_persona_set("mbti-ei").test}
@@ -118,7 +118,7 @@ def _scoring_seconds(model) -> dict[str, float]:
 def _model_in(dtype: str | None, model):
     """``model`` when it already runs in ``dtype`` (the full run's), else the default model loaded in it."""
     import persona_circuits as pc
-    from persona_circuits.dtypes import dtype_name
+    from persona_circuits.model.dtypes import dtype_name
 
     if model is not None and (dtype is None or dtype_name(model) == dtype):
         return model

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import persona_circuits as pc
-    from persona_circuits.dtypes import cpu_model
+    from persona_circuits.model.dtypes import cpu_model
     from persona_circuits.study.config import StudyConfig
     from persona_circuits.study.headline import curve
     from persona_circuits.study.matched import real_prior, draw_start, draw_seeds, matched_null, matched_real, row_seed

@@ -27,7 +27,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     """The default model's tokenizer (from its GGUF file), saved to a folder: it carries a chat template."""
     from transformers import AutoTokenizer
 
-    from persona_circuits.models import embedded_gguf_path
+    from persona_circuits.model.loading import embedded_gguf_path
 
     gguf = embedded_gguf_path()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

@@ -8,9 +8,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "persona_circuits"
-#: Circles left for the core's method registry (issue 26, item 4): ``masks.build_masks`` dispatches to the
-#: projection gate, whose dials and directions use the damage, baseline and intervention modules above masks.
-KNOWN_CIRCLES = [{"baselines", "damage", "gate", "interventions", "masks", "ranked"}]
+#: Circles allowed (none: the core's last one, masks <-> projection gate, went with the method registry).
+KNOWN_CIRCLES: list[set[str]] = []
 
 
 def import_graph(root: Path) -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:

@@ -10,7 +10,7 @@ which cancels answer-length bias and every effect the two conditions share (dama
   full masks' contrast, ``f = mean(d_restored) / mean(d_full)`` with a paired bootstrap interval over
   items. A fraction of a contrast that is itself noise means nothing, so the rows are computed only
   when the full contrast passes a test (``gate``): a test made by the caller (the study passes
-  :func:`persona_circuits.nulls.null_test` against label-swapped mask pairs on the same items, as a dict
+  :func:`persona_circuits.measure.nulls.null_test` against label-swapped mask pairs on the same items, as a dict
   with ``test`` and ``passed``), a bare decision, a threshold, or, with no gate, the weaker test "its
   95 % bootstrap interval lies above 0" (which ignores the null and says so in the output).
 * **Removal** (:func:`removal_comparison`): in the dense model, remove per row the ``q`` fraction of
@@ -31,11 +31,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .. import scoring
-from ..evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
-from ..masks import Mask, MaskConfig, keep_count, random_mask, topk_rows
-from ..models import Model, architecture_fingerprint, get_model_id, prunable_layers
-from ..statistics import DEFAULT_STATISTIC, ActivationSignature
+from ..masks import scoring
+from ..measure.evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
+from ..masks.build import Mask, MaskConfig, keep_count, random_mask, topk_rows
+from ..model.loading import Model, architecture_fingerprint, get_model_id, prunable_layers
+from ..masks.statistics import DEFAULT_STATISTIC, ActivationSignature
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).
@@ -103,8 +103,8 @@ def removed_per_row(mask: Mask) -> dict[str, Int[Tensor, " d_out"]]:
 
 
 def _default_scorer(model, items, batch_size: int) -> Scorer:
-    from ..evaluation import score_choices
-    from ..interventions import apply_mask
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import apply_mask
 
     def fn(label, mask, dense_layers=frozenset()):
         with apply_mask(model, mask, dense_layers=set(dense_layers)):

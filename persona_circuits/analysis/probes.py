@@ -44,7 +44,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 if TYPE_CHECKING:
-    from ..models import Model
+    from ..model.loading import Model
 
 #: An intervention for :func:`decode_intervention`: a callable returning a context manager (e.g.
 #: ``lambda: apply_mask(model, mask)``), a plain-text prefix (e.g. a persona prompt), or ``None`` (dense).

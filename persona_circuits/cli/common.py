@@ -21,7 +21,7 @@ def mask_gamma(mask, gamma: float | None) -> float:
 def load_model_from_args(args):
     """The model named by the global options ``--model``, ``--device``, ``--dtype``, ``--device-map`` and
     ``--no-progress`` (every command loads it this way)."""
-    from ..models import load_model, parse_device_map
+    from ..model.loading import load_model, parse_device_map
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging

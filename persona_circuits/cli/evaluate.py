@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 
 from .common import check_positive, load_model_from_args, mask_gamma
-from ..damage import kl_damage, neutral_reference
+from ..measure.damage import kl_damage, neutral_reference
 from ..data import load_persona_set
-from ..dtypes import dtype_name
+from ..model.dtypes import dtype_name
 from ..errors import PersonaCircuitsError
-from ..evaluation import pole_contrast, score_choices, summarize
-from ..evaluation_released import released_contrast, released_system_prompt, score_released, summarize_released
-from ..interventions import Intervention, apply_mask
-from ..masks import load_masks, load_null_masks
-from ..nulls import null_test, zero_z
+from ..measure.evaluation import pole_contrast, score_choices, summarize
+from ..measure.released import released_contrast, released_system_prompt, score_released, summarize_released
+from ..model.interventions import Intervention, apply_mask
+from ..masks.build import load_masks, load_null_masks
+from ..measure.nulls import null_test, zero_z
 
 
 class _Conditions:

@@ -167,7 +167,7 @@ def _check_overwrite(args) -> None:
 
 
 def _pick_mask(path: str, pole: str | None):
-    from ..masks import load_masks
+    from ..masks.build import load_masks
 
     masks = load_masks(path)
     if pole is None and len(masks) > 1:
@@ -204,7 +204,7 @@ def cmd_personas(args) -> int:
 def cmd_signatures(args) -> int:
     from .._io import check_parent
     from ..data import load_persona_set
-    from ..statistics import record_persona_signatures, save_signatures
+    from ..masks.statistics import record_persona_signatures, save_signatures
 
     check_positive("--calib-size", args.calib_size)
     check_positive("--batch-size", args.batch_size)
@@ -225,9 +225,10 @@ def cmd_mask(args) -> int:
         return cmd_mask_type(args)
     from .._io import atomic_directory, check_parent
     from ..data import load_persona_set
-    from ..masks import NULLS_DIRNAME, safe_name, build_masks, check_sparsity
-    from ..nulls import null_mask_pairs
-    from ..statistics import load_signatures, persona_signatures, record_persona_per_text
+    from ..masks.build import NULLS_DIRNAME, safe_name, check_sparsity
+    from ..masks.registry import build_masks
+    from ..measure.nulls import null_mask_pairs
+    from ..masks.statistics import load_signatures, persona_signatures, record_persona_per_text
 
     check_sparsity(args.sparsity)
     check_positive("--calib-size", args.calib_size)
@@ -248,7 +249,7 @@ def cmd_mask(args) -> int:
               text_stat=args.text_stat)
     stats = None
     if args.method == "projection-gate":
-        from ..gate import gate_directions
+        from ..masks.gate import gate_directions
 
         sigs, kw["directions"] = gate_directions(model, ps, n_calib=args.calib_size, tokens=args.tokens,
                                                  batch_size=args.batch_size, progress=not args.no_progress)
@@ -285,9 +286,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from ..evaluation import generate
-    from ..interventions import apply_mask
-    from ..masks import load_masks
+    from ..measure.evaluation import generate
+    from ..model.interventions import apply_mask
+    from ..masks.build import load_masks
 
     mask = None
     if args.mask:
@@ -306,7 +307,7 @@ def cmd_generate(args) -> int:
 
 def cmd_export(args) -> int:
     from .._io import check_parent
-    from ..export import export_model
+    from ..model.export import export_model
 
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise PersonaCircuitsError(f"--gamma must be in [0, 1], got {args.gamma}")

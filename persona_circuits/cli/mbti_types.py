@@ -9,14 +9,14 @@ from ..errors import PersonaCircuitsError
 
 def cmd_mask_type(args) -> int:
     """Build the four bundled axes' masks (one method and strength), compose the type's mask and its opposite
-    type's (:func:`~persona_circuits.compose.compose_type`), measure each one's KL damage on neutral text and
+    type's (:func:`~persona_circuits.masks.compose.compose_type`), measure each one's KL damage on neutral text and
     write ``OUT/<TYPE>/`` and ``OUT/<OPPOSITE>/`` (mask folders; ``load_masks(OUT)`` reads the pair) with the
     damage in each mask's ``config.extra``, and ``OUT/composition.json``."""
     from .._io import atomic_directory, atomic_write_json, check_parent
     from .common import load_model_from_args
-    from ..compose import build_axis_masks, check_type, compose_type, infer_rule, opposite_type
-    from ..damage import kl_damage, neutral_reference
-    from ..masks import check_sparsity
+    from ..masks.compose import build_axis_masks, check_type, compose_type, infer_rule, opposite_type
+    from ..measure.damage import kl_damage, neutral_reference
+    from ..masks.build import check_sparsity
 
     if args.dataset != "mbti":
         raise PersonaCircuitsError(f"--type composes the bundled MBTI axes: give the dataset mbti, not {args.dataset!r}")

@@ -16,7 +16,7 @@ _MASK_SETTINGS = ("masks",)
 
 def rag_retriever(run: SetRun, pole: str, k: int):
     """The RAG retriever of ``pole``: its calibration answers of the set's first ``n_calib`` items, top ``k``."""
-    from ..baselines import RagRetriever
+    from ..measure.baselines import RagRetriever
 
     return RagRetriever(run.ps.subset(run.n_calib), pole, k=k)
 
@@ -25,9 +25,9 @@ def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=N
     """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
     import contextlib
 
-    from ..evaluation import wins
-    from ..evaluation_released import released_system_prompt, score_released
-    from ..interventions import apply_mask
+    from ..measure.evaluation import wins
+    from ..measure.released import released_system_prompt, score_released
+    from ..model.interventions import apply_mask
 
     sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
     items = run.ps.test
@@ -51,9 +51,9 @@ def _scores_dict(s) -> dict:
 def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     """Two-way-choice scores of one condition (``dense``, ``prompt:<pole>``, ``rag:<pole>``, ``random-mask``,
     ``<method>:<pole>``) on every held-out item; the dense pass keeps every block's answer features."""
-    from ..baselines import persona_prompt
-    from ..evaluation import score_choices
-    from ..interventions import apply_mask
+    from ..measure.baselines import persona_prompt
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import apply_mask
 
     model, ps, bs = study.model, run.ps, study.cfg.batch_size
     kind, _, pole = condition.partition(":")
@@ -75,10 +75,10 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
 def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
     on every held-out item, their training cost and their held-out damage."""
-    from ..baselines import train_lora
-    from ..evaluation import score_choices
-    from ..interventions import Intervention
-    from ..matching import held_out_damage
+    from ..measure.baselines import train_lora
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import Intervention
+    from ..measure.matching import held_out_damage
 
     b, cfg, model = study.cfg.baselines, study.cfg, study.model
     cal = run.ps.calibration_pairs(pole)
@@ -98,8 +98,8 @@ def lora(study: Study, *, run: SetRun, pole: str) -> dict:
 
 def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
     """The two poles' interventions of a condition, for its damage."""
-    from ..baselines import persona_prompt
-    from ..interventions import Intervention
+    from ..measure.baselines import persona_prompt
+    from ..model.interventions import Intervention
 
     if condition == "prompt":
         return [Intervention(system=persona_prompt(run.ps, p)) for p in run.poles]
@@ -112,7 +112,7 @@ def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
 @stage("condition-damage", settings=(*_MASK_SETTINGS, "baselines.rag_k", "damage.damage_texts"), version=3)
 def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
     """Held-out damage of a condition's two interventions (prompt and RAG in the chat format)."""
-    from ..matching import held_out_damage
+    from ..measure.matching import held_out_damage
 
     ref = study.chat_reference() if condition in ("prompt", "rag") else study.held_out_reference()
     h = held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
@@ -121,7 +121,7 @@ def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
 
 def run_conditions(study: Study, run: SetRun) -> dict:
     """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
-    from ..evaluation import ChoiceScores, pole_contrast, summarize
+    from ..measure.evaluation import ChoiceScores, pole_contrast, summarize
 
     cfg, poles = study.cfg, run.poles
     labels = ["dense", *(f"{k}:{p}" for p in poles for k in ("prompt", "rag")), "random-mask",

@@ -2,7 +2,7 @@
 draw's), shared by the curves, the matched-damage table, the gate's analyses and the 16 types' summaries.
 
 A dial maps a strength (keep-mask sparsity, removed fraction, soft-mask strength ``1 − γ``, steering
-coefficient, gate strength ``s``) to both poles' interventions (:mod:`persona_circuits.damage`). The real dial
+coefficient, gate strength ``s``) to both poles' interventions (:mod:`persona_circuits.measure.damage`). The real dial
 of each method is made once per set; a null dial comes from the label-swapped draw of a seed
 (:meth:`~.setup.SetRun.null_draw`), with the same method recomputed from the draw's pseudo-poles.
 """
@@ -28,7 +28,7 @@ class Dials:
     dials, made on demand (a ranked null dial holds its ranks, about 0.4 GB: the caller drops it)."""
 
     def __init__(self, study: Study, run: SetRun) -> None:
-        from ..nulls import random_directions
+        from ..measure.nulls import random_directions
 
         self.study, self.run = study, run
         n = max(study.cfg.nulls.random_direction_draws, 1)
@@ -42,7 +42,7 @@ class Dials:
         """The projection-gate masks of a signature pair and its directions (selected once per pair; kept: the
         first pair asked for, the real one, and the last, so that a draw's gate and gate-bias dials share one
         selection and the bool masks of every draw, 2 x n_writer_weights bytes each, are not all held)."""
-        from ..gate import projection_gate_masks
+        from ..masks.gate import projection_gate_masks
 
         key = (id(sigs), id(directions))
         if key not in self._gates:
@@ -84,10 +84,10 @@ class Dials:
         return [self.run.draw_seed("curve", method, k) for k in range(self.study.cfg.nulls.curve_draws)]
 
     def _make(self, method, sigs, cw_masks, vector, share: bool = False, directions=None):
-        from ..damage import all_layer_steering_dial, mask_dial, soft_mask_dial, steering_dial
+        from ..measure.dials import all_layer_steering_dial, mask_dial, soft_mask_dial, steering_dial
 
         if method in ("projection-gate", "gate-bias"):  # the selected sets of this pair, a dial over the strength s
-            from ..gate import gate_bias_dial, gate_dial
+            from ..measure.dials import gate_bias_dial, gate_dial
 
             masks = self.gate_masks(sigs, directions)
             return gate_dial(masks) if method == "projection-gate" else gate_bias_dial(self.study.model, masks, sigs)
@@ -100,7 +100,7 @@ class Dials:
         m = self.study.cfg.masks
         ranked = None
         if share and method in ("contrastive-wanda", "contrastive-removal"):  # keep and removal: one sort
-            from ..ranked import RankedContrast
+            from ..masks.ranked import RankedContrast
 
             key = id(sigs)
             if key not in self._ranked:  # held with its pair: an id is only unique while its object lives
@@ -119,7 +119,7 @@ def dials_of(study: Study, run: SetRun) -> Dials:
 
 def contrast_summary(d, seed: int) -> dict:
     """The contrast of per-item shifts ``d``: mean, interval, share moved (the study's contrast record)."""
-    from ..evaluation import contrast_from_items
+    from ..measure.evaluation import contrast_from_items
 
     c = contrast_from_items(d, condition="", seed=seed)
     return {"n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.moved,

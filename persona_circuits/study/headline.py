@@ -2,10 +2,10 @@
 matched-damage table with damage-matched nulls.
 
 **Damage.** Two disjoint sets of bundled neutral texts: strengths are fitted on the *fit* texts, the
-damage that is reported is measured on the *held-out* texts (:mod:`persona_circuits.matching`), with a
+damage that is reported is measured on the *held-out* texts (:mod:`persona_circuits.measure.matching`), with a
 bootstrap interval. The persona prompt and RAG are measured in the chat format they are used in.
 
-**Curves.** Every method has a strength dial (:mod:`persona_circuits.damage`): keep-mask sparsity
+**Curves.** Every method has a strength dial (:mod:`persona_circuits.measure.damage`): keep-mask sparsity
 (contrastive Wanda, Wanda, contrastive sparse), removed fraction (contrastive removal), soft-mask strength
 ``1 − γ`` of the contrastive-Wanda masks at the study's sparsity, and the steering coefficient. At each
 strength of its grid the pole contrast (first ``curve_items`` held-out items) and the fit damage are
@@ -33,7 +33,7 @@ from .state import Study
 @stage("curve", settings=(*DIAL_SETTINGS, "headline", "nulls.curve_draws", "nulls.swap"), version=5)
 def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
     """One method's curve on the curve items, with label-swapped nulls at each strength (fit texts)."""
-    from ..curves import dial_curve
+    from ..measure.curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
@@ -46,7 +46,7 @@ def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
 @stage("point-damage", settings=(*DIAL_SETTINGS, "baselines.rag_k"), version=2)
 def point_damage(study: Study, *, run: SetRun, condition: str) -> dict:
     """Held-out damage of the persona prompt or RAG, in the chat format they are used in."""
-    from ..matching import held_out_damage
+    from ..measure.matching import held_out_damage
     from .conditions import condition_interventions
 
     h = held_out_damage(study.model, condition_interventions(run, condition, study), study.chat_reference(),
@@ -57,7 +57,7 @@ def point_damage(study: Study, *, run: SetRun, condition: str) -> dict:
 def reference_points(study: Study, run: SetRun, sft: dict | None) -> tuple[dict, dict]:
     """Prompt, RAG and LoRA on every held-out item with their held-out damage. Returns ``(points, per-item
     contrasts)``."""
-    from ..evaluation import item_shifts
+    from ..measure.evaluation import item_shifts
 
     points, per_item = {}, {}
     for cond in ("prompt", "rag", "sft"):

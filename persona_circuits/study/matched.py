@@ -1,5 +1,5 @@
 """The matched-damage table of one persona set: every method at every target damage, with damage-matched
-null draws on every held-out item (see :mod:`.headline` for the design, :mod:`persona_circuits.matching`
+null draws on every held-out item (see :mod:`.headline` for the design, :mod:`persona_circuits.measure.matching`
 for the fit and the held-out damage).
 
 **Seeds.** Row (set, method, target) draws from ``null_seed = run.draw_seed("matched", method, target)``; its draw
@@ -27,7 +27,7 @@ def row_seed(run: SetRun, method: str, target: float) -> int:
 
 def draw_seeds(seed: int, draws: int) -> list[int]:
     """The seeds of a row's ``draws`` label-swapped draws, from the row's seed."""
-    from ..nulls import derive_seed
+    from ..measure.nulls import derive_seed
 
     return [derive_seed(seed, k) for k in range(draws)]
 
@@ -40,8 +40,8 @@ def real_prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
 def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -> list[dict]:
     """Fit every target on the fit texts; at each reached strength the held-out damage (with interval) and
     the per-item contrasts on every held-out item."""
-    from ..curves import pair_item_shifts
-    from ..matching import fit_strengths, held_out_damage
+    from ..measure.curves import pair_item_shifts
+    from ..measure.matching import fit_strengths, held_out_damage
 
     fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own, start=start)
     out = []
@@ -82,7 +82,7 @@ def draw_start(draws: list[dict]) -> float | None:
        version=3)
 def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
     """The older null: the first draws at the real pair's own strength, on the curve items."""
-    from ..curves import dial_curve
+    from ..measure.curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
@@ -106,7 +106,7 @@ def _null_block(draws: list[dict], n: int) -> dict:
 
 
 def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int, seed: int) -> dict:
-    from ..matching import within
+    from ..measure.matching import within
 
     target = study.cfg.headline.matched_damages[ti]
     row = {"method": method, "target_kl": target, "reached": bool(real["reached"]), "search": real["history"],
@@ -127,7 +127,7 @@ def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list,
 
 def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item_refs: dict) -> list[dict]:
     """Every (method, target) row of the table; steering first, as every mask row is compared with it."""
-    from ..curves import paired_difference
+    from ..measure.curves import paired_difference
 
     cfg = study.cfg
     rows, steer_d = [], {}

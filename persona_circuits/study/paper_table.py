@@ -1,6 +1,6 @@
 """The paper's table, under the paper's own scoring (AI-persona tasks only).
 
-The released evaluation (:mod:`persona_circuits.evaluation_released`): for the persona pole ("matching"),
+The released evaluation (:mod:`persona_circuits.measure.released`): for the persona pole ("matching"),
 each condition is scored with the persona system prompt in front (also while a mask is on), every answer
 by its mean next-token loss over every token of ``[system] + question + answer``, the lower loss chosen;
 accuracy = share of items where that is the matching answer. Conditions at the paper's operating points:
@@ -31,7 +31,8 @@ def _operating_point(study: Study, method: str) -> float:
 def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
     """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the seed of a
     label-swapped null draw, :meth:`~.setup.SetRun.null_draw`, instead of the real calibration data)."""
-    from ..masks import build_masks, wanda_mask
+    from ..masks.build import wanda_mask
+    from ..masks.registry import build_masks
 
     m = study.cfg.masks
     sigs = run.sigs if draw is None else run.null_draw(draw).sigs
@@ -46,7 +47,7 @@ def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> l
 @stage("paper-random", settings=("paper", "masks"), version=1)
 def paper_random(study: Study, *, run: SetRun, sparsity: float) -> list[float]:
     """Released wins under a random mask of the operating point's sparsity (the same per-row density)."""
-    from ..masks import random_mask
+    from ..masks.build import random_mask
 
     return released_wins(study, run, mask=random_mask(study.model, sparsity=sparsity, modules=study.cfg.masks.modules,
                                                   seed=study.cfg.seed))
@@ -64,7 +65,7 @@ def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
 
 
 def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:
-    from ..evaluation import bootstrap_ci
+    from ..measure.evaluation import bootstrap_ci
 
     w = np.asarray(wins)
     return {"condition": condition, "scoring": "released", "pole": "matching", "accuracy": float(w.mean()),

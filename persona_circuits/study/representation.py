@@ -52,8 +52,8 @@ def similarity(study: Study, *, run: SetRun) -> dict:
 
 
 def _decoding_conditions(study: Study, run: SetRun) -> dict:
-    from ..baselines import persona_prompt
-    from ..interventions import apply_mask
+    from ..measure.baselines import persona_prompt
+    from ..model.interventions import apply_mask
 
     model, poles = study.model, run.poles
     cw = run.masks["contrastive-wanda"]
@@ -82,7 +82,7 @@ def neutral_decode(study: Study, *, run: SetRun, label: str) -> dict:
 @stage("random-decode", settings=_DECODE_SETTINGS, version=2)
 def random_decode(study: Study) -> dict:
     """The same for two random masks of the study's sparsity (set-independent: decoded once per study)."""
-    from ..interventions import apply_mask
+    from ..model.interventions import apply_mask
 
     model, rnd = study.model, study.random_masks()
     return _decode(study, lambda: apply_mask(model, rnd[0]), lambda: apply_mask(model, rnd[1]))

@@ -16,7 +16,7 @@ from .shards import CrossInputs, cross_shard, set_shard, shard_identity
 from .state import Study, claim_output, log
 
 if TYPE_CHECKING:
-    from ..models import Model
+    from ..model.loading import Model
 
 
 def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str | Path | None = None,

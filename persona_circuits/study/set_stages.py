@@ -66,8 +66,8 @@ def free_memory(model) -> None:
     """Between sets: forget the replayed steering outputs of the last set's inputs and collect cycles."""
     import gc
 
-    from ..plain import plain_model
-    from ..replay import forget
+    from ..model.plain import plain_model
+    from ..model.replay import forget
 
     plain = plain_model(model)
     if plain is not None:
@@ -76,7 +76,7 @@ def free_memory(model) -> None:
 
 
 def study_identity(model, cfg: StudyConfig, root: Path | None) -> dict:
-    from ..models import architecture_fingerprint, get_model_id
+    from ..model.loading import architecture_fingerprint, get_model_id
 
     return {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model), "config": cfg.to_dict(),
             "data_root": str(root) if root else None, "format": 2,
@@ -84,7 +84,7 @@ def study_identity(model, cfg: StudyConfig, root: Path | None) -> dict:
 
 
 def study_meta(study: Study, identity: dict, command: str, t0: float) -> dict:
-    from ..dtypes import cpu_model
+    from ..model.dtypes import cpu_model
 
     cfg = study.cfg
     flat = {"tokens": cfg.masks.tokens, "statistic": cfg.masks.statistic, "modules": cfg.masks.modules,

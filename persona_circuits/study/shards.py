@@ -71,7 +71,7 @@ def git_commit() -> str | None:
 
 def shard_identity(model, cfg: StudyConfig, sets: list[StudySet]) -> dict:
     """The identity every shard of one study shares (compared as stored: JSON types)."""
-    from ..models import architecture_fingerprint, get_model_id
+    from ..model.loading import architecture_fingerprint, get_model_id
 
     ident = {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model),
              "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "config": cfg.to_dict(),
@@ -80,7 +80,7 @@ def shard_identity(model, cfg: StudyConfig, sets: list[StudySet]) -> dict:
 
 
 def _is_axis(cfg: StudyConfig, sset: StudySet) -> bool:
-    from ..compose import MBTI_AXES
+    from ..masks.compose import MBTI_AXES
 
     return cfg.types.enabled and sset.family == "mbti" and sset.name in {a for a, _, _ in MBTI_AXES}
 
@@ -109,7 +109,7 @@ class CrossInputs:
 
     def finish(self, study: Study) -> dict:
         """The types (when every MBTI axis is in) and the atlas (with the atlas-only sets)."""
-        from ..compose import MBTI_AXES
+        from ..masks.compose import MBTI_AXES
         from .atlas import atlas_stage, extra_inputs
         from .types import run_types
 

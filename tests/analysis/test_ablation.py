@@ -5,11 +5,11 @@ from persona_circuits.analysis.ablation import (group_layers, random_removal, re
                                                 removal_count, removed_per_row, restore_ablation,
                                                 top_contrastive_removal, top_wanda_removal)
 from persona_circuits.data import ChoiceItem
-from persona_circuits.masks import random_mask
+from persona_circuits.masks.build import random_mask
 
 
 def record_calibration(model, pairs, **kw):
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
 
     return record_pairs(model, pairs, residuals=True, **kw)
 

@@ -59,7 +59,7 @@ def test_bad_input_gives_one_error_line_and_no_output(tmp_path, capsys, args, ne
 
 
 def test_mask_of_another_model_is_a_clear_error(tmp_path, capsys, tiny_model_dir):
-    from persona_circuits.masks import MaskConfig, Mask, save_masks
+    from persona_circuits.masks.build import MaskConfig, Mask, save_masks
     import torch
 
     fake = Mask({"blocks.0.attn.q": torch.ones(3, 5, dtype=torch.bool)}, MaskConfig("wanda", 0.5, "other", "x", pole="extravert"))
@@ -75,7 +75,7 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     assert code == 0, err
     dtype = dtype_lines(err)[0].split()[2]  # "persona-circuits: dtype NAME (auto: ...)"; every artefact records it
     assert dtype in ("float32", "bfloat16") and "(auto: " in dtype_lines(err)[0]
-    from persona_circuits.statistics import load_signatures
+    from persona_circuits.masks.statistics import load_signatures
 
     assert {s.meta["dtype"] for s in load_signatures(tmp_path / "s.safetensors").values()} == {dtype}
     code, out, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-sparse", "--sparsity", "0.6", "--out",
@@ -104,7 +104,7 @@ def test_pipeline_on_tiny_model(tmp_path, capsys, tiny_model_dir):
 
 def test_scorings_released_and_per_token(tmp_path, capsys, tiny_model_dir):
     from persona_circuits.data import load_persona_set
-    from persona_circuits.evaluation_released import released_system_prompt
+    from persona_circuits.measure.released import released_system_prompt
 
     common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4", "--dtype", "float32"]
     code, _, err = run_cli(["mask", "mbti-ei", "--method", "contrastive-wanda", "--sparsity", "0.3", "--calib-size", "4",
@@ -214,7 +214,7 @@ def test_no_progress_hides_every_bar(capsys):
 def test_projection_gate_mask_export_uses_its_own_gate(tmp_path, capsys, tiny_model_dir):
     import json
 
-    from persona_circuits.masks import load_masks
+    from persona_circuits.masks.build import load_masks
 
     common = ["--model", str(tiny_model_dir), "--no-progress", "--batch-size", "4"]
     code, out, err = run_cli(["mask", "mbti-ei", "--method", "projection-gate", "--sparsity", "0.2", "--calib-size", "4",

@@ -14,9 +14,9 @@ from persona_circuits.study.dials import CURVE_GRIDS, Dials
 
 @pytest.fixture(scope="module")
 def fake_run(tiny_llama):
-    from persona_circuits.baselines import steering_vectors
+    from persona_circuits.measure.baselines import steering_vectors
     from persona_circuits.data import load_persona_set
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
     from persona_circuits.study.setup import SetRun
 
     ps = load_persona_set("mbti-ei").subset(calib_size=4, test_size=2)
