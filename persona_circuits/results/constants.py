@@ -1,7 +1,7 @@
 """Names and settings that the study writes and the reporting wing reads, in one place that imports
 nothing heavy (the study imports them from here; the reporting wing never imports the study).
 
-``tests/test_results.py`` checks that they agree with the study's and the mask builders' own values.
+``tests/results/test_results.py`` checks that they agree with the study's and the mask builders' own values.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 import persona_circuits.results as r
 from persona_circuits.results import ResultsError, StudyResults, load_results, upgrade
 
-from .results_fixtures import GEMMA, SMOLLM, raw, v2
+from ..results_fixtures import GEMMA, SMOLLM, raw, v2
 
 
 def _leaves(x, path=()):
