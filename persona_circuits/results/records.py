@@ -44,7 +44,8 @@ class ChoiceRow(Record):
 @record
 class Contrast(Record):
     """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole); ``trained``
-    on a LoRA contrast: whether its adapters moved the model."""
+    on a LoRA contrast: whether its adapters moved the model. Files that called the share moved ``accuracy`` are
+    renamed by :func:`persona_circuits.results.upgrade.upgrade`."""
 
     condition: str
     n: int
@@ -55,18 +56,6 @@ class Contrast(Record):
     damage_kl: float | None = None
     damage_kl_ci95: Interval | None = None
     trained: bool | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str | None = None):
-        """As :meth:`Record.from_dict`; a contrast that names its share moved ``accuracy`` / ``accuracy_ci95`` (as
-        :meth:`persona_circuits.evaluation.PoleContrast.to_dict` does, and so the analysis set's contrasts of the
-        rebuilt study) is read as ``moved`` / ``moved_ci95``."""
-        if isinstance(d, dict) and "accuracy" in d and "moved" not in d:
-            d = dict(d)
-            d["moved"] = d.pop("accuracy")
-            if "accuracy_ci95" in d and "moved_ci95" not in d:
-                d["moved_ci95"] = d.pop("accuracy_ci95")
-        return super().from_dict(d, where)
 
 
 @record

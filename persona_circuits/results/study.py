@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from ._record import Record, ResultsError, record
@@ -15,10 +14,7 @@ from .primary import MethodCalibration, PrimaryTest
 from .gate import GateAnalysis, GateCrossPair
 from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
-
-#: The version of the results contract this package writes (``"schema"`` in ``results.json``; a file
-#: without it is version 1 and is upgraded on loading by :func:`persona_circuits.results.upgrade.upgrade`).
-SCHEMA_VERSION = 2
+from .upgrade import SCHEMA_VERSION, upgrade
 
 
 @record
@@ -155,12 +151,10 @@ class StudyResults(Record):
 def load_results(source: str | Path | dict | StudyResults) -> StudyResults:
     """The typed results of a ``results.json`` path, of its dict, or the results themselves.
 
-    A version-1 file (no ``"schema"`` key) is upgraded in one step (:func:`.upgrade.upgrade`); a file of a
-    newer version loads with a warning, its unknown keys kept in ``extra``. :class:`ResultsError` when a
-    required value is missing or of the wrong kind.
+    An older file is brought to the current schema by :func:`.upgrade.upgrade` (the one place that knows the
+    versions); a file of a newer version loads with a warning, its unknown keys kept in ``extra``.
+    :class:`ResultsError` when a required value is missing or of the wrong kind.
     """
-    from .upgrade import upgrade
-
     if isinstance(source, StudyResults):
         return source
     if isinstance(source, dict):
@@ -170,12 +164,6 @@ def load_results(source: str | Path | dict | StudyResults) -> StudyResults:
             d = json.loads(Path(source).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ResultsError(f"cannot read {source}: {exc}") from exc
-    version = d.get("schema", 1) if isinstance(d, dict) else None
-    if not isinstance(version, int):
-        raise ResultsError(f"results: \"schema\" must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        warnings.warn(f"results schema {version} is newer than this package's {SCHEMA_VERSION}: unknown keys are kept "
-                      "but not shown", stacklevel=2)
     return StudyResults.from_dict(upgrade(d), "results")
 
 

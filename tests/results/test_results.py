@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -126,9 +127,31 @@ def test_version_2_shapes_are_typed():
 
 
 def test_a_contrast_that_calls_its_share_moved_accuracy_is_read_as_moved():
-    c = r.Contrast.from_dict({"condition": "full masks", "n": 2, "shift": 0.1, "shift_ci95": [0.0, 0.2], "accuracy": 0.5,
-                              "accuracy_ci95": [0.0, 1.0]})
-    assert c.moved == 0.5 and c.moved_ci95 == (0.0, 1.0) and c.extra == {}
+    """The rename is the upgrade's, in every version (here a schema-2 file whose analysis set wrote ``accuracy``);
+    the record itself reads the current names only."""
+    old = {"condition": "full masks", "n": 2, "shift": 0.1, "shift_ci95": [0.0, 0.2], "accuracy": 0.5,
+           "accuracy_ci95": [0.0, 1.0]}
+    current = v2()
+    assert upgrade(current) is current  # nothing to change: the same dict
+    d = copy.deepcopy(current)
+    d["analysis"]["restore"]["full_contrast"] = dict(old)
+    d["analysis"]["removal"]["rows"][0]["shift_vs_dense"]["wanda-pooled"] = dict(old)
+    res = load_results(d)
+    for c in (res.analysis.restore.full_contrast, res.analysis.removal.rows[0].shift_vs_dense["wanda-pooled"]):
+        assert c.moved == 0.5 and c.moved_ci95 == (0.0, 1.0) and c.extra == {}
+    assert d["analysis"]["restore"]["full_contrast"] == old  # the input is not modified
+    assert r.Contrast.from_dict(old).moved is None and r.Contrast.from_dict(old).extra == {"accuracy": 0.5,
+                                                                                          "accuracy_ci95": [0.0, 1.0]}
+
+
+def test_the_schema_version_lives_in_the_upgrade():
+    from persona_circuits.results.upgrade import SCHEMA_VERSION
+
+    assert r.SCHEMA_VERSION == SCHEMA_VERSION == r.StudyResults.__dataclass_fields__["schema"].default
+    with pytest.raises(ResultsError, match="must be an integer"):
+        load_results({"schema": "2", "sets": {}})
+    with pytest.raises(ResultsError, match="expected an object"):
+        upgrade([1, 2])
 
 
 def test_types_is_a_list_and_version_1_has_none():
