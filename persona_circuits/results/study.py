@@ -12,7 +12,7 @@ from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Simi
 from .constants import study_order
 from .primary import MethodCalibration, PrimaryTest
 from .gate import GateAnalysis, GateCrossPair
-from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
+from .records import DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
 from .upgrade import SCHEMA_VERSION, upgrade
 
@@ -141,6 +141,14 @@ class StudyResults(Record):
     def headlines(self) -> dict[str, Headline]:
         """Every set's headline (effect against damage), where the study ran one."""
         return {n: s.headline for n, s in self.sets.items() if s.headline is not None}
+
+    @property
+    def null_design(self) -> str:
+        """The design of the matched rows' null tests over every set (:attr:`Headline.null_design`):
+        :data:`~.records.DAMAGE_MATCHED` when some set's rows are damage-matched, else
+        :data:`~.records.STRENGTH_MATCHED`."""
+        designs = {h.null_design for h in self.headlines().values()}
+        return DAMAGE_MATCHED if DAMAGE_MATCHED in designs else STRENGTH_MATCHED
 
     @property
     def analysis_set_name(self) -> str:

@@ -104,6 +104,7 @@ def test_version_2_shapes_are_typed():
     assert [x for x in _extras(res) if not x[0].startswith("results.meta")] == []
     row = next(x for x in res.sets["mbti-ei"].headline.reached() if x.method == "steering")
     assert row.null_kind == "label-swapped" and row.damage_matched and row.null_center == "zero"
+    assert row.null_design == res.sets["mbti-ei"].headline.null_design == res.null_design == r.DAMAGE_MATCHED
     assert row.random_direction_null.null_kind == "random-direction" and row.random_direction_null.p_value is not None
     assert row.estimated_center.null_threshold > row.null_threshold == row.detectable_shift
     assert res.null_symmetry.center_used == "zero" and res.null_symmetry.n_rows == next(
@@ -167,6 +168,9 @@ def test_version_1_rows_test_the_curve_items():
     assert not row.null_on_same_items and row.tested_shift == row.curve_shift != row.shift
     assert row.persona_specific and row.tested_shift > row.null_threshold
     assert row.damage_kl_ci95 is None and row.p_adjusted is None  # not measured: nothing invented
+    assert row.null_design == r.STRENGTH_MATCHED  # the null at the real pair's strength: a field of the row
+    unreached = next(x for h in load_results(SMOLLM).headlines().values() for x in h.matched if not x.reached)
+    assert unreached.null_design is None
 
 
 def test_missing_or_wrong_values_name_their_path():

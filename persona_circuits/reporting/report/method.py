@@ -1,6 +1,7 @@
-"""The headline's method, described from the run's own fields (version 2): which null each method was tested
-against, the centre and bound the test used with its K, the fit and held-out texts with their counts, and the
-pooled symmetry check. Nothing here states a setting the results do not record."""
+"""The headline's method for damage-matched rows (:data:`persona_circuits.results.DAMAGE_MATCHED`), described from
+the run's own fields: which null each method was tested against, the centre and bound the test used with its K, the
+fit and held-out texts with their counts, and the pooled symmetry check; and the helpers the conclusions share
+(:func:`span`, :func:`holm_bound`). Nothing here states a setting the results do not record."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ def matched_rows(res: StudyResults) -> list[MatchedRow]:
     return [r for h in res.headlines().values() for r in h.reached()]
 
 
-def is_v2(res: StudyResults) -> bool:
-    """Whether the matched rows have damage-matched nulls (the rebuilt study; version-1 rows do not)."""
-    return any(r.damage_matched for r in matched_rows(res))
+def holm_bound(r) -> float | None:
+    """The shift a "no" is read against (a matched row's or a type test's): the bound at Holm's strictest step where
+    the study computed it, else the uncorrected detectable shift."""
+    return r.detectable_shift_adjusted if r.detectable_shift_adjusted is not None else r.detectable_shift
 
 
 def span(values, fmt: str = "{:g}") -> str:
@@ -105,7 +107,7 @@ def texts_sentence(head: Headline, rows: list[MatchedRow]) -> str:
 
 
 def matched_method(res: StudyResults) -> list[str]:
-    """The paragraphs under the matched-damage figure (version 2), every part read from the results."""
+    """The paragraphs under the matched-damage figure for damage-matched rows, every part read from the results."""
     heads = res.headlines()
     rows = matched_rows(res)
     head = next(iter(heads.values()))
@@ -152,7 +154,7 @@ def _beside(rows: list[MatchedRow], head: Headline) -> list[str]:
 
 
 def curves_method(res: StudyResults) -> str:
-    """The paragraph under the curves figure (version 2)."""
+    """The paragraph under the curves figure for damage-matched rows."""
     heads = res.headlines()
     head = next(iter(heads.values()))
     rows = matched_rows(res)
