@@ -339,6 +339,8 @@ class PaperTableRow(Record):
     n: int
     operating_point: dict[str, float] | None = None
     null_accuracies: list[float] | None = None
+    null_seed: int | None = None
+    null_swap: str | None = None  # "balanced" or "coins" (absent: coins, the older design)
 
     @property
     def sparsity(self) -> float | None:

@@ -379,3 +379,39 @@ def test_the_reporting_wing_has_no_version_branch():
            "def headline(res, v2):\n    return is_v2(res) or res.schema >= 2 or d.get('schema') or d['schema']\n")
     assert len(version_branches(bad)) == 7
     assert version_branches("def f(res):\n    return res.null_design == DAMAGE_MATCHED\n") == []
+
+
+BALANCED = ("label-swapped: exactly half of the calibration items, chosen uniformly, have their two answers swapped between "
+            "the poles (a balanced label swap), so a draw's pseudo-poles carry no mean persona difference.")
+COINS = ("label-swapped: each calibration item's two answers assigned to the two poles by a fair coin, so the draws carry "
+         "no persona difference.")
+
+
+def test_the_label_swap_is_read_from_the_rows():
+    """``null_swap`` of the matched rows (absent: coins, the older design) decides how the draws are described."""
+    d = v2()
+    assert COINS in _headline(d) and "balanced" not in _headline(d)
+    rows = [r for s in d["sets"].values() for r in s["headline"]["matched"] if r.get("null_kind") == "label-swapped"]
+    for r in rows:
+        r["null_swap"] = "balanced"
+    text = _headline(d)
+    assert BALANCED in text and "fair coin" not in text
+    for r in rows[:5]:
+        r["null_swap"] = "coins"
+    text = _headline(d)
+    assert (f"label-swapped: in the {len(rows) - 5} rows with balanced swaps, exactly half of the calibration items, "
+            "chosen uniformly, have their two answers swapped") in text
+    assert "in the 5 rows with coins, each calibration item's two answers assigned to the two poles by a fair coin" in text
+
+
+def test_the_paper_tables_label_swap_is_read_from_its_rows():
+    d = v2()
+    paper = build_report(d).split("## Headline")[0]
+    assert "label-swapped calibration set(s) (each item's two answers assigned to the poles by a coin: the accuracies" in paper
+    for s in d["sets"].values():
+        for r in s.get("paper_table") or []:
+            if r.get("null_accuracies"):
+                r["null_swap"] = "balanced"
+    paper = build_report(d).split("## Headline")[0]
+    assert ("label-swapped calibration set(s) (exactly half of the items, chosen uniformly, with their two answers swapped "
+            "between the poles: the accuracies") in paper and "by a coin" not in paper

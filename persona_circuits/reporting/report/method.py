@@ -12,8 +12,33 @@ from .text import pct
 NULL_KIND_TEXT = {("label-swapped", "steering"): "the difference of means of label-swapped calibration data",
                   ("label-swapped", "mask"): "the same {method} dial built from label-swapped calibration data",
                   ("random-direction", "steering"): "random directions"}
-LABEL_SWAP = ("label-swapped: each calibration item's two answers assigned to the two poles by a fair coin, so the "
-              "draws carry no persona difference")
+#: How a label-swapped draw's calibration data are made, per the rows' ``null_swap`` (:mod:`persona_circuits.nulls`;
+#: absent: ``coins``, the older design).
+SWAP_TEXT = {"balanced": ("exactly half of the calibration items, chosen uniformly, have their two answers swapped between "
+                          "the poles (a balanced label swap), so a draw's pseudo-poles carry no mean persona difference"),
+             "coins": ("each calibration item's two answers assigned to the two poles by a fair coin, so the draws carry no "
+                       "persona difference")}
+#: The same for the paper table's null draws (a mask built from the label-swapped calibration set).
+PAPER_SWAP_TEXT = {"balanced": "exactly half of the items, chosen uniformly, with their two answers swapped between the poles",
+                   "coins": "each item's two answers assigned to the poles by a coin"}
+
+
+def swap_counts(rows) -> dict[str, int]:
+    """How many of ``rows`` (records with ``null_swap``) drew their label swaps each way, ``coins`` where absent."""
+    swaps = [r.null_swap or "coins" for r in rows]
+    return {s: swaps.count(s) for s in sorted(set(swaps))}
+
+
+def swap_text(counts: dict[str, int], texts: dict[str, str]) -> str:
+    """The label swap of :func:`swap_counts`'s rows in ``texts``' words; both ways, with their counts, for a mixture."""
+    def text(s: str) -> str:
+        """One way of swapping in words (an unknown name as it is)."""
+        return texts.get(s, f"the calibration items' answers swapped between the poles ({s})")
+
+    if len(counts) == 1:
+        return text(next(iter(counts)))
+    return "; ".join(f"in the {n} rows with {'balanced swaps' if s == 'balanced' else s}, {text(s)}"
+                     for s, n in counts.items())
 
 
 def matched_rows(res: StudyResults) -> list[MatchedRow]:
@@ -49,13 +74,15 @@ def null_of(method: str, kind: str | None) -> str:
 
 
 def nulls_sentence(rows: list[MatchedRow]) -> str:
-    """Each method's null, as recorded on its rows (``null_kind``)."""
+    """Each method's null, as recorded on its rows (``null_kind``), and how the label-swapped draws were made
+    (``null_swap``)."""
     kinds = {}
     for r in rows:
         kinds.setdefault(r.method, set()).add(r.null_kind)
     parts = [f"{m}: {', '.join(null_of(m, k) for k in sorted(ks, key=str))}" for m, ks in kinds.items()]
-    swapped = any("label-swapped" in ks for ks in kinds.values())
-    return "Null of each row (" + "; ".join(parts) + ")" + (f"; {LABEL_SWAP}." if swapped else ".")
+    swapped = swap_counts([r for r in rows if r.null_kind == "label-swapped"])
+    return "Null of each row (" + "; ".join(parts) + ")" + (f"; label-swapped: {swap_text(swapped, SWAP_TEXT)}."
+                                                            if swapped else ".")
 
 
 def centre_used(res: StudyResults) -> str | None:
