@@ -128,13 +128,15 @@ def test_atlas_figures(tiny_llama, ei):
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
-    from persona_circuits.analysis.atlas_plots import fig_atlas_layers, fig_atlas_overlap, fig_atlas_steering
+    from persona_circuits.reporting.figures.atlas import (fig_atlas_dict_layers, fig_atlas_dict_overlap,
+                                                          fig_atlas_dict_steering)
 
     sigs, st = ei
     other = random_persona(tiny_llama, 5)
     a = atlas(tiny_llama, {"ei": sigs, "r": {p: s.signature(pole=p) for p, s in other.items()}, "ei2": sigs},
               per_text={"ei": st, "r": other, "ei2": st}, fraction=0.05, null_draws=3)
-    for fig in (fig_atlas_overlap(a), fig_atlas_overlap(a, "mlp"), fig_atlas_layers(a), fig_atlas_steering(a)):
+    for fig in (fig_atlas_dict_overlap(a), fig_atlas_dict_overlap(a, "mlp"), fig_atlas_dict_layers(a),
+                fig_atlas_dict_steering(a)):
         assert isinstance(fig, Figure)
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text()]
         assert sizes and min(sizes) >= 8
