@@ -1,6 +1,7 @@
-"""The package's import graph (issue 26): no import circles between its modules and no private name imported
-across files. Every ``from ... import`` counts, at the top of a module or inside a function (a lazy import
-closes a circle just the same). Read with ``ast``; nothing is imported."""
+"""The package's import graph (issue 26): no import circles between its modules, no private name imported
+across files, and matplotlib imported only by the reporting wing (``persona_circuits/reporting/``). Every import
+counts, at the top of a module or inside a function (a lazy import closes a circle just the same). Read with
+``ast``; nothing is imported."""
 
 from __future__ import annotations
 
@@ -114,3 +115,48 @@ def test_nothing_imports_the_command_line():
     users = sorted(m for m, deps in edges.items() if not m.startswith("persona_circuits.cli")
                    and any(d == "persona_circuits.cli" or d.startswith("persona_circuits.cli.") for d in deps))
     assert not users, f"modules importing persona_circuits.cli: {users}"
+
+
+def matplotlib_users(root: Path) -> list[str]:
+    """The modules of ``root``'s package outside its ``reporting/`` wing that import matplotlib (``import``,
+    ``from ... import``, ``importlib.import_module`` or ``__import__``; at the top or inside a function)."""
+    def is_mpl(name) -> bool:
+        """Whether ``name`` is matplotlib or one of its modules."""
+        return isinstance(name, str) and (name == "matplotlib" or name.startswith("matplotlib."))
+
+    users = []
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] == "reporting":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module] if not node.level else []
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                    getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__"):
+                names = [node.args[0].value]
+            else:
+                continue
+            if any(is_mpl(n) for n in names):
+                users.append(str(rel))
+                break
+    return users
+
+
+def test_only_the_reporting_wing_imports_matplotlib():
+    assert matplotlib_users(PACKAGE) == [], "plotting belongs in persona_circuits/reporting/"
+
+
+def test_the_matplotlib_check_sees_an_import(tmp_path):
+    """The check can fail: lazy, aliased and dynamic imports outside ``reporting/`` are reported, the wing's are not."""
+    pkg = tmp_path / "pkg"
+    (pkg / "reporting").mkdir(parents=True)
+    (pkg / "analysis").mkdir()
+    (pkg / "reporting" / "fig.py").write_text("import matplotlib.pyplot as plt\n")
+    (pkg / "analysis" / "plots.py").write_text("def f():\n    from matplotlib.figure import Figure\n    return Figure\n")
+    (pkg / "a.py").write_text("import numpy, matplotlib as mpl\n")
+    (pkg / "b.py").write_text("import importlib\nm = importlib.import_module('matplotlib.colors')\n")
+    (pkg / "c.py").write_text("from .matplotlib_free import x\nimport matplotlibx\n")
+    assert matplotlib_users(pkg) == ["a.py", "analysis/plots.py", "b.py"]

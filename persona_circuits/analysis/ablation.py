@@ -32,10 +32,11 @@ from jaxtyping import Int
 from torch import Tensor
 
 from ..masks import scoring
-from ..measure.evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
 from ..masks.build import Mask, MaskConfig, keep_count, random_mask, topk_rows
-from ..model.loading import Model, architecture_fingerprint, get_model_id, prunable_layers
 from ..masks.statistics import DEFAULT_STATISTIC, ActivationSignature
+from ..measure.evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast, score_choices
+from ..model.interventions import apply_mask
+from ..model.loading import Model, architecture_fingerprint, get_model_id, prunable_layers
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).
@@ -103,8 +104,6 @@ def removed_per_row(mask: Mask) -> dict[str, Int[Tensor, " d_out"]]:
 
 
 def _default_scorer(model, items, batch_size: int) -> Scorer:
-    from ..measure.evaluation import score_choices
-    from ..model.interventions import apply_mask
 
     def fn(label, mask, dense_layers=frozenset()):
         with apply_mask(model, mask, dense_layers=set(dense_layers)):

@@ -56,14 +56,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
+from scipy import stats
 from torch import Tensor
 
 from ..errors import PersonaCircuitsError
 from ..masks.build import Mask, remove_count, topk_rows
-from ..measure.nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
-from ..masks.scoring import contrastive_z, wanda_scores
-from ..masks.scoring import phi as phi_fn
+from ..masks.scoring import contrastive_z, phi as phi_fn, wanda_scores
 from ..masks.statistics import DEFAULT_TEXT_STAT, ActivationSignature, PerTextStats
+from ..measure.nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
+from ..model.loading import prunable_layers
 
 
 class AtlasError(PersonaCircuitsError, ValueError):
@@ -81,7 +82,6 @@ def layer_groups(name: str) -> list[str]:
 def _weights(model_or_weights, modules: str = "all") -> dict[str, Tensor]:
     if isinstance(model_or_weights, Mapping):
         return dict(model_or_weights)
-    from ..model.loading import prunable_layers
 
     return {l.name: l.weight for l in prunable_layers(model_or_weights, modules)}
 
@@ -270,7 +270,6 @@ def steering_cosines(vectors: Mapping[str, Float[Tensor, "layer d_model"]]) -> F
 def random_direction_p(cos: np.ndarray, d: int) -> np.ndarray:
     """Two-sided p-value of ``|c|`` for the cosine of a uniformly random direction in ``d`` dimensions with a fixed
     one: ``(1 + C) / 2 ~ Beta((d − 1)/2, (d − 1)/2)``, ``p = 2 P(C ≥ |c|)``."""
-    from scipy import stats
 
     a = (d - 1) / 2
     return np.minimum(1.0, 2 * stats.beta.sf((1 + np.abs(cos)) / 2, a, a))
@@ -297,7 +296,6 @@ def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | Non
                     alpha: float, swap: str = "balanced") -> dict:
     """Cosines per layer with their null (label-swapped directions when ``features`` is given, else random
     directions) and Holm over the (pair, layer) family."""
-    from scipy import stats
 
     S = len(vectors)
     cos = steering_cosines(vectors).numpy()  # [L, S, S]

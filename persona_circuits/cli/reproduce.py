@@ -182,7 +182,7 @@ def add_verdicts_parser(sub) -> None:
                                    "with this version's rules, and rewrite the file atomically. No model is loaded and no "
                                    "measurement changes; meta.verdicts_command records the command. Redraw the report "
                                    "and figures from it afterwards (make report; persona-circuits figures).")
-    s.add_argument("results", help="results.json written by `persona-circuits reproduce` (schema 2)")
+    s.add_argument("results", help="results.json written by `persona-circuits reproduce` (the current schema)")
 
 
 def cmd_verdicts(args) -> int:
@@ -197,8 +197,11 @@ def cmd_verdicts(args) -> int:
         d = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(d, dict) or d.get("schema") != 2:
-        raise OutputError(f"{path}: not the results of a schema-2 study (the verdicts need its damage-matched draws)")
+    from ..results import SCHEMA_VERSION
+
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA_VERSION:
+        raise OutputError(f"{path}: not the results of a schema-{SCHEMA_VERSION} study (the verdicts need its "
+                          "damage-matched draws)")
     apply_verdicts(d)
     d["meta"]["verdicts_command"] = "persona-circuits " + " ".join(["verdicts", str(args.results)])
     write_results(load_results(d), path)

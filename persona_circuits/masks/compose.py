@@ -40,9 +40,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..data import PERSONAS_DIR
-from ..errors import MaskError
 from .build import Mask, MaskConfig
+from .registry import build_masks
+from .statistics import record_persona_signatures
+from ..data import PERSONAS_DIR, load_persona_set
+from ..errors import MaskError
+from ..model.loading import prunable_layers
 
 if TYPE_CHECKING:
     from ..model.loading import Model
@@ -152,7 +155,6 @@ class GateMask:
     @contextlib.contextmanager
     def apply(self, model) -> Iterator:
         """``W ← W ⊙ g`` for every covered layer, restored bit-exactly on exit (also on an exception)."""
-        from ..model.loading import prunable_layers
 
         self.check_model(model)
         layers = {l.name: l for l in prunable_layers(model)}
@@ -316,9 +318,6 @@ def build_axis_masks(model: Model, method: str, *, sparsity: float | None = None
     """``{axis set: {pole: mask}}`` for every bundled MBTI axis: each axis's calibration items recorded and its
     masks built by :func:`~persona_circuits.masks.build.build_masks` (``mask_kwargs``: statistic, modules, phi, tau,
     text_stat), all at the same method and strength. Four calibration passes."""
-    from ..data import load_persona_set
-    from .registry import build_masks
-    from .statistics import record_persona_signatures
 
     out = {}
     for axis, _, _ in MBTI_AXES:

@@ -43,15 +43,19 @@ block, e.g. :func:`~persona_circuits.measure.baselines.steering_vectors` of the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .build import Mask, check_mask_args, check_sparsity, mask_pair
+from .statistics import ActivationSignature, record_pairs
 from ..errors import MaskError
+from ..measure.baselines import steering_vectors
 from ..model.loading import Model, prunable_layers
-from .statistics import ActivationSignature
 
 #: the roles of the matrices that write into the residual stream
 WRITER_ROLES = ("o", "down")
@@ -125,7 +129,6 @@ def projection_gate_masks(model: Model, sig_a: ActivationSignature, sig_b: Activ
     Returns:
         ``(mask A, mask B)``: ``False`` marks a gated weight; only writer matrices are in the masks.
     """
-    from .build import check_mask_args, mask_pair
 
     strength = check_mask_args(model, strength, modules, (sig_a, sig_b))
     layers = writer_layers(model, modules)
@@ -156,9 +159,6 @@ def gate_gamma(mask) -> float:
 
 def with_strength(masks: Mapping, strength: float) -> dict:
     """The same selected sets at another gate strength (copies of the configs; the bit tensors are shared)."""
-    from dataclasses import replace
-
-    from .build import Mask, check_sparsity
 
     s = check_sparsity(strength)
     out = {}
@@ -184,8 +184,6 @@ def gate_directions(model: Model, persona, *, n_calib: int | None = None, tokens
     Returns:
         ``({pole: signature}, directions [n_layers, d_model])``.
     """
-    from ..measure.baselines import steering_vectors
-    from .statistics import record_pairs
 
     if len(persona.poles) != 2:
         raise MaskError(f"the projection gate needs a persona pair, got {len(persona.poles)} poles")
@@ -228,7 +226,6 @@ class WriterBias:
         self.biases, self.coef = dict(biases), float(coef)
 
     def attach(self, model: Model):
-        import contextlib
 
         layers = {l.name: l for l in prunable_layers(model)}
         stack = contextlib.ExitStack()

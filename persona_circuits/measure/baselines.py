@@ -23,10 +23,11 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from .evaluation import score_choices
+from ..data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from ..model.interventions import ResidualSteering, steering
 from ..model.loading import Model, get_tokenizer, prunable_layers
+from ..model.plain import linear_modules, mirrored_hook, plain_model
 
 
 def persona_prompt(persona: PersonaSet, pole: str | int) -> str:
@@ -131,7 +132,6 @@ class LoRA:
         """Adapters on while the block runs: hooks on the wrapped ``nn.Linear`` modules, mirrored on the
         plain module's (:func:`~persona_circuits.model.plain.linear_modules`), so scoring and damage keep the
         fast plain path."""
-        from ..model.plain import linear_modules, mirrored_hook, plain_model
 
         def make(a, b):
             def fn(mod, inp, out):

@@ -19,14 +19,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+from scipy import stats
 from tqdm.auto import tqdm
 
 from .damage import NeutralReference, kl_damage
 from .dials import Dial
-from ..data import ChoiceItem
-from .evaluation import ChoiceScores, item_shifts, pole_contrast, score_choices
-from ..model.interventions import Intervention
+from .evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast, score_choices
 from .nulls import null_test
+from ..data import ChoiceItem
+from ..model.interventions import Intervention
 
 if TYPE_CHECKING:
     from ..model.loading import Model
@@ -105,10 +107,6 @@ def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean of ``d1 − d2`` over the same items (nats/token) with a paired percentile-bootstrap 95 % interval
     (items are resampled together, so the between-item variance both methods share cancels) and the
     two-sided p-value of a paired t-test (for the study's multiple-comparison adjustment)."""
-    import numpy as np
-    from scipy import stats
-
-    from .evaluation import bootstrap_ci
 
     d1, d2 = np.asarray(d1, float), np.asarray(d2, float)
     if d1.shape != d2.shape:

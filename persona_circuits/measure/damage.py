@@ -36,15 +36,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import ChoiceItem, EncodedText, pad_batches
-from ..errors import PersonaCircuitsError
-from .evaluation import LOGIT_CHUNK, float32_rows
-from ..model.interventions import Intervention
-from ..masks.build import Mask
-from ..model.loading import Model, architecture_fingerprint, get_tokenizer
-from ..options import DEFAULT_DAMAGE_TEXTS
 from .dials import (Dial, all_layer_steering_dial, gate_bias_dial, gate_dial, mask_dial,  # noqa: F401 (re-exported)
                     soft_mask_dial, steering_dial)
+from .evaluation import LOGIT_CHUNK, bootstrap_ci, bridge_hidden, float32_rows, plain_unembed, score_choices, wins
+from ..analysis.capability import general_choice_items, neutral_texts
+from ..data import ChoiceItem, EncodedText, pad_batches, render_prompt
+from ..errors import PersonaCircuitsError
+from ..masks.build import Mask
+from ..model.interventions import Intervention
+from ..model.loading import Model, architecture_fingerprint, get_tokenizer
+from ..model.plain import hooks_active, plain_model
+from ..model.replay import base_forward
+from ..options import DEFAULT_DAMAGE_TEXTS
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -114,7 +117,6 @@ _SENTINEL = "\u2063NEUTRAL-TEXT\u2063"
 def _chat_prefix(tok, system: str | None, context: str | None) -> list[int]:
     """Token ids of the chat rendering up to where a user turn's text starts (``context`` and a blank line
     first, when given), with ``system`` as the system turn (the template's default without one)."""
-    from ..data import render_prompt
 
     rendered = render_prompt(tok, _SENTINEL, system=system, context=context)
     pre = rendered[: rendered.index(_SENTINEL)]
@@ -151,9 +153,6 @@ def _scored_hidden(model, encoded: Sequence[EncodedText], batch_size: int,
     hidden states to logits. The plain module (:func:`~persona_circuits.model.plain.plain_model`) runs the forward
     unless hooks force the bridge (then the bridge's forward stops at ``unembed.hook_in``).
     """
-    from .evaluation import bridge_hidden, plain_unembed
-    from ..model.plain import hooks_active, plain_model
-    from ..model.replay import base_forward
 
     tok = get_tokenizer(model)
     plain = None if hooks_active(model) else plain_model(model)
@@ -184,7 +183,6 @@ def neutral_reference(model: Model, texts: Sequence[str] | None = None, *, n_tex
         max_tokens: each text is cut to this many tokens (bounds the bfloat16 cache:
             ``n_texts · max_tokens · vocab · 2`` bytes, about 0.3 GB for the defaults and a 49k vocabulary).
     """
-    from ..analysis.capability import neutral_texts
 
     indices = None
     if texts is None:
@@ -305,8 +303,6 @@ def measure_damage(model: Model, intervention: Intervention | Mask | None = None
         reference: dense distributions on neutral text (computed here if not given; pass one to reuse it).
         general: ``True`` for the bundled general-knowledge choice items, a list of items, or ``False``.
     """
-    from ..analysis.capability import general_choice_items
-    from .evaluation import wins, bootstrap_ci, score_choices
 
     iv = _as_intervention(intervention)
     ref = reference if reference is not None else neutral_reference(model)

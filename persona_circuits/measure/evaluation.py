@@ -26,10 +26,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data import ChoiceItem, EncodedText, encode_pair, pad_batches
+from ..data import ChoiceItem, EncodedText, encode_pair, pad_batches, render_prompt
 from ..errors import DatasetError
 from ..model.hooks import UNEMBED_IN, StopForward, block_out
 from ..model.loading import Model, get_tokenizer, hf_model, input_device
+from ..model.plain import attention_masks, hooks_active, plain_model
+from ..model.replay import base_forward
 from ..results.records import ChoiceRow, Contrast
 
 
@@ -170,7 +172,6 @@ def plain_for(model: Model, path: str, capture_layers: Sequence[int] = ()):
         raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
     if path == "bridge":
         return None
-    from ..model.plain import hooks_active, plain_model
 
     usable = not capture_layers and not hooks_active(model)
     plain = plain_model(model) if usable else None
@@ -341,8 +342,6 @@ def score_shared_prefix(plain, enc: Sequence[EncodedText], pad_id: int, max_rows
     With ``prompt`` it also returns, per text, the summed log-likelihood of its prompt's own tokens but the
     first and their count ``answer_start - 1``: a row's prompt is scored once and credited to each of its
     answers (the released scoring's shared part, :mod:`persona_circuits.measure.released`)."""
-    from ..model.plain import attention_masks
-    from ..model.replay import base_forward
 
     device = next(plain.parameters()).device
     rows = shared_prefix_rows(enc)
@@ -454,7 +453,6 @@ def generate(model: Model, question: str, *, max_new_tokens: int = 64, system: s
         question: the user turn; ``system``: a system prompt (``None``: the chat template's default, if any).
         do_sample, temperature, seed: greedy by default; sampling is seeded. Returns the answer without the prompt.
     """
-    from ..data import render_prompt
 
     tok = get_tokenizer(model)
     prompt = render_prompt(tok, question, system=system)

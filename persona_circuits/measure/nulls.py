@@ -77,6 +77,7 @@ called persona-specific, so a "no" reads "not detectable above +0.xx".
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -84,6 +85,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor
 
 from ..errors import MaskError
@@ -103,7 +105,6 @@ SWAPS = ("balanced", "coins")
 def derive_seed(study_seed: int, *parts: str | int | float) -> int:
     """A 63-bit seed of ``parts`` (a row's identity, e.g. ``("matched", set, method, target)``) under the study
     seed: SHA-256 of their text, never Python's salted ``hash()``, so it is the same in every process."""
-    import hashlib
 
     text = "\x1f".join([str(int(study_seed)), *(repr(p) if isinstance(p, float) else str(p) for p in parts)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
@@ -246,7 +247,6 @@ def null_test(shift: float, null_shifts: Sequence[float], *, shift_ci95: tuple[f
     Returns:
         A :class:`NullTest`: the bound, the verdict, a t-based p-value and the smallest detectable shift.
     """
-    from scipy import stats
 
     if center not in CENTERS:
         raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
@@ -275,7 +275,6 @@ def symmetry_check(mean_ts: Sequence[float], draws: Sequence[int]) -> dict:
     """Pooled test that null draws are centred on 0: each row's ``null_mean_t`` (t with ``K − 1`` degrees of
     freedom) is turned into a two-sided p-value and a z score; Stouffer's ``Σz / sqrt(n)`` tests a common
     shift of the centre, and the share of rows with ``p < 0.05`` is reported next to the 5 % expected."""
-    from scipy import stats
 
     t = np.asarray(mean_ts, float)
     k = np.asarray(draws, float)
@@ -317,7 +316,6 @@ def zero_z(shift: float, null_shifts: Sequence[float]) -> tuple[float | None, fl
     """``(z, p, df)`` of a contrast against zero-centred null draws: ``z = shift / σ̂₀`` with
     ``σ̂₀ = sqrt(Σ x_k² / K)``, one-sided ``p = P(t_K > z)`` (exact when the draws and the contrast are
     independent normals of the same spread, which the calibration checks); ``(None, None, K)`` for ``K < 2``."""
-    from scipy import stats
 
     x = np.asarray(list(null_shifts), float)
     k = len(x)
@@ -349,7 +347,6 @@ def _t_sum_cdf(dfs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Grid and CDF of the sum of independent ``t`` variables with degrees of freedom ``dfs`` (FFT
     convolution of their densities on ``[−400, 400]`` at step 0.02; the tail beyond is below 1e-6 for
     ``df ≥ 2``)."""
-    from scipy import stats
 
     x = np.arange(-_GRID_HALF, _GRID_HALF + _GRID_STEP / 2, _GRID_STEP)
     size = len(dfs) * (len(x) - 1) + 1
@@ -365,7 +362,6 @@ def _t_sum_cdf(dfs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 def mean_t_sf(value: float, dfs: Sequence[int]) -> float:
     """``P(mean of independent t_{df} > value)``, one ``df`` per term: the reference of a mean of ``z`` values
     of independent rows (a single term is Student's ``t``)."""
-    from scipy import stats
 
     dfs = tuple(sorted(int(d) for d in dfs))
     if not dfs:
@@ -380,7 +376,6 @@ def mean_t_sf(value: float, dfs: Sequence[int]) -> float:
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> list[float] | None:
     """The exact (Clopper-Pearson) two-sided binomial interval of ``k`` successes in ``n`` independent trials."""
-    from scipy import stats
 
     if n <= 0:
         return None

@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..data import ChoiceItem, EncodedText, PersonaSet, encode_pair
+from .baselines import persona_prompt
 from .evaluation import (
     score_shared_prefix,
     wins,
@@ -47,6 +47,7 @@ from .evaluation import (
     plain_for,
     score_bridge,
 )
+from ..data import ChoiceItem, EncodedText, PersonaSet, encode_pair
 from ..model.loading import Model, get_tokenizer
 
 #: The released code's system prompts, by task (folder name of ``ai_persona/<task>``) and pole.
@@ -74,7 +75,6 @@ def released_system_prompt(persona: PersonaSet, pole: str | int) -> str:
     released = RELEASED_SYSTEM_PROMPTS.get(persona.name, {}).get(name)
     if released:
         return released
-    from .baselines import persona_prompt
 
     return persona_prompt(persona, name)
 

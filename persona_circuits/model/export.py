@@ -22,12 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_directory
+from .. import __version__
 from .dtypes import dtype_name
-from ..errors import OutputError
 from .interventions import apply_mask
+from .loading import Model, get_model_id, get_tokenizer, hf_model, prunable_layers
+from .._io import atomic_directory
+from ..errors import OutputError
 from ..masks.build import Mask
-from .loading import Model, get_model_id, get_tokenizer, hf_model
 
 _WRAPPER = "._original_component"
 #: config fields that describe how the base model was stored, not the exported weights
@@ -74,7 +75,6 @@ def _plain_model(hf, state: dict[str, torch.Tensor]):
 
 def exported_layer_names(model: Model) -> dict[str, str]:
     """Prunable layer name (``blocks.3.mlp.out``) -> name of its weight in the exported checkpoint."""
-    from .loading import prunable_layers
 
     hf = hf_model(model)
     with torch.device("meta"):
@@ -89,7 +89,6 @@ def exported_layer_names(model: Model) -> dict[str, str]:
 
 def model_card(model: Model, mask: Mask, *, gamma: float = 0.0, out_name: str = "MODEL_DIR") -> str:
     """The README.md of an exported persona model."""
-    from .. import __version__
 
     c = mask.config
     pole = c.pole or "?"

@@ -20,10 +20,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import MaskError
 from .hooks import block_out
-from ..masks.build import Mask
 from .loading import Model, prunable_layers
+from .plain import mirrored_hook, plain_model
+from .replay import steered
+from ..errors import MaskError
+from ..masks.build import Mask
 
 
 @contextlib.contextmanager
@@ -150,8 +152,6 @@ def steering(model: Model, steer: ResidualSteering | None) -> Iterator:
         with contextlib.nullcontext(model) if steer is None else steer.attach(model):
             yield model
         return
-    from .plain import mirrored_hook, plain_model
-    from .replay import steered
 
     def add(x: Tensor) -> Tensor:
         return x + steer.coef * steer.vector.to(x.device, x.dtype)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .hooks import block_out
 from .loading import Model
+from .plain import decoder_layers, mirrored_hook, plain_model
 
 
 class AllLayerSteering:
@@ -59,7 +60,6 @@ def _output_hook(add):
 @contextlib.contextmanager
 def all_layer_steering(model: Model, steer: AllLayerSteering) -> Iterator:
     """Keep an :class:`AllLayerSteering` on ``model`` (bridge hook points, mirrored on the plain module)."""
-    from .plain import decoder_layers, mirrored_hook, plain_model
 
     n = model.cfg.n_layers
     if len(steer.vectors) != n:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..results import SCHEMA_VERSION
 from .shard_format import CROSS, ShardError, first_difference, read_shard
 
 
@@ -56,7 +57,7 @@ def merge_payloads(payloads: list[dict]) -> dict:
     by = {p["shard"]["name"]: p for p in payloads}
     ident = payloads[0]["identity"]
     analysis_set = ident["config"]["sets"]["analysis_set"]
-    results: dict = {"schema": 2, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
+    results: dict = {"schema": SCHEMA_VERSION, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
                      "analysis": by[analysis_set]["analysis"] if analysis_set in by else None}
     results.update(by[CROSS]["results"] if CROSS in by else {})
     apply_verdicts(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -10,7 +11,7 @@ import pytest
 import persona_circuits.results as r
 from persona_circuits.results import ResultsError, StudyResults, load_results, upgrade
 
-from .results_fixtures import GEMMA, SMOLLM, raw, v2
+from ..results_fixtures import GEMMA, SMOLLM, raw, v2
 
 
 def _leaves(x, path=()):
@@ -103,6 +104,7 @@ def test_version_2_shapes_are_typed():
     assert [x for x in _extras(res) if not x[0].startswith("results.meta")] == []
     row = next(x for x in res.sets["mbti-ei"].headline.reached() if x.method == "steering")
     assert row.null_kind == "label-swapped" and row.damage_matched and row.null_center == "zero"
+    assert row.null_design == res.sets["mbti-ei"].headline.null_design == res.null_design == r.DAMAGE_MATCHED
     assert row.random_direction_null.null_kind == "random-direction" and row.random_direction_null.p_value is not None
     assert row.estimated_center.null_threshold > row.null_threshold == row.detectable_shift
     assert res.null_symmetry.center_used == "zero" and res.null_symmetry.n_rows == next(
@@ -126,9 +128,31 @@ def test_version_2_shapes_are_typed():
 
 
 def test_a_contrast_that_calls_its_share_moved_accuracy_is_read_as_moved():
-    c = r.Contrast.from_dict({"condition": "full masks", "n": 2, "shift": 0.1, "shift_ci95": [0.0, 0.2], "accuracy": 0.5,
-                              "accuracy_ci95": [0.0, 1.0]})
-    assert c.moved == 0.5 and c.moved_ci95 == (0.0, 1.0) and c.extra == {}
+    """The rename is the upgrade's, in every version (here a schema-2 file whose analysis set wrote ``accuracy``);
+    the record itself reads the current names only."""
+    old = {"condition": "full masks", "n": 2, "shift": 0.1, "shift_ci95": [0.0, 0.2], "accuracy": 0.5,
+           "accuracy_ci95": [0.0, 1.0]}
+    current = v2()
+    assert upgrade(current) is current  # nothing to change: the same dict
+    d = copy.deepcopy(current)
+    d["analysis"]["restore"]["full_contrast"] = dict(old)
+    d["analysis"]["removal"]["rows"][0]["shift_vs_dense"]["wanda-pooled"] = dict(old)
+    res = load_results(d)
+    for c in (res.analysis.restore.full_contrast, res.analysis.removal.rows[0].shift_vs_dense["wanda-pooled"]):
+        assert c.moved == 0.5 and c.moved_ci95 == (0.0, 1.0) and c.extra == {}
+    assert d["analysis"]["restore"]["full_contrast"] == old  # the input is not modified
+    assert r.Contrast.from_dict(old).moved is None and r.Contrast.from_dict(old).extra == {"accuracy": 0.5,
+                                                                                          "accuracy_ci95": [0.0, 1.0]}
+
+
+def test_the_schema_version_lives_in_the_upgrade():
+    from persona_circuits.results.upgrade import SCHEMA_VERSION
+
+    assert r.SCHEMA_VERSION == SCHEMA_VERSION == r.StudyResults.__dataclass_fields__["schema"].default
+    with pytest.raises(ResultsError, match="must be an integer"):
+        load_results({"schema": "2", "sets": {}})
+    with pytest.raises(ResultsError, match="expected an object"):
+        upgrade([1, 2])
 
 
 def test_types_is_a_list_and_version_1_has_none():
@@ -144,6 +168,9 @@ def test_version_1_rows_test_the_curve_items():
     assert not row.null_on_same_items and row.tested_shift == row.curve_shift != row.shift
     assert row.persona_specific and row.tested_shift > row.null_threshold
     assert row.damage_kl_ci95 is None and row.p_adjusted is None  # not measured: nothing invented
+    assert row.null_design == r.STRENGTH_MATCHED  # the null at the real pair's strength: a field of the row
+    unreached = next(x for h in load_results(SMOLLM).headlines().values() for x in h.matched if not x.reached)
+    assert unreached.null_design is None
 
 
 def test_missing_or_wrong_values_name_their_path():
@@ -191,7 +218,7 @@ def test_write_results(tmp_path):
 
 def test_constants_agree_with_the_study_and_the_mask_builders():
     from persona_circuits.masks import DEFAULT_SPARSITY
-    from persona_circuits.statistics import DEFAULT_TEXT_STAT
+    from persona_circuits.masks.statistics import DEFAULT_TEXT_STAT
     from persona_circuits.study import config as plan
 
     assert r.AI_TASKS == plan.AI_TASKS and r.MAIN_METHODS == plan.MAIN_METHODS
