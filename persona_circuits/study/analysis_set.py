@@ -4,12 +4,13 @@ stability, sparsity and calibration-size sweeps, general capability, on the anal
 
 from __future__ import annotations
 
+from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 
-@stage("analysis-scores", settings=("analysis.analysis_items",), store="torch", version=3)
+@stage("analysis-scores", settings=(SETTINGS.analysis.analysis_items,), store="torch", version=3)
 def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str]) -> dict:
     """Scores of the analysis items with ``mask`` applied (``None``: dense) and ``dense_layers`` left dense."""
     from ..measure.evaluation import score_choices
@@ -54,7 +55,7 @@ def _restore(study: Study, run: SetRun, score) -> dict:
                                seed=cfg.seed, gate=gate)}
 
 
-@stage("stability", settings=("analysis.n_boot", "masks", "sets.calib_size"), version=2)
+@stage("stability", settings=(SETTINGS.analysis.n_boot, SETTINGS.masks, SETTINGS.sets.calib_size), version=2)
 def stability(study: Study, *, run: SetRun) -> list[dict]:
     """Masks from bootstrap resamples of the calibration texts: their pairwise overlap against random masks'."""
     from ..analysis.stability import bootstrap_stability
@@ -91,7 +92,7 @@ def _sweeps(study: Study, run: SetRun, score) -> dict:
             "calibration_sweep": {"method": "contrastive-wanda", "sparsity": cfg.masks.sparsity, "rows": crows}}
 
 
-@stage("capability", settings=("analysis.capability_texts", "analysis.capability_items"), version=2)
+@stage("capability", settings=(SETTINGS.analysis.capability_texts, SETTINGS.analysis.capability_items), version=2)
 def capability(study: Study, *, mask) -> dict:
     """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense)."""
     from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity

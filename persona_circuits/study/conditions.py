@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import MAIN_METHODS
+from .config import MAIN_METHODS, SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
-_MASK_SETTINGS = ("masks",)
+_MASK_SETTINGS = (SETTINGS.masks,)
 
 
 def rag_retriever(run: SetRun, pole: str, k: int):
@@ -47,7 +47,7 @@ def _scores_dict(s) -> dict:
     return d
 
 
-@stage("condition-scores", settings=(*_MASK_SETTINGS, "baselines.rag_k"), store="torch", version=2)
+@stage("condition-scores", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k), store="torch", version=2)
 def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     """Two-way-choice scores of one condition (``dense``, ``prompt:<pole>``, ``rag:<pole>``, ``random-mask``,
     ``<method>:<pole>``) on every held-out item; the dense pass keeps every block's answer features."""
@@ -71,7 +71,7 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     return _scores_dict(s)
 
 
-@stage("lora", settings=("baselines.sft_texts", "baselines.lora_max_epochs", "damage.damage_texts"), store="torch", version=4)
+@stage("lora", settings=(SETTINGS.baselines.sft_texts, SETTINGS.baselines.lora_max_epochs, SETTINGS.damage.damage_texts), store="torch", version=4)
 def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
     on every held-out item, their training cost and their held-out damage."""
@@ -109,7 +109,7 @@ def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
     return [Intervention(mask=run.masks[condition][p]) for p in run.poles]
 
 
-@stage("condition-damage", settings=(*_MASK_SETTINGS, "baselines.rag_k", "damage.damage_texts"), version=3)
+@stage("condition-damage", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k, SETTINGS.damage.damage_texts), version=3)
 def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
     """Held-out damage of a condition's two interventions (prompt and RAG in the chat format)."""
     from ..measure.matching import held_out_damage

@@ -9,18 +9,19 @@ of each method is made once per set; a null dial comes from the label-swapped dr
 
 from __future__ import annotations
 
+from .config import SETTINGS
 from .setup import SetRun
 from .state import Study
 
 #: Methods of the curves, in the order they are measured and drawn, and their grid settings.
-CURVE_GRIDS = {"contrastive-wanda": "headline.keep_sparsities", "contrastive-removal": "headline.removal_fractions",
-               "wanda": "headline.wanda_sparsities", "contrastive-sparse": "headline.sparse_sparsities",
-               "soft-mask": "headline.soft_strengths", "steering": "headline.steer_coefs",
-               "projection-gate": "headline.gate_strengths", "steering-all": "headline.steer_all_coefs",
-               "gate-bias": "headline.gate_strengths"}
+CURVE_GRIDS = {"contrastive-wanda": SETTINGS.headline.keep_sparsities, "contrastive-removal": SETTINGS.headline.removal_fractions,
+               "wanda": SETTINGS.headline.wanda_sparsities, "contrastive-sparse": SETTINGS.headline.sparse_sparsities,
+               "soft-mask": SETTINGS.headline.soft_strengths, "steering": SETTINGS.headline.steer_coefs,
+               "projection-gate": SETTINGS.headline.gate_strengths, "steering-all": SETTINGS.headline.steer_all_coefs,
+               "gate-bias": SETTINGS.headline.gate_strengths}
 CURVE_METHODS = tuple(CURVE_GRIDS)
 #: What every headline stage reads: the damage texts and the masks' settings (through the dials).
-DIAL_SETTINGS = ("damage", "masks")
+DIAL_SETTINGS = (SETTINGS.damage, SETTINGS.masks)
 
 
 class Dials:

@@ -24,13 +24,14 @@ pair's strength, on the curve items). The null tests are made once all sets are 
 
 from __future__ import annotations
 
+from .config import SETTINGS
 from .dials import CURVE_GRIDS, CURVE_METHODS, DIAL_SETTINGS, contrast_summary, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 
-@stage("curve", settings=(*DIAL_SETTINGS, "headline", "nulls.curve_draws", "nulls.swap"), version=5)
+@stage("curve", settings=(*DIAL_SETTINGS, SETTINGS.headline, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap), version=5)
 def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
     """One method's curve on the curve items, with label-swapped nulls at each strength (fit texts)."""
     from ..measure.curves import dial_curve
@@ -43,7 +44,7 @@ def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
     return [p.to_dict() for p in pts]
 
 
-@stage("point-damage", settings=(*DIAL_SETTINGS, "baselines.rag_k"), version=2)
+@stage("point-damage", settings=(*DIAL_SETTINGS, SETTINGS.baselines.rag_k), version=2)
 def point_damage(study: Study, *, run: SetRun, condition: str) -> dict:
     """Held-out damage of the persona prompt or RAG, in the chat format they are used in."""
     from ..measure.matching import held_out_damage

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SETTINGS
 from .dials import DIAL_SETTINGS, Dials, contrast_summary, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 #: What the matched stages read besides the dials: the targets, and the curve (through ``prior``).
-MATCH_SETTINGS = (*DIAL_SETTINGS, "headline.matched_damages")
+MATCH_SETTINGS = (*DIAL_SETTINGS, SETTINGS.headline.matched_damages)
 
 
 def row_seed(run: SetRun, method: str, target: float) -> int:
@@ -63,7 +64,7 @@ def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
-@stage("matched-null", settings=(*MATCH_SETTINGS, "nulls.swap"), version=6)
+@stage("matched-null", settings=(*MATCH_SETTINGS, SETTINGS.nulls.swap), version=6)
 def matched_null(study: Study, *, run: SetRun, method: str, target: float, seed: int, kind: str, prior: list,
                  start: float | None) -> dict:
     """The null draw ``seed`` (label-swapped; for ``kind="random-direction"`` the index of a random direction)
@@ -78,7 +79,7 @@ def draw_start(draws: list[dict]) -> float | None:
     return float(np.median(s)) if s else None
 
 
-@stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws", "nulls.swap"),
+@stage("strength-matched", settings=(*DIAL_SETTINGS, SETTINGS.headline.curve_items, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap),
        version=3)
 def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
     """The older null: the first draws at the real pair's own strength, on the curve items."""

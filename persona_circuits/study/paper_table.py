@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SETTINGS
 from .conditions import rag_retriever, released_wins
 from .setup import SetRun
 from .stage import stage
@@ -27,7 +28,7 @@ def _operating_point(study: Study, method: str) -> float:
     return p.wanda_sparsity if method == "wanda" else p.contrastive_sparsity
 
 
-@stage("paper-mask", settings=("paper", "masks", "nulls.swap"), version=2)
+@stage("paper-mask", settings=(SETTINGS.paper, SETTINGS.masks, SETTINGS.nulls.swap), version=2)
 def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
     """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the seed of a
     label-swapped null draw, :meth:`~.setup.SetRun.null_draw`, instead of the real calibration data)."""
@@ -44,7 +45,7 @@ def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> l
     return released_wins(study, run, mask=mask)
 
 
-@stage("paper-random", settings=("paper", "masks"), version=1)
+@stage("paper-random", settings=(SETTINGS.paper, SETTINGS.masks), version=1)
 def paper_random(study: Study, *, run: SetRun, sparsity: float) -> list[float]:
     """Released wins under a random mask of the operating point's sparsity (the same per-row density)."""
     from ..masks.build import random_mask
@@ -53,7 +54,7 @@ def paper_random(study: Study, *, run: SetRun, sparsity: float) -> list[float]:
                                                   seed=study.cfg.seed))
 
 
-@stage("paper-baseline", settings=("paper", "baselines.rag_k"), version=1)
+@stage("paper-baseline", settings=(SETTINGS.paper, SETTINGS.baselines.rag_k), version=1)
 def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
     """Released wins of the dense model (no persona prompt), the persona prompt alone, and RAG."""
     if condition == "dense":

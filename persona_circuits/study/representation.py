@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -40,7 +41,7 @@ def probes(study: Study, *, run: SetRun) -> dict:
         test_groups=np.r_[np.arange(len(feats)), np.arange(len(feats))], seed=study.cfg.seed)
 
 
-@stage("similarity", settings=("analysis.similarity_splits", "analysis.similarity_permutations"), version=3)
+@stage("similarity", settings=(SETTINGS.analysis.similarity_splits, SETTINGS.analysis.similarity_permutations), version=3)
 def similarity(study: Study, *, run: SetRun) -> dict:
     """Split-half reliability of the pole difference per layer, with its permutation null."""
     from ..analysis.similarity import split_half_reliability
@@ -61,7 +62,7 @@ def _decoding_conditions(study: Study, run: SetRun) -> dict:
             "persona prompts": (persona_prompt(run.ps, poles[0]), persona_prompt(run.ps, poles[1]))}
 
 
-_DECODE_SETTINGS = ("masks", "analysis.neutral_probe_texts", "analysis.neutral_probe_tokens")
+_DECODE_SETTINGS = (SETTINGS.masks, SETTINGS.analysis.neutral_probe_texts, SETTINGS.analysis.neutral_probe_tokens)
 
 
 def _decode(study: Study, ia, ib) -> dict:

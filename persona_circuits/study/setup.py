@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from .config import MAIN_METHODS
+from .config import MAIN_METHODS, SETTINGS
 from .sets import StudySet
 from .stage import stage
 from .state import Study
@@ -140,7 +140,7 @@ class SetRun:
         return self._null_cw
 
 
-@stage("calibration", settings=("masks.modules",), store="torch", version=2)
+@stage("calibration", settings=(SETTINGS.masks.modules,), store="torch", version=2)
 def calibration(study: Study, *, sset: StudySet, pole: str, n: int):
     """Per-text statistics (at ``sset.tokens``) and mean answer-token residuals of a pole's first ``n``
     calibration texts."""
@@ -151,7 +151,7 @@ def calibration(study: Study, *, sset: StudySet, pole: str, n: int):
                         progress=f"{sset.name}/{pole} calibration" if study.progress else False)
 
 
-@stage("steer-select", settings=("baselines.steer_layers_frac", "baselines.steer_coefs", "baselines.steer_items"))
+@stage("steer-select", settings=(SETTINGS.baselines.steer_layers_frac, SETTINGS.baselines.steer_coefs, SETTINGS.baselines.steer_items))
 def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[int]) -> dict:
     """The steering layer and coefficient, chosen on calibration items only (``select_steering``)."""
     from dataclasses import asdict

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import SETTINGS
 from .dials import contrast_summary
 from .stage import stage
 from .state import Study
 
-TYPE_SETTINGS = ("types", "damage", "masks")
+TYPE_SETTINGS = (SETTINGS.types, SETTINGS.damage, SETTINGS.masks)
 
 
 @dataclass
