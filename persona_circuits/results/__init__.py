@@ -23,7 +23,7 @@ from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GateP
 from .paper import paper_numbers
 from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts,
                       EstimatedCenter, Headline, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
-                      RandomDirectionNull, ReferencePoint, StrengthMatchedNull)
+                      RandomDirectionNull, ReferencePoint, Shift, StrengthMatchedNull)
 from .study import Meta, MultipleComparison, Paper, RunSettings, SetResults, StudyResults, load_results, write_results
 from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, SteeringCosines, TestFamily,
                           TypeAxisContrast, TypeRow, TypesResult)
@@ -37,6 +37,6 @@ __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInt
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
            "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults",
-           "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
+           "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
            "SteeringTrial", "STRENGTH_MATCHED", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
            "TestFamily", "TypeAxisContrast", "TypeRow", "TypesResult", "upgrade", "write_results"]

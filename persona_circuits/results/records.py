@@ -50,12 +50,10 @@ class ChoiceRow(Record):
 
 
 @record
-class Contrast(Record):
-    """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole); ``trained``
-    on a LoRA contrast: whether its adapters moved the model. Files that called the share moved ``accuracy`` are
-    renamed by :func:`persona_circuits.results.upgrade.upgrade`."""
+class Shift(Record):
+    """A shift on the held-out items: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole),
+    with the damage where it was measured; ``trained`` on a LoRA shift: whether its adapters moved the model."""
 
-    condition: str
     n: int
     shift: float
     shift_ci95: Interval
@@ -64,6 +62,14 @@ class Contrast(Record):
     damage_kl: float | None = None
     damage_kl_ci95: Interval | None = None
     trained: bool | None = None
+
+
+@record
+class Contrast(Shift):
+    """A pole contrast of a named condition (a :class:`Shift`). Files that called the share moved ``accuracy``
+    are renamed by :func:`persona_circuits.results.upgrade.upgrade`."""
+
+    condition: str
 
 
 @record
@@ -261,17 +267,9 @@ class MatchedRow(DamageMatchedNull):
 
 
 @record
-class ReferencePoint(Record):
-    """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item."""
-
-    n: int
-    shift: float
-    shift_ci95: Interval
-    moved: float | None = None
-    moved_ci95: Interval | None = None
-    damage_kl: float | None = None
-    damage_kl_ci95: Interval | None = None
-    trained: bool | None = None
+class ReferencePoint(Shift):
+    """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item (a
+    :class:`Shift`)."""
 
 
 @record

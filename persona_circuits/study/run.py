@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from .config import StudyConfig
 from .merge import merge_payloads, write_outputs
 from .sets import check_data_root, study_sets
-from .set_stages import study_identity, study_meta
+from .set_stages import open_study, study_meta
 from .shards import CrossInputs, cross_shard, set_shard, shard_identity
-from .state import Study, claim_output, log
+from .state import log
 
 if TYPE_CHECKING:
     from ..model.loading import Model
@@ -41,12 +41,7 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
     out = Path(out)
-    identity = study_identity(model, cfg, root)
-    lock = claim_output(out, identity)
-    try:
-        study = Study(model, out, cfg, root, progress)
-        for src in cache_from or []:
-            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+    with open_study(model, out, cfg, root, progress, cache_from) as (study, identity):
         sets = study_sets(cfg, root)
         sid = shard_identity(model, cfg, sets)
         keep = CrossInputs()
@@ -59,7 +54,5 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
         results = merge_payloads(payloads)
         results["meta"] = study_meta(study, identity, command, t0)
         typed = write_outputs(results, out)
-    finally:
-        lock.release()
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")
     return typed

@@ -4,9 +4,11 @@ meta). Below both the one-process study (:mod:`.run`) and the shards (:mod:`.sha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -18,7 +20,7 @@ from .headline import run_headline
 from .representation import representation_analyses
 from .sets import StudySet
 from .setup import SetRun, prepare_set
-from .state import Study
+from .state import Study, claim_output, log
 
 
 def _mask_analyses(study: Study, run: SetRun) -> dict:
@@ -96,3 +98,19 @@ def study_meta(study: Study, identity: dict, command: str, t0: float) -> dict:
             "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+@contextlib.contextmanager
+def open_study(model, out: Path, cfg: StudyConfig, root: Path | None, progress: bool,
+               cache_from=()) -> Iterator[tuple[Study, dict]]:
+    """The study that writes into ``out`` (claimed and locked until the block ends; resumed when ``out`` holds
+    this study), its stage cache seeded from every folder of ``cache_from``. Yields ``(study, identity)``."""
+    identity = study_identity(model, cfg, root)
+    lock = claim_output(Path(out), identity)
+    try:
+        study = Study(model, Path(out), cfg, root, progress)
+        for src in cache_from or []:
+            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+        yield study, identity
+    finally:
+        lock.release()

@@ -30,7 +30,7 @@ import torch
 
 from .config import StudyConfig
 from .merge import check_shards
-from .set_stages import free_memory, run_set, study_identity, study_meta
+from .set_stages import free_memory, open_study, run_set, study_meta
 from .sets import StudySet
 from .shard_format import CROSS, SHARD_FORMAT
 from .state import Study
@@ -215,7 +215,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
     """
     from ..results import paper_numbers
     from .sets import study_sets
-    from .state import claim_output, log
+    from .state import log
 
     t0 = time.perf_counter()
     sets = study_sets(cfg, data_root)
@@ -225,13 +225,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         set_payloads = list(set_payloads or [])
         check_shards([{"identity": sid, "shard": {"name": CROSS, "sets": []}}, *set_payloads],
                      ["this study", *(f"set shard {p['shard']['name']}" for p in set_payloads)])
-    work = Path(work)
-    ident = study_identity(model, cfg, data_root)
-    lock = claim_output(work, ident)
-    try:
-        study = Study(model, work, cfg, data_root, progress)
-        for src in cache_from or []:
-            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+    with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
         if sset is not None:
             payload = set_shard(study, sset, sid)
         else:
@@ -239,7 +233,5 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
             payload = cross_shard(study, sets, sid, keep)
         meta = study_meta(study, ident, command, t0)
         payload.update(paper=paper_numbers(data_root), meta={**meta, "git_commit": git_commit()})
-    finally:
-        lock.release()
     log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
     return json.loads(json.dumps(payload))
