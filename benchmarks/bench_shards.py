@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Result, main_of  # noqa: E402
-from bench_study import _model_in, _scoring_seconds, _set_scorings  # noqa: E402
+from bench_study import model_in, scoring_seconds, set_scorings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS = ROOT / "reports" / "shards"
@@ -92,14 +92,14 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
                                   f"of which matched-damage nulls "
                                   f"{rows.get('matched-damage nulls (each listed, inside the curves)', 0) / 60:.0f} min")
             if floor and p["shard"]["name"] != "cross":
-                n = _set_scorings(p["results"])
+                n = set_scorings(p["results"])
                 if n:
                     key = (mname, m.get("dtype"))
                     if key not in secs:
                         if mname != "smollm2-135m-instruct":
                             continue  # the floor is priced on the default model only
                         secs.update({(mname, m.get("dtype"), fam): s for fam, s in
-                                     _scoring_seconds(_model_in(m.get("dtype"), model)).items()})
+                                     scoring_seconds(model_in(m.get("dtype"), model)).items()})
                         secs[key] = 1.0
                     fam = p["results"].get("family", "mbti")
                     per = secs.get((mname, m.get("dtype"), fam), secs.get((mname, m.get("dtype"), "mbti")))

@@ -160,3 +160,26 @@ def test_the_matplotlib_check_sees_an_import(tmp_path):
     (pkg / "b.py").write_text("import importlib\nm = importlib.import_module('matplotlib.colors')\n")
     (pkg / "c.py").write_text("from .matplotlib_free import x\nimport matplotlibx\n")
     assert matplotlib_users(pkg) == ["a.py", "analysis/plots.py", "b.py"]
+
+
+def private_imports(root: Path) -> list[tuple[str, str, str]]:
+    """``(file, module, name)`` for every private name (one leading underscore) a file under ``root`` imports."""
+    out = []
+    for f in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                out += [(str(f.relative_to(root.parent)), "." * node.level + (node.module or ""), a.name)
+                        for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_tests_and_benchmarks_import_no_private_name():
+    """Issue 26: what a test or a benchmark needs of the package (or of a shared helper) is public."""
+    found = [p for d in ("tests", "benchmarks", "analyses") for p in private_imports(PACKAGE.parent / d)]
+    assert not found, f"private names imported: {found}"
+
+
+def test_the_private_import_scan_can_fail(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.py").write_text("from x import _y, __version__\n")
+    assert private_imports(tmp_path / "t") == [("t/a.py", "x", "_y")]

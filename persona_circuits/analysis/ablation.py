@@ -111,7 +111,7 @@ def _default_scorer(model, items, batch_size: int) -> Scorer:
     return fn
 
 
-def _gate(full: dict, gate: bool | float | dict | None) -> dict:
+def restore_gate(full: dict, gate: bool | float | dict | None) -> dict:
     if isinstance(gate, dict):  # a test made by the caller (e.g. nulls.null_test): {"test", "passed", ...}
         if "passed" not in gate or "test" not in gate:
             raise ValueError("a gate given as a dict needs the keys 'test' and 'passed'")
@@ -134,7 +134,7 @@ def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Se
     score = scorer or _default_scorer(model, items, batch_size)
     fa, fb = score("full:a", mask_a, frozenset()), score("full:b", mask_b, frozenset())
     full = pole_contrast(fa, fb, condition="full masks", seed=seed, n_boot=n_boot).to_dict()
-    g = _gate(full, gate)
+    g = restore_gate(full, gate)
     out = {"full_contrast": full, "gate": g, "rows": [], "skipped": None,
            "definition": "pole contrast (nats/token) with the group restored to dense in both masks, as a fraction of "
                          "the full masks' pole contrast; interval: paired bootstrap over items"}

@@ -64,7 +64,7 @@ def _take_equal_by_index(keep: Tensor, eq: Tensor, k: int) -> None:
     keep[rows] |= e & (e.view(torch.uint8).cumsum(1, dtype=torch.int32) <= need[rows])
 
 
-def _topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
+def topk_rows_keys(scores: Tensor, k: int, tiebreak: Tensor | None, eligible: Tensor | None) -> Tensor:
     """Reference selection on int64 ``(score, tiebreak)`` keys (used where the fast path cannot decide)."""
     d_in = scores.shape[1]
     key = sort_keys(scores, tiebreak, eligible)
@@ -130,7 +130,7 @@ def topk_rows(scores: Float[Tensor, "d_out d_in"], k: int, *, tiebreak: Tensor |
         else:
             broken = _break_ties(ks, keq, tiebreak if every else tiebreak[rows], k)
             if broken is None:
-                broken = _topk_rows_keys(scores[rows], k, tiebreak[rows], None if eligible is None else eligible[rows])
+                broken = topk_rows_keys(scores[rows], k, tiebreak[rows], None if eligible is None else eligible[rows])
             ks = broken
         if every:
             keep = ks

@@ -169,7 +169,7 @@ def _batch_answer_nll(model, b, device) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def _answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8) -> float:
+def answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8) -> float:
     """Mean answer-token negative log-likelihood of ``(question, answer)`` pairs under the model as it is now."""
     tok = get_tokenizer(model)
     device = next(model.parameters()).device
@@ -211,7 +211,7 @@ def train_lora(model: Model, pairs: Sequence[tuple[str, str]], *, rank: int = 8,
     try:
         with lora.active(), torch.enable_grad():
             if val:
-                val_losses.append(_answer_loss(model, val, batch_size=batch_size))
+                val_losses.append(answer_loss(model, val, batch_size=batch_size))
             for _epoch in range(epochs):
                 epochs_run += 1
                 order = rng.permutation(len(enc)).tolist()
@@ -226,7 +226,7 @@ def train_lora(model: Model, pairs: Sequence[tuple[str, str]], *, rank: int = 8,
                     n_tok += int(b.attention_mask.sum())
                     losses.append(float(loss.detach()))
                 if val:
-                    v = _answer_loss(model, val, batch_size=batch_size)
+                    v = answer_loss(model, val, batch_size=batch_size)
                     best = min(val_losses)
                     if v < best:
                         best_state = [p.detach().clone() for p in lora.parameters()]

@@ -76,7 +76,7 @@ def apply_mask(model: Model, mask: Mask | None, *, gamma: float = 0.0, dense_lay
                 if gamma == 0.0:
                     _zero_pruned(w, m)
                 else:
-                    _scale_pruned(w, m, gamma)
+                    scale_pruned(w, m, gamma)
         yield model
     finally:
         with torch.no_grad():
@@ -87,14 +87,14 @@ def apply_mask(model: Model, mask: Mask | None, *, gamma: float = 0.0, dense_lay
         pool["busy"] = False
 
 
-_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def _int_view(w: Tensor, keep: Tensor) -> torch.dtype | None:
     """The integer dtype of ``w``'s size that its bits can be handled as (a real float weight and a bool
     mask), else ``None``."""
     if w.is_floating_point() and not w.is_complex() and keep.dtype == torch.bool:
-        return _INT_OF_SIZE.get(w.element_size())
+        return INT_OF_SIZE.get(w.element_size())
     return None
 
 
@@ -109,7 +109,7 @@ def _zero_pruned(w: Tensor, keep: Tensor) -> None:
         w.masked_fill_(~keep, 0.0)
 
 
-def _scale_pruned(w: Tensor, keep: Tensor, gamma: float) -> None:
+def scale_pruned(w: Tensor, keep: Tensor, gamma: float) -> None:
     """``w.mul_(torch.where(keep, 1.0, gamma).to(w.dtype))``, bit for bit, without the select: the bits of
     ``w · γ`` (``γ`` rounded to float32, then to the weight's dtype, as the select's factor is) where pruned,
     ``w``'s own bits where kept, combined as integers (one of the two terms is 0). About 4x faster on a
@@ -383,7 +383,7 @@ class MaskSwitcher:
             if self.gamma == 0.0:
                 _zero_pruned(w, m)
             else:
-                _scale_pruned(w, m, self.gamma)
+                scale_pruned(w, m, self.gamma)
 
     def _values(self, g: _WeightGroup, mask: Mask, idx: Tensor) -> Tensor:
         """The weight under ``mask`` at row-major view indices ``idx``."""

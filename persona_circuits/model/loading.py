@@ -262,7 +262,7 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype, device_map: Any = None):
     return (hf if dtype == torch.float32 else hf.to(dtype)), tok
 
 
-def _load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any, Any, str, str]:
+def load_hf(name: str, dtype: torch.dtype, device_map: Any = None) -> tuple[Any, Any, str, str]:
     """Return (hf_model, tokenizer, model_id, architecture name) for ``name``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -360,7 +360,7 @@ def load_model(
     if isinstance(model, str):
         choice = choose_dtype(dtype, device if device_map is None else device_of_map(device_map))
         with _quiet_gguf(progress):
-            hf, tok, mid, arch = _load_hf(model, choice.dtype, device_map)
+            hf, tok, mid, arch = load_hf(model, choice.dtype, device_map)
     else:
         if tokenizer is None:
             raise ModelLoadError("an already-loaded model needs its tokenizer: pass tokenizer=...")

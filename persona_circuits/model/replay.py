@@ -157,3 +157,9 @@ def forget(plain: nn.Module) -> None:
     st = _STATE.get(plain)
     if st is not None:
         st.cache.clear()
+
+
+def kept_outputs(plain: nn.Module) -> int:
+    """How many block outputs are kept for ``plain`` (the plain module of a model) right now."""
+    st = _STATE.get(plain)
+    return 0 if st is None else len(st.cache)

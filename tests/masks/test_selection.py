@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from persona_circuits.errors import MaskError
-from persona_circuits.masks.selection import _topk_rows_keys, kth_smallest, topk_rows
+from persona_circuits.masks.selection import topk_rows_keys, kth_smallest, topk_rows
 from tests.masks.test_masks import loop_topk
 
 
@@ -51,7 +51,7 @@ def test_topk_rows_nan_tiebreak_follows_the_int64_reference(bits):
     tb = torch.randn(6, 10, generator=g)
     tb.view(torch.int32)[2, 3] = bits  # a NaN whose payload leaves no room in the int32 key (or does)
     for k in (1, 4, 7):
-        assert torch.equal(topk_rows(s, k, tiebreak=tb), _topk_rows_keys(s, k, tb, None))
+        assert torch.equal(topk_rows(s, k, tiebreak=tb), topk_rows_keys(s, k, tb, None))
 
 
 def test_topk_rows_rejects_negative_and_nan_scores():

@@ -50,10 +50,10 @@ def test_lora_trains_and_runs_on_a_bfloat16_model(tokenizer_dir):
 
     from persona_circuits import load_model
 
-    from ..conftest import _tiny_hf
+    from ..conftest import tiny_hf
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model = load_model(_tiny_hf("llama", len(tok)), tok, model_id="tiny-bf16", dtype="bfloat16")
+    model = load_model(tiny_hf("llama", len(tok)), tok, model_id="tiny-bf16", dtype="bfloat16")
     lora, cost = train_lora(model, [("Hi?", "Hello there."), ("Plans?", "Staying in.")], epochs=1, batch_size=2)
     assert cost["steps"] == 1 and all(p.dtype == torch.float32 for p in lora.parameters())
     with lora.active():
@@ -76,10 +76,10 @@ def test_lora_stops_when_its_held_out_loss_stops_falling(tiny_llama, small_perso
 
 
 def test_lora_keeps_the_adapters_of_its_best_epoch(tiny_llama, small_persona):
-    from persona_circuits.measure.baselines import _answer_loss
+    from persona_circuits.measure.baselines import answer_loss
 
     pairs = small_persona.calibration_pairs("extravert")
     lora, cost = train_lora(tiny_llama, pairs[:4], epochs=6, lr=0.05, batch_size=4, val_pairs=pairs[4:8])
     with lora.active():
-        final = _answer_loss(tiny_llama, pairs[4:8])
+        final = answer_loss(tiny_llama, pairs[4:8])
     assert final == pytest.approx(min(cost["val_losses"]), rel=1e-4)

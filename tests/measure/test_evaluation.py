@@ -206,10 +206,10 @@ def twin_llama(tokenizer_dir):
     from transformers import AutoTokenizer
 
     from persona_circuits import load_model
-    from tests.conftest import _tiny_hf
+    from tests.conftest import tiny_hf
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    return load_model(_tiny_hf("llama", len(tok), seed=3), tok, model_id="tiny"), _tiny_hf("llama", len(tok), seed=3), tok
+    return load_model(tiny_hf("llama", len(tok), seed=3), tok, model_id="tiny"), tiny_hf("llama", len(tok), seed=3), tok
 
 
 @pytest.mark.parametrize("path", ["shared-prefix", "bridge"])
@@ -288,15 +288,15 @@ def test_a_replayed_steered_forward_equals_the_full_one(kind, tiny_llama, tiny_g
     from persona_circuits.model.interventions import ResidualSteering, apply_mask, steering
     from persona_circuits.masks.build import random_mask
     from persona_circuits.model.plain import plain_model
-    from persona_circuits.model.replay import _STATE
+    from persona_circuits.model.replay import kept_outputs
 
     model = tiny_llama if kind == "llama" else tiny_gpt2
     v = torch.linspace(-1, 1, 64)
     with steering(model, ResidualSteering(v, layer=0, coef=2.0)):
         first = score_choices(model, ITEMS)
-        n_kept = len(_STATE[plain_model(model)].cache)
+        n_kept = kept_outputs(plain_model(model))
         again = score_choices(model, ITEMS)
-        assert len(_STATE[plain_model(model)].cache) == n_kept > 0  # replayed: nothing new kept
+        assert kept_outputs(plain_model(model)) == n_kept > 0  # replayed: nothing new kept
     with steering(model, ResidualSteering(v, layer=0, coef=-1.0)):
         other = score_choices(model, ITEMS)
     assert torch.equal(first.logp, again.logp)

@@ -241,7 +241,7 @@ def test_switcher_refuses_weights_replaced_while_open(tokenizer_dir):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
 @pytest.mark.parametrize("gamma", [0.25, 1e-3, 0.7777777, 1.0])
 def test_scale_pruned_is_the_select_formula_bit_for_bit(dtype, gamma):
-    from persona_circuits.model.interventions import _INT_OF_SIZE, _scale_pruned
+    from persona_circuits.model.interventions import INT_OF_SIZE, scale_pruned
 
     g = torch.Generator().manual_seed(2)
     w = (torch.randn(37, 53, generator=g) * 10).to(dtype)
@@ -249,6 +249,6 @@ def test_scale_pruned_is_the_select_formula_bit_for_bit(dtype, gamma):
     keep = torch.rand(37, 53, generator=g) > 0.4
     want = w.clone().mul_(torch.where(keep, 1.0, gamma).to(dtype))
     got = w.clone()
-    _scale_pruned(got, keep, gamma)
-    it = _INT_OF_SIZE[w.element_size()]
+    scale_pruned(got, keep, gamma)
+    it = INT_OF_SIZE[w.element_size()]
     assert torch.equal(got.view(it), want.view(it))

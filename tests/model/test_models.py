@@ -13,9 +13,9 @@ from persona_circuits import models
 def _tiny(tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from tests.conftest import _tiny_hf
+    from tests.conftest import tiny_hf
 
-    return _tiny_hf("llama", 49152), AutoTokenizer.from_pretrained(tokenizer_dir)
+    return tiny_hf("llama", 49152), AutoTokenizer.from_pretrained(tokenizer_dir)
 
 
 @pytest.fixture
