@@ -29,7 +29,7 @@ SETS = ("mbti-ei", "ai_persona/hallucination", "ai_persona/power")
 def run(args) -> dict:
     from persona_circuits import load_model, load_persona_set
     from persona_circuits.analysis.zlength import z_length_diagnostic
-    from persona_circuits.statistics import record_persona_per_text
+    from persona_circuits.masks.statistics import record_persona_per_text
 
     model = load_model(dtype=args.dtype)
     out = {"model": "smollm2-135m-instruct", "dtype": args.dtype, "calib_size": args.calib_size, "tokens": "answer",

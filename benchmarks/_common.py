@@ -30,7 +30,7 @@ if os.environ.get("PC_BENCH_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 SHARED_POWER = REPO.parent / "shared" / "data" / "ai_persona" / "power"
 
-_MODELS: dict[str, object] = {}
+MODELS: dict[str, object] = {}
 WORKAROUNDS: list[str] = []  # problems met while loading, reported in BENCHMARKS.md
 
 
@@ -56,11 +56,11 @@ def get_model(name: str | None = None):
     """Load a model once per process (``None`` = the default model), in float32: the benchmarks' reference
     dtype on every machine (``load_model``'s default ``auto`` would follow the CPU)."""
     key = name or "default"
-    if key not in _MODELS:
+    if key not in MODELS:
         import persona_circuits as pc
 
         try:
-            _MODELS[key] = pc.load_model(name, dtype="float32")
+            MODELS[key] = pc.load_model(name, dtype="float32")
         except ValueError as exc:
             if "architecture" not in str(exc) or name is None:
                 raise
@@ -68,15 +68,15 @@ def get_model(name: str | None = None):
             # file has no ``architectures`` entry, so the bridge cannot pick an adapter. Work around it
             # here (the package is not changed by the benchmarks): load the HF model, name its
             # architecture, and hand it to load_model as an already-loaded model.
-            from persona_circuits.models import _load_hf
+            from persona_circuits.model.loading import load_hf
 
-            hf, tok, mid, _ = _load_hf(name, torch.float32)
+            hf, tok, mid, _ = load_hf(name, torch.float32)
             hf.config.architectures = [type(hf).__name__]
-            _MODELS[key] = pc.load_model(hf, tok, model_id=mid, dtype="float32")
+            MODELS[key] = pc.load_model(hf, tok, model_id=mid, dtype="float32")
             WORKAROUNDS.append(f"load_model({name!r}) raised 'Could not determine supported architecture' "
                                f"(GGUF config without 'architectures'); loaded with "
                                f"config.architectures = [{type(hf).__name__!r}] instead")
-    return _MODELS[key]
+    return MODELS[key]
 
 
 def calibration_texts(model, n: int, *, pole: int = 0) -> list:
@@ -84,7 +84,7 @@ def calibration_texts(model, n: int, *, pole: int = 0) -> list:
     (``../shared/data/ai_persona/power``) when it is present, else all from mbti-ei."""
     import persona_circuits as pc
     from persona_circuits.data import encode_pair
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.model.loading import get_tokenizer
 
     tok = get_tokenizer(model)
     mbti = pc.load_persona_set("mbti-ei")

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import torch
 
-from _common import _MODELS, SHARED_POWER, get_model
+from _common import MODELS, SHARED_POWER, get_model
 
 
 def get_bf16_model():
     """The default model loaded again in bfloat16 (once per process; from the converted-weights cache)."""
-    if "default-bf16" not in _MODELS:
+    if "default-bf16" not in MODELS:
         import persona_circuits as pc
 
-        _MODELS["default-bf16"] = pc.load_model(dtype="bfloat16")
-    return _MODELS["default-bf16"]
+        MODELS["default-bf16"] = pc.load_model(dtype="bfloat16")
+    return MODELS["default-bf16"]
 
 
 def test_items(n: int):

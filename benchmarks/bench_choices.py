@@ -30,7 +30,7 @@ def test_items(n: int):
 def one_at_a_time(model, items) -> torch.Tensor:
     """Log-likelihood of each answer's tokens, one (item, answer) per forward pass."""
     from persona_circuits.data import encode_pair
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.model.loading import get_tokenizer
 
     tok = get_tokenizer(model)
     out = torch.zeros(len(items), 2, dtype=torch.float64)
@@ -67,7 +67,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_items: in
     res.add("items per second (batched)", len(items) / median(t["batched"]), "items/s")
     # measured cause when batching cannot help much: both runs already compute at the GEMM rate
     from persona_circuits.data import encode_pair, pad_batches
-    from persona_circuits.models import get_tokenizer, prunable_layers
+    from persona_circuits.model.loading import get_tokenizer, prunable_layers
 
     tok = get_tokenizer(model)
     enc = [encode_pair(tok, it.question, a) for it in items for a in (it.answer_a, it.answer_b)]

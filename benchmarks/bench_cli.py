@@ -53,8 +53,8 @@ def timed_boot(*a, **kw):
     t = time.perf_counter(); out = boot(*a, **kw); spent.append(time.perf_counter() - t); return out
 TransformerBridge.boot_transformers = staticmethod(timed_boot)
 import persona_circuits as pc
-from persona_circuits.evaluation import score_choices
-from persona_circuits.plain import plain_model
+from persona_circuits.measure.evaluation import score_choices
+from persona_circuits.model.plain import plain_model
 model = pc.load_model(progress=False); mark("load_model")
 marks["load_model: cached weights, tokenizer, dtype cast"] = marks.pop("load_model") - spent[0]
 marks["load_model: TransformerBridge.boot_transformers"] = spent[0]

@@ -40,7 +40,7 @@ class TfidfRetriever:
 def run(quick: bool = False, repeats: int | None = None, model=None, n_items: int | None = None) -> Result:
     import persona_circuits as pc
     from persona_circuits.data import encode_pair
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.model.loading import get_tokenizer
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats, 3)

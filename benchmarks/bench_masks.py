@@ -1,5 +1,5 @@
 """Mask construction: contrastive-Wanda masks (all layers, both poles, rho 0.5) built by
-``persona_circuits.masks.contrastive_wanda_masks`` vs the released code's per-row ``torch.topk`` loop.
+``persona_circuits.masks.build.contrastive_wanda_masks`` vs the released code's per-row ``torch.topk`` loop.
 
 Both use the same scores (``scoring.contrastive_wanda_scores``). The released loop keeps, per row, the
 indices ``torch.topk`` returns; its order among exactly tied scores is unspecified, ours is by ``|W|``
@@ -27,8 +27,8 @@ SPARSITY = 0.5
 def released_masks(model, sig_a, sig_b, sparsity=SPARSITY, layers=None):
     """The released code's approach: per layer, per row, ``torch.topk`` in a Python loop."""
     from persona_circuits import scoring
-    from persona_circuits.masks import keep_count
-    from persona_circuits.models import prunable_layers
+    from persona_circuits.masks.build import keep_count
+    from persona_circuits.model.loading import prunable_layers
 
     ma, mb = {}, {}
     for l in layers or prunable_layers(model):
@@ -48,8 +48,8 @@ def released_masks(model, sig_a, sig_b, sparsity=SPARSITY, layers=None):
 def compare(model, sig_a, sig_b, ours: dict, ref: dict, sparsity=SPARSITY) -> tuple[int, int, int]:
     """(mismatching entries, of which on rows with an exact tie at the threshold, rows with such a tie)."""
     from persona_circuits import scoring
-    from persona_circuits.masks import keep_count
-    from persona_circuits.models import prunable_layers
+    from persona_circuits.masks.build import keep_count
+    from persona_circuits.model.loading import prunable_layers
 
     bad = bad_tied = tied_rows = 0
     layers = {l.name: l for l in prunable_layers(model)}
@@ -71,7 +71,7 @@ def compare(model, sig_a, sig_b, ours: dict, ref: dict, sparsity=SPARSITY) -> tu
 
 def run(quick: bool = False, repeats: int | None = None, model=None, calib_size: int | None = None) -> Result:
     import persona_circuits as pc
-    from persona_circuits.models import prunable_layers
+    from persona_circuits.model.loading import prunable_layers
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats, 3)
@@ -111,8 +111,8 @@ def run(quick: bool = False, repeats: int | None = None, model=None, calib_size:
     res.notes.append(f"{len(all_layers)} layers, {n_w:,} weights per mask, calibration {calib_size} texts per pole")
     # measured cause: the cost of the two unavoidable steps (scores; one k-th value per row)
     from persona_circuits import scoring
-    from persona_circuits.masks import keep_count
-    from persona_circuits.selection import kth_smallest
+    from persona_circuits.masks.build import keep_count
+    from persona_circuits.masks.selection import kth_smallest
 
     t_score = t_kth = 0.0
     rows = 0

@@ -28,7 +28,7 @@ _FRESH = ("import time; t = time.perf_counter(); import persona_circuits as pc; 
 
 def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
     import persona_circuits as pc
-    from persona_circuits.models import converted_cache_path, embedded_gguf_path, hf_model
+    from persona_circuits.model.loading import converted_cache_path, embedded_gguf_path, hf_model
 
     repeats = repeats_for(quick, repeats, 3)
     res = Result("model_load", "Model load: converted-weights cache vs de-quantising the GGUF file",

@@ -1,4 +1,4 @@
-"""Signature recording (``persona_circuits.statistics.record_encoded``) vs a plain forward pass over
+"""Signature recording (``persona_circuits.masks.statistics.record_encoded``) vs a plain forward pass over
 the same padded batches with no hooks.
 
 The recorder stops after the last block (it raises after ``blocks.{last}.hook_out`` and so skips the
@@ -27,9 +27,9 @@ BATCH = 8
 
 def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: int | None = None) -> Result:
     from persona_circuits.data import pad_batches
-    from persona_circuits.models import get_tokenizer, prunable_layers
-    from persona_circuits.hooks import StopForward, block_out, stop
-    from persona_circuits.statistics import record_encoded
+    from persona_circuits.model.loading import get_tokenizer, prunable_layers
+    from persona_circuits.model.hooks import StopForward, block_out, stop
+    from persona_circuits.masks.statistics import record_encoded
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats)

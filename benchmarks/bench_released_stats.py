@@ -28,7 +28,7 @@ BATCH = 8
 @torch.no_grad()
 def released_l2(model, encoded) -> dict[str, torch.Tensor]:
     """Per-text L2 norm over tokens of every linear layer's input channels, averaged over texts."""
-    from persona_circuits.models import hf_model, prunable_layers
+    from persona_circuits.model.loading import hf_model, prunable_layers
 
     hf = hf_model(model)
     norms: dict[str, list] = {}
@@ -52,7 +52,7 @@ def released_l2(model, encoded) -> dict[str, torch.Tensor]:
 
 
 def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: int | None = None) -> Result:
-    from persona_circuits.statistics import record_encoded
+    from persona_circuits.masks.statistics import record_encoded
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats, 3)
@@ -79,7 +79,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_texts: in
     res.add("speed-up over the released approach", median(t["released"]) / median(t["ours"]), "x", 5, ">=")
     res.notes.append(f"{len(enc)} texts ({data_sources()}), tokens='all'")
     # decomposition of the released approach's time: the forward passes alone vs the hooks
-    from persona_circuits.models import hf_model
+    from persona_circuits.model.loading import hf_model
 
     hf = hf_model(model)
 

@@ -30,9 +30,9 @@ def _t(fn):
 
 def model_costs(model, n_texts: int, repeats: int) -> dict:
     import persona_circuits as pc
-    from persona_circuits.masks import keep_count
-    from persona_circuits.models import prunable_layers
-    from persona_circuits.statistics import record_encoded
+    from persona_circuits.masks.build import keep_count
+    from persona_circuits.model.loading import prunable_layers
+    from persona_circuits.masks.statistics import record_encoded
 
     enc_a = calibration_texts(model, n_texts, pole=0)
     rec = []
@@ -66,7 +66,7 @@ def model_costs(model, n_texts: int, repeats: int) -> dict:
 
 def run(quick: bool = False, repeats: int | None = None, model=None, models: tuple | None = None,
         calib_sizes: tuple | None = None) -> Result:
-    from persona_circuits.statistics import record_encoded
+    from persona_circuits.masks.statistics import record_encoded
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats, 3)

@@ -27,8 +27,8 @@ BATCH = 16
 def padding(model, items) -> dict:
     """Real and padded tokens of both paths' batches for ``items``."""
     from persona_circuits.data import encode_pair, pad_batches
-    from persona_circuits.evaluation import shared_prefix_rows, token_batches
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.measure.evaluation import shared_prefix_rows, token_batches
+    from persona_circuits.model.loading import get_tokenizer
 
     tok = get_tokenizer(model)
     enc = [encode_pair(tok, it.question, a) for it in items for a in (it.answer_a, it.answer_b)]

@@ -27,8 +27,8 @@ sys.path.insert(0, {bench!r})
 import torch
 from _common import calibration_texts, get_model
 from persona_circuits.data import pad_batches
-from persona_circuits.models import get_tokenizer
-from persona_circuits.statistics import record_encoded
+from persona_circuits.model.loading import get_tokenizer
+from persona_circuits.masks.statistics import record_encoded
 
 def rss():
     for line in open("/proc/self/status"):

@@ -55,7 +55,7 @@ def stage_table(results: dict) -> tuple[str, dict[str, float]]:
     return "\n".join(L), dict(sums)
 
 
-def _set_scorings(s: dict) -> int:
+def set_scorings(s: dict) -> int:
     """Condition scorings of every held-out item that one set's matched-damage null draws need."""
     head = s.get("headline") or s.get("effect_damage") or {}
     n = 0
@@ -71,7 +71,7 @@ def null_scorings(results: dict) -> dict[str, int]:
     matched-damage table's null draws need (each draw: both poles at every reached target)."""
     out: dict[str, int] = defaultdict(int)
     for s in results.get("sets", {}).values():
-        out[s.get("family", "other")] += _set_scorings(s)
+        out[s.get("family", "other")] += set_scorings(s)
     return {k: v for k, v in out.items() if v}
 
 
@@ -83,7 +83,7 @@ def design_scorings(runs: list[dict], families: dict[str, int]) -> dict[str, int
     for results in runs:
         for s in results.get("sets", {}).values():
             fam = s.get("family", "other")
-            per[fam] = max(per.get(fam, 0), _set_scorings(s))
+            per[fam] = max(per.get(fam, 0), set_scorings(s))
     per = {f: n for f, n in per.items() if n}
     if any(f not in per for f in families):
         return None
@@ -99,9 +99,9 @@ def full_preset_families() -> dict[str, int]:
     return {"mbti": len(list(bundled_personas())), **({"ai": len(AI_TASKS)} if DATA.is_dir() else {})}
 
 
-def _scoring_seconds(model) -> dict[str, float]:
+def scoring_seconds(model) -> dict[str, float]:
     from persona_circuits.data import load_persona_set
-    from persona_circuits.evaluation import score_choices
+    from persona_circuits.measure.evaluation import score_choices
 
     out = {}
     sets = {"mbti": load_persona_set("mbti-ei").test}
@@ -115,10 +115,10 @@ def _scoring_seconds(model) -> dict[str, float]:
     return out
 
 
-def _model_in(dtype: str | None, model):
+def model_in(dtype: str | None, model):
     """``model`` when it already runs in ``dtype`` (the full run's), else the default model loaded in it."""
     import persona_circuits as pc
-    from persona_circuits.dtypes import dtype_name
+    from persona_circuits.model.dtypes import dtype_name
 
     if model is not None and (dtype is None or dtype_name(model) == dtype):
         return model
@@ -158,7 +158,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
     need = null_scorings(results)
     if need:
         dtype = meta.get("dtype")
-        secs = _scoring_seconds(_model_in(dtype, model))
+        secs = scoring_seconds(model_in(dtype, model))
         floor = sum(n * secs.get(fam, secs["mbti"]) for fam, n in need.items())
         spent = _null_stage_seconds(results)
         res.add(f"matched-table null draws: item scoring alone (floor, {dtype})", floor / 60, "min", detail=json.dumps(need))

@@ -21,8 +21,8 @@ from _common import Result, get_model, main_of, median, repeats_for  # noqa: E40
 
 def run(quick: bool = False, repeats: int | None = None, model=None, reload: bool = True) -> Result:
     import persona_circuits as pc
-    from persona_circuits.interventions import weights_snapshot
-    from persona_circuits.models import prunable_layers
+    from persona_circuits.model.interventions import weights_snapshot
+    from persona_circuits.model.loading import prunable_layers
 
     model = model or get_model()
     repeats = repeats_for(quick, repeats)

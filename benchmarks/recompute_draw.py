@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import persona_circuits as pc
-    from persona_circuits.dtypes import cpu_model
+    from persona_circuits.model.dtypes import cpu_model
     from persona_circuits.study.config import StudyConfig
     from persona_circuits.study.headline import curve
-    from persona_circuits.study.matched import _prior, _start, draw_seeds, matched_null, matched_real, row_seed
+    from persona_circuits.study.matched import real_prior, draw_start, draw_seeds, matched_null, matched_real, row_seed
     from persona_circuits.study.sets import study_sets
     from persona_circuits.study.setup import prepare_set
     from persona_circuits.study.state import Study
@@ -67,15 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run = prepare_set(study, sset)
     cv = curve(study, run=run, method=a.method)
-    prior = _prior(cv, matched_real(study, run=run, method=a.method, curve=cv))
+    prior = real_prior(cv, matched_real(study, run=run, method=a.method, curve=cv))
     target = float(cfg.headline.matched_damages[0] if a.target is None else a.target)
     seeds = draw_seeds(row_seed(run, a.method, target), a.k + 1)
     earlier: list = []
     for s in seeds[: a.k]:  # the earlier draws (cache hits) give draw k its start strength, as in the study
         earlier.append(matched_null(study, run=run, method=a.method, target=target, seed=s, kind="label-swapped",
-                                    prior=prior, start=_start(earlier)))
+                                    prior=prior, start=draw_start(earlier)))
     inputs = dict(run=run, method=a.method, target=target, seed=seeds[a.k], kind="label-swapped", prior=prior,
-                  start=_start(earlier))
+                  start=draw_start(earlier))
     entry = a.scratch / "cache" / f"matched-null-{matched_null.key_of(study, **inputs)}.json"
     if not entry.is_file():
         print(f"recompute_draw: the study's cache holds no draw {a.k} of {a.method} at KL {target:g} on {a.set}",

@@ -25,7 +25,9 @@ ORDER = ["bench_recording", "bench_released_stats", "bench_masks", "bench_switch
          # issue 9 (throughput): scoring paths, bfloat16, pole switch, model load
          "bench_scoring_paths", "bench_bf16_recording", "bench_pole_switch", "bench_model_load",
          # issue 16 (commands that answer in seconds): whole-process CLI times; the study's wall time
-         "bench_cli", "bench_study"]
+         "bench_cli", "bench_study",
+         # issue 25 (shards that fit a short job): each committed shard against 40 min
+         "bench_shards"]
 
 def gpu_paragraph(results) -> str:
     """What would change on a GPU, with the sizes measured in this run (no GPU was used)."""

@@ -20,43 +20,53 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._moved import MOVED, moved_warning
+from ._moved import install as install_moved_modules
+
 __version__ = "0.1.0"
 
 #: submodule -> the public names it provides
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "data": ("ChoiceItem", "PersonaSet", "Pole", "bundled_personas", "load_persona_set", "parse_set_specs", "resolve_set"),
-    "compose": ("ALL_TYPES", "GateMask", "compose_masks", "compose_steering", "compose_type", "mbti_type_poles",
-                "opposite_type", "type_signs"),
+    "data": ("ChoiceItem", "PersonaSet", "Pole", "bundled_personas", "load_persona_set", "parse_set_specs",
+             "resolve_set"),
+    "masks.compose": ("ALL_TYPES", "GateMask", "compose_masks", "compose_steering", "compose_type",
+                      "mbti_type_poles", "opposite_type", "type_signs"),
     "analysis.atlas": ("atlas", "atlas_record", "pair_overlap", "top_contrastive_weights"),
     "study": ("StudyConfig", "run_study"),
     "results": ("StudyResults", "load_results"),
     "errors": ("DatasetError", "MaskError", "ModelLoadError", "ModelMismatchError", "OutputError",
                "PersonaCircuitsError", "SignatureError"),
-    "damage": ("Damage", "Dial", "NeutralReference", "StrengthSearch", "find_strength", "kl_damage", "mask_dial",
-               "measure_damage", "neutral_reference", "soft_mask_dial", "steering_dial", "all_layer_steering_dial"),
-    "dtypes": ("resolve_dtype",),
-    "evaluation": ("ChoiceResult", "ChoiceScores", "generate", "pole_contrast", "score_choices", "summarize"),
-    "evaluation_released": ("ReleasedResult", "ReleasedScores", "released_system_prompt", "score_released",
-                            "summarize_released"),
-    "export": ("export_model",),
-    "gate": ("WriterBias", "gate_bias_dial", "gate_dial", "gate_directions", "mean_push", "projection_gate_masks"),
-    "steering_all": ("AllLayerSteering",),
-    "interventions": ("Intervention", "MaskSwitcher", "ResidualSteering", "apply_mask", "switch_masks"),
-    "masks": ("METHODS", "Mask", "MaskConfig", "build_masks", "contrastive_removal_masks", "contrastive_sparse_masks",
-              "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask", "save_masks",
-              "topk_rows", "wanda_mask"),
-    "models": ("DEFAULT_MODEL", "LinearLayer", "Model", "load_model", "prunable_layers"),
-    "nulls": ("NullTest", "derive_seed", "holm", "label_swap_indices", "label_swapped_directions", "label_swapped_signatures",
-              "null_mask_pairs", "null_test", "random_directions", "random_pairs_like"),
-    "statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
-                   "record_persona_per_text", "record_persona_signatures", "record_signature", "save_signatures"),
+    "measure.damage": ("Damage", "NeutralReference", "StrengthSearch", "find_strength", "kl_damage",
+                       "measure_damage", "neutral_reference"),
+    "measure.dials": ("Dial", "all_layer_steering_dial", "gate_bias_dial", "gate_dial", "mask_dial",
+                      "soft_mask_dial", "steering_dial"),
+    "model.dtypes": ("resolve_dtype",),
+    "measure.evaluation": ("ChoiceResult", "ChoiceScores", "generate", "pole_contrast", "score_choices", "summarize"),
+    "measure.released": ("ReleasedResult", "ReleasedScores", "released_system_prompt", "score_released",
+                         "summarize_released"),
+    "model.export": ("export_model",),
+    "masks.gate": ("WriterBias", "gate_directions", "mean_push", "projection_gate_masks"),
+    "model.steering_all": ("AllLayerSteering",),
+    "model.interventions": ("Intervention", "MaskSwitcher", "ResidualSteering", "apply_mask", "switch_masks"),
+    "masks.build": ("METHODS", "Mask", "MaskConfig", "contrastive_removal_masks", "contrastive_sparse_masks",
+                    "contrastive_wanda_masks", "load_masks", "load_null_masks", "random_like", "random_mask",
+                    "save_masks", "topk_rows", "wanda_mask"),
+    "masks.registry": ("MaskMethod", "build_masks", "register_mask_method"),
+    "model.loading": ("DEFAULT_MODEL", "LinearLayer", "Model", "load_model", "prunable_layers"),
+    "measure.nulls": ("NullTest", "derive_seed", "holm", "label_swap_indices", "label_swapped_directions",
+                      "label_swapped_signatures", "null_mask_pairs", "null_test", "random_directions",
+                      "random_pairs_like"),
+    "masks.statistics": ("ActivationSignature", "PerTextStats", "load_signatures", "persona_signatures",
+                         "record_persona_per_text", "record_persona_signatures", "record_signature",
+                         "save_signatures"),
 }
-_SUBMODULES = ("compose", "damage", "data", "dtypes", "errors", "evaluation", "evaluation_released", "export", "gate",
-               "interventions", "masks", "matching", "models", "nulls", "options", "results", "scoring", "selection",
-               "statistics", "steering_all", "study")
+#: the package's own modules and subpackages (``pc.study``, ``pc.masks``, ...), imported on first access
+_SUBMODULES = ("analysis", "data", "errors", "masks", "measure", "model", "options", "results", "study")
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(set(_WHERE) | set(_SUBMODULES))
+
+install_moved_modules()
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +75,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
+    elif name in MOVED:  # pc.nulls and the like: the module under its new name, with a DeprecationWarning
+        moved_warning(name)
+        return importlib.import_module(f".{MOVED[name]}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value

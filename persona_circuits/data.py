@@ -280,7 +280,7 @@ def load_own_format(folder: str | Path, items_file: str = "items.jsonl") -> Pers
 def _marked(ps: PersonaSet) -> PersonaSet:
     """Set ``meta["one_token_answers"]``: every answer of both poles is one short word (Anthropic's ``Yes`` / ``No``,
     one token each in the embedded models' tokenizers). Record such sets at the ``answer`` positions: see
-    :mod:`persona_circuits.statistics` for why ``predict`` cannot tell their poles apart."""
+    :mod:`persona_circuits.masks.statistics` for why ``predict`` cannot tell their poles apart."""
     answers = [a for it in (*ps.calibration, *ps.test) for a in (it.answer_a, it.answer_b) if a is not None]
     ps.meta["one_token_answers"] = bool(answers) and all(len(a.split()) == 1 and len(a) <= 12 for a in answers)
     return ps

@@ -27,7 +27,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     """The default model's tokenizer (from its GGUF file), saved to a folder: it carries a chat template."""
     from transformers import AutoTokenizer
 
-    from persona_circuits.models import embedded_gguf_path
+    from persona_circuits.model.loading import embedded_gguf_path
 
     gguf = embedded_gguf_path()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -36,7 +36,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _tiny_hf(kind: str, vocab: int, seed: int = 0):
+def tiny_hf(kind: str, vocab: int, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -54,7 +54,7 @@ def make_tiny(kind: str, tokenizer_dir: Path, seed: int = 0):
     from persona_circuits import load_model
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    return load_model(_tiny_hf(kind, len(tok), seed), tok, model_id=f"tiny-{kind}")
+    return load_model(tiny_hf(kind, len(tok), seed), tok, model_id=f"tiny-{kind}")
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_llama")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    _tiny_hf("llama", len(tok)).save_pretrained(out)
+    tiny_hf("llama", len(tok)).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 

@@ -179,7 +179,7 @@ def atlas_block(rng, sets: list[str], layers: int = 4) -> dict:
     """The atlas as ``study/atlas.py`` writes it: the record, the pairs with their Holm verdicts, the families and
     the atlas's own computed conclusions."""
     from persona_circuits.analysis.atlas import atlas_conclusions
-    from persona_circuits.nulls import holm
+    from persona_circuits.measure.nulls import holm
 
     n = len(sets)
     groups = ("all", "attn", "mlp", "block 0", "block 1")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import persona_circuits as pc
-from persona_circuits.interventions import weights_snapshot
+from persona_circuits.model.interventions import weights_snapshot
 
 from .conftest import shared_data
 

@@ -13,7 +13,7 @@ from persona_circuits._io import safetensors_bytes
 
 _SAVE_MASK = """
 import sys, torch
-from persona_circuits.masks import Mask, MaskConfig
+from persona_circuits.masks.build import Mask, MaskConfig
 g = torch.Generator().manual_seed(0)
 masks = {f"blocks.{i}.mlp.{r}": torch.rand(7, 13, generator=g) > 0.5 for i in range(3) for r in ("out", "in", "gate")}
 cfg = MaskConfig(method="wanda", sparsity=0.5, model_id="m", fingerprint="f", poles=["a", "b"], extra={"z": 1, "y": 2})

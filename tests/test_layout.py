@@ -40,3 +40,21 @@ def test_the_checker_sees_a_long_function():
     """The check itself can fail: a synthetic 81-line function is reported."""
     src = "def f():\n" + "    x = 1\n" * 80
     assert [n for _, _, n in _functions(ast.parse(src))] == [81]
+
+
+#: What stays at the package's root: the lazy top level, the deprecated-name aliases, and what every wing shares.
+ROOT_MODULES = {"__init__.py", "_io.py", "_moved.py", "data.py", "errors.py", "options.py"}
+
+
+def test_the_core_is_grouped():
+    """Library modules live in model/, masks/, measure/ (issue 26), not in a flat root."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert set(loose) <= ROOT_MODULES, f"modules at the package root outside {sorted(ROOT_MODULES)}: {sorted(set(loose) - ROOT_MODULES)}"
+
+
+def test_tests_follow_the_package():
+    """Each subpackage has its tests in a folder of the same name."""
+    tests = PACKAGE.parent / "tests"
+    subs = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    missing = [s for s in subs if not (tests / s).is_dir()]
+    assert not missing, f"subpackages without tests/<name>/: {missing}"

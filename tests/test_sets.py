@@ -105,8 +105,8 @@ def test_parse_set_specs_splits_and_refuses_duplicate_names():
 
 
 def test_a_set_by_path_and_by_name_gives_the_same_masks(tiny_llama):
-    from persona_circuits.masks import build_masks
-    from persona_circuits.statistics import record_persona_signatures
+    from persona_circuits.masks.registry import build_masks
+    from persona_circuits.masks.statistics import record_persona_signatures
 
     masks = []
     for spec in ("mbti-ei", str(PERSONAS_DIR / "mbti-ei" / "items.jsonl")):
@@ -121,9 +121,9 @@ def test_a_set_by_path_and_by_name_gives_the_same_masks(tiny_llama):
 def test_one_token_answers_have_identical_predict_statistics_in_both_poles(tiny_llama):
     """Why one-token answers are recorded at the ``answer`` positions: the only ``predict`` position is the last
     prompt token, which both poles' texts of an item share, so the poles' statistics and masks coincide."""
-    from persona_circuits.masks import build_masks
-    from persona_circuits.scoring import contrastive_z
-    from persona_circuits.statistics import persona_signatures, record_persona_per_text
+    from persona_circuits.masks.registry import build_masks
+    from persona_circuits.masks.scoring import contrastive_z
+    from persona_circuits.masks.statistics import persona_signatures, record_persona_per_text
 
     items = [ChoiceItem(f"i{i}", f"Is the following statement something you would say?\n\"I like plan {i}\"",
                         "Yes" if i % 2 else "No", "No" if i % 2 else "Yes") for i in range(8)]

@@ -10,7 +10,7 @@ which cancels answer-length bias and every effect the two conditions share (dama
   full masks' contrast, ``f = mean(d_restored) / mean(d_full)`` with a paired bootstrap interval over
   items. A fraction of a contrast that is itself noise means nothing, so the rows are computed only
   when the full contrast passes a test (``gate``): a test made by the caller (the study passes
-  :func:`persona_circuits.nulls.null_test` against label-swapped mask pairs on the same items, as a dict
+  :func:`persona_circuits.measure.nulls.null_test` against label-swapped mask pairs on the same items, as a dict
   with ``test`` and ``passed``), a bare decision, a threshold, or, with no gate, the weaker test "its
   95 % bootstrap interval lies above 0" (which ignores the null and says so in the output).
 * **Removal** (:func:`removal_comparison`): in the dense model, remove per row the ``q`` fraction of
@@ -31,11 +31,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .. import scoring
-from ..evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast
-from ..masks import Mask, MaskConfig, keep_count, random_mask, topk_rows
-from ..models import Model, architecture_fingerprint, get_model_id, prunable_layers
-from ..statistics import DEFAULT_STATISTIC, ActivationSignature
+from ..masks import scoring
+from ..masks.build import Mask, MaskConfig, keep_count, random_mask, topk_rows
+from ..masks.statistics import DEFAULT_STATISTIC, ActivationSignature
+from ..measure.evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast, score_choices
+from ..model.interventions import apply_mask
+from ..model.loading import Model, architecture_fingerprint, get_model_id, prunable_layers
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).
@@ -103,8 +104,6 @@ def removed_per_row(mask: Mask) -> dict[str, Int[Tensor, " d_out"]]:
 
 
 def _default_scorer(model, items, batch_size: int) -> Scorer:
-    from ..evaluation import score_choices
-    from ..interventions import apply_mask
 
     def fn(label, mask, dense_layers=frozenset()):
         with apply_mask(model, mask, dense_layers=set(dense_layers)):
@@ -112,7 +111,7 @@ def _default_scorer(model, items, batch_size: int) -> Scorer:
     return fn
 
 
-def _gate(full: dict, gate: bool | float | dict | None) -> dict:
+def restore_gate(full: dict, gate: bool | float | dict | None) -> dict:
     if isinstance(gate, dict):  # a test made by the caller (e.g. nulls.null_test): {"test", "passed", ...}
         if "passed" not in gate or "test" not in gate:
             raise ValueError("a gate given as a dict needs the keys 'test' and 'passed'")
@@ -135,7 +134,7 @@ def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Se
     score = scorer or _default_scorer(model, items, batch_size)
     fa, fb = score("full:a", mask_a, frozenset()), score("full:b", mask_b, frozenset())
     full = pole_contrast(fa, fb, condition="full masks", seed=seed, n_boot=n_boot).to_dict()
-    g = _gate(full, gate)
+    g = restore_gate(full, gate)
     out = {"full_contrast": full, "gate": g, "rows": [], "skipped": None,
            "definition": "pole contrast (nats/token) with the group restored to dense in both masks, as a fraction of "
                          "the full masks' pole contrast; interval: paired bootstrap over items"}

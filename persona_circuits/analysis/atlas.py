@@ -1,7 +1,7 @@
 """Atlas: which persona sets share contrastive weights and steering directions, beyond chance.
 
 **Top contrastive weights of a set.** For a persona pair with contrastive z-scores ``z_j`` per input channel
-(:func:`~persona_circuits.scoring.contrastive_z`), a weight's *pooled* contrastive-Wanda score is the larger of
+(:func:`~persona_circuits.masks.scoring.contrastive_z`), a weight's *pooled* contrastive-Wanda score is the larger of
 its two poles' scores, ``max(|W_ij| φ(z_j), |W_ij| φ(−z_j)) = |W_ij| φ(|z_j|)`` (ReLU or softplus φ, both
 increasing). A set's top weights are, in every row, the ``n = d_in − floor((1 − f) d_in)`` weights of largest
 pooled score (the count a removal mask of fraction ``f`` removes; ties by ``|W|``, then index, as every mask).
@@ -15,15 +15,15 @@ mean ``k_a k_b / d``; the *random expectation* reported is the ratio of expectat
 ``E|A ∩ B| / (|A| + |B| − E|A ∩ B|)`` with ``E|A ∩ B| = Σ_rows k_a k_b / d`` (close to ``E[J]`` for large
 masks). Real masks of any two sets overlap more than that, because every score carries ``|W|``: the
 **label-swapped null** is the reference. For the pair (X, Y) it is the overlap of X's real top weights with
-Y's top weights from label-swapped calibration data (:func:`~persona_circuits.nulls.label_swapped_signatures`:
+Y's top weights from label-swapped calibration data (:func:`~persona_circuits.measure.nulls.label_swapped_signatures`:
 exactly half of each set's items swapped by default, ``swap``; each set's draws from its own seed,
 ``derive_seed(seed, "atlas", set)``), pooled with the mirror draws (Y real, X swapped):
-``2K`` values from ``K`` draws. The pair's p-value is that of :func:`~persona_circuits.nulls.null_test`
+``2K`` values from ``K`` draws. The pair's p-value is that of :func:`~persona_circuits.measure.nulls.null_test`
 (estimated centre: the t reference of the one-sided 95 % prediction bound), with the permutation p-value
 ``(1 + #{null ≥ J}) / (2K + 1)`` beside it.
 
 **Steering directions.** Per layer, the cosine between two sets' difference-of-means directions
-``v = mean(h | A) − mean(h | B)`` (:func:`~persona_circuits.baselines.steering_vectors`). The sign of a cosine
+``v = mean(h | A) − mean(h | B)`` (:func:`~persona_circuits.measure.baselines.steering_vectors`). The sign of a cosine
 only says how the poles happen to be ordered, so the tests are two-sided. Against random directions, the
 cosine of a uniformly random direction in ``d`` dimensions with a fixed one has ``(1 + c) / 2 ~
 Beta((d − 1)/2, (d − 1)/2)``: mean 0, sd ``1 / sqrt(d)``, two-sided p ``2 P(C ≥ |c|)``, in closed form. Residual
@@ -31,17 +31,17 @@ streams are far from isotropic, so two unrelated sets' directions vary more than
 features are given, the test uses **label-swapped directions** instead (``K`` draws of each set, pooled in both
 directions as above). Their distribution is symmetric about 0 (the complement of a draw negates it), so the
 scale is ``σ₀ = sqrt(mean(null²))`` with ``2K`` degrees of freedom and ``p = 2 · t.sf(|c| / σ₀, 2K)``
-(:func:`~persona_circuits.nulls.null_test` with ``center="zero"``, made two-sided).
+(:func:`~persona_circuits.measure.nulls.null_test` with ``center="zero"``, made two-sided).
 
 **One test per pair for the directions** (with label-swapped directions): the statistic is the maximum over
 layers of ``|cos|``, and its null the same maximum for each of the ``2K`` pooled draws (the real direction of
-one set against a draw of the other's). The p-value is that of :func:`~persona_circuits.nulls.null_test`
+one set against a draw of the other's). The p-value is that of :func:`~persona_circuits.measure.nulls.null_test`
 (estimated centre) on the logarithms (the maximum of ``|cos|`` is right-skewed; its log much less), Holm over
 the pairs (``steering_pair_p``, ``steering_pair_p_holm``, ``steering_pair_shared``). The per-(pair, layer) tests
 are kept beside it as a description: a family of pairs x layers at ``α / (pairs · layers)`` can hardly be passed by a
 cosine against a unit-normalised null, so a "no" there said nothing.
 
-**Verdicts.** Holm's adjustment (:func:`~persona_circuits.nulls.holm`, the study's rule) at ``alpha`` over the
+**Verdicts.** Holm's adjustment (:func:`~persona_circuits.measure.nulls.holm`, the study's rule) at ``alpha`` over the
 family of set pairs for the overlap (whole model), and over the set pairs for the directions (above). A
 pair "shares more than chance" when its adjusted p-value is below ``alpha``.
 
@@ -56,14 +56,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
+from scipy import stats
 from torch import Tensor
 
 from ..errors import PersonaCircuitsError
-from ..masks import Mask, remove_count, topk_rows
-from ..nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
-from ..scoring import contrastive_z, wanda_scores
-from ..scoring import phi as phi_fn
-from ..statistics import DEFAULT_TEXT_STAT, ActivationSignature, PerTextStats
+from ..masks.build import Mask, remove_count, topk_rows
+from ..masks.scoring import contrastive_z, phi as phi_fn, wanda_scores
+from ..masks.statistics import DEFAULT_TEXT_STAT, ActivationSignature, PerTextStats
+from ..measure.nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
+from ..model.loading import prunable_layers
 
 
 class AtlasError(PersonaCircuitsError, ValueError):
@@ -81,7 +82,6 @@ def layer_groups(name: str) -> list[str]:
 def _weights(model_or_weights, modules: str = "all") -> dict[str, Tensor]:
     if isinstance(model_or_weights, Mapping):
         return dict(model_or_weights)
-    from ..models import prunable_layers
 
     return {l.name: l.weight for l in prunable_layers(model_or_weights, modules)}
 
@@ -97,7 +97,7 @@ def pooled_contrastive_scores(weight: Float[Tensor, "d_out d_in"], sig_a: Activa
                               layer: str, *, phi: str = "relu", tau: float = 2.0,
                               text_stat: str = DEFAULT_TEXT_STAT) -> Float[Tensor, "d_out d_in"]:
     """``|W| φ(|z|)``: the larger of the two poles' contrastive-Wanda scores ``|W| φ(z)`` and ``|W| φ(−z)`` (``φ``
-    increasing), computed once (equal to ``torch.maximum`` of :func:`~persona_circuits.scoring.contrastive_wanda_scores`,
+    increasing), computed once (equal to ``torch.maximum`` of :func:`~persona_circuits.masks.scoring.contrastive_wanda_scores`,
     bit for bit)."""
     z = contrastive_z(sig_a, sig_b, layer, text_stat=text_stat)
     return wanda_scores(weight, phi_fn(z.abs(), phi, tau))
@@ -270,7 +270,6 @@ def steering_cosines(vectors: Mapping[str, Float[Tensor, "layer d_model"]]) -> F
 def random_direction_p(cos: np.ndarray, d: int) -> np.ndarray:
     """Two-sided p-value of ``|c|`` for the cosine of a uniformly random direction in ``d`` dimensions with a fixed
     one: ``(1 + C) / 2 ~ Beta((d − 1)/2, (d − 1)/2)``, ``p = 2 P(C ≥ |c|)``."""
-    from scipy import stats
 
     a = (d - 1) / 2
     return np.minimum(1.0, 2 * stats.beta.sf((1 + np.abs(cos)) / 2, a, a))
@@ -297,7 +296,6 @@ def _steering_block(vectors: dict[str, Tensor], features: dict[str, tuple] | Non
                     alpha: float, swap: str = "balanced") -> dict:
     """Cosines per layer with their null (label-swapped directions when ``features`` is given, else random
     directions) and Holm over the (pair, layer) family."""
-    from scipy import stats
 
     S = len(vectors)
     cos = steering_cosines(vectors).numpy()  # [L, S, S]
@@ -350,7 +348,7 @@ def _inputs(signatures: Mapping, per_text: Mapping | None, steering: Mapping | N
     if stats is not None and all(st.resid is not None for pair in stats for st in pair):
         features = {n: (a.resid, b.resid) for n, (a, b) in zip(names, stats)}
     if steering is None and features is not None:
-        from ..baselines import steering_vectors
+        from ..measure.baselines import steering_vectors
 
         steering = {n: steering_vectors(a, b) for n, (a, b) in features.items()}
     if steering is not None:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from ..data import ChoiceItem, EncodedText, pad_batches
-from ..evaluation import bootstrap_ci, score_choices
-from ..models import Model, get_tokenizer
+from ..measure.evaluation import bootstrap_ci, score_choices
+from ..model.loading import Model, get_tokenizer
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[1] / "capability"
 

@@ -1,5 +1,5 @@
 """Features for the probes besides the calibration residuals (which
-:func:`persona_circuits.statistics.record_per_text` records with ``residuals=True``, in the same pass as
+:func:`persona_circuits.masks.statistics.record_per_text` records with ``residuals=True``, in the same pass as
 the per-text statistics): :func:`answer_embeddings`, the mean token embedding over the answer tokens (the
 lexical "layer 0" of a probe, no forward pass), and :func:`text_features`, mean residuals over the tokens
 of plain texts (neutral text) with an optional plain-text prefix.
@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from ..data import EncodedText, encode_pair, pad_batches
 from ..errors import SignatureError
-from ..hooks import StopForward, block_out
-from ..models import Model, get_tokenizer, input_device
+from ..model.hooks import StopForward, block_out
+from ..model.loading import Model, get_tokenizer, input_device
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Analyses of the projection gate (:mod:`persona_circuits.gate`) that can fail.
+"""Analyses of the projection gate (:mod:`persona_circuits.masks.gate`) that can fail.
 
 * **Where the selected weights sit** (:func:`gate_layout`): per block and writer kind (attention ``o``, MLP
   down), how many weights each pole's set holds and the fraction of that matrix. A persona edit spread over
@@ -14,7 +14,7 @@
 * **Across personas** (:func:`cross_overlap`): the real sets of two persona sets (same pole with same pole,
   and crossed) against the overlap of their null draws' sets.
 
-Sets are handled as bit-packed flat vectors over the writer weights in :func:`~persona_circuits.gate.writer_layers`
+Sets are handled as bit-packed flat vectors over the writer weights in :func:`~persona_circuits.masks.gate.writer_layers`
 order (``np.packbits``: 4.6 MB per set on the default model), so a study can keep a few per persona set.
 """
 
@@ -26,7 +26,7 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from ..masks import Mask
+from ..masks.build import Mask
 
 
 def packed_selection(mask: Mask) -> np.ndarray:

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import torch
 
-from ..masks import Mask
+from ..masks.build import Mask
 
 
 def _counts(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int]:

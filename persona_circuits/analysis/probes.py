@@ -43,8 +43,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .features import text_features
+
 if TYPE_CHECKING:
-    from ..models import Model
+    from ..model.loading import Model
 
 #: An intervention for :func:`decode_intervention`: a callable returning a context manager (e.g.
 #: ``lambda: apply_mask(model, mask)``), a plain-text prefix (e.g. a persona prompt), or ``None`` (dense).
@@ -173,7 +175,6 @@ def intervention_features(model: Model, intervention: Intervention, texts: Seque
                           max_tokens: int = 256, progress: bool | str = False) -> Float[torch.Tensor, "n layer d_model"]:
     """Mean residuals after every block over each neutral text's first ``max_tokens`` tokens under
     ``intervention``."""
-    from .features import text_features
 
     kw = dict(batch_size=batch_size, max_tokens=max_tokens, progress=progress)
     if isinstance(intervention, str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..masks import Mask
+from ..masks.build import Mask
 
 
 def _parts(name: str) -> tuple[int, str, str]:

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..masks import build_masks, random_mask
-from ..statistics import PerTextStats
+from ..masks.build import random_mask
+from ..masks.registry import build_masks
+from ..masks.statistics import PerTextStats
 from .overlap import mask_overlap
 
 if TYPE_CHECKING:
-    from ..models import Model
+    from ..model.loading import Model
 
 
 def bootstrap_stability(model: Model, rec_a: PerTextStats, rec_b: PerTextStats, poles: list[str], *, method: str,

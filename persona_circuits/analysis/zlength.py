@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..nulls import label_swap_indices
-from ..scoring import contrastive_z
-from ..statistics import TEXT_STATISTICS, PerTextStats
+from ..measure.nulls import label_swap_indices
+from ..masks.scoring import contrastive_z
+from ..masks.statistics import TEXT_STATISTICS, PerTextStats
 
 
 def _mean_z(sig_a, sig_b, layers, kind) -> tuple[np.ndarray, np.ndarray]:

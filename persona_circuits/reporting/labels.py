@@ -23,7 +23,7 @@ DIAL_LABEL = {"contrastive-wanda": "contrastive-Wanda keep mask (sparsity)",
               "steering-all": "every-layer steering (coefficient)",
               "gate-bias": "the gate's mean push as writer biases (strength s)"}
 
-#: What a 16-type result composes, per method (``persona_circuits.compose``).
+#: What a 16-type result composes, per method (``persona_circuits.masks.compose``).
 COMPOSE_LABEL = {"soft-mask": "soft contrastive-Wanda masks (the product of the axes' gates)",
                  "steering": "steering directions (the sum of the axes' signed difference-of-means directions)"}
 

@@ -8,8 +8,9 @@ the report and the figures (which never import the study).
 Modules: :mod:`._record` (the base class: ``to_dict`` / ``from_dict`` with type checks), :mod:`.records`
 (choices, contrasts, curve points, matched-damage rows, null draws, reference points, the headline),
 :mod:`.analyses` (per-set analyses and the analysis set), :mod:`.types_atlas` (the 16 types, the atlas),
-:mod:`.study` (:class:`StudyResults`, loading and writing), :mod:`.upgrade` (older schemas), :mod:`.constants`
-(set order, AI tasks, main methods), :mod:`.paper` (the paper's numbers).
+:mod:`.study` (:class:`StudyResults`, loading and writing), :mod:`.upgrade` (the schema's versions: the current
+one, and every older file brought to it), :mod:`.constants` (set order, AI tasks, main methods), :mod:`.paper` (the
+paper's numbers).
 """
 
 from ._record import Record, ResultsError
@@ -20,23 +21,22 @@ from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capab
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
 from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
 from .paper import paper_numbers
-from .records import (ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts, EstimatedCenter, Headline,
-                      MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow, RandomDirectionNull, ReferencePoint,
-                      StrengthMatchedNull)
-from .study import (SCHEMA_VERSION, Meta, MultipleComparison, Paper, RunSettings, SetResults, StudyResults, load_results,
-                    write_results)
+from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts,
+                      EstimatedCenter, Headline, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
+                      RandomDirectionNull, ReferencePoint, Shift, StrengthMatchedNull)
+from .study import Meta, MultipleComparison, Paper, RunSettings, SetResults, StudyResults, load_results, write_results
 from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, SteeringCosines, TestFamily,
                           TypeAxisContrast, TypeRow, TypesResult)
-from .upgrade import upgrade
+from .upgrade import SCHEMA_VERSION, upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
-           "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DamageMatchedNull", "DamageTexts", "Decoding",
-           "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair",
+           "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
+           "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair",
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
            "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults",
-           "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
-           "SteeringTrial", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow", "TestFamily",
-           "TypeAxisContrast", "TypeRow", "TypesResult", "upgrade", "write_results"]
+           "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
+           "SteeringTrial", "STRENGTH_MATCHED", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
+           "TestFamily", "TypeAxisContrast", "TypeRow", "TypesResult", "upgrade", "write_results"]

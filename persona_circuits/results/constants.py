@@ -1,7 +1,7 @@
 """Names and settings that the study writes and the reporting wing reads, in one place that imports
 nothing heavy (the study imports them from here; the reporting wing never imports the study).
 
-``tests/test_results.py`` checks that they agree with the study's and the mask builders' own values.
+``tests/results/test_results.py`` checks that they agree with the study's and the mask builders' own values.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ AI_TASKS = ("power", "wealth", "hallucination")
 #: The mask methods of the study's main table (each at the study's sparsity).
 MAIN_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
 
-#: The released code's default sparsity of each mask method (``persona_circuits.masks.DEFAULT_SPARSITY``).
+#: The released code's default sparsity of each mask method (``persona_circuits.options.DEFAULT_SPARSITY``).
 RELEASED_SPARSITY = {"wanda": 0.5, "contrastive-wanda": 0.3, "contrastive-sparse": 0.3}
 
-#: The contrastive z-score's default per-text statistic (``persona_circuits.statistics.DEFAULT_TEXT_STAT``).
+#: The contrastive z-score's default per-text statistic (``persona_circuits.masks.statistics.DEFAULT_TEXT_STAT``).
 DEFAULT_TEXT_STAT = "rms"
 
 

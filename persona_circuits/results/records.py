@@ -10,12 +10,14 @@ Vocabulary (one word per quantity, from the study to the report):
   ``accuracy_length_normalized`` the same per token;
 * ``damage_kl`` - KL(dense || intervened) on neutral text (nats/token);
 * ``null_*`` - the same method built without a persona difference: its draws' contrasts (``null_shifts``),
-  damages, mean, sd, the one-sided 95 % bound ``null_threshold`` and the verdict ``persona_specific``. Version-1
-  files drew label-swapped masks and random steering directions at the real pair's strength; from version 2 every
-  matched row's null is label-swapped calibration data (``null_kind``; for steering, the difference of means of
-  the label-swapped data), each draw at its own damage-matched strength, tested with the centre ``null_center``
-  (``zero`` or ``estimated``, :mod:`persona_circuits.nulls`) that the pooled symmetry check
-  (:class:`NullSymmetry`) allowed.
+  damages, mean, sd, the one-sided 95 % bound ``null_threshold`` and the verdict ``persona_specific``.
+
+A matched row's null test has one of two designs, :attr:`MatchedRow.null_design`, which the report and the
+figures read instead of the file's version: :data:`DAMAGE_MATCHED` (the rebuilt study: label-swapped calibration
+data, ``null_kind``; for steering, the difference of means of the label-swapped data; each draw brought to the
+row's target damage by its own strength search, on the row's items, tested with the centre ``null_center``,
+``zero`` or ``estimated``, :mod:`persona_circuits.measure.nulls`) or :data:`STRENGTH_MATCHED` (the older study, version-1
+files: label-swapped masks and random steering directions at the real pair's own strength, on the curve items).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from __future__ import annotations
 from ._record import Record, record
 
 Interval = tuple[float, float]
+
+#: A matched row's null draws each brought to the row's target damage by their own strength search (``null_kind``
+#: names the draws).
+DAMAGE_MATCHED = "damage-matched"
+#: A matched row's null draws at the real pair's own strength (the older study: no ``null_kind``).
+STRENGTH_MATCHED = "strength-matched"
 
 
 @record
@@ -42,11 +50,10 @@ class ChoiceRow(Record):
 
 
 @record
-class Contrast(Record):
-    """A pole contrast: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole); ``trained``
-    on a LoRA contrast: whether its adapters moved the model."""
+class Shift(Record):
+    """A shift on the held-out items: ``shift`` (nats/token) and ``moved`` (share of items moved towards the pole),
+    with the damage where it was measured; ``trained`` on a LoRA shift: whether its adapters moved the model."""
 
-    condition: str
     n: int
     shift: float
     shift_ci95: Interval
@@ -56,17 +63,13 @@ class Contrast(Record):
     damage_kl_ci95: Interval | None = None
     trained: bool | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str | None = None):
-        """As :meth:`Record.from_dict`; a contrast that names its share moved ``accuracy`` / ``accuracy_ci95`` (as
-        :meth:`persona_circuits.evaluation.PoleContrast.to_dict` does, and so the analysis set's contrasts of the
-        rebuilt study) is read as ``moved`` / ``moved_ci95``."""
-        if isinstance(d, dict) and "accuracy" in d and "moved" not in d:
-            d = dict(d)
-            d["moved"] = d.pop("accuracy")
-            if "accuracy_ci95" in d and "moved_ci95" not in d:
-                d["moved_ci95"] = d.pop("accuracy_ci95")
-        return super().from_dict(d, where)
+
+@record
+class Contrast(Shift):
+    """A pole contrast of a named condition (a :class:`Shift`). Files that called the share moved ``accuracy``
+    are renamed by :func:`persona_circuits.results.upgrade.upgrade`."""
+
+    condition: str
 
 
 @record
@@ -136,7 +139,7 @@ class StrengthMatchedNull(NullDraws):
 @record
 class DamageMatchedNull(NullDraws):
     """Null draws each brought to the target damage by its own strength search (version 2), on the same items as
-    the real contrast, and the test of the real contrast against them (:func:`persona_circuits.nulls.null_test`)."""
+    the real contrast, and the test of the real contrast against them (:func:`persona_circuits.measure.nulls.null_test`)."""
 
     null_kind: str | None = None
     null_items: int | None = None
@@ -251,22 +254,22 @@ class MatchedRow(DamageMatchedNull):
 
     @property
     def damage_matched(self) -> bool:
-        """Whether the row's null draws were each brought to the target damage (version 2: ``null_kind`` set)."""
+        """Whether the row's null draws were each brought to the target damage (``null_kind`` set)."""
         return self.null_kind is not None
+
+    @property
+    def null_design(self) -> str | None:
+        """How the row's null draws were made: :data:`DAMAGE_MATCHED` or :data:`STRENGTH_MATCHED` (the module's
+        docstring); ``None`` for a row whose target was not reached (it has no null test)."""
+        if not self.reached:
+            return None
+        return DAMAGE_MATCHED if self.damage_matched else STRENGTH_MATCHED
 
 
 @record
-class ReferencePoint(Record):
-    """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item."""
-
-    n: int
-    shift: float
-    shift_ci95: Interval
-    moved: float | None = None
-    moved_ci95: Interval | None = None
-    damage_kl: float | None = None
-    damage_kl_ci95: Interval | None = None
-    trained: bool | None = None
+class ReferencePoint(Shift):
+    """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item (a
+    :class:`Shift`)."""
 
 
 @record
@@ -312,6 +315,14 @@ class Headline(Record):
         """The matched rows whose target damage was reached."""
         return [r for r in self.matched if r.reached]
 
+    @property
+    def null_design(self) -> str:
+        """The design of the reached rows' null tests (:attr:`MatchedRow.null_design`): :data:`DAMAGE_MATCHED` when
+        every one is, else :data:`STRENGTH_MATCHED`, the older design (also when no row was reached: a table of
+        unreached rows shows only the fields they have)."""
+        designs = {r.null_design for r in self.reached()}
+        return DAMAGE_MATCHED if designs == {DAMAGE_MATCHED} else STRENGTH_MATCHED
+
 
 @record
 class PaperTableRow(Record):
@@ -326,6 +337,8 @@ class PaperTableRow(Record):
     n: int
     operating_point: dict[str, float] | None = None
     null_accuracies: list[float] | None = None
+    null_seed: int | None = None
+    null_swap: str | None = None  # "balanced" or "coins" (absent: coins, the older design)
 
     @property
     def sparsity(self) -> float | None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from ._record import Record, ResultsError, record
@@ -13,12 +12,9 @@ from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Simi
 from .constants import study_order
 from .primary import MethodCalibration, PrimaryTest
 from .gate import GateAnalysis, GateCrossPair
-from .records import ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
+from .records import DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
 from .types_atlas import Atlas, TypesResult
-
-#: The version of the results contract this package writes (``"schema"`` in ``results.json``; a file
-#: without it is version 1 and is upgraded on loading by :func:`persona_circuits.results.upgrade.upgrade`).
-SCHEMA_VERSION = 2
+from .upgrade import SCHEMA_VERSION, upgrade
 
 
 @record
@@ -58,6 +54,7 @@ class Meta(Record):
     cpu: str | None = None  # the CPU model: bfloat16 results reproduce bit for bit on the same model
     threads: int | None = None
     verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
+    missing_shards: list[str] | None = None  # a partial merge (merge --partial): the study's shards not in it
 
 
 @record
@@ -146,6 +143,14 @@ class StudyResults(Record):
         return {n: s.headline for n, s in self.sets.items() if s.headline is not None}
 
     @property
+    def null_design(self) -> str:
+        """The design of the matched rows' null tests over every set (:attr:`Headline.null_design`):
+        :data:`~.records.DAMAGE_MATCHED` when some set's rows are damage-matched, else
+        :data:`~.records.STRENGTH_MATCHED`."""
+        designs = {h.null_design for h in self.headlines().values()}
+        return DAMAGE_MATCHED if DAMAGE_MATCHED in designs else STRENGTH_MATCHED
+
+    @property
     def analysis_set_name(self) -> str:
         """The analysis set (the first set when the study ran none)."""
         return self.analysis.set if self.analysis else next(iter(self.sets))
@@ -154,12 +159,10 @@ class StudyResults(Record):
 def load_results(source: str | Path | dict | StudyResults) -> StudyResults:
     """The typed results of a ``results.json`` path, of its dict, or the results themselves.
 
-    A version-1 file (no ``"schema"`` key) is upgraded in one step (:func:`.upgrade.upgrade`); a file of a
-    newer version loads with a warning, its unknown keys kept in ``extra``. :class:`ResultsError` when a
-    required value is missing or of the wrong kind.
+    An older file is brought to the current schema by :func:`.upgrade.upgrade` (the one place that knows the
+    versions); a file of a newer version loads with a warning, its unknown keys kept in ``extra``.
+    :class:`ResultsError` when a required value is missing or of the wrong kind.
     """
-    from .upgrade import upgrade
-
     if isinstance(source, StudyResults):
         return source
     if isinstance(source, dict):
@@ -169,12 +172,6 @@ def load_results(source: str | Path | dict | StudyResults) -> StudyResults:
             d = json.loads(Path(source).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ResultsError(f"cannot read {source}: {exc}") from exc
-    version = d.get("schema", 1) if isinstance(d, dict) else None
-    if not isinstance(version, int):
-        raise ResultsError(f"results: \"schema\" must be an integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        warnings.warn(f"results schema {version} is newer than this package's {SCHEMA_VERSION}: unknown keys are kept "
-                      "but not shown", stacklevel=2)
     return StudyResults.from_dict(upgrade(d), "results")
 
 

@@ -4,16 +4,17 @@ stability, sparsity and calibration-size sweeps, general capability, on the anal
 
 from __future__ import annotations
 
+from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 
-@stage("analysis-scores", settings=("analysis.analysis_items",), store="torch", version=3)
+@stage("analysis-scores", settings=(SETTINGS.analysis.analysis_items,), store="torch", version=3)
 def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str]) -> dict:
     """Scores of the analysis items with ``mask`` applied (``None``: dense) and ``dense_layers`` left dense."""
-    from ..evaluation import score_choices
-    from ..interventions import apply_mask
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import apply_mask
 
     with apply_mask(study.model, mask, dense_layers=set(dense_layers)):
         s = score_choices(study.model, run.ps.test[: study.cfg.analysis.analysis_items], batch_size=study.cfg.batch_size)
@@ -21,7 +22,7 @@ def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str])
 
 
 def _scorer(study: Study, run: SetRun):
-    from ..evaluation import ChoiceScores
+    from ..measure.evaluation import ChoiceScores
 
     def score(label, mask, dense_layers=frozenset()):
         d = analysis_scores(study, run=run, mask=mask, dense_layers=sorted(dense_layers))
@@ -34,8 +35,8 @@ def _restore(study: Study, run: SetRun, score) -> dict:
     """Restore layer groups to dense inside both poles' contrastive-Wanda masks, gated by the full masks'
     contrast against their label-swapped nulls on the same items (nulls.null_test)."""
     from ..analysis.ablation import group_layers, layer_groups, restore_ablation
-    from ..evaluation import pole_contrast
-    from ..nulls import null_test
+    from ..measure.evaluation import pole_contrast
+    from ..measure.nulls import null_test
 
     cfg, poles = study.cfg, run.poles
     ma, mb = run.masks["contrastive-wanda"][poles[0]], run.masks["contrastive-wanda"][poles[1]]
@@ -54,7 +55,7 @@ def _restore(study: Study, run: SetRun, score) -> dict:
                                seed=cfg.seed, gate=gate)}
 
 
-@stage("stability", settings=("analysis.n_boot", "masks", "sets.calib_size"), version=2)
+@stage("stability", settings=(SETTINGS.analysis.n_boot, SETTINGS.masks, SETTINGS.sets.calib_size), version=2)
 def stability(study: Study, *, run: SetRun) -> list[dict]:
     """Masks from bootstrap resamples of the calibration texts: their pairwise overlap against random masks'."""
     from ..analysis.stability import bootstrap_stability
@@ -67,8 +68,8 @@ def stability(study: Study, *, run: SetRun) -> list[dict]:
 
 
 def _sweep_row(study: Study, run: SetRun, score, label: str, sigs: dict, sparsity: float) -> dict:
-    from ..evaluation import pole_contrast, summarize
-    from ..masks import build_masks
+    from ..measure.evaluation import pole_contrast, summarize
+    from ..masks.registry import build_masks
 
     poles, cfg = run.poles, study.cfg
     mm = build_masks(study.model, "contrastive-wanda", sigs, sparsity=sparsity, modules=cfg.masks.modules)
@@ -91,11 +92,11 @@ def _sweeps(study: Study, run: SetRun, score) -> dict:
             "calibration_sweep": {"method": "contrastive-wanda", "sparsity": cfg.masks.sparsity, "rows": crows}}
 
 
-@stage("capability", settings=("analysis.capability_texts", "analysis.capability_items"), version=2)
+@stage("capability", settings=(SETTINGS.analysis.capability_texts, SETTINGS.analysis.capability_items), version=2)
 def capability(study: Study, *, mask) -> dict:
     """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense)."""
     from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity
-    from ..interventions import apply_mask
+    from ..model.interventions import apply_mask
 
     a, model, bs = study.cfg.analysis, study.model, study.cfg.batch_size
     with apply_mask(model, mask):

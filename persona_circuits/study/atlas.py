@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import SETTINGS
 from .stage import stage
 from .state import Study
 
@@ -58,7 +59,7 @@ def extra_inputs(study: Study) -> list[AtlasInput]:
     return out
 
 
-@stage("atlas", settings=("atlas.fraction", "atlas.null_draws", "masks.modules", "nulls.swap"), version=2)
+@stage("atlas", settings=(SETTINGS.atlas.fraction, SETTINGS.atlas.null_draws, SETTINGS.masks.modules, SETTINGS.nulls.swap), version=2)
 def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> dict:
     """The atlas of ``sets`` (see the module docstring)."""
     from ..analysis.atlas import atlas, atlas_record

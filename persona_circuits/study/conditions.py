@@ -6,18 +6,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import MAIN_METHODS
+from .config import MAIN_METHODS, SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
-_MASK_SETTINGS = ("masks",)
+_MASK_SETTINGS = (SETTINGS.masks,)
 
 
-def _rag(run: SetRun, pole: str, k: int):
-    from ..baselines import RagRetriever
+def rag_retriever(run: SetRun, pole: str, k: int):
+    """The RAG retriever of ``pole``: its calibration answers of the set's first ``n_calib`` items, top ``k``."""
+    from ..measure.baselines import RagRetriever
 
     return RagRetriever(run.ps.subset(run.n_calib), pole, k=k)
+
+
+def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=None, system=True) -> list[float]:
+    """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
+    import contextlib
+
+    from ..measure.evaluation import wins
+    from ..measure.released import released_system_prompt, score_released
+    from ..model.interventions import apply_mask
+
+    sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
+    items = run.ps.test
+    if contexts is not None:
+        from dataclasses import replace
+
+        items = [replace(it, question=f"{c}\n\n{it.question}") for it, c in zip(items, contexts)]
+    with apply_mask(study.model, mask), (lora.active() if lora is not None else contextlib.nullcontext()):
+        s = score_released(study.model, items, system=sys_prompt, batch_size=study.cfg.batch_size)
+    return [float(w) for w in wins(s.diff().numpy())]
 
 
 def _scores_dict(s) -> dict:
@@ -27,13 +47,13 @@ def _scores_dict(s) -> dict:
     return d
 
 
-@stage("condition-scores", settings=(*_MASK_SETTINGS, "baselines.rag_k"), store="torch", version=2)
+@stage("condition-scores", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k), store="torch", version=2)
 def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     """Two-way-choice scores of one condition (``dense``, ``prompt:<pole>``, ``rag:<pole>``, ``random-mask``,
     ``<method>:<pole>``) on every held-out item; the dense pass keeps every block's answer features."""
-    from ..baselines import persona_prompt
-    from ..evaluation import score_choices
-    from ..interventions import apply_mask
+    from ..measure.baselines import persona_prompt
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import apply_mask
 
     model, ps, bs = study.model, run.ps, study.cfg.batch_size
     kind, _, pole = condition.partition(":")
@@ -43,7 +63,7 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     elif kind == "prompt":
         s = score_choices(model, ps.test, system=persona_prompt(ps, pole), batch_size=bs)
     elif kind == "rag":
-        s = score_choices(model, ps.test, contexts=_rag(run, pole, study.cfg.baselines.rag_k).contexts(ps.test), batch_size=bs)
+        s = score_choices(model, ps.test, contexts=rag_retriever(run, pole, study.cfg.baselines.rag_k).contexts(ps.test), batch_size=bs)
     else:
         mask = study.random_masks()[0] if kind == "random-mask" else run.masks[kind][pole]
         with apply_mask(model, mask):
@@ -51,14 +71,14 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
     return _scores_dict(s)
 
 
-@stage("lora", settings=("baselines.sft_texts", "baselines.lora_max_epochs", "damage.damage_texts"), store="torch", version=4)
+@stage("lora", settings=(SETTINGS.baselines.sft_texts, SETTINGS.baselines.lora_max_epochs, SETTINGS.damage.damage_texts), store="torch", version=4)
 def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
     on every held-out item, their training cost and their held-out damage."""
-    from ..baselines import train_lora
-    from ..evaluation import score_choices
-    from ..interventions import Intervention
-    from ..matching import held_out_damage
+    from ..measure.baselines import train_lora
+    from ..measure.evaluation import score_choices
+    from ..model.interventions import Intervention
+    from ..measure.matching import held_out_damage
 
     b, cfg, model = study.cfg.baselines, study.cfg, study.model
     cal = run.ps.calibration_pairs(pole)
@@ -72,29 +92,27 @@ def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     out = {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
            "damage_kl_ci95": list(h.damage_kl_ci95)}
     if run.sset.family == "ai" and pole == run.poles[0]:  # the paper table's LoRA row (released scoring)
-        from .paper_table import released_wins
-
         out["released_wins"] = released_wins(study, run, lora=ad)
     return out
 
 
 def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
     """The two poles' interventions of a condition, for its damage."""
-    from ..baselines import persona_prompt
-    from ..interventions import Intervention
+    from ..measure.baselines import persona_prompt
+    from ..model.interventions import Intervention
 
     if condition == "prompt":
         return [Intervention(system=persona_prompt(run.ps, p)) for p in run.poles]
     if condition == "rag":
         texts = " ".join(study.chat_reference().texts)  # one retrieval for all neutral texts
-        return [Intervention(context=_rag(run, p, study.cfg.baselines.rag_k).context(texts)) for p in run.poles]
+        return [Intervention(context=rag_retriever(run, p, study.cfg.baselines.rag_k).context(texts)) for p in run.poles]
     return [Intervention(mask=run.masks[condition][p]) for p in run.poles]
 
 
-@stage("condition-damage", settings=(*_MASK_SETTINGS, "baselines.rag_k", "damage.damage_texts"), version=3)
+@stage("condition-damage", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k, SETTINGS.damage.damage_texts), version=3)
 def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
     """Held-out damage of a condition's two interventions (prompt and RAG in the chat format)."""
-    from ..matching import held_out_damage
+    from ..measure.matching import held_out_damage
 
     ref = study.chat_reference() if condition in ("prompt", "rag") else study.held_out_reference()
     h = held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
@@ -103,7 +121,7 @@ def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
 
 def run_conditions(study: Study, run: SetRun) -> dict:
     """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
-    from ..evaluation import ChoiceScores, pole_contrast, summarize
+    from ..measure.evaluation import ChoiceScores, pole_contrast, summarize
 
     cfg, poles = study.cfg, run.poles
     labels = ["dense", *(f"{k}:{p}" for p in poles for k in ("prompt", "rag")), "random-mask",

@@ -1,14 +1,17 @@
 """The study's settings: :class:`StudyConfig`, in sections, with the ``full`` and ``quick`` presets.
 
-Every stage declares the settings it reads by their dotted path (``"nulls.matched_draws"``); the stage's
-cache key is made of exactly those values and its inputs (:mod:`.stage`), so changing a setting reruns the
-stages that read it and nothing else. ``StudyConfig.to_dict()`` is the study's identity in
-``study.json``; :meth:`StudyConfig.get` reads a dotted path.
+Every stage declares the settings it reads (``@stage(..., settings=(SETTINGS.nulls.matched_draws, ...))``:
+:data:`SETTINGS` is typed as a :class:`StudyConfig`, so a reader or a tool follows each name to its field, and
+at run time it gives the dotted path, ``"nulls.matched_draws"``, checked against the config's fields); the
+stage's cache key is made of exactly those values and its inputs (:mod:`.stage`), so changing a setting reruns
+the stages that read it and nothing else. ``StudyConfig.to_dict()`` is the study's identity in
+``study.json``; :meth:`StudyConfig.get` reads a setting by its path.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import cast, get_type_hints
 
 from ..errors import PersonaCircuitsError
 from ..results.constants import AI_TASKS, MAIN_METHODS  # one place for the names the report reads too
@@ -187,10 +190,11 @@ class StudyConfig:
             atlas=AtlasSettings(null_draws=2, extra_sets=()),
         )
 
-    def get(self, path: str):
-        """The setting at a dotted path, e.g. ``cfg.get("nulls.matched_draws")``; a section name gives the section."""
+    def get(self, path):
+        """The setting at a path (``SETTINGS.nulls.matched_draws`` or the dotted ``"nulls.matched_draws"``); a section
+        name gives the section."""
         obj = self
-        for part in path.split("."):
+        for part in str(path).split("."):
             if not hasattr(obj, part):
                 raise KeyError(f"no study setting {path!r}")
             obj = getattr(obj, part)
@@ -222,3 +226,31 @@ class StudyConfig:
             else:
                 kw[k] = v
         return cls(**kw)
+
+
+class SettingPath:
+    """The path of a study setting, built by attribute access from :data:`SETTINGS` and checked against the
+    config's fields as it is built (a misspelt name is an ``AttributeError`` where the stage is declared);
+    ``str()`` gives the dotted path, which is what a stage's cache key holds."""
+
+    def __init__(self, parts: tuple[str, ...] = (), kind: type = StudyConfig) -> None:
+        self._parts, self._kind = parts, kind
+
+    def __getattr__(self, name: str) -> SettingPath:
+        if name.startswith("_") or not is_dataclass(self._kind):
+            raise AttributeError(f"{self} has no setting {name!r}")
+        hints = get_type_hints(self._kind)
+        if name not in {f.name for f in fields(self._kind)}:
+            raise AttributeError(f"no study setting {'.'.join((*self._parts, name))!r}")
+        return SettingPath((*self._parts, name), hints[name])
+
+    def __str__(self) -> str:
+        return ".".join(self._parts)
+
+    def __repr__(self) -> str:
+        return f"SETTINGS.{self}"
+
+
+#: The study's settings by name, for declarations: ``SETTINGS.nulls.matched_draws`` (typed as the config, so it
+#: can be followed to its field; ``str()`` of it is ``"nulls.matched_draws"``).
+SETTINGS: StudyConfig = cast(StudyConfig, SettingPath())

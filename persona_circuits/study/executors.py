@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import StudyConfig
-from .shards import CROSS, SHARD_FILE
+from .shard_format import CROSS, SHARD_FILE
 
 
 def _shard_task(load: Callable, cfg: dict, data_root: str | None, shard: str, work: str,
@@ -76,8 +76,8 @@ def run_ray(load: Callable, out: str | Path, *, cfg: StudyConfig, data_root: Pat
     """
     import ray
 
-    from .merge import merge_shards, read_shard
-    from .shards import write_shard
+    from .merge import merge_shards
+    from .shard_format import read_shard, write_shard
 
     out = Path(out)
     folders = {n: out / "shards" / n for n in [*set_names, CROSS]}

@@ -9,7 +9,8 @@ two personas' real sets against that of their null draws' sets, draw by draw (th
 
 from __future__ import annotations
 
-from .headline import CURVE_GRIDS, DIAL_SETTINGS, dials_of
+from .config import SETTINGS
+from .dials import CURVE_GRIDS, DIAL_SETTINGS, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -24,7 +25,7 @@ def gate_enabled(study: Study) -> bool:
     return "projection-gate" in h.matched_methods and bool(study.cfg.get(CURVE_GRIDS["projection-gate"]))
 
 
-@stage("gate-analysis", settings=(*DIAL_SETTINGS, "nulls.matched_draws", "nulls.swap"), store="torch", version=2)
+@stage("gate-analysis", settings=(*DIAL_SETTINGS, SETTINGS.nulls.matched_draws, SETTINGS.nulls.swap), store="torch", version=2)
 def gate_analysis(study: Study, *, run: SetRun) -> dict:
     """``{"summary": plain data (the ``gate`` record), "bits": {"real": {pole: packed}, "null": [...]}}``."""
     from ..analysis.gate import as_bits, gate_layout, gate_overlap, gate_summary, packed_selection

@@ -1,5 +1,5 @@
 """The matched-damage table of one persona set: every method at every target damage, with damage-matched
-null draws on every held-out item (see :mod:`.headline` for the design, :mod:`persona_circuits.matching`
+null draws on every held-out item (see :mod:`.headline` for the design, :mod:`persona_circuits.measure.matching`
 for the fit and the held-out damage).
 
 **Seeds.** Row (set, method, target) draws from ``null_seed = run.draw_seed("matched", method, target)``; its draw
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .headline import DIAL_SETTINGS, Dials, contrast_summary, dials_of
+from .config import SETTINGS
+from .dials import DIAL_SETTINGS, Dials, contrast_summary, dials_of
 from .setup import SetRun
 from .stage import stage
 from .state import Study
 
 #: What the matched stages read besides the dials: the targets, and the curve (through ``prior``).
-MATCH_SETTINGS = (*DIAL_SETTINGS, "headline.matched_damages")
+MATCH_SETTINGS = (*DIAL_SETTINGS, SETTINGS.headline.matched_damages)
 
 
 def row_seed(run: SetRun, method: str, target: float) -> int:
@@ -27,12 +28,12 @@ def row_seed(run: SetRun, method: str, target: float) -> int:
 
 def draw_seeds(seed: int, draws: int) -> list[int]:
     """The seeds of a row's ``draws`` label-swapped draws, from the row's seed."""
-    from ..nulls import derive_seed
+    from ..measure.nulls import derive_seed
 
     return [derive_seed(seed, k) for k in range(draws)]
 
 
-def _prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
+def real_prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
     """The real pair's ``(strength, fit damage)`` points: its curve's grid and its own fitting steps."""
     return [[p["strength"], p["damage_kl"]] for p in curve] + [list(h) for f in fits for h in f["history"]]
 
@@ -40,8 +41,8 @@ def _prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
 def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -> list[dict]:
     """Fit every target on the fit texts; at each reached strength the held-out damage (with interval) and
     the per-item contrasts on every held-out item."""
-    from ..curves import pair_item_shifts
-    from ..matching import fit_strengths, held_out_damage
+    from ..measure.curves import pair_item_shifts
+    from ..measure.matching import fit_strengths, held_out_damage
 
     fits = fit_strengths(study.model, dial, targets, study.fit_reference(), prior=prior, own=own, start=start)
     out = []
@@ -59,11 +60,11 @@ def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -
 @stage("matched-real", settings=MATCH_SETTINGS, version=4)
 def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -> list[dict]:
     """The real pair's fitted strength per target and, where reached, its held-out damage and contrasts."""
-    own = _prior(curve, [])
+    own = real_prior(curve, [])
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
 
 
-@stage("matched-null", settings=(*MATCH_SETTINGS, "nulls.swap"), version=6)
+@stage("matched-null", settings=(*MATCH_SETTINGS, SETTINGS.nulls.swap), version=6)
 def matched_null(study: Study, *, run: SetRun, method: str, target: float, seed: int, kind: str, prior: list,
                  start: float | None) -> dict:
     """The null draw ``seed`` (label-swapped; for ``kind="random-direction"`` the index of a random direction)
@@ -72,17 +73,17 @@ def matched_null(study: Study, *, run: SetRun, method: str, target: float, seed:
     return _measure(study, dials_of(study, run).null(method, seed, kind), [target], run, prior, [], [start])[0]
 
 
-def _start(draws: list[dict]) -> float | None:
+def draw_start(draws: list[dict]) -> float | None:
     """The median fitted strength of the row's draws so far (``None`` before the first)."""
     s = [d["strength"] for d in draws if d["reached"]]
     return float(np.median(s)) if s else None
 
 
-@stage("strength-matched", settings=(*DIAL_SETTINGS, "headline.curve_items", "nulls.curve_draws", "nulls.swap"),
+@stage("strength-matched", settings=(*DIAL_SETTINGS, SETTINGS.headline.curve_items, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap),
        version=3)
 def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
     """The older null: the first draws at the real pair's own strength, on the curve items."""
-    from ..curves import dial_curve
+    from ..measure.curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
@@ -106,7 +107,7 @@ def _null_block(draws: list[dict], n: int) -> dict:
 
 
 def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int, seed: int) -> dict:
-    from ..matching import within
+    from ..measure.matching import within
 
     target = study.cfg.headline.matched_damages[ti]
     row = {"method": method, "target_kl": target, "reached": bool(real["reached"]), "search": real["history"],
@@ -127,7 +128,7 @@ def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list,
 
 def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item_refs: dict) -> list[dict]:
     """Every (method, target) row of the table; steering first, as every mask row is compared with it."""
-    from ..curves import paired_difference
+    from ..measure.curves import paired_difference
 
     cfg = study.cfg
     rows, steer_d = [], {}
@@ -135,7 +136,7 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
         if method not in curves:
             continue
         real = matched_real(study, run=run, method=method, curve=curves[method])
-        prior = _prior(curves[method], real)
+        prior = real_prior(curves[method], real)
         for ti, target in enumerate(cfg.headline.matched_damages):
             seed = row_seed(run, method, target)
             with study.timed(f"{run.name}: {method} matched-damage nulls"):
@@ -162,5 +163,5 @@ def _draws(study: Study, run: SetRun, method: str, target: float, kind: str, see
     out: list[dict] = []
     for s in seeds:
         out.append(matched_null(study, run=run, method=method, target=float(target), seed=int(s), kind=kind, prior=prior,
-                                start=_start(out)))
+                                start=draw_start(out)))
     return out

@@ -11,60 +11,17 @@ number for number.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from .config import StudyError
-from .shards import CROSS, SHARD_FILE, SHARD_FORMAT
+from ..results import SCHEMA_VERSION
+from .shard_format import CROSS, ShardError, first_difference, read_shard
 
 
-class ShardError(StudyError):
-    """Shards that cannot be merged into one study (or a shard folder that cannot be read)."""
-
-
-def _short(v) -> str:
-    s = json.dumps(v, sort_keys=True)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def first_difference(a, b, path: str = "") -> str | None:
-    """The first place where two JSON values differ, as ``path: A vs B`` (``None`` if equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if k not in a or k not in b:
-                return f"{path + '.' if path else ''}{k}: {'absent' if k not in a else _short(a[k])} vs " \
-                       f"{'absent' if k not in b else _short(b[k])}"
-            d = first_difference(a[k], b[k], f"{path + '.' if path else ''}{k}")
-            if d:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = first_difference(x, y, f"{path}[{i}]")
-            if d:
-                return d
-        return None
-    return None if a == b else f"{path or 'value'}: {_short(a)} vs {_short(b)}"
-
-
-def read_shard(folder: str | Path) -> dict:
-    """The payload of a shard folder (``shard.json``); :class:`ShardError` if it is not one."""
-    path = Path(folder) / SHARD_FILE
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ShardError(f"{folder}: not a study shard (no {SHARD_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise ShardError(f"{path}: unreadable ({exc})") from exc
-    if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
-        raise ShardError(f"{path}: not a shard of format {SHARD_FORMAT} (found {d.get('format') if isinstance(d, dict) else d!r})")
-    return d
-
-
-def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True) -> None:
+def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True, partial: bool = False) -> list[str]:
     """Refuse (:class:`ShardError`, one line) shards of different studies, duplicate, missing or unknown
-    shards, and a cross shard that saw other set contents than the set shards."""
+    shards, and a cross shard that saw other set contents than the set shards. ``partial``: missing shards
+    are allowed (and returned) instead of refused. Returns the missing shards."""
     if not payloads:
         raise ShardError("no shard to merge")
     ref = payloads[0]["identity"]
@@ -82,14 +39,15 @@ def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = T
     if unknown:
         raise ShardError(f"shards of sets the study does not have: {', '.join(unknown)} (its sets: {', '.join(ref['sets'])})")
     missing = [n for n in expected if n not in names]
-    if missing:
-        raise ShardError(f"missing shards: {', '.join(missing)}")
+    if missing and not partial:
+        raise ShardError(f"missing shards: {', '.join(missing)} (--partial merges the shards there are)")
     by = dict(zip(names, payloads))
     if CROSS in by:
         for seen in by[CROSS]["shard"]["sets"]:
             d = first_difference(by[seen["name"]]["shard"]["set"], seen, seen["name"])
             if d:
                 raise ShardError(f"the cross shard saw other contents of set {d}")
+    return missing
 
 
 def merge_payloads(payloads: list[dict]) -> dict:
@@ -99,7 +57,7 @@ def merge_payloads(payloads: list[dict]) -> dict:
     by = {p["shard"]["name"]: p for p in payloads}
     ident = payloads[0]["identity"]
     analysis_set = ident["config"]["sets"]["analysis_set"]
-    results: dict = {"schema": 2, "sets": {n: by[n]["results"] for n in ident["sets"]},
+    results: dict = {"schema": SCHEMA_VERSION, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
                      "analysis": by[analysis_set]["analysis"] if analysis_set in by else None}
     results.update(by[CROSS]["results"] if CROSS in by else {})
     apply_verdicts(results)
@@ -139,13 +97,16 @@ def write_outputs(results: dict, out: Path):
     return typed
 
 
-def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = ""):
+def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "", partial: bool = False):
     """Merge shard folders into one study under ``out`` (``results.json``, ``REPORT.md``, ``figures/``).
 
     Args:
         folders: every set shard of the study and its cross shard (any order).
         out: the output folder (created).
         command: recorded as ``meta.command``.
+        partial: merge the shards there are (an interim report while a study is computed piece by piece): the
+            missing shards are listed in ``meta.missing_shards`` and at the top of the report, and the pooled
+            tests (the primary family, the calibration) pool only the sets present.
 
     Returns the typed :class:`~persona_circuits.results.StudyResults`.
     """
@@ -155,7 +116,9 @@ def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
     payloads = [read_shard(f) for f in folders]
-    check_shards(payloads, [str(f) for f in folders])
+    missing = check_shards(payloads, [str(f) for f in folders], partial=partial)
     results = merge_payloads(payloads)
     results["meta"] = merged_meta(payloads, command)
+    if missing:
+        results["meta"]["missing_shards"] = missing
     return write_outputs(results, out)

@@ -1,6 +1,6 @@
 """The paper's table, under the paper's own scoring (AI-persona tasks only).
 
-The released evaluation (:mod:`persona_circuits.evaluation_released`): for the persona pole ("matching"),
+The released evaluation (:mod:`persona_circuits.measure.released`): for the persona pole ("matching"),
 each condition is scored with the persona system prompt in front (also while a mask is on), every answer
 by its mean next-token loss over every token of ``[system] + question + answer``, the lower loss chosen;
 accuracy = share of items where that is the matching answer. Conditions at the paper's operating points:
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SETTINGS
+from .conditions import rag_retriever, released_wins
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -21,35 +23,17 @@ from .state import Study
 PAPER_METHODS = ("wanda", "contrastive-wanda", "contrastive-sparse")
 
 
-def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=None, system=True) -> list[float]:
-    """Per-item released wins of the matching pole (1, 0, or 0.5 on an exact tie)."""
-    import contextlib
-
-    from ..evaluation import _wins
-    from ..evaluation_released import released_system_prompt, score_released
-    from ..interventions import apply_mask
-
-    sys_prompt = released_system_prompt(run.ps, run.poles[0]) if system else None
-    items = run.ps.test
-    if contexts is not None:
-        from dataclasses import replace
-
-        items = [replace(it, question=f"{c}\n\n{it.question}") for it, c in zip(items, contexts)]
-    with apply_mask(study.model, mask), (lora.active() if lora is not None else contextlib.nullcontext()):
-        s = score_released(study.model, items, system=sys_prompt, batch_size=study.cfg.batch_size)
-    return [float(w) for w in _wins(s.diff().numpy())]
-
-
 def _operating_point(study: Study, method: str) -> float:
     p = study.cfg.paper
     return p.wanda_sparsity if method == "wanda" else p.contrastive_sparsity
 
 
-@stage("paper-mask", settings=("paper", "masks", "nulls.swap"), version=2)
+@stage("paper-mask", settings=(SETTINGS.paper, SETTINGS.masks, SETTINGS.nulls.swap), version=2)
 def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> list[float]:
     """Released wins of ``method``'s matching-pole mask at the paper's operating point (``draw``: the seed of a
     label-swapped null draw, :meth:`~.setup.SetRun.null_draw`, instead of the real calibration data)."""
-    from ..masks import build_masks, wanda_mask
+    from ..masks.build import wanda_mask
+    from ..masks.registry import build_masks
 
     m = study.cfg.masks
     sigs = run.sigs if draw is None else run.null_draw(draw).sigs
@@ -61,29 +45,28 @@ def paper_mask(study: Study, *, run: SetRun, method: str, draw: int | None) -> l
     return released_wins(study, run, mask=mask)
 
 
-@stage("paper-random", settings=("paper", "masks"), version=1)
+@stage("paper-random", settings=(SETTINGS.paper, SETTINGS.masks), version=1)
 def paper_random(study: Study, *, run: SetRun, sparsity: float) -> list[float]:
     """Released wins under a random mask of the operating point's sparsity (the same per-row density)."""
-    from ..masks import random_mask
+    from ..masks.build import random_mask
 
     return released_wins(study, run, mask=random_mask(study.model, sparsity=sparsity, modules=study.cfg.masks.modules,
                                                   seed=study.cfg.seed))
 
 
-@stage("paper-baseline", settings=("paper", "baselines.rag_k"), version=1)
+@stage("paper-baseline", settings=(SETTINGS.paper, SETTINGS.baselines.rag_k), version=1)
 def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
     """Released wins of the dense model (no persona prompt), the persona prompt alone, and RAG."""
     if condition == "dense":
         return released_wins(study, run, system=False)
     if condition == "prompt":
         return released_wins(study, run)
-    from .conditions import _rag
 
-    return released_wins(study, run, contexts=_rag(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
+    return released_wins(study, run, contexts=rag_retriever(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
 
 
 def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:
-    from ..evaluation import bootstrap_ci
+    from ..measure.evaluation import bootstrap_ci
 
     w = np.asarray(wins)
     return {"condition": condition, "scoring": "released", "pole": "matching", "accuracy": float(w.mean()),

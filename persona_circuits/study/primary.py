@@ -5,12 +5,12 @@
 damage) for each method of :data:`PRIMARY_METHODS` that has a reached matched row, pooled over the run's sets:
 
 * each set's row gives ``z_s = shift_s / σ̂_s``, its contrast over the zero-centred RMS of its ``K_s``
-  damage-matched label-swapped draws (:func:`~persona_circuits.nulls.zero_z`; the zero centre is exact by the
-  antithetic argument of :mod:`persona_circuits.nulls`);
+  damage-matched label-swapped draws (:func:`~persona_circuits.measure.nulls.zero_z`; the zero centre is exact by the
+  antithetic argument of :mod:`persona_circuits.measure.nulls`);
 * the statistic is ``Z = mean_s z_s``. Under the null hypothesis a row's contrast is one more draw of its
   null, so with normal contrasts ``z_s`` is a Student ``t`` on ``K_s`` degrees of freedom (numerator and
   denominator independent); the rows use independent draws (own seeds) on different sets, so the reference
-  of ``Z`` is the mean of independent ``t_{K_s}`` (:func:`~persona_circuits.nulls.mean_t_sf`, by numerical
+  of ``Z`` is the mean of independent ``t_{K_s}`` (:func:`~persona_circuits.measure.nulls.mean_t_sf`, by numerical
   convolution). A rank p-value cannot go below ``1 / (K + 1)`` with ``K = 10`` draws, hence the parametric
   reference; whether it holds is what the calibration measures;
 * Holm over the family (a handful of tests); a test is "persona-specific" when its adjusted p-value is below
@@ -23,7 +23,7 @@ spread: it is no claim that the effect is absent in any set.
 
 **Calibration on placebos.** Every label-swapped draw is itself a placebo: a relabelling under which the two
 "poles" differ by nothing. It is tested exactly as the real pair (same statistic, same reference, uncorrected
-level ``α``) against the row's *other* draws (:func:`~persona_circuits.nulls.loo_z`, ``K − 1`` degrees of
+level ``α``) against the row's *other* draws (:func:`~persona_circuits.measure.nulls.loo_z`, ``K − 1`` degrees of
 freedom, so its numerator and denominator are independent as the real pair's are). The share of placebos
 called persona-specific is the measured false-positive rate of the per-row test, with its Clopper-Pearson
 interval. The placebos of one row share their reference draws, so they are positively correlated: the
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nulls import clopper_pearson, holm, loo_z, mean_t_sf, zero_z
+from ..measure.nulls import clopper_pearson, holm, loo_z, mean_t_sf, zero_z
 
 ALPHA = 0.05
 #: The primary family's methods (declared before the numbers): one test per (method, target) among these. The

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -40,7 +41,7 @@ def probes(study: Study, *, run: SetRun) -> dict:
         test_groups=np.r_[np.arange(len(feats)), np.arange(len(feats))], seed=study.cfg.seed)
 
 
-@stage("similarity", settings=("analysis.similarity_splits", "analysis.similarity_permutations"), version=3)
+@stage("similarity", settings=(SETTINGS.analysis.similarity_splits, SETTINGS.analysis.similarity_permutations), version=3)
 def similarity(study: Study, *, run: SetRun) -> dict:
     """Split-half reliability of the pole difference per layer, with its permutation null."""
     from ..analysis.similarity import split_half_reliability
@@ -52,8 +53,8 @@ def similarity(study: Study, *, run: SetRun) -> dict:
 
 
 def _decoding_conditions(study: Study, run: SetRun) -> dict:
-    from ..baselines import persona_prompt
-    from ..interventions import apply_mask
+    from ..measure.baselines import persona_prompt
+    from ..model.interventions import apply_mask
 
     model, poles = study.model, run.poles
     cw = run.masks["contrastive-wanda"]
@@ -61,7 +62,7 @@ def _decoding_conditions(study: Study, run: SetRun) -> dict:
             "persona prompts": (persona_prompt(run.ps, poles[0]), persona_prompt(run.ps, poles[1]))}
 
 
-_DECODE_SETTINGS = ("masks", "analysis.neutral_probe_texts", "analysis.neutral_probe_tokens")
+_DECODE_SETTINGS = (SETTINGS.masks, SETTINGS.analysis.neutral_probe_texts, SETTINGS.analysis.neutral_probe_tokens)
 
 
 def _decode(study: Study, ia, ib) -> dict:
@@ -82,7 +83,7 @@ def neutral_decode(study: Study, *, run: SetRun, label: str) -> dict:
 @stage("random-decode", settings=_DECODE_SETTINGS, version=2)
 def random_decode(study: Study) -> dict:
     """The same for two random masks of the study's sparsity (set-independent: decoded once per study)."""
-    from ..interventions import apply_mask
+    from ..model.interventions import apply_mask
 
     model, rnd = study.model, study.random_masks()
     return _decode(study, lambda: apply_mask(model, rnd[0]), lambda: apply_mask(model, rnd[1]))

@@ -1,16 +1,16 @@
 """One persona set's shared state: calibration, signatures, label-swapped nulls, masks, steering.
 
 :func:`prepare_set` records (or reads from the cache) each pole's per-text statistics and residual features
-in one pass (:func:`~persona_circuits.statistics.record_per_text`), and derives from them, without another
+in one pass (:func:`~persona_circuits.masks.statistics.record_per_text`), and derives from them, without another
 forward pass, what every later stage of the set uses: the signatures of the first ``calib_size`` texts,
 the masks of the per-set comparison and the steering vector. It returns a :class:`SetRun`, an in-memory
 object handed to the stages (never written); its :meth:`SetRun.identity` is the set's identity plus every
 setting that shaped it.
 
 **Label-swapped null draws** (:class:`NullDraw`, :meth:`SetRun.null_draw`) are made on demand from a seed, with
-the study's swap design (``nulls.swap``, :func:`~persona_circuits.nulls.label_swap_indices`), out of the same
+the study's swap design (``nulls.swap``, :func:`~persona_circuits.measure.nulls.label_swap_indices`), out of the same
 per-text statistics (no forward pass). Every consumer derives its own seeds
-(:func:`~persona_circuits.nulls.derive_seed` of the study seed and its identity: :meth:`SetRun.draw_seed`), so
+(:func:`~persona_circuits.measure.nulls.derive_seed` of the study seed and its identity: :meth:`SetRun.draw_seed`), so
 the curves, each matched row, the paper table and the analysis gate use independent draws. A stage that uses a
 draw takes its seed as an input, so the seed is part of its cache key.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from .config import MAIN_METHODS
+from .config import MAIN_METHODS, SETTINGS
 from .sets import StudySet
 from .stage import stage
 from .state import Study
@@ -65,7 +65,7 @@ class SetRun:
     vector: Tensor | None = None
     directions: Tensor | None = None  # [n_layers, d_model] pole A minus pole B mean residual after every block
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
-    dials: object = None  # the headline's strength dials (study.headline.Dials), made once per run
+    dials: object = None  # the headline's strength dials (study.dials.Dials), made once per run
     gate_bits: dict | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None
@@ -94,9 +94,9 @@ class SetRun:
         self._draws.clear()
 
     def draw_seed(self, *parts) -> int:
-        """The seed of one draw of this set: :func:`~persona_circuits.nulls.derive_seed` of the study seed, the
+        """The seed of one draw of this set: :func:`~persona_circuits.measure.nulls.derive_seed` of the study seed, the
         set's name and ``parts`` (e.g. ``("matched", method, target, k)``)."""
-        from ..nulls import derive_seed
+        from ..measure.nulls import derive_seed
 
         return derive_seed(self.seed, self.name, *parts)
 
@@ -108,7 +108,7 @@ class SetRun:
             return self._draws[seed]
         import torch
 
-        from ..nulls import label_swap_indices
+        from ..measure.nulls import label_swap_indices
 
         if self._both is None:
             a, b = (self.stats[p].head(self.n_calib) for p in self.poles)
@@ -125,7 +125,7 @@ class SetRun:
 
     def null_cw(self, model, cfg, draw: NullDraw) -> dict:
         """Contrastive-Wanda masks of ``draw`` at the study's sparsity (the soft-mask dial's null)."""
-        from ..masks import build_masks
+        from ..masks.registry import build_masks
 
         m = cfg.masks
         return build_masks(model, "contrastive-wanda", draw.sigs, sparsity=m.sparsity, statistic=m.statistic,
@@ -140,23 +140,23 @@ class SetRun:
         return self._null_cw
 
 
-@stage("calibration", settings=("masks.modules",), store="torch", version=2)
+@stage("calibration", settings=(SETTINGS.masks.modules,), store="torch", version=2)
 def calibration(study: Study, *, sset: StudySet, pole: str, n: int):
     """Per-text statistics (at ``sset.tokens``) and mean answer-token residuals of a pole's first ``n``
     calibration texts."""
-    from ..statistics import record_pairs
+    from ..masks.statistics import record_pairs
 
     return record_pairs(study.model, sset.ps.calibration_pairs(pole)[:n], tokens=sset.tokens,
                         batch_size=study.cfg.batch_size, modules=study.cfg.masks.modules, residuals=True,
                         progress=f"{sset.name}/{pole} calibration" if study.progress else False)
 
 
-@stage("steer-select", settings=("baselines.steer_layers_frac", "baselines.steer_coefs", "baselines.steer_items"))
+@stage("steer-select", settings=(SETTINGS.baselines.steer_layers_frac, SETTINGS.baselines.steer_coefs, SETTINGS.baselines.steer_items))
 def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[int]) -> dict:
     """The steering layer and coefficient, chosen on calibration items only (``select_steering``)."""
     from dataclasses import asdict
 
-    from ..baselines import select_steering
+    from ..measure.baselines import select_steering
 
     b = study.cfg.baselines
     return asdict(select_steering(study.model, sset.ps, vectors[layers], layers, b.steer_coefs, n_items=b.steer_items,
@@ -164,7 +164,7 @@ def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[
 
 
 def _steering(study: Study, run: SetRun, chosen: dict | None = None) -> None:
-    from ..baselines import steering_vectors
+    from ..measure.baselines import steering_vectors
 
     b, n_layers = study.cfg.baselines, study.model.cfg.n_layers
     a, bb = (run.stats[p].resid[: run.n_calib] for p in run.poles)
@@ -185,7 +185,7 @@ def prepare_set(study: Study, sset: StudySet, steering: dict | None = None) -> S
     Args:
         steering: the steering choice (``{"layer", "coef", "table"}``) the set's own run made, to reuse it
             instead of selecting it again (the cross-set shard); ``None``: selected here (a cached stage)."""
-    from ..masks import build_masks
+    from ..masks.registry import build_masks
 
     cfg = study.cfg
     n_rec = max(cfg.sets.calib_size, cfg.sets.calib_record if sset.name == cfg.sets.analysis_set else 0)

@@ -1,6 +1,6 @@
 """Study shards: one per persona set, and one for the cross-set stages (the 16 types, the atlas).
 
-A set shard runs every stage of one set (:func:`~.run.run_set`; the analysis-set stage when it is the analysis
+A set shard runs every stage of one set (:func:`~.set_stages.run_set`; the analysis-set stage when it is the analysis
 set) and keeps what merging and the cross-set shard need: the set's results, the analysis-set results, and,
 for an MBTI axis of the 16 types, the per-item contrasts of its matched-damage rows (``cross.alone``: the
 ``shifts`` of the matched-real stage, which are not in the results). The cross-set shard recomputes the
@@ -11,7 +11,7 @@ gate's cross-persona overlap. Stages are pure functions of the study's settings 
 alone equals the same set's part of a one-process study; :func:`~persona_circuits.study.merge.merge_payloads`
 assembles them (the one-process study is its set shards in sequence, then the cross shard, then that merge).
 
-A shard folder holds ``shard.json`` (:func:`write_shard`): the study's identity (model, architecture
+A shard folder holds ``shard.json`` (:func:`~.shard_format.write_shard`): the study's identity (model, architecture
 fingerprint, dtype, the whole study's settings and set list, the code identity: package version and the
 hash of every stage's version and declared settings), the shard's name, family and set identity (its
 content hash), its results, timings and meta (machine, command, git commit). The stage cache lives in a
@@ -29,14 +29,12 @@ from pathlib import Path
 import torch
 
 from .config import StudyConfig
+from .merge import check_shards
+from .set_stages import free_memory, open_study, run_set, study_meta
 from .sets import StudySet
+from .shard_format import CROSS, SHARD_FORMAT
 from .state import Study
 
-#: The shard of the cross-set stages (the 16 types, the atlas).
-CROSS = "cross"
-SHARD_FILE = "shard.json"
-#: Layout of ``shard.json``.
-SHARD_FORMAT = 1
 #: The modules whose stages make up a study (imported so that every stage is registered before hashing).
 _STAGE_MODULES = ("analysis_set", "atlas", "conditions", "gate_analysis", "headline", "matched", "paper_table",
                   "representation", "setup", "types")
@@ -73,7 +71,7 @@ def git_commit() -> str | None:
 
 def shard_identity(model, cfg: StudyConfig, sets: list[StudySet]) -> dict:
     """The identity every shard of one study shares (compared as stored: JSON types)."""
-    from ..models import architecture_fingerprint, get_model_id
+    from ..model.loading import architecture_fingerprint, get_model_id
 
     ident = {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model),
              "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "config": cfg.to_dict(),
@@ -82,7 +80,7 @@ def shard_identity(model, cfg: StudyConfig, sets: list[StudySet]) -> dict:
 
 
 def _is_axis(cfg: StudyConfig, sset: StudySet) -> bool:
-    from ..compose import MBTI_AXES
+    from ..masks.compose import MBTI_AXES
 
     return cfg.types.enabled and sset.family == "mbti" and sset.name in {a for a, _, _ in MBTI_AXES}
 
@@ -111,7 +109,7 @@ class CrossInputs:
 
     def finish(self, study: Study) -> dict:
         """The types (when every MBTI axis is in) and the atlas (with the atlas-only sets)."""
-        from ..compose import MBTI_AXES
+        from ..masks.compose import MBTI_AXES
         from .atlas import atlas_stage, extra_inputs
         from .types import run_types
 
@@ -138,7 +136,6 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
     """Every stage of one set (see the module docstring); ``keep`` collects its cross-set inputs in memory
     (the one-process study) so that the cross shard need not recompute them."""
     from .analysis_set import run_analysis_set
-    from .run import free_memory, run_set
     from .types import axis_alone
 
     torch.manual_seed(study.cfg.seed)
@@ -162,7 +159,6 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
 def cross_inputs(study: Study, sets: list[StudySet], payloads: dict[str, dict]) -> CrossInputs:
     """The cross-set inputs rebuilt from the set shards: each needed set's calibration (recomputed, or a cache
     hit), its steering choice and matched-row shifts from its shard."""
-    from .run import free_memory
     from .setup import prepare_set
 
     from .gate_analysis import gate_analysis
@@ -192,15 +188,6 @@ def cross_shard(study: Study, sets: list[StudySet], identity: dict, keep: CrossI
             "results": out, "analysis": None, "cross": None, "timings": study.timings}
 
 
-def write_shard(folder: str | Path, payload: dict) -> Path:
-    """``folder/shard.json`` (written atomically; one JSON value per line of indentation, keys sorted)."""
-    from .._io import atomic_write_text
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(folder / SHARD_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
-
-
 def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
     from .config import StudyError
 
@@ -215,7 +202,7 @@ def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
 def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str, work: str | Path,
                   set_payloads: list[dict] | None = None, progress: bool = True, command: str = "",
                   cache_from: list[str | Path] | None = None) -> dict:
-    """Compute one shard's payload (not written: :func:`write_shard`).
+    """Compute one shard's payload (not written: :func:`~.shard_format.write_shard`).
 
     Args:
         cfg: the whole study's settings (every set named: each shard knows the study's set list).
@@ -227,10 +214,8 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         cache_from: other work or output folders whose cached stage results are reused where keys match.
     """
     from ..results import paper_numbers
-    from .merge import check_shards
-    from .run import study_identity, study_meta
     from .sets import study_sets
-    from .state import claim_output, log
+    from .state import log
 
     t0 = time.perf_counter()
     sets = study_sets(cfg, data_root)
@@ -240,13 +225,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         set_payloads = list(set_payloads or [])
         check_shards([{"identity": sid, "shard": {"name": CROSS, "sets": []}}, *set_payloads],
                      ["this study", *(f"set shard {p['shard']['name']}" for p in set_payloads)])
-    work = Path(work)
-    ident = study_identity(model, cfg, data_root)
-    lock = claim_output(work, ident)
-    try:
-        study = Study(model, work, cfg, data_root, progress)
-        for src in cache_from or []:
-            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+    with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
         if sset is not None:
             payload = set_shard(study, sset, sid)
         else:
@@ -254,7 +233,5 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
             payload = cross_shard(study, sets, sid, keep)
         meta = study_meta(study, ident, command, t0)
         payload.update(paper=paper_numbers(data_root), meta={**meta, "git_commit": git_commit()})
-    finally:
-        lock.release()
     log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
     return json.loads(json.dumps(payload))

@@ -1,10 +1,10 @@
 """Declared stages: a stage is a function of the study's settings and its inputs, cached under a key made
 of exactly those.
 
-``@stage("curve", settings=("headline.curve_items", "nulls.curve_draws"), version=1)`` on a function
+``@stage("curve", settings=(SETTINGS.headline.curve_items, SETTINGS.nulls.curve_draws), version=1)`` on a function
 ``f(study, *, name, ps, method, ...)`` makes ``f(study, name=..., ...)`` look its result up in the study's
 cache first. The key is a hash of the model's identity, the stage's name and version, the values of the
-declared settings (read from :class:`~.config.StudyConfig` by dotted path) and the identity of every keyword
+declared settings (:data:`~.config.SETTINGS` paths, read from :class:`~.config.StudyConfig`) and the identity of every keyword
 input (:func:`identity`): a setting the stage does not declare cannot change its key, so a stage must
 declare every setting it reads (``Study.cfg`` inside a stage is a view that refuses undeclared reads), and
 a change to a declared setting or input reruns it. Bumping ``version`` invalidates old entries after a
@@ -76,9 +76,9 @@ class DeclaredConfig:
             return DeclaredConfig(getattr(self._obj, name), self._allowed, self._stage, path)
         raise KeyError(f"stage {self._stage!r} reads the setting {path!r} without declaring it")
 
-    def get(self, path: str):
+    def get(self, path):
         obj = self
-        for part in path.split("."):
+        for part in str(path).split("."):
             obj = getattr(obj, part)
         return obj
 
@@ -103,18 +103,20 @@ def stage_key(model_key, name: str, version: int, settings: dict, inputs: dict) 
 STAGES: dict[str, tuple[int, tuple[str, ...]]] = {}
 
 
-def stage(name: str, *, settings: Sequence[str] = (), version: int = 1, store: str = "json",
+def stage(name: str, *, settings: Sequence[object] = (), version: int = 1, store: str = "json",
           result: type | None = None) -> Callable:
     """Declare a cached stage (see the module docstring).
 
     Args:
-        settings: dotted paths of every :class:`StudyConfig` setting the stage reads (``seed`` and
-            ``batch_size`` are always part of the key).
+        settings: every :class:`StudyConfig` setting the stage reads, as :data:`~.config.SETTINGS` paths
+            (``SETTINGS.nulls.swap``; a section, ``SETTINGS.masks``, declares all of it) or dotted strings
+            (``seed`` and ``batch_size`` are always part of the key).
         store: ``"json"`` (plain data or a dataclass with ``to_dict``) or ``"torch"``.
         result: a dataclass type with ``from_dict`` that the JSON is rebuilt as.
     """
     if store not in ("json", "torch"):
         raise ValueError(f"store must be json or torch, got {store!r}")
+    settings = tuple(str(s) for s in settings)  # the dotted paths: the key and the identity hold these strings
 
     def wrap(fn: Callable) -> Callable:
         def key_of(study, **inputs) -> str:

@@ -131,7 +131,7 @@ class Study:
     """State of one run: model, output folder, settings, stage cache, neutral-text references, timings."""
 
     def __init__(self, model, out: Path, cfg: StudyConfig, data_root: Path | None, progress: bool = True) -> None:
-        from ..models import architecture_fingerprint, get_model_id
+        from ..model.loading import architecture_fingerprint, get_model_id
 
         self.model, self.out, self.cfg, self.data_root, self.progress = model, out, cfg, data_root, progress
         self.cache = StageCache(out / "cache")
@@ -142,7 +142,7 @@ class Study:
     # ---- neutral texts
     def _reference(self, kind: str, offset: int, n: int, chat: bool = False):
         if kind not in self._refs:
-            from ..damage import neutral_reference
+            from ..measure.damage import neutral_reference
 
             self._refs[kind] = neutral_reference(self.model, n_texts=n, offset=offset, chat=chat,
                                                  batch_size=min(8, self.cfg.batch_size))
@@ -166,7 +166,7 @@ class Study:
     def random_masks(self):
         """Two random masks of the study's sparsity (pole- and set-independent: built once)."""
         if "random" not in self._refs:
-            from ..masks import random_mask
+            from ..masks.build import random_mask
 
             m = self.cfg.masks
             self._refs["random"] = tuple(random_mask(self.model, sparsity=m.sparsity, modules=m.modules,

@@ -1,10 +1,10 @@
 """The 16 MBTI types by composition (a study stage after the four MBTI axes).
 
-A type's condition is composed from the four axes' pole conditions (:mod:`persona_circuits.compose`): soft
+A type's condition is composed from the four axes' pole conditions (:mod:`persona_circuits.masks.compose`): soft
 masks by the product of the axes' gates (the contrastive-Wanda masks at the study's sparsity, one ``γ``),
 steering by the sum of the axes' signed difference-of-means directions at one common layer. Each of the 8
 pairs (type, opposite type) is a strength dial brought to ``target_kl`` on the fit texts (as the table's
-rows, :mod:`persona_circuits.matching`) and measured at it on the first ``items_per_axis`` held-out items of
+rows, :mod:`persona_circuits.measure.matching`) and measured at it on the first ``items_per_axis`` held-out items of
 each axis: the pole contrast towards the type's letter on every axis (the opposite type's row is the
 same measurement seen from its own letters, so 16 rows hold 8 measurements). The null: the same composition from each axis's label-swapped calibration data, damage-matched the same way;
 draw ``k`` of axis ``a`` for ``method`` is seeded by ``derive_seed(null_seed, a, k)`` with ``null_seed =
@@ -28,11 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .headline import contrast_summary
+from .config import SETTINGS
+from .dials import contrast_summary
 from .stage import stage
 from .state import Study
 
-TYPE_SETTINGS = ("types", "damage", "masks")
+TYPE_SETTINGS = (SETTINGS.types, SETTINGS.damage, SETTINGS.masks)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class AxisState:
 
 def types_seed(study: Study, method: str) -> int:
     """The seed of ``method``'s 16-type null draws (recorded as ``null_seed``)."""
-    from ..nulls import derive_seed
+    from ..measure.nulls import derive_seed
 
     return derive_seed(study.cfg.seed, "types", method)
 
@@ -79,7 +80,7 @@ def axis_state(study: Study, run, alone: dict) -> AxisState:
     own null draws per method (seeds of :func:`types_seed`), and ``alone`` (:func:`axis_alone`)."""
     from dataclasses import replace
 
-    from ..nulls import derive_seed
+    from ..measure.nulls import derive_seed
 
     draws = {}
     for method in study.cfg.types.methods:
@@ -96,9 +97,9 @@ class _TypeDials:
         self.study, self.axes, self.layer = study, axes, layer
 
     def dial(self, method: str, type_str: str, draw: int | None):
-        from ..compose import compose_steering, compose_type, opposite_type
-        from ..damage import Dial, steering_dial
-        from ..interventions import Intervention
+        from ..masks.compose import compose_steering, compose_type, opposite_type
+        from ..measure.dials import Dial, steering_dial
+        from ..model.interventions import Intervention
 
         if method == "steering":
             vecs = {}
@@ -117,7 +118,7 @@ class _TypeDials:
         return Dial("soft-mask", make, 1e-3, 1.0, True)
 
     def _null_masks(self, a: AxisState, draw: int) -> dict:
-        from ..masks import build_masks
+        from ..masks.registry import build_masks
 
         m = self.study.cfg.masks
         return build_masks(self.study.model, "contrastive-wanda", a.draws["soft-mask"][draw].sigs, sparsity=m.sparsity,
@@ -134,8 +135,8 @@ def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, t
               prior: list) -> dict:
     """One type pair (real, or label-swapped draw ``draw``) at the target damage: its fit, held-out damage and
     per-item contrasts (preference for each axis's pole-A answer, type minus opposite type) on every axis."""
-    from ..curves import pair_item_shifts
-    from ..matching import fit_strengths, held_out_damage
+    from ..measure.curves import pair_item_shifts
+    from ..measure.matching import fit_strengths, held_out_damage
 
     target = study.cfg.types.target_kl
     dial = _TypeDials(study, axes, layer).dial(method, type_str, draw)
@@ -151,14 +152,14 @@ def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, t
 
 
 def _letter_sign(type_str: str, axis_index: int) -> float:
-    from ..compose import MBTI_AXES
+    from ..masks.compose import MBTI_AXES
 
     return 1.0 if type_str[axis_index] == MBTI_AXES[axis_index][1] else -1.0
 
 
 def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: list[dict]) -> list[dict]:
     """The 16 x 4 table: each type's contrast towards its letter on every axis, with the shared null draws."""
-    from ..compose import ALL_TYPES, opposite_type
+    from ..masks.compose import ALL_TYPES, opposite_type
 
     cfg = study.cfg
     rows = []
@@ -186,9 +187,9 @@ def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: l
 def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, target: float) -> dict:
     """One axis's real condition alone (steering at the composition's ``layer``, or its soft masks) brought to
     ``target`` on the fit texts and measured on the axis's items: the interference's reference."""
-    from ..curves import pair_item_shifts
-    from ..damage import soft_mask_dial, steering_dial
-    from ..matching import fit_strengths, held_out_damage
+    from ..measure.curves import pair_item_shifts
+    from ..measure.dials import soft_mask_dial, steering_dial
+    from ..measure.matching import fit_strengths, held_out_damage
 
     ra, rb = axis.resid
     dial = (steering_dial((ra.mean(0) - rb.mean(0))[layer], layer, lo=1e-3, hi=1e4) if method == "steering"
@@ -206,7 +207,7 @@ def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, t
 def _interference(study: Study, axes: list[AxisState], method: str, real: dict, layer: int) -> list[dict]:
     """Per axis: the contrast towards each type's letter, averaged over the type pairs, against the axis's
     condition alone at a quarter of the target damage (interval: bootstrap over the axis's items)."""
-    from ..evaluation import bootstrap_ci
+    from ..measure.evaluation import bootstrap_ci
 
     out = []
     quarter = study.cfg.types.target_kl / 4
@@ -225,7 +226,7 @@ def _interference(study: Study, axes: list[AxisState], method: str, real: dict, 
 
 def run_types(study: Study, axes: list[AxisState], layer: int) -> list[dict]:
     """The 16-type table of every method in ``types.methods`` (see the module docstring)."""
-    from ..compose import ALL_TYPES
+    from ..masks.compose import ALL_TYPES
 
     cfg = study.cfg
     out = []

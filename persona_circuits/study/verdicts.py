@@ -5,12 +5,12 @@ multiple-comparison adjustment of each family of tests.
    sets (``results["primary"]``), and the false-positive rate of the tests measured on the placebos
    (``results["calibration"]``). Everything below is secondary.
 1. **The zero centre.** Label-swapped nulls are centred on 0 by construction: a draw and its complement give
-   opposite contrasts bit for bit (:mod:`persona_circuits.nulls`, tested on a tiny model), so every row is
+   opposite contrasts bit for bit (:mod:`persona_circuits.measure.nulls`, tested on a tiny model), so every row is
    tested with the zero centre and reports ``z = shift / null RMS`` with its interval. The pooled Stouffer
    check of the draws' means (``null_symmetry``) is kept as a description only (``center_used`` is ``zero``).
-2. **Null tests** (:func:`~persona_circuits.nulls.null_test`) of every reached row against its
+2. **Null tests** (:func:`~persona_circuits.measure.nulls.null_test`) of every reached row against its
    damage-matched label-swapped draws (and, for steering, its random directions, reported beside).
-3. **Holm's adjustment** (:func:`~persona_circuits.nulls.holm`) within each family: the table's null
+3. **Holm's adjustment** (:func:`~persona_circuits.measure.nulls.holm`) within each family: the table's null
    tests, and the paired differences (each mask row against the prompt and against steering at the same
    target). The conclusions count the adjusted verdicts.
 4. **What a "no" after Holm means.** ``detectable_shift`` is the uncorrected bound (level 95 %). Holm's
@@ -25,7 +25,7 @@ multiple-comparison adjustment of each family of tests.
 from __future__ import annotations
 
 from ..analysis.atlas import STEERING_PAIR_FAMILY
-from ..nulls import holm, null_test, symmetry_check, zero_z
+from ..measure.nulls import holm, null_test, symmetry_check, zero_z
 from .primary import PRIMARY_FAMILY, calibration, primary_family, row_z
 
 ALPHA = 0.05

@@ -5,11 +5,11 @@ from persona_circuits.analysis.ablation import (group_layers, random_removal, re
                                                 removal_count, removed_per_row, restore_ablation,
                                                 top_contrastive_removal, top_wanda_removal)
 from persona_circuits.data import ChoiceItem
-from persona_circuits.masks import random_mask
+from persona_circuits.masks.build import random_mask
 
 
 def record_calibration(model, pairs, **kw):
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
 
     return record_pairs(model, pairs, residuals=True, **kw)
 
@@ -66,11 +66,11 @@ def test_removal_comparison_and_restore(tiny_llama):
 
 
 def test_restore_gate_given_as_a_test_result(tiny_llama):
-    from persona_circuits.analysis.ablation import _gate
+    from persona_circuits.analysis.ablation import restore_gate
 
     full = {"shift": 0.5, "shift_ci95": [0.1, 0.9]}
-    g = _gate(full, {"test": "null_test", "passed": False, "null_threshold": 0.7})
+    g = restore_gate(full, {"test": "null_test", "passed": False, "null_threshold": 0.7})
     assert g["passed"] is False and g["null_threshold"] == 0.7  # the caller's null test wins over CI > 0
-    assert _gate(full, None)["passed"] is True
+    assert restore_gate(full, None)["passed"] is True
     with pytest.raises(ValueError):
-        _gate(full, {"passed": True})
+        restore_gate(full, {"passed": True})

@@ -7,15 +7,15 @@ import torch
 from persona_circuits.analysis.atlas import (STEERING_PAIR_FAMILY, AtlasError, atlas, atlas_record, pair_overlap,
                                              pooled_contrastive_scores, random_direction_p, top_contrastive_weights)
 from persona_circuits.masks import random_like, random_mask, remove_count, topk_rows
-from persona_circuits.models import architecture_fingerprint, get_model_id, prunable_layers
-from persona_circuits.scoring import contrastive_wanda_scores, contrastive_z
-from persona_circuits.statistics import PerTextStats
+from persona_circuits.model.loading import architecture_fingerprint, get_model_id, prunable_layers
+from persona_circuits.masks.scoring import contrastive_wanda_scores, contrastive_z
+from persona_circuits.masks.statistics import PerTextStats
 
 
 @pytest.fixture(scope="module")
 def ei(tiny_llama):
     from persona_circuits.data import resolve_set
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
 
     ps = resolve_set("mbti-ei").subset(8, 2)
     st = {p: record_pairs(tiny_llama, ps.calibration_pairs(p), batch_size=8, residuals=True) for p in ps.pole_names}
@@ -128,13 +128,15 @@ def test_atlas_figures(tiny_llama, ei):
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
-    from persona_circuits.analysis.atlas_plots import fig_atlas_layers, fig_atlas_overlap, fig_atlas_steering
+    from persona_circuits.reporting.figures.atlas import (fig_atlas_dict_layers, fig_atlas_dict_overlap,
+                                                          fig_atlas_dict_steering)
 
     sigs, st = ei
     other = random_persona(tiny_llama, 5)
     a = atlas(tiny_llama, {"ei": sigs, "r": {p: s.signature(pole=p) for p, s in other.items()}, "ei2": sigs},
               per_text={"ei": st, "r": other, "ei2": st}, fraction=0.05, null_draws=3)
-    for fig in (fig_atlas_overlap(a), fig_atlas_overlap(a, "mlp"), fig_atlas_layers(a), fig_atlas_steering(a)):
+    for fig in (fig_atlas_dict_overlap(a), fig_atlas_dict_overlap(a, "mlp"), fig_atlas_dict_layers(a),
+                fig_atlas_dict_steering(a)):
         assert isinstance(fig, Figure)
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text()]
         assert sizes and min(sizes) >= 8

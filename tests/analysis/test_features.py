@@ -2,11 +2,11 @@ import torch
 
 from persona_circuits.analysis.capability import neutral_texts
 from persona_circuits.analysis.features import answer_embeddings, text_features
-from persona_circuits.statistics import record_signature
+from persona_circuits.masks.statistics import record_signature
 
 
 def record_calibration(model, pairs, **kw):
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
 
     return record_pairs(model, pairs, residuals=True, **kw)
 
@@ -34,7 +34,7 @@ def test_calibration_record_matches_signature(tiny_model):
 
 def test_answer_embeddings_by_hand(tiny_llama):
     from persona_circuits.data import encode_pair
-    from persona_circuits.models import get_tokenizer
+    from persona_circuits.model.loading import get_tokenizer
 
     pairs = [("Hi?", "Hello there, friend."), ("Plans?", "Staying in.")]
     e = answer_embeddings(tiny_llama, pairs)

@@ -4,9 +4,9 @@ import torch
 
 from persona_circuits.analysis.gate import (cross_overlap, gate_layout, gate_overlap, gate_summary, jaccard,
                                             packed_selection)
-from persona_circuits.gate import projection_gate_masks
+from persona_circuits.masks.gate import projection_gate_masks
 from persona_circuits.results import GateAnalysis, GateCrossPair
-from persona_circuits.statistics import record_signature
+from persona_circuits.masks.statistics import record_signature
 
 
 def bits(*idx, n=16):

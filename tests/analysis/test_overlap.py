@@ -1,7 +1,7 @@
 import torch
 
 from persona_circuits.analysis.overlap import mask_overlap, random_expectation
-from persona_circuits.masks import Mask, MaskConfig, random_mask
+from persona_circuits.masks.build import Mask, MaskConfig, random_mask
 
 
 def _mask(d):

@@ -3,8 +3,8 @@ import torch
 
 from persona_circuits.analysis.capability import neutral_texts
 from persona_circuits.analysis.probes import decode_intervention, layer_probes, probes_with_baselines
-from persona_circuits.interventions import ResidualSteering, apply_mask, steering
-from persona_circuits.masks import random_mask
+from persona_circuits.model.interventions import ResidualSteering, apply_mask, steering
+from persona_circuits.masks.build import random_mask
 
 
 def _texts(y, rng, lexical: bool):

@@ -1,6 +1,6 @@
 
 from persona_circuits.analysis.sparsity import sparsity_profile
-from persona_circuits.masks import random_mask
+from persona_circuits.masks.build import random_mask
 
 
 def test_sparsity_profile(tiny_llama):

@@ -1,11 +1,11 @@
 
 from persona_circuits.analysis.ablation import (group_layers, layer_groups, top_contrastive_removal)
 from persona_circuits.analysis.stability import bootstrap_stability
-from persona_circuits.masks import keep_count
+from persona_circuits.masks.build import keep_count
 
 
 def record_calibration(model, pairs, **kw):
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
 
     return record_pairs(model, pairs, residuals=True, **kw)
 

@@ -234,4 +234,7 @@ def test_the_headline_figure_leads_with_the_primary_family(full_v2, smollm):
     assert f"steering persona-specific at {n_yes} of " in line
     assert primary_line(smollm) == ""  # results without a primary family: the title is unchanged
     fig = draw(full_v2, "headline")
-    assert "Primary family" in fig._suptitle.get_text()
+    try:
+        assert "Primary family" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)

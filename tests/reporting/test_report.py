@@ -1,4 +1,5 @@
-"""REPORT.md from the typed results: the committed reports, computed conclusions, version-2 fields, imports."""
+"""REPORT.md from the typed results: the committed reports, computed conclusions, version-2 fields, one current shape
+read by null design (no version branch), imports."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from persona_circuits.reporting.report import build_report, write_report
-from persona_circuits.results import load_results, upgrade
+from persona_circuits.reporting.report.headline import STRENGTH_MATCHED_CAPTION, STRENGTH_MATCHED_CURVES
+from persona_circuits.results import DAMAGE_MATCHED, STRENGTH_MATCHED, load_results, upgrade
 
 from ..results_fixtures import COMMITTED, GEMMA, ROOT, SMOLLM, raw, v2
 
@@ -300,3 +302,116 @@ def test_style_limits_of_the_wing_and_the_contract():
                 assert node.end_lineno - node.lineno + 1 <= 80, f"{path}:{node.name}"
                 assert ast.get_docstring(node) or node.name.startswith("_") or node.name in ("to_dict",), \
                     f"{path}:{node.name} has no docstring"
+
+
+def test_a_version_1_file_renders_in_the_words_of_its_null_design():
+    """An older file is upgraded to the current shape; what its rows measured differently is their null design,
+    read like any other field: strength-matched rows get their captions, columns and conclusions."""
+    for d in (raw(), raw(GEMMA)):
+        res = load_results(d)
+        assert res.null_design == STRENGTH_MATCHED
+        assert {r.null_design for h in res.headlines().values() for r in h.reached()} == {STRENGTH_MATCHED}
+        text = build_report(d)
+        assert text.startswith("# persona_circuits: study report") and "## Conclusions" in text
+        assert STRENGTH_MATCHED_CAPTION in text and STRENGTH_MATCHED_CURVES in text
+        assert "null test on 12 items" in text and "| contrast on curve items |" in text
+        assert "beats its null in" in _conclusions(d) and "after Holm's correction in" not in _conclusions(d)
+    res = load_results(v2())
+    assert res.null_design == DAMAGE_MATCHED and {h.null_design for h in res.headlines().values()} == {DAMAGE_MATCHED}
+    assert STRENGTH_MATCHED_CAPTION not in build_report(v2())
+
+
+def test_a_set_renders_in_its_rows_design_not_the_files_version():
+    """A current (schema-2) file with one set of strength-matched rows: that set's table takes the strength-matched
+    layout, every other set's the damage-matched one."""
+    d = v2()
+    for r in d["sets"]["power"]["headline"]["matched"]:
+        r.pop("null_kind", None)
+    res = load_results(d)
+    assert res.schema == 2 and res.sets["power"].headline.null_design == STRENGTH_MATCHED
+    assert res.null_design == res.sets["wealth"].headline.null_design == DAMAGE_MATCHED
+    text = _headline(d)
+    power = text.split("#### power (")[1].split("#### ")[0]
+    wealth = text.split("#### wealth (")[1].split("#### ")[0]
+    assert "null test on" in power.splitlines()[0] and "| damage, held-out [95 % CI] |" not in power
+    assert "contrast and null on all of them" in wealth.splitlines()[0] and "| damage, held-out [95 % CI] |" in wealth
+
+
+#: Names that would compare the results' version in the reporting wing (``is_v2``, ``_columns_v1``, ``v2``, ``schema``,
+#: ``SCHEMA_VERSION``, ``version``).
+VERSION_NAME = re.compile(r"(?:^|_)v\d+(?:$|_)|schema|version", re.IGNORECASE)
+
+
+def version_branches(source: str) -> list[str]:
+    """Every name, attribute, definition, import or string key in ``source`` that names a version or the schema."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.arg):
+            names = [node.arg]
+        elif isinstance(node, ast.keyword):
+            names = [node.arg or ""]
+        elif isinstance(node, ast.alias):
+            names = [node.name, node.asname or ""]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            names = [str(node.slice.value)]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get" and node.args \
+                and isinstance(node.args[0], ast.Constant):
+            names = [str(node.args[0].value)]
+        found += [f"line {node.lineno}: {n}" for n in names if VERSION_NAME.search(n)]
+    return found
+
+
+def test_the_reporting_wing_has_no_version_branch():
+    """The report and the figures read one current shape: no module, name or key of theirs names a version."""
+    for path in WING.rglob("*.py"):
+        assert not VERSION_NAME.search(path.stem), path
+        assert version_branches(path.read_text()) == [], path
+    bad = ("from .conclusions_v2 import matched_line_v2\n"
+           "def headline(res, v2):\n    return is_v2(res) or res.schema >= 2 or d.get('schema') or d['schema']\n")
+    assert len(version_branches(bad)) == 7
+    assert version_branches("def f(res):\n    return res.null_design == DAMAGE_MATCHED\n") == []
+
+
+BALANCED = ("label-swapped: exactly half of the calibration items, chosen uniformly, have their two answers swapped between "
+            "the poles (a balanced label swap), so a draw's pseudo-poles carry no mean persona difference.")
+COINS = ("label-swapped: each calibration item's two answers assigned to the two poles by a fair coin, so the draws carry "
+         "no persona difference.")
+
+
+def test_the_label_swap_is_read_from_the_rows():
+    """``null_swap`` of the matched rows (absent: coins, the older design) decides how the draws are described."""
+    d = v2()
+    assert COINS in _headline(d) and "balanced" not in _headline(d)
+    rows = [r for s in d["sets"].values() for r in s["headline"]["matched"] if r.get("null_kind") == "label-swapped"]
+    for r in rows:
+        r["null_swap"] = "balanced"
+    text = _headline(d)
+    assert BALANCED in text and "fair coin" not in text
+    for r in rows[:5]:
+        r["null_swap"] = "coins"
+    text = _headline(d)
+    assert (f"label-swapped: in the {len(rows) - 5} rows with balanced swaps, exactly half of the calibration items, "
+            "chosen uniformly, have their two answers swapped") in text
+    assert "in the 5 rows with coins, each calibration item's two answers assigned to the two poles by a fair coin" in text
+
+
+def test_the_paper_tables_label_swap_is_read_from_its_rows():
+    d = v2()
+    paper = build_report(d).split("## Headline")[0]
+    assert "label-swapped calibration set(s) (each item's two answers assigned to the poles by a coin: the accuracies" in paper
+    for s in d["sets"].values():
+        for r in s.get("paper_table") or []:
+            if r.get("null_accuracies"):
+                r["null_swap"] = "balanced"
+    paper = build_report(d).split("## Headline")[0]
+    assert ("label-swapped calibration set(s) (exactly half of the items, chosen uniformly, with their two answers swapped "
+            "between the poles: the accuracies") in paper and "by a coin" not in paper

@@ -1,4 +1,4 @@
-"""The projection-gate and every-layer steering dials of the headline (``study.headline.Dials``) on a tiny model:
+"""The projection-gate and every-layer steering dials of the headline (``study.dials.Dials``) on a tiny model:
 the real dial from the run's signatures and all-layer directions, each null dial from its label-swapped draw's own
 pseudo-pole signatures and directions (selected again)."""
 
@@ -9,14 +9,14 @@ import torch
 
 from persona_circuits.study import StudyConfig
 from persona_circuits.study.config import StudyConfig as Config
-from persona_circuits.study.headline import CURVE_GRIDS, Dials
+from persona_circuits.study.dials import CURVE_GRIDS, Dials
 
 
 @pytest.fixture(scope="module")
 def fake_run(tiny_llama):
-    from persona_circuits.baselines import steering_vectors
+    from persona_circuits.measure.baselines import steering_vectors
     from persona_circuits.data import load_persona_set
-    from persona_circuits.statistics import record_pairs
+    from persona_circuits.masks.statistics import record_pairs
     from persona_circuits.study.setup import SetRun
 
     ps = load_persona_set("mbti-ei").subset(calib_size=4, test_size=2)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import torch
 
-from persona_circuits.nulls import label_swap_indices
+from persona_circuits.measure.nulls import label_swap_indices
 from persona_circuits.study.setup import DRAW_CACHE, NullDraw, SetRun
 
 from ..analysis.test_atlas import random_persona

@@ -10,8 +10,9 @@ from functools import partial
 import pytest
 
 from persona_circuits.study import StudyConfig
-from persona_circuits.study.merge import ShardError, check_shards, first_difference, merge_shards, read_shard
-from persona_circuits.study.shards import CROSS, SHARD_FILE, compute_shard, write_shard
+from persona_circuits.study.merge import check_shards, merge_shards
+from persona_circuits.study.shard_format import CROSS, SHARD_FILE, ShardError, first_difference, read_shard, write_shard
+from persona_circuits.study.shards import compute_shard
 
 SETS = ("mbti-ei", "mbti-jp")
 
@@ -93,9 +94,9 @@ def test_merge_refuses_shards_of_other_studies(studies):
         check_shards(other, where)
     with pytest.raises(ShardError, match="duplicate shards: mbti-ei"):
         check_shards([*payloads, payloads[1]], [*where, "copy"])
-    with pytest.raises(ShardError, match="missing shards: mbti-jp$"):
+    with pytest.raises(ShardError, match=r"missing shards: mbti-jp \(--partial merges the shards there are\)$"):
         check_shards(payloads[:2], where[:2])
-    with pytest.raises(ShardError, match="missing shards: cross$"):
+    with pytest.raises(ShardError, match=r"missing shards: cross \(--partial merges the shards there are\)$"):
         check_shards(payloads[1:], where[1:])
     other = copy.deepcopy(payloads)
     other[0]["shard"]["sets"][0]["items"] = "0" * 16
@@ -109,10 +110,25 @@ def test_merge_cli(studies, tmp_path, capsys):
     _, folders = studies
     assert main(["merge", *map(str, folders[1:]), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["persona-circuits: error: missing shards: cross"]
+    assert err == ["persona-circuits: error: missing shards: cross (--partial merges the shards there are)"]
     assert main(["merge", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "not a study shard" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_partial_merge_names_what_is_missing(studies, tmp_path):
+    from persona_circuits.cli import main
+
+    tmp, folders = studies
+    one = json.loads((tmp / "one" / "results.json").read_text())
+    assert main(["merge", str(folders[1]), "--out", str(tmp_path / "p"), "--partial"]) == 0
+    part = json.loads((tmp_path / "p" / "results.json").read_text())
+    name = folders[1].name
+    assert list(part["sets"]) == [name] and part["meta"]["missing_shards"] == [s for s in (*SETS, CROSS) if s != name]
+    assert part["sets"][name]["conditions"] == one["sets"][name]["conditions"]
+    assert "atlas" not in part or part["atlas"] is None
+    assert "**Partial study**" in (tmp_path / "p" / "REPORT.md").read_text()
+    assert "Partial study" not in (tmp / "one" / "REPORT.md").read_text()
 
 
 def test_shard_cli_refuses_unknown_set_and_other_flags(tmp_path, capsys):

@@ -31,3 +31,23 @@ def test_a_stage_must_declare_every_setting_it_reads(tmp_path, tiny_llama):
     assert declared(st, x=1) == {"v": 6} and calls == [1, 2, 1]
     with pytest.raises(KeyError, match="nulls.matched_draws"):
         undeclared(st, x=1)
+
+
+def test_settings_are_declared_by_typed_paths():
+    """``SETTINGS.nulls.swap`` is the dotted path ``"nulls.swap"`` (what a cache key holds), checked against the
+    config's fields where it is written; every declared setting of every stage names a real setting."""
+    import persona_circuits.study.run  # noqa: F401 (declares every stage)
+    from persona_circuits.study.config import SETTINGS, StudyConfig
+    from persona_circuits.study.stage import STAGES
+
+    assert str(SETTINGS.nulls.swap) == "nulls.swap" and str(SETTINGS.masks) == "masks"
+    with pytest.raises(AttributeError, match="no study setting 'nulls.swapp'"):
+        SETTINGS.nulls.swapp  # noqa: B018
+    with pytest.raises(AttributeError):
+        SETTINGS.seed.anything  # noqa: B018 (a leaf has no settings below it)
+    cfg = StudyConfig()
+    assert cfg.get(SETTINGS.nulls.matched_draws) == cfg.nulls.matched_draws
+    declared = {s for _, settings in STAGES.values() for s in settings}
+    assert declared and all(isinstance(s, str) for s in declared)
+    for s in declared:
+        cfg.get(s)  # a KeyError names a declared setting that does not exist

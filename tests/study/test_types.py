@@ -3,9 +3,9 @@
 from dataclasses import replace
 from types import SimpleNamespace
 
-from persona_circuits.compose import MBTI_AXES
+from persona_circuits.masks.compose import MBTI_AXES
 from persona_circuits.data import load_persona_set
-from persona_circuits.masks import build_masks
+from persona_circuits.masks.registry import build_masks
 from persona_circuits.study import StudyConfig
 from persona_circuits.study.setup import SetRun
 from persona_circuits.study.state import Study

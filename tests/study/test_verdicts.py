@@ -41,7 +41,7 @@ def test_a_contrast_above_the_adjusted_bound_passes_holm_whatever_the_others_and
 
 def _types(method: str, shift: float, k: int = 10, seed: int = 0) -> dict:
     """A synthetic 16-type result: every type's contrast ``shift`` towards its letter on every axis."""
-    from persona_circuits.compose import ALL_TYPES
+    from persona_circuits.masks.compose import ALL_TYPES
 
     rng = np.random.default_rng(seed)
     axes = ["mbti-ei", "mbti-sn", "mbti-tf", "mbti-jp"]

@@ -9,9 +9,10 @@
 * :func:`atlas_steering`: set pairs x layers, cosine of the steering directions; ``*`` beyond the null after Holm.
 
 The registered figures (``fig_atlas``, ``fig_atlas_layers``, ``fig_atlas_steering``) draw them from the study's
-results; :mod:`persona_circuits.analysis.atlas_plots` draws them from an atlas dict. Each is a
-:class:`matplotlib.figure.Figure` built without pyplot (nothing is shown or kept open), with colour-blind-safe
-colormaps (viridis, cividis) and text of at least 8 pt.
+results; ``fig_atlas_dict_overlap``, ``fig_atlas_dict_layers`` and ``fig_atlas_dict_steering`` draw them from an atlas
+dict as :func:`persona_circuits.analysis.atlas.atlas` returns it (:func:`atlas_results` turns it into the record).
+Each is a :class:`matplotlib.figure.Figure` built without pyplot (nothing is shown or kept open), with
+colour-blind-safe colormaps (viridis, cividis) and text of at least 8 pt.
 """
 
 from __future__ import annotations
@@ -190,3 +191,38 @@ def fig_atlas_steering(res: StudyResults) -> Figure:
     """The atlas's steering cosines per layer (``*``: beyond the null, Holm)."""
     need(res.atlas is not None and any(p.cosine for p in res.atlas.pairs or []), "atlas steering cosines per layer")
     return atlas_steering(res.atlas)
+
+
+def atlas_results(a: dict) -> Atlas:
+    """The :class:`persona_circuits.results.Atlas` record of an atlas dict (:func:`persona_circuits.analysis.atlas.atlas`),
+    with every group's null mean and sd."""
+    from ...analysis.atlas import atlas_record
+
+    rec = atlas_record(a)
+    ov = a["overlap"]
+    for m in rec["overlaps"]:
+        for key in ("null_mean", "null_sd"):
+            if (ov.get(key) or {}).get(m["by"]) is not None:
+                m[key] = ov[key][m["by"]]
+    rec.update(sets=a["sets"], pairs=a["pairs"], multiple_comparisons=a["multiple_comparisons"],
+               conclusions=a["conclusions"], fraction=a["fraction"], null_draws=a["null_draws"])
+    return Atlas.from_dict(rec)
+
+
+def fig_atlas_dict_overlap(a: dict, group: str = "all") -> Figure:
+    """:func:`atlas_overlap` of an atlas dict: Jaccard between every two sets' top contrastive weights in ``group``,
+    and its excess over chance."""
+    return atlas_overlap(atlas_results(a), group)
+
+
+def fig_atlas_dict_layers(a: dict) -> Figure:
+    """:func:`atlas_layers` of an atlas dict: per set pair, Jaccard minus its reference, by block and by module type."""
+    return atlas_layers(atlas_results(a))
+
+
+def fig_atlas_dict_steering(a: dict) -> Figure:
+    """:func:`atlas_steering` of an atlas dict: per set pair and layer, the cosine of the steering directions (``*``:
+    beyond the null after Holm); ``ValueError`` when the atlas has no steering directions."""
+    if a.get("steering") is None:
+        raise ValueError("this atlas has no steering directions")
+    return atlas_steering(atlas_results(a))

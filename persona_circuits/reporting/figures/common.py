@@ -84,7 +84,7 @@ def method_handles(methods: Iterable[str], long: bool = False) -> list:
     return [Patch(color=color(m), label=DIAL_LABEL.get(m, m) if long else m) for m in dict.fromkeys(methods)]
 
 
-#: The null band of each test centre (:func:`persona_circuits.nulls.null_test`).
+#: The null band of each test centre (:func:`persona_circuits.measure.nulls.null_test`).
 BAND_LABEL = {"estimated": "null band: mean to 95 % bound", "zero": "null band: 0 to zero-centred 95 % bound"}
 
 

@@ -84,7 +84,7 @@ def fig_matched_damage(res: StudyResults) -> Figure:
     for ax in axes:
         ax.set_ylim(*padded(ys))
     rows = [r for h in heads.values() for r in h.reached()]
-    v1 = any(not r.null_on_same_items for r in rows)
+    on_curve_items = any(not r.null_on_same_items for r in rows)
     adjusted = any(r.persona_specific_adjusted is not None for r in rows)
     methods = dict.fromkeys(r.method for h in heads.values() for r in h.matched)
     centres = {r.null_center for r in rows}
@@ -100,10 +100,10 @@ def fig_matched_damage(res: StudyResults) -> Figure:
         Line2D([], [], color="k", ls="--", lw=0.9, label="persona prompt (own damage, all items)")]
     if any(r.random_direction_null for r in rows):
         handles.append(Line2D([], [], color="k", ls=":", lw=1.4, label="steering: random-direction bound (beside)"))
-    if v1:
+    if on_curve_items:
         handles.append(Line2D([], [], marker="D", color="white", mec="k", ls="none",
                               label="contrast on all items (no null there)"))
-    fig.suptitle("Matched damage: " + ("bars and bounds on the curve items (version-1 results)" if v1 else
+    fig.suptitle("Matched damage: " + ("bars and bounds on the curve items (strength-matched nulls)" if on_curve_items else
                                        "every held-out item, null on the same items"
                                        + (", each draw damage-matched" if rows and all(r.damage_matched for r in rows)
                                           else "")))

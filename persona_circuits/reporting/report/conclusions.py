@@ -1,16 +1,16 @@
-"""Conclusions, every sentence computed from the typed results (counts, extremes, verdicts): the headline,
-each method's pole contrast, and the masks against a random mask. The analyses' conclusions are in
+"""Conclusions, every sentence computed from the typed results (counts, extremes, verdicts): the headline (the
+matched rows in the words of their null design, the symmetry check), each method's pole contrast, the masks against
+a random mask and the paper table under the released scoring. The analyses' conclusions are in
 :mod:`.conclusions_analyses`."""
 
 from __future__ import annotations
 
 import math
 
-from ...results import MAIN_METHODS, MatchedRow, StudyResults
+from ...results import DAMAGE_MATCHED, MAIN_METHODS, STRENGTH_MATCHED, MatchedRow, StudyResults
 from ..labels import LENGTH_DECIDED
 from .conclusions_analyses import analysis_conclusions
-from .conclusions_v2 import matched_line_v2, released_conclusions, symmetry_conclusion
-from .method import is_v2
+from .method import holm_bound, span
 from .text import pct
 
 #: the matched methods that are no mask: the steering dials and the projection gate's mean push (writer biases)
@@ -32,7 +32,10 @@ def _tally(rows: list[MatchedRow], key: str, adjusted: bool = False) -> str | No
             f"{v.count('not distinguishable')} of {len(v)}") if v else None
 
 
-def _matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[str]]:
+def strength_matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[str]]:
+    """One method's strength-matched rows over every set (the older design): reached, the verdicts against their
+    null (Holm's count beside where the study made it), the paired differences. Returns the line and the specific
+    rows."""
     reached = [(n, r) for n, r in rr if r.reached]
     spec = [f"{n} at KL {r.target_kl:g}" for n, r in reached if r.persona_specific]
     parts = [f"reached in {len(reached)} of {len(rr)} (set, target) rows",
@@ -49,17 +52,88 @@ def _matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[s
     return f"- **Matched damage, {m}**: " + "; ".join(parts) + ".", spec
 
 
+def _holm_tally(rows: list[MatchedRow], key: str) -> str | None:
+    """Holm's verdicts of the paired differences ``key`` (uncorrected where the study made no correction)."""
+    diffs = [getattr(r, key) for r in rows if getattr(r, key)]
+    if not diffs:
+        return None
+    adj = [d.verdict_adjusted or d.verdict for d in diffs]
+    raw = [d.verdict for d in diffs]
+    return (f"higher in {adj.count('higher')}, lower in {adj.count('lower')}, not distinguishable in "
+            f"{adj.count('not distinguishable')} of {len(adj)} after Holm's correction (uncorrected: higher in "
+            f"{raw.count('higher')}, lower in {raw.count('lower')})")
+
+
+def _noes(rows: list[MatchedRow]) -> list[str]:
+    """What the rows that are not persona-specific mean: under their detectable shift (after Holm where the study
+    corrected), or why else not."""
+    below = [holm_bound(r) for r in rows if not r.persona_specific and holm_bound(r) is not None
+             and r.detectable_shift is not None and r.tested_shift is not None and r.tested_shift <= r.detectable_shift]
+    holm_only = [r for r in rows if r.persona_specific and r.persona_specific_adjusted is False]
+    ci = [r for r in rows if not r.persona_specific and r.detectable_shift is not None and r.tested_shift is not None
+          and r.tested_shift > r.detectable_shift]
+    adjusted = any(r.detectable_shift_adjusted is not None for r in rows)
+    out = []
+    if below:
+        out.append(f"in {len(below)} the contrast is not detectable above its row's detectable shift"
+                   + (" at Holm's strictest step" if adjusted else "")
+                   + f" ({span(below, '{:+.3f}')} nats/token: a smaller persona effect would go unseen)")
+    if holm_only:
+        line = f"{len(holm_only)} pass uncorrected but not after Holm's correction"
+        ratio = [r.tested_shift / r.detectable_shift_adjusted for r in holm_only
+                 if r.detectable_shift_adjusted and r.tested_shift is not None]
+        if ratio:
+            line += (f" (their contrasts are {span(ratio, '{:.2f}')} of the bound that passes Holm whatever the other "
+                     f"rows give, {span([r.detectable_shift_adjusted for r in holm_only], '{:+.3f}')} nats/token: "
+                     "more null draws per row would narrow it)")
+        out.append(line)
+    if ci:
+        out.append(f"{len(ci)} lie above the bound with an interval that includes 0")
+    return out
+
+
+def damage_matched_line(m: str, rr: list[tuple[str, MatchedRow]]) -> tuple[str, list[str]]:
+    """One method's damage-matched rows over every set: reached, Holm's verdicts, what a "no" means, the damage
+    tolerance, the random-direction null, the paired differences. Returns the line and the specific rows."""
+    reached = [(n, r) for n, r in rr if r.reached]
+    rows = [r for _, r in reached]
+    spec = [f"{n} at KL {r.target_kl:g}" for n, r in reached if r.specific]
+    parts = [f"reached in {len(reached)} of {len(rr)} (set, target) rows",
+             f"persona-specific after Holm's correction in {len(spec)}" + (f" ({'; '.join(spec)})" if spec else "")
+             + f" ({sum(bool(r.persona_specific) for r in rows)} uncorrected)"]
+    parts += _noes(rows)
+    out = [r for r in rows if r.within_tolerance is False]
+    if out:
+        parts.append(f"held-out damage outside ±25 % of the target in {len(out)} of {len(rows)}")
+    rnd = [r.random_direction_null for r in rows if r.random_direction_null and r.random_direction_null.p_value is not None]
+    if rnd:
+        parts.append(f"above its random-direction null (uncorrected) in {sum(bool(x.persona_specific) for x in rnd)} of "
+                     f"{len(rnd)}")
+    for key, label in (("vs_prompt", "paired against the persona prompt: "),
+                       ("vs_steering", "against steering at the same damage: ")):
+        if _holm_tally(rows, key):
+            parts.append(label + _holm_tally(rows, key))
+    return f"- **Matched damage, {m}**: " + "; ".join(parts) + ".", spec
+
+
+#: Each null design's line of a method's matched rows (:attr:`persona_circuits.results.StudyResults.null_design`).
+MATCHED_LINE = {DAMAGE_MATCHED: damage_matched_line, STRENGTH_MATCHED: strength_matched_line}
+
+
 def headline_conclusions(res: StudyResults) -> list[str]:
-    """Counts over every set's matched-damage rows (Holm's verdicts where the study made them) and curve points."""
+    """Counts over every set's matched-damage rows and curve points, in the words of the rows' null design
+    (:attr:`persona_circuits.results.StudyResults.null_design`: damage-matched rows are read after Holm's correction
+    and their curves are descriptive)."""
     heads = res.headlines()
     if not heads:
         return []
-    v2 = is_v2(res)
+    damage_matched = res.null_design == DAMAGE_MATCHED
+    line_of = MATCHED_LINE[res.null_design]
     out = []
     rows = [(n, r) for n, h in heads.items() for r in h.matched]
     mask_specific = []
     for m in dict.fromkeys(r.method for _, r in rows):
-        line, spec = (matched_line_v2 if v2 else _matched_line)(m, [(n, r) for n, r in rows if r.method == m])
+        line, spec = line_of(m, [(n, r) for n, r in rows if r.method == m])
         out.append(line)
         if m not in STEERING:
             mask_specific += [f"{m}: {x}" for x in spec]
@@ -68,11 +142,11 @@ def headline_conclusions(res: StudyResults) -> list[str]:
         above_steer = [r for r in mask_rows if r.vs_steering and (r.vs_steering.verdict_adjusted or r.vs_steering.verdict)
                        == "higher"]
         out.append(f"- Over {len(mask_rows)} matched mask rows, {len(mask_specific)} "
-                   + ("are persona-specific after Holm's correction" if v2 else "beat their label-swapped null")
+                   + ("are persona-specific after Holm's correction" if damage_matched else "beat their label-swapped null")
                    + (f" ({'; '.join(mask_specific)})" if mask_specific else "")
                    + f" and {len(above_steer)} move the model more than steering at the same damage"
-                   + (" (Holm's verdicts)." if v2 else "."))
-    out += symmetry_conclusion(res) if v2 else []
+                   + (" (Holm's verdicts)." if damage_matched else "."))
+    out += symmetry_conclusion(res)
     for mc in res.multiple_comparisons or []:
         out.append(f"- {mc.family}: {mc.n_raw} of {mc.n_tests} tests pass at the 95 % level uncorrected, {mc.n_adjusted} "
                    f"after {mc.method.title()}'s correction.")
@@ -82,8 +156,19 @@ def headline_conclusions(res: StudyResults) -> list[str]:
         lo = min((p.damage_kl for _, p in spec), default=None)
         out.append(f"- **Curves, {m}**: {len(spec)} of {len(pts)} points over {len({n for n, _ in pts})} sets beat their null"
                    + (f" (lowest damage among them {lo:.3g} nats/token)" if spec else "")
-                   + (" (descriptive: uncorrected, on the curve items)." if v2 else "."))
+                   + (" (descriptive: uncorrected, on the curve items)." if damage_matched else "."))
     return out
+
+
+def symmetry_conclusion(res: StudyResults) -> list[str]:
+    """The pooled check that the label-swapped nulls are centred on 0, and the centre it led to."""
+    s = res.null_symmetry
+    if s is None or s.stouffer_z is None or s.p_value is None:
+        return []
+    return [f"- Null symmetry: pooled over {s.n_rows} rows, Stouffer z = {s.stouffer_z:+.2f} (p = {s.p_value:.3g}), "
+            f"{pct(s.share_rejected)} % of rows reject at 5 %: the label-swapped nulls are "
+            + ("taken as centred on 0, and every row is tested with the zero-centred bound." if s.centered else
+               "not taken as centred on 0, and every row is tested with the estimated centre.")]
 
 
 def _null_tested_at(res: StudyResults, method: str, rho: float) -> str:
@@ -154,4 +239,28 @@ def random_mask_conclusions(res: StudyResults) -> list[str]:
                    f"{res.meta.config.sparsity}: {'; '.join(parts)}. A persona mask is above the random mask in {above} of "
                    f"{len(pairs)} (set, mask) pairs, and inside the random mask's 95 % interval in {inside} of {len(pairs)}.")
     out += released_conclusions(res)
+    return out
+
+
+def released_conclusions(res: StudyResults) -> list[str]:
+    """The paper's metric: each mask against its label-swapped draws and against the random mask of its sparsity."""
+    rows = [(n, s, r) for n, s in res.ai_sets().items() for r in (s.paper_table or [])
+            if r.pole == "matching" and r.null_accuracies]
+    if not rows:
+        return []
+    above = [f"{n} {r.condition}" for n, _, r in rows if r.accuracy > max(r.null_accuracies)]
+    ks = sorted({len(r.null_accuracies) for _, _, r in rows})
+    out = [f"- Released scoring (the paper's metric): {len(above)} of {len(rows)} (set, condition) accuracies lie above "
+           "every one of their label-swapped null draws" + (f" ({', '.join(above)})" if above else "")
+           + f"; with K = {span(ks)} draw(s) each, a mask with no persona effect does so by chance with probability "
+           f"1/(K + 1) = {span([100 / (k + 1) for k in ks], '{:.0f}')} %."]
+    pairs = []
+    for _, s, r in rows:
+        rnd = next((x for x in s.paper_table if x.condition == "random-mask" and x.sparsity == r.sparsity), None)
+        if rnd is not None:
+            pairs.append((r, rnd))
+    if pairs:
+        hi = sum(r.accuracy > x.accuracy for r, x in pairs)
+        out.append(f"- Released scoring against a random mask of the same sparsity: above it in {hi} of {len(pairs)} "
+                   f"(set, mask) pairs, above its 95 % interval in {sum(r.accuracy > x.accuracy_ci95[1] for r, x in pairs)}.")
     return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...results import StudyResults
-from .conclusions_v2 import atlas_conclusions, types_conclusions
+from ...results import StudyResults, TypesResult
+from .method import holm_bound, span
 from .text import iv
 
 
@@ -134,3 +134,53 @@ def capability_conclusions(res: StudyResults) -> list[str]:
 def types_atlas_conclusions(res: StudyResults) -> list[str]:
     """The 16 types' Holm verdicts per method and the atlas's pairs shared beyond chance (Holm)."""
     return types_conclusions(res.types) + atlas_conclusions(res)
+
+
+def types_conclusions(types: list[TypesResult] | None) -> list[str]:
+    """Per method: the (type pair, axis) tests that are persona-specific after Holm, what a "no" means, and the
+    largest interference."""
+    out = []
+    for t in types or []:
+        tests = [(r, c) for r in t.rows if r.type.startswith("E") for c in r.contrasts if c.p_value is not None]
+        if not tests:
+            out.append(f"- **16 types, {t.method}**: no (type pair, axis) contrast was tested against a null in this run.")
+            continue
+        spec = [f"{r.type} on {c.axis}" for r, c in tests if t.verdict(r, c)]
+        det = [holm_bound(c) for r, c in tests if not t.verdict(r, c) and not c.persona_specific
+               and holm_bound(c) is not None and c.shift <= c.detectable_shift]
+        line = (f"- **16 types, {t.method}**: {len(spec)} of {len(tests)} (type pair, axis) tests persona-specific after "
+                f"Holm's correction" + (f" ({', '.join(spec)})" if spec else "")
+                + f" ({sum(bool(c.persona_specific) for _, c in tests)} uncorrected)")
+        if det:
+            line += (f"; {len(det)} are not detectable above their bound"
+                     + (" at Holm's strictest step" if any(c.detectable_shift_adjusted is not None for _, c in tests) else "")
+                     + f" ({span(det, '{:+.3f}')} nats/token)")
+        if t.interference:
+            w = max(t.interference, key=lambda i: abs(i.change))
+            line += (f"; the largest interference is {w.axis}'s, {w.change:+.3f} nats/token"
+                     + (f" {iv(w.change_ci95)}" if w.change_ci95 else ""))
+        out.append(line + ".")
+    return out
+
+
+def atlas_conclusions(res: StudyResults) -> list[str]:
+    """The set pairs that share top contrastive weights beyond the label-swapped null (Holm), and steering directions
+    beyond their null at some layer (Holm)."""
+    a = res.atlas
+    if a is None:
+        return []
+    if not a.pairs:
+        return ["- Atlas: these results hold no test of the pairs (no label-swapped null), so no pair is called shared."]
+    tested = [p for p in a.pairs if p.shared is not None]
+    if not tested:
+        return ["- Atlas: no set pair was tested against a label-swapped null in this run, so no pair is called shared."]
+    shared = [f"{p.a} & {p.b}" for p in tested if p.shared]
+    line = (f"- Atlas: {len(shared)} of {len(tested)} tested set pairs share top contrastive weights beyond their "
+            "label-swapped null after Holm's correction" + (f" ({', '.join(shared)})" if shared else ""))
+    steer = [p for p in a.pairs if p.steering_shared_layers is not None]
+    if steer:
+        hit = [f"{p.a} & {p.b}" for p in steer if p.steering_shared_layers]
+        fam = a.family("atlas steering cosines")
+        line += (f"; {len(hit)} of {len(steer)} pairs have steering directions beyond "
+                 f"{fam.null if fam and fam.null else 'their null'} at some layer (Holm)" + (f" ({', '.join(hit)})" if hit else ""))
+    return [line + "."]

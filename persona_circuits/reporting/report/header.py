@@ -11,6 +11,10 @@ def header_section(res: StudyResults) -> list[str]:
     cfg = m.config
     run = "quick" if m.quick else "full"
     L = ["# persona_circuits: study report\n"]
+    if m.missing_shards:
+        L.append(f"**Partial study** (`merge --partial`): this report lacks the shards {', '.join(m.missing_shards)} "
+                 "of its study; every pooled test (the primary family, the calibration, Holm's families) pools only "
+                 "the sets present, and the cross-set results need the cross shard.\n")
     L.append(f"Regenerate with `{m.command or 'persona-circuits reproduce'}` ({run} run, model `{m.model}`, "
              f"{m.cpu_count} CPU cores{f' ({m.cpu})' if m.cpu else ''}, torch {m.torch}, weights and forward passes in {m.dtype or 'float32'} "
              f"(statistics accumulated in float64), {m.seconds} s, finished {m.finished}). Every number below is read "

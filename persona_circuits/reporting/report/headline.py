@@ -1,17 +1,22 @@
-"""The headline section: effect against damage, the matched-damage table of every set, every curve point."""
+"""The headline section: effect against damage, the matched-damage table of every set, every curve point.
+
+Its captions and method paragraphs are those of the matched rows' null design
+(:attr:`persona_circuits.results.StudyResults.null_design`, :data:`METHOD_TEXT`): damage-matched rows are described
+from their own fields (:mod:`.method`); strength-matched rows (the older design: each null at the real pair's own
+strength, on the curve items) in that design's words."""
 
 from __future__ import annotations
 
-from ...results import Headline, StudyResults
-from .matched import null_cells, matched_table
-from .method import centre_used, curves_method, is_v2, matched_method
+from ...results import DAMAGE_MATCHED, STRENGTH_MATCHED, Headline, StudyResults
+from .matched import matched_table, null_cells
+from .method import centre_used, curves_method, matched_method
 from .text import iv, opt, pct, table
 
-#: Version-2 fields of a matched row and how the report names them when a run did not measure them.
-V2_FIELDS = {"damage_kl_ci95": "the damage on held-out neutral texts with its interval",
-             "null_strengths": "null draws at their own damage-matched strength on the same items",
-             "p_adjusted": "p-values with Holm's correction",
-             "detectable_shift": "the smallest contrast each test could detect"}
+#: Fields of a matched row that older runs did not measure, and how the report names them when a run did not.
+LATER_FIELDS = {"damage_kl_ci95": "the damage on held-out neutral texts with its interval",
+                "null_strengths": "null draws at their own damage-matched strength on the same items",
+                "p_adjusted": "p-values with Holm's correction",
+                "detectable_shift": "the smallest contrast each test could detect"}
 
 
 def headline_section(res: StudyResults) -> list[str]:
@@ -19,16 +24,15 @@ def headline_section(res: StudyResults) -> list[str]:
     heads = res.headlines()
     if not heads:
         return []
-    v2 = is_v2(res)
+    caption, curves, method = METHOD_TEXT[res.null_design]
     L = ["## Headline: effect against damage\n",
          "The question: **at equal damage to the model, does a training-free mask move the model towards a persona more "
          "than a null mask, a persona prompt, RAG and steering do?** Damage is the mean KL(dense || intervened) over both "
          "poles' conditions on neutral text (nats/token); the effect is the pole contrast (the same held-out items under "
          "pole A's condition minus under pole B's: the shift of the per-token preference for pole A's answer, nats/token).\n",
-         "![headline](figures/headline.png)\n", (headline_caption(res) if v2 else HEADLINE_CAPTION_V1) + "\n",
-         "![effect against damage](figures/effect_damage.png)\n", (curves_method(res) if v2 else CURVES_V1) + "\n",
-         "### Matched-damage table\n", "![matched damage](figures/matched_damage.png)\n",
-         *(matched_method(res) if v2 else [matched_intro(heads) + "\n"])]
+         "![headline](figures/headline.png)\n", caption(res) + "\n",
+         "![effect against damage](figures/effect_damage.png)\n", curves(res) + "\n",
+         "### Matched-damage table\n", "![matched damage](figures/matched_damage.png)\n", *method(res)]
     n_tests = n_paired = 0
     for name, head in heads.items():
         L += matched_table(name, head, res.sets[name])
@@ -39,14 +43,16 @@ def headline_section(res: StudyResults) -> list[str]:
     return L
 
 
-#: The captions of version-1 results (their steering null was random directions at the real pair's strength).
-HEADLINE_CAPTION_V1 = ("At each target damage, every method's contrast on the items of its null test (filled: persona-specific "
-                       "in the table below; hollow: not), the null band (shaded: from the null draws' mean to their one-sided "
-                       "95 % prediction bound) and the persona prompt, RAG and LoRA at their own damage.")
-CURVES_V1 = ("Each method's contrast over its strength dial, with the same dial built from label-swapped calibration data "
-             "(masks) or from random directions of the persona vector's norm at the same layer (steering) at every strength "
-             "(hollow markers; dotted: their one-sided 95 % prediction bound). A point is persona-specific (*) only above "
-             "that bound, mean + t(0.95, K−1)·sd·sqrt(1 + 1/K), with its own bootstrap interval above 0.")
+#: The captions of strength-matched rows (their steering null was random directions at the real pair's strength).
+STRENGTH_MATCHED_CAPTION = ("At each target damage, every method's contrast on the items of its null test (filled: "
+                            "persona-specific in the table below; hollow: not), the null band (shaded: from the null "
+                            "draws' mean to their one-sided 95 % prediction bound) and the persona prompt, RAG and LoRA at "
+                            "their own damage.")
+STRENGTH_MATCHED_CURVES = ("Each method's contrast over its strength dial, with the same dial built from label-swapped "
+                           "calibration data (masks) or from random directions of the persona vector's norm at the same "
+                           "layer (steering) at every strength (hollow markers; dotted: their one-sided 95 % prediction "
+                           "bound). A point is persona-specific (*) only above that bound, mean + t(0.95, K−1)·sd·sqrt(1 + "
+                           "1/K), with its own bootstrap interval above 0.")
 
 
 def headline_caption(res: StudyResults) -> str:
@@ -61,8 +67,10 @@ def headline_caption(res: StudyResults) -> str:
             "the persona prompt, RAG and LoRA at their own damage.")
 
 
-def matched_intro(heads: dict[str, Headline]) -> str:
-    """How the matched strengths and their null tests were made (from the run's fields)."""
+def strength_matched_intro(res: StudyResults) -> list[str]:
+    """The paragraph under the matched-damage figure for strength-matched rows: how the matched strengths and their
+    null tests were made (from the run's fields)."""
+    heads = res.headlines()
     first = next(iter(heads.values()))
     rows = [r for h in heads.values() for r in h.reached()]
     same = bool(rows) and all(r.null_on_same_items for r in rows)
@@ -77,9 +85,9 @@ def matched_intro(heads: dict[str, Headline]) -> str:
     else:
         text += (f"and the real pair with its {first.null_draws_matched} null pairs on the curve's "
                  f"{first.n_items_curve} items (the null test: same items, same strength). ")
-    return text + ("`− prompt` and `− steering`: the paired difference (same items) to the persona prompt (at its own "
+    return [text + ("`− prompt` and `− steering`: the paired difference (same items) to the persona prompt (at its own "
                    "damage) and to steering at the same target, with a paired bootstrap 95 % interval. A target outside a "
-                   "dial's measured damages is not extrapolated (\"not reached\").")
+                   "dial's measured damages is not extrapolated (\"not reached\").") + "\n"]
 
 
 def comparisons_sentence(res: StudyResults, n_tests: int, n_paired: int) -> str:
@@ -97,8 +105,15 @@ def comparisons_sentence(res: StudyResults, n_tests: int, n_paired: int) -> str:
 
 def _missing(res: StudyResults) -> str:
     rows = [r for h in res.headlines().values() for r in h.reached()]
-    missing = [text for f, text in V2_FIELDS.items() if not any(getattr(r, f) is not None for r in rows)]
+    missing = [text for f, text in LATER_FIELDS.items() if not any(getattr(r, f) is not None for r in rows)]
     return "; ".join(missing) if missing else "nothing the current schema records"
+
+
+#: Per null design of the matched rows: the headline figure's caption, the curves figure's paragraph and the
+#: matched-damage figure's paragraphs, each a function of the results.
+METHOD_TEXT = {DAMAGE_MATCHED: (headline_caption, curves_method, matched_method),
+               STRENGTH_MATCHED: (lambda res: STRENGTH_MATCHED_CAPTION, lambda res: STRENGTH_MATCHED_CURVES,
+                                  strength_matched_intro)}
 
 
 def curve_points(heads: dict[str, Headline]) -> list[str]:

@@ -1,13 +1,15 @@
-"""The matched-damage table of one set: version-1 rows (the null on the curve items, at the real pair's strength)
-in their original columns, version-2 rows (held-out damage, damage-matched nulls on the same items, Holm) in
-columns of their own, with each verdict written out ("no (not detectable above +0.145)")."""
+"""The matched-damage table of one set, laid out for the null design of its rows (:data:`LAYOUTS`,
+:attr:`persona_circuits.results.Headline.null_design`): damage-matched rows (held-out damage, nulls each at their own
+damage-matched strength on the same items, Holm) in columns of their own, with each verdict written out ("no (not
+detectable above +0.145)"); strength-matched rows (the older design: the null at the real pair's strength, on the
+curve items) in a column for each field that some row has."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...results import Headline, MatchedRow, NullDraws, ReferencePoint, SetResults
+from ...results import DAMAGE_MATCHED, STRENGTH_MATCHED, Headline, MatchedRow, NullDraws, ReferencePoint, SetResults
 from ..labels import lora_label
 from .method import span
 from .text import iv, opt, pct, table
@@ -38,8 +40,9 @@ def _yes_no(v: bool | None) -> str:
     return {True: "yes", False: "no", None: "-"}[v]
 
 
-def _columns_v1(rows: list[MatchedRow], points: list[ReferencePoint]) -> list[_Col]:
-    """The columns of version-1 rows (and of rows with only some version-2 fields): each field that some row has."""
+def _field_columns(rows: list[MatchedRow], points: list[ReferencePoint]) -> list[_Col]:
+    """The columns of strength-matched rows (also with only some of the damage-matched rows' fields): each field that
+    some row has."""
     def has(attr):
         """Whether some row has a value for ``attr``."""
         return any(getattr(r, attr) is not None for r in rows)
@@ -109,8 +112,8 @@ def _side(t, n_items: bool = False) -> str:
     return f"{bound}, p {opt(t.p_value, '{:.2g}')} ({t.n_null} draws{items}): {_yes_no(t.persona_specific)}"
 
 
-def _columns_v2(rows: list[MatchedRow]) -> list[_Col]:
-    """The columns of damage-matched (version-2) rows; a side test's column only where some row has it."""
+def _damage_matched_columns(rows: list[MatchedRow], points: list[ReferencePoint]) -> list[_Col]:
+    """The columns of damage-matched rows; a side test's column only where some row has it."""
     centres = {r.null_center for r in rows}
     centre = f" ({centres.pop()} centre)" if len(centres) == 1 and None not in centres else ""
     cols = [_Col("method", lambda r: r.method), _Col("target KL", lambda r: f"{r.target_kl:g}"),
@@ -137,14 +140,16 @@ def _columns_v2(rows: list[MatchedRow]) -> list[_Col]:
                    _Col("− steering [95 % CI]", lambda r: _diff(r.vs_steering))]
 
 
-def _title(name: str, head: Headline, reached: list[MatchedRow], v2: bool) -> str:
-    if v2:
-        d = head.damage
-        texts = (f"strengths fitted on {len(d.fit_texts)} neutral texts, damage on {len(d.damage_texts)} held-out ones"
-                 if d else f"damage on {head.n_damage_texts} held-out neutral texts")
-        kinds = " / ".join(sorted({r.null_kind for r in reached if r.null_kind}))
-        return (f"#### {name} ({head.n_items_table} held-out items, contrast and null on all of them; "
-                f"K = {span(r.n_null for r in reached)} {kinds} null draws per row; {texts})\n")
+def _damage_matched_title(name: str, head: Headline, reached: list[MatchedRow]) -> str:
+    d = head.damage
+    texts = (f"strengths fitted on {len(d.fit_texts)} neutral texts, damage on {len(d.damage_texts)} held-out ones"
+             if d else f"damage on {head.n_damage_texts} held-out neutral texts")
+    kinds = " / ".join(sorted({r.null_kind for r in reached if r.null_kind}))
+    return (f"#### {name} ({head.n_items_table} held-out items, contrast and null on all of them; "
+            f"K = {span(r.n_null for r in reached)} {kinds} null draws per row; {texts})\n")
+
+
+def _strength_matched_title(name: str, head: Headline, reached: list[MatchedRow]) -> str:
     items = head.null_items(reached[0]) if reached else head.n_items_curve
     texts = next((r.damage_texts for r in reached if r.damage_texts), None)
     dmg = f"{len(texts)} held-out neutral texts" if texts else f"{head.n_damage_texts} neutral texts"
@@ -152,25 +157,40 @@ def _title(name: str, head: Headline, reached: list[MatchedRow], v2: bool) -> st
     return f"#### {name} ({head.n_items_table} held-out items; null test on {items} items, {k} null draws; damage on {dmg})\n"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How the matched-damage table of rows of one null design is laid out: its columns (of the reached rows and the
+    reference points), its title, and the texts on which the strength search of an unreached row measured its
+    damages (``fit`` or ``curve``)."""
+
+    columns: Callable[[list[MatchedRow], list[ReferencePoint]], list[_Col]]
+    title: Callable[[str, Headline, list[MatchedRow]], str]
+    searched_on: str
+
+
+#: The table's layout per null design (:attr:`persona_circuits.results.Headline.null_design`).
+LAYOUTS = {DAMAGE_MATCHED: Layout(_damage_matched_columns, _damage_matched_title, "fit"),
+           STRENGTH_MATCHED: Layout(_field_columns, _strength_matched_title, "curve")}
+
+
 def matched_table(name: str, head: Headline, s: SetResults) -> list[str]:
-    """One set's matched-damage table: every (method, target) row, then the reference points (and, for version-2
-    rows, the rows whose held-out damage is outside the tolerance)."""
+    """One set's matched-damage table in the layout of its rows' null design: every (method, target) row, then the
+    reference points (and the rows whose held-out damage is outside the tolerance, where the rows say so)."""
     reached = head.reached()
-    v2 = bool(reached) and all(r.damage_matched for r in reached)
+    layout = LAYOUTS[head.null_design]
     points = [(cond, label, head.points[cond]) for cond, label in
               (("prompt", "persona prompt"), ("rag", "RAG"), ("sft", lora_label(s, short=True))) if cond in head.points]
-    cols = _columns_v2(reached) if v2 else _columns_v1(reached, [p for _, _, p in points])
+    cols = layout.columns(reached, [p for _, _, p in points])
     rows = []
     for r in head.matched:
         if not r.reached:
             lo, hi = r.curve_damage_range or (None, None)
-            what = f"not reached (fit damage {lo:.3g} to {hi:.3g})" if v2 and lo is not None else \
-                f"not reached (curve damage {lo:.3g} to {hi:.3g})" if lo is not None else "not reached"
+            what = f"not reached ({layout.searched_on} damage {lo:.3g} to {hi:.3g})" if lo is not None else "not reached"
             rows.append([r.method, f"{r.target_kl:g}", what] + ["-"] * (len(cols) - 3))
         else:
             rows.append([c.cell(r) for c in cols])
     rows += [[label] + [c.ref(p) for c in cols[1:]] for _, label, p in points]
-    L = [_title(name, head, reached, v2)] + table([c.header for c in cols], rows)
+    L = [layout.title(name, head, reached)] + table([c.header for c in cols], rows)
     out = [r for r in reached if r.within_tolerance is False]
     if out:
         tol = head.damage.tolerance if head.damage and head.damage.tolerance is not None else 0.25

@@ -1,6 +1,7 @@
-"""The headline's method, described from the run's own fields (version 2): which null each method was tested
-against, the centre and bound the test used with its K, the fit and held-out texts with their counts, and the
-pooled symmetry check. Nothing here states a setting the results do not record."""
+"""The headline's method for damage-matched rows (:data:`persona_circuits.results.DAMAGE_MATCHED`), described from
+the run's own fields: which null each method was tested against, the centre and bound the test used with its K, the
+fit and held-out texts with their counts, and the pooled symmetry check; and the helpers the conclusions share
+(:func:`span`, :func:`holm_bound`). Nothing here states a setting the results do not record."""
 
 from __future__ import annotations
 
@@ -11,8 +12,33 @@ from .text import pct
 NULL_KIND_TEXT = {("label-swapped", "steering"): "the difference of means of label-swapped calibration data",
                   ("label-swapped", "mask"): "the same {method} dial built from label-swapped calibration data",
                   ("random-direction", "steering"): "random directions"}
-LABEL_SWAP = ("label-swapped: each calibration item's two answers assigned to the two poles by a fair coin, so the "
-              "draws carry no persona difference")
+#: How a label-swapped draw's calibration data are made, per the rows' ``null_swap`` (:mod:`persona_circuits.measure.nulls`;
+#: absent: ``coins``, the older design).
+SWAP_TEXT = {"balanced": ("exactly half of the calibration items, chosen uniformly, have their two answers swapped between "
+                          "the poles (a balanced label swap), so a draw's pseudo-poles carry no mean persona difference"),
+             "coins": ("each calibration item's two answers assigned to the two poles by a fair coin, so the draws carry no "
+                       "persona difference")}
+#: The same for the paper table's null draws (a mask built from the label-swapped calibration set).
+PAPER_SWAP_TEXT = {"balanced": "exactly half of the items, chosen uniformly, with their two answers swapped between the poles",
+                   "coins": "each item's two answers assigned to the poles by a coin"}
+
+
+def swap_counts(rows) -> dict[str, int]:
+    """How many of ``rows`` (records with ``null_swap``) drew their label swaps each way, ``coins`` where absent."""
+    swaps = [r.null_swap or "coins" for r in rows]
+    return {s: swaps.count(s) for s in sorted(set(swaps))}
+
+
+def swap_text(counts: dict[str, int], texts: dict[str, str]) -> str:
+    """The label swap of :func:`swap_counts`'s rows in ``texts``' words; both ways, with their counts, for a mixture."""
+    def text(s: str) -> str:
+        """One way of swapping in words (an unknown name as it is)."""
+        return texts.get(s, f"the calibration items' answers swapped between the poles ({s})")
+
+    if len(counts) == 1:
+        return text(next(iter(counts)))
+    return "; ".join(f"in the {n} rows with {'balanced swaps' if s == 'balanced' else s}, {text(s)}"
+                     for s, n in counts.items())
 
 
 def matched_rows(res: StudyResults) -> list[MatchedRow]:
@@ -20,9 +46,10 @@ def matched_rows(res: StudyResults) -> list[MatchedRow]:
     return [r for h in res.headlines().values() for r in h.reached()]
 
 
-def is_v2(res: StudyResults) -> bool:
-    """Whether the matched rows have damage-matched nulls (the rebuilt study; version-1 rows do not)."""
-    return any(r.damage_matched for r in matched_rows(res))
+def holm_bound(r) -> float | None:
+    """The shift a "no" is read against (a matched row's or a type test's): the bound at Holm's strictest step where
+    the study computed it, else the uncorrected detectable shift."""
+    return r.detectable_shift_adjusted if r.detectable_shift_adjusted is not None else r.detectable_shift
 
 
 def span(values, fmt: str = "{:g}") -> str:
@@ -34,7 +61,7 @@ def span(values, fmt: str = "{:g}") -> str:
 
 
 def bound_formula(center: str | None, k: str) -> str:
-    """The one-sided 95 % bound of a null test with ``k`` draws (:func:`persona_circuits.nulls.null_test`)."""
+    """The one-sided 95 % bound of a null test with ``k`` draws (:func:`persona_circuits.measure.nulls.null_test`)."""
     if center == "zero":
         return f"the zero-centred bound t(0.95, K)·sqrt(mean(x²)) (x: the draws' contrasts, K = {k} degrees of freedom)"
     return f"the estimated-centre bound mean + t(0.95, K−1)·sd·sqrt(1 + 1/K) (K = {k})"
@@ -47,13 +74,15 @@ def null_of(method: str, kind: str | None) -> str:
 
 
 def nulls_sentence(rows: list[MatchedRow]) -> str:
-    """Each method's null, as recorded on its rows (``null_kind``)."""
+    """Each method's null, as recorded on its rows (``null_kind``), and how the label-swapped draws were made
+    (``null_swap``)."""
     kinds = {}
     for r in rows:
         kinds.setdefault(r.method, set()).add(r.null_kind)
     parts = [f"{m}: {', '.join(null_of(m, k) for k in sorted(ks, key=str))}" for m, ks in kinds.items()]
-    swapped = any("label-swapped" in ks for ks in kinds.values())
-    return "Null of each row (" + "; ".join(parts) + ")" + (f"; {LABEL_SWAP}." if swapped else ".")
+    swapped = swap_counts([r for r in rows if r.null_kind == "label-swapped"])
+    return "Null of each row (" + "; ".join(parts) + ")" + (f"; label-swapped: {swap_text(swapped, SWAP_TEXT)}."
+                                                            if swapped else ".")
 
 
 def centre_used(res: StudyResults) -> str | None:
@@ -105,7 +134,7 @@ def texts_sentence(head: Headline, rows: list[MatchedRow]) -> str:
 
 
 def matched_method(res: StudyResults) -> list[str]:
-    """The paragraphs under the matched-damage figure (version 2), every part read from the results."""
+    """The paragraphs under the matched-damage figure for damage-matched rows, every part read from the results."""
     heads = res.headlines()
     rows = matched_rows(res)
     head = next(iter(heads.values()))
@@ -152,7 +181,7 @@ def _beside(rows: list[MatchedRow], head: Headline) -> list[str]:
 
 
 def curves_method(res: StudyResults) -> str:
-    """The paragraph under the curves figure (version 2)."""
+    """The paragraph under the curves figure for damage-matched rows."""
     heads = res.headlines()
     head = next(iter(heads.values()))
     rows = matched_rows(res)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...results import RELEASED_SPARSITY, PaperTableRow, SetResults, StudyResults
 from ..labels import LENGTH_DECIDED, lora_trained
-from .method import span
+from .method import PAPER_SWAP_TEXT, span, swap_counts, swap_text
 from .text import ci, pct, table
 
 #: Rows of the paper table: condition and label.
@@ -57,6 +57,7 @@ def released_section(res: StudyResults, ai: dict[str, SetResults], paper: dict) 
     with_table = {n: s for n, s in ai.items() if s.paper_table}
     ns = sorted({r.n for s in with_table.values() for r in s.paper_table})
     ks = sorted({len(r.null_accuracies) for s in with_table.values() for r in s.paper_table if r.null_accuracies})
+    swaps = swap_counts([r for s in with_table.values() for r in s.paper_table if r.null_accuracies])
     order = [c for c, _ in PAPER_ROWS]
     ops = sorted({(r.condition, r.sparsity) for s in with_table.values() for r in s.paper_table
                   if r.sparsity is not None and r.condition != "random-mask"},
@@ -68,8 +69,8 @@ def released_section(res: StudyResults, ai: dict[str, SetResults], paper: dict) 
          "the lower loss chosen. Paper: LLaMA-2-13B, all 200 test_ab items. Ours: "
          f"`{res.meta.model}`, the first {span(ns)} items of the same test_ab split, with bootstrap 95 % intervals. Each "
          "mask at its operating point (" + ", ".join(f"{c} sparsity {r:g}" for c, r in ops) + ")"
-         + (f", next to the same method built from {span(ks)} label-swapped calibration set(s) (each item's two answers "
-            "assigned to the poles by a coin: the accuracies of these null draws are listed)" if ks else "")
+         + (f", next to the same method built from {span(ks)} label-swapped calibration set(s) ({swap_text(swaps, PAPER_SWAP_TEXT)}: "
+            "the accuracies of these null draws are listed)" if ks else "")
          + ", and a random mask of the same per-row density at each operating point.\n"]
     L += released_rows(with_table, paper)
     L.append("\nSteering appears in the matched-damage table below (its coefficient is set by a damage target).")

@@ -1,6 +1,6 @@
 """Optional sections: the 16 MBTI types composed from the four axes (one table per method), and the atlas of
-overlaps between persona sets. Each is left out when ``results.json`` has no such results (version 1, or a run
-that skipped them)."""
+overlaps between persona sets. Each is left out when ``results.json`` has no such results (a run older than these
+stages, or one that skipped them)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,116 @@
+"""Study shards against the 40-minute target: each committed shard's wall time (its own ``meta.seconds``, as
+the shard recorded it), where it went (the shard's per-stage log, grouped), and the floor its matched-damage
+null draws set (their item scorings alone, measured here in the shard's dtype).
+
+Read from ``reports/shards/<model>/<shard>/shard.json`` (written by ``reproduce --shard``: nothing is re-run
+but one scoring of every held-out item per family, to price the floor). A shard is one job of a scheduler or
+one Ray task, so the target is per shard: 40 minutes on 2 cores in bfloat16 for a SmolLM2 set shard.
+
+Groups (a stage's label is ``SET: what``): *setup* (calibration, masks, steering), *conditions* (the dense
+model, masks, prompt, RAG, LoRA and their contrasts and damage), *curves and matched table* (the headline:
+every method's curve, the real pair's strength fits and the matched-damage null stages, which are also listed
+one by one and are part of it), *paper table*, *gate analyses*, *analysis set* (ablation, sweeps, stability,
+capability), *representations* (probes, similarity, decoding, mask analyses), and the cross shard's stages.
+
+    python benchmarks/bench_shards.py [--quick]   (--quick: read only, no floor)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Result, main_of  # noqa: E402
+from bench_study import model_in, scoring_seconds, set_scorings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARDS = ROOT / "reports" / "shards"
+TARGET_S = 40 * 60.0
+GROUPS = (("matched-damage nulls", "matched-damage nulls (each listed, inside the curves)"),
+          ("effect-damage curves", "curves and matched table"), ("paper table", "paper table"),
+          ("projection-gate analyses", "gate analyses"), ("calibration (atlas only)", "cross: atlas-only calibration"),
+          ("calibration", "setup"), ("masks", "setup"), ("steering", "setup"),
+          ("baselines and masks", "conditions"), ("contrasts and damage", "conditions"),
+          ("ablation", "analysis set"), ("sweeps", "analysis set"), ("stability", "analysis set"),
+          ("capability", "analysis set"), ("probes", "representations"), ("mask analyses", "representations"),
+          ("types", "cross: 16 types"), ("atlas", "cross: atlas"))
+
+
+def group_of(label: str) -> str:
+    what = label.split(": ", 1)[1] if ": " in label and not label.startswith("types") else label
+    for key, group in GROUPS:
+        if key in what:
+            return group
+    return "other"
+
+
+def shard_rows(payload: dict) -> dict[str, float]:
+    """Seconds per group of one shard's stage log."""
+    out: dict[str, float] = defaultdict(float)
+    for label, sec in (payload.get("timings") or {}).items():
+        out[group_of(label)] += float(sec)
+    return dict(out)
+
+
+def read_shards(root: Path = SHARDS) -> dict[str, dict[str, dict]]:
+    """``{model: {shard: payload}}`` of every committed shard."""
+    out: dict[str, dict[str, dict]] = {}
+    for f in sorted(root.glob("*/*/shard.json")):
+        out.setdefault(f.parent.parent.name, {})[f.parent.name] = json.loads(f.read_text())
+    return out
+
+
+def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
+    floor = not quick
+    res = Result("shards", "Study shards: wall time per shard, where it went, its floor",
+                 "python benchmarks/bench_shards.py")
+    shards = read_shards()
+    if not shards:
+        res.notes.append(f"no shard under {SHARDS.relative_to(ROOT)}: nothing to report")
+        return res
+    secs: dict[str, float] = {}
+    for mname, by in shards.items():
+        groups = sorted({g for p in by.values() for g in shard_rows(p)})
+        head = "| shard | CPU | threads | dtype | wall min | " + " | ".join(groups) + " |"
+        L = [f"**{mname}** (minutes per group of the shard's own stage log)", "", head,
+             "|" + " --- |" * (5 + len(groups))]
+        for name, p in by.items():
+            m, rows = p.get("meta") or {}, shard_rows(p)
+            wall = float(m.get("seconds") or 0.0)
+            L.append(f"| {name} | {m.get('cpu')} | {m.get('threads')} | {m.get('dtype')} | {wall / 60:.1f} | "
+                     + " | ".join(f"{rows.get(g, 0.0) / 60:.1f}" for g in groups) + " |")
+            target = TARGET_S / 60 if (mname.startswith("smollm2") and name != "cross") else None
+            res.add(f"{mname} shard {name}: wall time", wall / 60, "min", target, "<=" if target else "",
+                    detail=f"{m.get('cpu')}, {m.get('threads')} threads, {m.get('dtype')}, finished {m.get('finished')}")
+            if target and wall > TARGET_S:
+                res.misses.append(f"{mname} shard {name}: {wall / 60:.0f} min against {TARGET_S / 60:.0f}; "
+                                  f"its curves and matched table took {rows.get('curves and matched table', 0) / 60:.0f} min, "
+                                  f"of which matched-damage nulls "
+                                  f"{rows.get('matched-damage nulls (each listed, inside the curves)', 0) / 60:.0f} min")
+            if floor and p["shard"]["name"] != "cross":
+                n = set_scorings(p["results"])
+                if n:
+                    key = (mname, m.get("dtype"))
+                    if key not in secs:
+                        if mname != "smollm2-135m-instruct":
+                            continue  # the floor is priced on the default model only
+                        secs.update({(mname, m.get("dtype"), fam): s for fam, s in
+                                     scoring_seconds(model_in(m.get("dtype"), model)).items()})
+                        secs[key] = 1.0
+                    fam = p["results"].get("family", "mbti")
+                    per = secs.get((mname, m.get("dtype"), fam), secs.get((mname, m.get("dtype"), "mbti")))
+                    res.add(f"{mname} shard {name}: null draws' item scoring alone (floor)", n * per / 60, "min",
+                            detail=f"{n} scorings of every held-out item at {per:.1f} s ({m.get('dtype')})")
+        res.tables.append("\n".join(L))
+    res.notes.append("wall time and stage log: the shard's own record (meta.seconds, timings), measured by the run "
+                     "that computed it, alone on its machine; the floor is priced here by one scoring of every held-out "
+                     "item per family in the shard's dtype")
+    return res
+
+
+if __name__ == "__main__":
+    main_of(run, __doc__.splitlines()[0])

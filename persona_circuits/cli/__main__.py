@@ -1,0 +1,7 @@
+"""``python -m persona_circuits.cli``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

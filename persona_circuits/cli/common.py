@@ -1,0 +1,31 @@
+"""What the commands share: loading the model the global options name, argument checks, a mask's soft gate."""
+
+from __future__ import annotations
+
+from ..errors import PersonaCircuitsError
+
+
+def check_positive(name: str, v: int | None) -> None:
+    """A count option (``None``: not given) must be at least 1."""
+    if v is not None and v < 1:
+        raise PersonaCircuitsError(f"{name} must be >= 1, got {v}")
+
+
+def mask_gamma(mask, gamma: float | None) -> float:
+    """The soft gate a mask is applied with: ``gamma`` if given, a projection-gate mask's own ``1 − s``, else 0."""
+    if gamma is not None:
+        return gamma
+    return float(mask.config.extra["gamma"]) if mask is not None and mask.config.method == "projection-gate" else 0.0
+
+
+def load_model_from_args(args):
+    """The model named by the global options ``--model``, ``--device``, ``--dtype``, ``--device-map`` and
+    ``--no-progress`` (every command loads it this way)."""
+    from ..model.loading import load_model, parse_device_map
+
+    if args.no_progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    return load_model(args.model, device=args.device, dtype=args.dtype,
+                      device_map=parse_device_map(getattr(args, "device_map", None)), progress=not args.no_progress)

@@ -1,0 +1,64 @@
+"""``reproduce --shard SET --out DIR``: one shard of a study into a shard folder (:mod:`.shards`).
+
+A folder that already holds this shard of this study is left as it is (a committed shard is never
+recomputed); one that holds anything else is refused. The cross shard reads the set shards (``--set-shards``,
+default: the folders next to ``--out`` that hold a ``shard.json``) and reuses their stage caches where they
+are on this machine (``SHARD/cache``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..study.shard_format import CROSS, SHARD_FILE
+
+
+def _set_shard_folders(args, out: Path) -> list[Path]:
+    if args.set_shards is not None:
+        return [Path(d) for d in args.set_shards]
+    parent = out.resolve().parent
+    return sorted(d for d in parent.iterdir() if d.is_dir() and d.resolve() != out.resolve() and (d / SHARD_FILE).is_file())
+
+
+def _existing(out: Path, shard: str, identity: dict) -> bool:
+    """Whether ``out`` already holds this shard of this study (refused if it holds another)."""
+    from ..study.shard_format import ShardError, first_difference, read_shard
+
+    if not (out / SHARD_FILE).is_file():
+        return False
+    old = read_shard(out)
+    d = first_difference(old["identity"], identity)
+    if d or old["shard"]["name"] != shard:
+        what = d or f"shard: {old['shard']['name']} vs {shard}"
+        raise ShardError(f"{out} holds another shard ({what}); choose another --out or remove it")
+    return True
+
+
+def run_shard_command(args, cfg, root, sets, command: str) -> int:
+    """The handler of ``reproduce --shard`` (after the settings and sets are settled)."""
+    from .common import load_model_from_args
+    from ..study.config import StudyError
+    from ..study.shard_format import read_shard, write_shard
+    from ..study.shards import compute_shard, shard_identity
+    from ..study.state import log
+
+    names = [s.name for s in sets]
+    if args.shard not in (*names, CROSS):
+        raise StudyError(f"--shard {args.shard}: not a set of this study (its sets: {', '.join(names)}; or {CROSS})")
+    out = Path(args.out)
+    payloads, sources = None, []
+    if args.shard == CROSS:
+        folders = _set_shard_folders(args, out)
+        payloads = [read_shard(d) for d in folders]
+        sources = [d / "cache" for d in folders if (d / "cache" / "cache").is_dir()]
+    model = load_model_from_args(args)
+    if _existing(out, args.shard, shard_identity(model, cfg, sets)):
+        log(f"{out} already holds shard {args.shard} of this study: nothing to do")
+        return 0
+    work = Path(args.cache) if args.cache else out / "cache"
+    sources = [s for s in sources if s.resolve() != work.resolve()]
+    payload = compute_shard(model, cfg=cfg, data_root=root, shard=args.shard, work=work, set_payloads=payloads,
+                            progress=not args.no_progress, command=command, cache_from=[*(args.cache_from or []), *sources])
+    path = write_shard(out, payload)
+    log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0

@@ -1,0 +1,116 @@
+"""Every stage of one persona set in order (:func:`run_set`: setup, conditions, the paper table, the headline and
+the gate's analyses, mask analyses, representations), and what a study records about itself (its identity and
+meta). Below both the one-process study (:mod:`.run`) and the shards (:mod:`.shards`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from .conditions import run_conditions
+from .config import StudyConfig
+from .gate_analysis import gate_analysis, gate_enabled
+from .headline import run_headline
+from .representation import representation_analyses
+from .sets import StudySet
+from .setup import SetRun, prepare_set
+from .state import Study, claim_output, log
+
+
+def _mask_analyses(study: Study, run: SetRun) -> dict:
+    from ..analysis.overlap import mask_overlap
+    from ..analysis.sparsity import sparsity_profile
+
+    poles = run.poles
+    out = {"sparsity": {m: {p: sparsity_profile(run.masks[m][p]) for p in poles} for m in run.masks},
+           "overlap": {m: mask_overlap(run.masks[m][poles[0]], run.masks[m][poles[1]]) for m in run.masks}}
+    out["overlap"]["random"] = mask_overlap(*study.random_masks())
+    return out
+
+
+def _curves_on(cfg: StudyConfig, name: str) -> bool:
+    return "*" in cfg.headline.curve_sets or name in cfg.headline.curve_sets
+
+
+def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
+    """Every stage of one persona set; returns its results (plain data of :class:`~persona_circuits.results.SetResults`)
+    and the in-memory :class:`SetRun` (for the analysis-set stage)."""
+    run = prepare_set(study, sset)
+    res: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
+                 "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
+    res.update(run_conditions(study, run))
+    if sset.family == "ai" and study.cfg.paper.enabled:
+        from .paper_table import paper_table
+
+        with study.timed(f"{sset.name}: paper table (released scoring)"):
+            res["paper_table"] = paper_table(study, run)
+    if _curves_on(study.cfg, sset.name):
+        with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
+            res["headline"] = run_headline(study, run, res.get("sft"))
+        if gate_enabled(study):
+            with study.timed(f"{sset.name}: projection-gate analyses"):
+                g = gate_analysis(study, run=run)
+            res["gate"], run.gate_bits = g["summary"], g["bits"]
+    with study.timed(f"{sset.name}: mask analyses"):
+        res.update(_mask_analyses(study, run))
+    with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
+        res.update(representation_analyses(study, run))
+    return res, run
+
+
+def free_memory(model) -> None:
+    """Between sets: forget the replayed steering outputs of the last set's inputs and collect cycles."""
+    import gc
+
+    from ..model.plain import plain_model
+    from ..model.replay import forget
+
+    plain = plain_model(model)
+    if plain is not None:
+        forget(plain)
+    gc.collect()
+
+
+def study_identity(model, cfg: StudyConfig, root: Path | None) -> dict:
+    from ..model.loading import architecture_fingerprint, get_model_id
+
+    return {"model": get_model_id(model), "fingerprint": architecture_fingerprint(model), "config": cfg.to_dict(),
+            "data_root": str(root) if root else None, "format": 2,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+
+
+def study_meta(study: Study, identity: dict, command: str, t0: float) -> dict:
+    from ..model.dtypes import cpu_model
+
+    cfg = study.cfg
+    flat = {"tokens": cfg.masks.tokens, "statistic": cfg.masks.statistic, "modules": cfg.masks.modules,
+            "sparsity": cfg.masks.sparsity, "calib_size": cfg.sets.calib_size, "rag_k": cfg.baselines.rag_k,
+            "seed": cfg.seed, "text_stat": "rms", "analysis_set": cfg.sets.analysis_set}
+    return {**{k: v for k, v in identity.items() if k != "config"}, "config": flat, "study_config": identity["config"],
+            "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
+            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+@contextlib.contextmanager
+def open_study(model, out: Path, cfg: StudyConfig, root: Path | None, progress: bool,
+               cache_from=()) -> Iterator[tuple[Study, dict]]:
+    """The study that writes into ``out`` (claimed and locked until the block ends; resumed when ``out`` holds
+    this study), its stage cache seeded from every folder of ``cache_from``. Yields ``(study, identity)``."""
+    identity = study_identity(model, cfg, root)
+    lock = claim_output(Path(out), identity)
+    try:
+        study = Study(model, Path(out), cfg, root, progress)
+        for src in cache_from or []:
+            log(f"reusing {study.cache.seed_from(Path(src))} cached stage results of {src}")
+        yield study, identity
+    finally:
+        lock.release()
