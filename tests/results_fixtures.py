@@ -26,6 +26,25 @@ K = 6  # label-swapped draws per matched row
 FIT, HELD = list(range(8, 16)), list(range(8))
 
 
+def minimal_results(sets: dict[str, list[dict]] | None = None, types: list[dict] | None = None):
+    """Typed :class:`~persona_circuits.results.StudyResults` holding only what the verdicts read: each set's
+    matched rows (``{set: [row fields]}``; ``target_kl`` defaults to 0.02) and the 16-type results; every other
+    required field is filled with a placeholder."""
+    from persona_circuits.results import load_results
+
+    settings = {"tokens": "answer", "statistic": "mean", "modules": "all", "sparsity": 0.5, "calib_size": 8,
+                "rag_k": 2, "seed": 0}
+    out = {"schema": 2, "meta": {"model": "synthetic", "config": settings}, "sets": {
+        name: {"family": "mbti", "poles": ["A", "B"], "n_calibration": 8, "n_test": 8, "conditions": [],
+               "contrasts": [], "headline": {"targets": [0.02], "curves": {}, "points": {}, "n_items_curve": 8,
+                                            "n_items_table": 8, "null_draws": 0, "n_damage_texts": 8,
+                                            "matched": [{"target_kl": 0.02, **r} for r in rows]}}
+        for name, rows in (sets or {}).items()}}
+    if types is not None:
+        out["types"] = types
+    return load_results(out)
+
+
 def raw(path: Path = SMOLLM) -> dict:
     """A committed results.json as ``json.load`` returns it."""
     return json.loads(path.read_text(encoding="utf-8"))
@@ -80,7 +99,7 @@ def _paper_table(rng, n: int, sft: bool) -> list[dict]:
 
 def v2(path: Path = V1_SMOLLM) -> dict:
     """The committed results upgraded to version 2, in the shapes the rebuilt study writes (synthetic values)."""
-    from persona_circuits.results import upgrade
+    from persona_circuits.results import load_results, upgrade
     from persona_circuits.study.verdicts import apply_verdicts
 
     d = upgrade(copy.deepcopy(raw(path)))
@@ -112,7 +131,7 @@ def v2(path: Path = V1_SMOLLM) -> dict:
     if all(n in d["sets"] for n in names):
         d["types"] = [types_block(rng, m) for m in ("soft-mask", "steering")]
     d["atlas"] = atlas_block(rng, list(d["sets"]))
-    return apply_verdicts(d)
+    return apply_verdicts(load_results(d)).to_dict()
 
 
 #: synthetic efficiency of each issue-24 method relative to one-layer steering (contrast scale at the same damage)

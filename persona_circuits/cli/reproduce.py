@@ -189,7 +189,7 @@ def cmd_verdicts(args) -> int:
     import json
 
     from ..errors import OutputError
-    from ..results import load_results, write_results
+    from ..results import SCHEMA_VERSION, load_results, write_results
     from ..study.verdicts import apply_verdicts
 
     path = Path(args.results)
@@ -197,13 +197,12 @@ def cmd_verdicts(args) -> int:
         d = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot read {path}: {exc}") from exc
-    from ..results import SCHEMA_VERSION
-
     if not isinstance(d, dict) or d.get("schema") != SCHEMA_VERSION:
         raise OutputError(f"{path}: not the results of a schema-{SCHEMA_VERSION} study (the verdicts need its "
                           "damage-matched draws)")
-    apply_verdicts(d)
-    d["meta"]["verdicts_command"] = "persona-circuits " + " ".join(["verdicts", str(args.results)])
-    write_results(load_results(d), path)
+    results = apply_verdicts(load_results(d))
+    results.meta.verdicts_command = "persona-circuits " + " ".join(["verdicts", str(args.results)])
+    write_results(results, path)
     print(f"recomputed the verdicts of {path}")
     return 0
+

@@ -16,7 +16,6 @@ question the study asks: at a given cost to the model, does the persona move it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,34 +27,11 @@ from .dials import Dial
 from .evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast, score_choices
 from .nulls import null_test
 from ..data import ChoiceItem
+from ..results import CurvePoint, PairedDiff
 from ..model.interventions import Intervention
 
 if TYPE_CHECKING:
     from ..model.loading import Model
-
-
-@dataclass
-class CurvePoint:
-    """One strength of one dial: the contrast and damage of the real pair and of its null pairs."""
-
-    dial: str
-    strength: float
-    n: int
-    shift: float
-    shift_ci95: tuple[float, float]
-    moved: float
-    damage_kl: float
-    null_shifts: list[float]
-    null_damage_kl: list[float]
-    null_shift_mean: float | None
-    null_shift_sd: float | None
-    null_threshold: float | None
-    persona_specific: bool
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["shift_ci95"] = list(self.shift_ci95)
-        return d
 
 
 def score_intervention(model: Model, iv: Intervention, items: Sequence[ChoiceItem], *, batch_size: int = 16) -> ChoiceScores:
@@ -88,8 +64,10 @@ def dial_curve(model: Model, dial: Dial, strengths: Sequence[float], items: Sequ
             shifts.append(nc.shift)
             dmgs.append(ndmg)
         t = null_test(c.shift, shifts, shift_ci95=c.shift_ci95)
-        out.append(CurvePoint(dial.name, float(s), c.n, c.shift, c.shift_ci95, c.moved, dmg, shifts, dmgs,
-                              t.null_shift_mean, t.null_shift_sd, t.null_threshold, t.persona_specific))
+        out.append(CurvePoint(dial=dial.name, strength=float(s), n=c.n, shift=c.shift, shift_ci95=c.shift_ci95,
+                              moved=c.moved, damage_kl=dmg, null_shifts=shifts, null_damage_kl=dmgs,
+                              null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd,
+                              null_threshold=t.null_threshold, persona_specific=t.persona_specific))
     return out
 
 
@@ -103,7 +81,7 @@ def pair_item_shifts(model: Model, pair: Sequence[Intervention], items: Sequence
                        score_intervention(model, pair[1], items, batch_size=batch_size))
 
 
-def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> dict:
+def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> PairedDiff:
     """Mean of ``d1 − d2`` over the same items (nats/token) with a paired percentile-bootstrap 95 % interval
     (items are resampled together, so the between-item variance both methods share cancels) and the
     two-sided p-value of a paired t-test (for the study's multiple-comparison adjustment)."""
@@ -116,5 +94,5 @@ def paired_difference(d1, d2, *, n_boot: int = 2000, seed: int = 0) -> dict:
     sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
     p = float(2 * stats.t.sf(abs(diff.mean()) / (sd / np.sqrt(len(diff))), len(diff) - 1)) if sd > 0 else (
         1.0 if diff.mean() == 0 else 0.0)
-    return {"diff": float(diff.mean()), "ci95": [lo, hi], "n": int(len(diff)), "p_value": p,
-            "verdict": "higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable"}
+    return PairedDiff(diff=float(diff.mean()), ci95=(lo, hi), n=int(len(diff)), p_value=p,
+                      verdict="higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..results import HeldOutDamage
 from .damage import NeutralReference, kl_damage, ratio_ci
 from .dials import Dial
 
@@ -156,20 +157,6 @@ def fit_strengths(model: Model, dial: Dial, targets: Sequence[float], fit_ref: N
     return out
 
 
-@dataclass
-class HeldOutDamage:
-    """The damage of a pair at one strength on the held-out texts."""
-
-    damage_kl: float
-    damage_kl_ci95: tuple[float, float]
-    per_pole: list[float]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["damage_kl_ci95"] = list(self.damage_kl_ci95)
-        return d
-
-
 def held_out_damage(model: Model, interventions: Sequence, reference: NeutralReference, *, seed: int = 0,
                     n_boot: int = 2000) -> HeldOutDamage:
     """Mean KL damage of a pair (or any set of interventions) on ``reference``, with a bootstrap 95 %
@@ -177,8 +164,8 @@ def held_out_damage(model: Model, interventions: Sequence, reference: NeutralRef
     res = [kl_damage(model, iv, reference, n_boot=1) for iv in interventions]
     per_text = np.mean([r[3] for r in res], axis=0)
     n = reference.n_pred
-    return HeldOutDamage(float(per_text.sum() / n.sum()), ratio_ci(per_text, n, n_boot=n_boot, seed=seed),
-                         [float(r[0]) for r in res])
+    return HeldOutDamage(damage_kl=float(per_text.sum() / n.sum()), damage_kl_ci95=ratio_ci(per_text, n, n_boot=n_boot, seed=seed),
+                         per_pole=[float(r[0]) for r in res])
 
 
 def within(damage: float, target: float, tol: float = REACH_TOL) -> bool:

@@ -13,7 +13,7 @@ one, and every older file brought to it), :mod:`.constants` (set order, AI tasks
 paper's numbers).
 """
 
-from ._record import Record, ResultsError
+from ._record import Record, ResultsError, from_plain, to_plain
 from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, CapabilityRow, Decoding, DecodingLayer,
                        GeneralChoice, LoraRun, MaskOverlap, NullGate, OverlapStats, Perplexity, ProbeBaseline,
                        ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
@@ -21,22 +21,23 @@ from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capab
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
 from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
 from .paper import paper_numbers
+from .primary import MethodCalibration, PlaceboRate, PrimaryTest, TargetCalibration
 from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts,
-                      EstimatedCenter, Headline, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
+                      EstimatedCenter, Headline, HeldOutDamage, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
                       RandomDirectionNull, ReferencePoint, Shift, StrengthMatchedNull)
 from .study import Meta, MultipleComparison, Paper, RunSettings, SetResults, StudyResults, load_results, write_results
 from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, SteeringCosines, TestFamily,
-                          TypeAxisContrast, TypeRow, TypesResult)
+                          TypeAxisContrast, TypeAxisTest, TypeRow, TypesResult)
 from .upgrade import SCHEMA_VERSION, upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
            "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
-           "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "GateAnalysis", "GateCrossPair",
-           "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "load_results", "LoraRun",
-           "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
+           "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "from_plain", "GateAnalysis", "GateCrossPair",
+           "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
+           "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
-           "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
+           "PlaceboRate", "PrimaryTest", "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
            "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults",
            "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
            "SteeringTrial", "STRENGTH_MATCHED", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
-           "TestFamily", "TypeAxisContrast", "TypeRow", "TypesResult", "upgrade", "write_results"]
+           "TargetCalibration", "TestFamily", "to_plain", "TypeAxisContrast", "TypeAxisTest", "TypeRow", "TypesResult", "upgrade", "write_results"]

@@ -53,6 +53,17 @@ class Record:
             raise ResultsError(f"{where}: missing {', '.join(missing)}")
         return cls(**kw, extra=extra)
 
+    def update(self, **values) -> "Record":
+        """Set fields by name (as a dict's ``update``), checked: a name that is not a field of this record raises
+        :class:`ResultsError` (a verdict never lands in ``extra`` by a typo). Returns the record."""
+        names = _field_names(type(self))
+        unknown = sorted(k for k in values if k not in names)
+        if unknown:
+            raise ResultsError(f"{type(self).__name__} has no field {', '.join(unknown)}")
+        for k, v in values.items():
+            setattr(self, k, v)
+        return self
+
     def to_dict(self) -> dict:
         """The plain dict of this record (fields that are ``None`` left out, unknown keys kept)."""
         out = {}
@@ -67,6 +78,11 @@ class Record:
 @cache
 def _hints(cls) -> dict[str, Any]:
     return {k: v for k, v in get_type_hints(cls).items() if k in {f.name for f in dataclasses.fields(cls)}}
+
+
+@cache
+def _field_names(cls) -> frozenset:
+    return frozenset(f.name for f in dataclasses.fields(cls)) - {"extra"}
 
 
 @cache
@@ -135,4 +151,15 @@ def _encode(v):
     return v
 
 
-__all__ = ["Record", "ResultsError", "record"]
+def to_plain(value):
+    """``value`` as plain JSON data: records (and lists, tuples, dicts of them) as their dicts."""
+    return _encode(value)
+
+
+def from_plain(tp, value, where: str | None = None):
+    """Plain JSON data ``value`` read as type ``tp`` (a record, ``list[Record]``, ``dict[str, Record]``, a
+    scalar...), checked like :meth:`Record.from_dict`; :class:`ResultsError` naming ``where`` if it does not fit."""
+    return _decode(tp, value, where or getattr(tp, "__name__", str(tp)))
+
+
+__all__ = ["Record", "ResultsError", "from_plain", "record", "to_plain"]

@@ -267,6 +267,17 @@ class MatchedRow(DamageMatchedNull):
 
 
 @record
+class HeldOutDamage(Record):
+    """The damage of an intervention (or a pair: the mean over its interventions) on the held-out neutral texts:
+    mean KL(dense ‖ intervened) per predicted token, its bootstrap interval over texts, and each intervention's
+    own mean (``per_pole``). Returned by :func:`persona_circuits.measure.matching.held_out_damage`."""
+
+    damage_kl: float
+    damage_kl_ci95: Interval
+    per_pole: list[float] | None = None
+
+
+@record
 class ReferencePoint(Shift):
     """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item (a
     :class:`Shift`)."""

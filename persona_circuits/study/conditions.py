@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..results import ChoiceRow, Contrast, HeldOutDamage, LoraRun
 from .config import MAIN_METHODS, SETTINGS
 from .setup import SetRun
 from .stage import stage
@@ -109,18 +110,20 @@ def condition_interventions(run: SetRun, condition: str, study: Study) -> list:
     return [Intervention(mask=run.masks[condition][p]) for p in run.poles]
 
 
-@stage("condition-damage", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k, SETTINGS.damage.damage_texts), version=3)
-def condition_damage(study: Study, *, run: SetRun, condition: str) -> dict:
+@stage("condition-damage", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k, SETTINGS.damage.damage_texts), version=3,
+       result=HeldOutDamage)
+def condition_damage(study: Study, *, run: SetRun, condition: str) -> HeldOutDamage:
     """Held-out damage of a condition's two interventions (prompt and RAG in the chat format)."""
     from ..measure.matching import held_out_damage
 
     ref = study.chat_reference() if condition in ("prompt", "rag") else study.held_out_reference()
-    h = held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
-    return {"damage_kl": h.damage_kl, "damage_kl_ci95": list(h.damage_kl_ci95)}
+    return held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
 
 
 def run_conditions(study: Study, run: SetRun) -> dict:
-    """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
+    """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set: the
+    :class:`~persona_circuits.results.SetResults` fields ``conditions`` (choice rows), ``contrasts``, ``sft`` (a
+    :class:`~persona_circuits.results.LoraRun` per pole, or ``None``) and ``answer_tokens``."""
     from ..measure.evaluation import ChoiceScores, pole_contrast, summarize
 
     cfg, poles = study.cfg, run.poles
@@ -130,36 +133,35 @@ def run_conditions(study: Study, run: SetRun) -> dict:
         for label in labels:
             d = condition_scores(study, run=run, condition=label)
             run.scores[label] = ChoiceScores(d["logp"], d["n_tokens"], d.get("features"))
-    sft = {}
+    sft: dict[str, LoraRun] = {}
     if run.name in cfg.baselines.sft_sets:
         with study.timed(f"{run.name}: LoRA fine-tuning"):
             for p in poles:
                 d = lora(study, run=run, pole=p)
                 run.scores[f"sft:{p}"] = ChoiceScores(d["logp"], d["n_tokens"])
-                sft[p] = {**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]}
+                sft[p] = LoraRun.from_dict({**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]},
+                                           f"sft.{p}")
                 if "released_wins" in d:
                     run.released_sft = d["released_wins"]
-    rows = []
+    rows: list[ChoiceRow] = []
     for label, s in run.scores.items():
         cond, _, pole = label.partition(":")
         for p in ([pole] if pole else poles):
-            rows.append({**summarize(s, run.ps.pole_index(p), condition=cond, pole=p, seed=cfg.seed).to_dict(),
-                         "condition_key": label})
-    contrasts = []
+            rows.append(summarize(s, run.ps.pole_index(p), condition=cond, pole=p, seed=cfg.seed).update(condition_key=label))
+    contrasts: list[Contrast] = []
     with study.timed(f"{run.name}: contrasts and damage"):
         for cond in ["prompt", "rag", *MAIN_METHODS, "sft"]:
             a, b = run.scores.get(f"{cond}:{poles[0]}"), run.scores.get(f"{cond}:{poles[1]}")
             if a is None or b is None:
                 continue
             c = pole_contrast(a, b, condition=cond, seed=cfg.seed)
-            d = {"condition": cond, "n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.moved,
-                 "moved_ci95": list(c.moved_ci95)}
             if cond == "sft":
-                d["damage_kl"] = float(np.mean([x["damage_kl"] for x in sft.values()]))
-                d["trained"] = all(x["trained"] for x in sft.values())
+                c.update(damage_kl=float(np.mean([x.damage_kl for x in sft.values()])),
+                         trained=all(x.trained for x in sft.values()))
             else:
-                d.update(condition_damage(study, run=run, condition=cond))
-            contrasts.append(d)
+                h = condition_damage(study, run=run, condition=cond)
+                c.update(damage_kl=h.damage_kl, damage_kl_ci95=h.damage_kl_ci95)
+            contrasts.append(c)
     dense = run.scores["dense"]
     return {"conditions": rows, "contrasts": contrasts, "sft": sft or None,
             "answer_tokens": {p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)}}

@@ -24,6 +24,7 @@ pair's strength, on the curve items). The null tests are made once all sets are 
 
 from __future__ import annotations
 
+from ..results import CurvePoint, DamageTexts, Headline, HeldOutDamage, LoraRun, ReferencePoint
 from .config import SETTINGS
 from .dials import CURVE_GRIDS, CURVE_METHODS, DIAL_SETTINGS, contrast_summary, dials_of
 from .setup import SetRun
@@ -31,31 +32,30 @@ from .stage import stage
 from .state import Study
 
 
-@stage("curve", settings=(*DIAL_SETTINGS, SETTINGS.headline, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap), version=5)
-def curve(study: Study, *, run: SetRun, method: str) -> list[dict]:
+@stage("curve", settings=(*DIAL_SETTINGS, SETTINGS.headline, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap), version=5,
+       result=list[CurvePoint])
+def curve(study: Study, *, run: SetRun, method: str) -> list[CurvePoint]:
     """One method's curve on the curve items, with label-swapped nulls at each strength (fit texts)."""
     from ..measure.curves import dial_curve
 
     cfg = study.cfg
     dials = dials_of(study, run)
-    pts = dial_curve(study.model, dials.real(method), cfg.get(CURVE_GRIDS[method]), run.ps.test[: cfg.headline.curve_items],
-                     study.fit_reference(), null_dials=[dials.null(method, s, keep=True) for s in dials.curve_seeds(method)],
-                     batch_size=cfg.batch_size, seed=cfg.seed, progress=f"{run.name} {method} curve" if study.progress else False)
-    return [p.to_dict() for p in pts]
+    return dial_curve(study.model, dials.real(method), cfg.get(CURVE_GRIDS[method]), run.ps.test[: cfg.headline.curve_items],
+                      study.fit_reference(), null_dials=[dials.null(method, s, keep=True) for s in dials.curve_seeds(method)],
+                      batch_size=cfg.batch_size, seed=cfg.seed, progress=f"{run.name} {method} curve" if study.progress else False)
 
 
-@stage("point-damage", settings=(*DIAL_SETTINGS, SETTINGS.baselines.rag_k), version=2)
-def point_damage(study: Study, *, run: SetRun, condition: str) -> dict:
+@stage("point-damage", settings=(*DIAL_SETTINGS, SETTINGS.baselines.rag_k), version=2, result=HeldOutDamage)
+def point_damage(study: Study, *, run: SetRun, condition: str) -> HeldOutDamage:
     """Held-out damage of the persona prompt or RAG, in the chat format they are used in."""
     from ..measure.matching import held_out_damage
     from .conditions import condition_interventions
 
-    h = held_out_damage(study.model, condition_interventions(run, condition, study), study.chat_reference(),
-                        seed=study.cfg.seed)
-    return {"damage_kl": h.damage_kl, "damage_kl_ci95": list(h.damage_kl_ci95)}
+    return held_out_damage(study.model, condition_interventions(run, condition, study), study.chat_reference(),
+                           seed=study.cfg.seed)
 
 
-def reference_points(study: Study, run: SetRun, sft: dict | None) -> tuple[dict, dict]:
+def reference_points(study: Study, run: SetRun, sft: dict[str, LoraRun] | None) -> tuple[dict[str, ReferencePoint], dict]:
     """Prompt, RAG and LoRA on every held-out item with their held-out damage. Returns ``(points, per-item
     contrasts)``."""
     from ..measure.evaluation import item_shifts
@@ -66,30 +66,29 @@ def reference_points(study: Study, run: SetRun, sft: dict | None) -> tuple[dict,
         if a is None or b is None:
             continue
         per_item[cond] = item_shifts(a, b)
+        point = ReferencePoint(**contrast_summary(per_item[cond], study.cfg.seed))
         if cond == "sft":
-            dmg = {"damage_kl": sum(x["damage_kl"] for x in sft.values()) / len(sft),
-                   "trained": all(x["trained"] for x in sft.values())}
+            point.update(damage_kl=sum(x.damage_kl for x in sft.values()) / len(sft),
+                         trained=all(x.trained for x in sft.values()))
         else:
-            dmg = point_damage(study, run=run, condition=cond)
-        points[cond] = {**contrast_summary(per_item[cond], study.cfg.seed), **dmg}
+            h = point_damage(study, run=run, condition=cond)
+            point.update(damage_kl=h.damage_kl, damage_kl_ci95=h.damage_kl_ci95)
+        points[cond] = point
     return points, per_item
 
 
-def run_headline(study: Study, run: SetRun, sft: dict | None) -> dict:
+def run_headline(study: Study, run: SetRun, sft: dict[str, LoraRun] | None) -> Headline:
     """Curves, matched-damage rows and reference points of one set (see the module docstring)."""
     from .matched import matched_rows
 
     cfg = study.cfg
     fit, held = study.fit_reference(), study.held_out_reference()
-    out: dict = {"n_items_curve": min(len(run.ps.test), cfg.headline.curve_items), "n_items_table": len(run.ps.test),
-                 "null_draws": cfg.nulls.curve_draws, "matched_null_draws": cfg.nulls.matched_draws,
-                 "null_swap": cfg.nulls.swap,
-                 "steering_layer": run.steering["layer"], "soft_mask_sparsity": cfg.masks.sparsity,
-                 "targets": list(cfg.headline.matched_damages), "n_damage_texts": len(held.texts),
-                 "damage": {"fit_texts": fit.indices, "damage_texts": held.indices,
-                            "chat_texts": study.chat_reference().indices, "tolerance": 0.25}}
-    dials = dials_of(study, run)
-    out["curves"] = {m: curve(study, run=run, method=m) for m in CURVE_METHODS if cfg.get(CURVE_GRIDS[m])}
-    out["points"], per_item = reference_points(study, run, sft)
-    out["matched"] = matched_rows(study, run, dials, out["curves"], per_item)
-    return out
+    curves = {m: curve(study, run=run, method=m) for m in CURVE_METHODS if cfg.get(CURVE_GRIDS[m])}
+    points, per_item = reference_points(study, run, sft)
+    return Headline(n_items_curve=min(len(run.ps.test), cfg.headline.curve_items), n_items_table=len(run.ps.test),
+                    null_draws=cfg.nulls.curve_draws, matched_null_draws=cfg.nulls.matched_draws,
+                    null_swap=cfg.nulls.swap, steering_layer=run.steering["layer"], soft_mask_sparsity=cfg.masks.sparsity,
+                    targets=list(cfg.headline.matched_damages), n_damage_texts=len(held.texts),
+                    damage=DamageTexts(fit_texts=fit.indices, damage_texts=held.indices,
+                                       chat_texts=study.chat_reference().indices, tolerance=0.25),
+                    curves=curves, points=points, matched=matched_rows(study, run, dials_of(study, run), curves, per_item))

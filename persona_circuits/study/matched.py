@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..results import CurvePoint, MatchedRow, RandomDirectionNull, StrengthMatchedNull
 from .config import SETTINGS
 from .dials import DIAL_SETTINGS, Dials, contrast_summary, dials_of
 from .setup import SetRun
@@ -33,9 +34,9 @@ def draw_seeds(seed: int, draws: int) -> list[int]:
     return [derive_seed(seed, k) for k in range(draws)]
 
 
-def real_prior(curve: list[dict], fits: list[dict]) -> list[list[float]]:
+def real_prior(curve: list[CurvePoint], fits: list[dict]) -> list[list[float]]:
     """The real pair's ``(strength, fit damage)`` points: its curve's grid and its own fitting steps."""
-    return [[p["strength"], p["damage_kl"]] for p in curve] + [list(h) for f in fits for h in f["history"]]
+    return [[p.strength, p.damage_kl] for p in curve] + [list(h) for f in fits for h in f["history"]]
 
 
 def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -> list[dict]:
@@ -58,7 +59,7 @@ def _measure(study: Study, dial, targets, run: SetRun, prior, own, start=None) -
 
 
 @stage("matched-real", settings=MATCH_SETTINGS, version=4)
-def matched_real(study: Study, *, run: SetRun, method: str, curve: list[dict]) -> list[dict]:
+def matched_real(study: Study, *, run: SetRun, method: str, curve: list[CurvePoint]) -> list[dict]:
     """The real pair's fitted strength per target and, where reached, its held-out damage and contrasts."""
     own = real_prior(curve, [])
     return _measure(study, dials_of(study, run).real(method), list(study.cfg.headline.matched_damages), run, own, own)
@@ -80,8 +81,8 @@ def draw_start(draws: list[dict]) -> float | None:
 
 
 @stage("strength-matched", settings=(*DIAL_SETTINGS, SETTINGS.headline.curve_items, SETTINGS.nulls.curve_draws, SETTINGS.nulls.swap),
-       version=3)
-def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> dict:
+       version=3, result=StrengthMatchedNull)
+def strength_matched(study: Study, *, run: SetRun, method: str, strength: float) -> StrengthMatchedNull:
     """The older null: the first draws at the real pair's own strength, on the curve items."""
     from ..measure.curves import dial_curve
 
@@ -93,12 +94,13 @@ def strength_matched(study: Study, *, run: SetRun, method: str, strength: float)
     pt = dial_curve(study.model, dials.real(method), [strength], items, study.fit_reference(),
                     null_dials=[dials.null(method, s, keep=True) for s in seeds], batch_size=cfg.batch_size,
                     seed=cfg.seed)[0]
-    return {"null_draws": k, "null_items": len(items), "shift": pt.shift, "null_shifts": pt.null_shifts,
-            "null_damage_kl": pt.null_damage_kl, "damage_kl": pt.damage_kl}
+    return StrengthMatchedNull(null_draws=k, null_items=len(items), shift=pt.shift, null_shifts=pt.null_shifts,
+                               null_damage_kl=pt.null_damage_kl, damage_kl=pt.damage_kl)
 
 
 def _null_block(draws: list[dict], n: int) -> dict:
-    """The null draws of one row: their contrasts (mean over every item) and damages."""
+    """The fields of a :class:`~persona_circuits.results.DamageMatchedNull` for the null draws of one row: their
+    contrasts (mean over every item) and damages."""
     reached = [d for d in draws if d["reached"]]
     return {"null_draws": len(reached), "null_items": n, "null_draws_not_reached": len(draws) - len(reached),
             "null_shifts": [float(np.mean(r["shifts"])) for r in reached],
@@ -106,27 +108,28 @@ def _null_block(draws: list[dict], n: int) -> dict:
             "null_fit_damage_kl": [r["fit_damage_kl"] for r in reached]}
 
 
-def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int, seed: int) -> dict:
+def _row(study: Study, method: str, ti: int, real: dict, nulls: list, rnd: list, n: int, seed: int) -> MatchedRow:
     from ..measure.matching import within
 
     target = study.cfg.headline.matched_damages[ti]
-    row = {"method": method, "target_kl": target, "reached": bool(real["reached"]), "search": real["history"],
-           "fit_damage_kl": real["fit_damage_kl"], "fit_texts": study.fit_reference().indices,
-           "damage_texts": study.held_out_reference().indices}
+    row = MatchedRow(method=method, target_kl=target, reached=bool(real["reached"]), search=real["history"],
+                     fit_damage_kl=real["fit_damage_kl"], fit_texts=study.fit_reference().indices,
+                     damage_texts=study.held_out_reference().indices)
     if not real["reached"]:
         dm = [d for _, d in real["history"]]
-        row["curve_damage_range"] = [min(dm), max(dm)] if dm else None
+        row.curve_damage_range = (min(dm), max(dm)) if dm else None
         return row
     row.update(strength=real["strength"], damage_kl=real["damage_kl"], damage_kl_ci95=real["damage_kl_ci95"],
                within_tolerance=within(real["damage_kl"], target),
                **contrast_summary(np.asarray(real["shifts"]), study.cfg.seed),
                null_kind="label-swapped", null_swap=study.cfg.nulls.swap, null_seed=seed, **_null_block(nulls, n))
     if rnd:
-        row["random_direction_null"] = {"null_kind": "random-direction", **_null_block(rnd, n)}
+        row.random_direction_null = RandomDirectionNull(null_kind="random-direction", **_null_block(rnd, n))
     return row
 
 
-def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item_refs: dict) -> list[dict]:
+def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict[str, list[CurvePoint]],
+                 per_item_refs: dict) -> list[MatchedRow]:
     """Every (method, target) row of the table; steering first, as every mask row is compared with it."""
     from ..measure.curves import paired_difference
 
@@ -146,14 +149,14 @@ def matched_rows(study: Study, run: SetRun, dials: Dials, curves: dict, per_item
             r = real[ti]
             row = _row(study, method, ti, r, nulls, rnd, len(run.ps.test), seed)
             if r["reached"]:
-                row["strength_matched_null"] = strength_matched(study, run=run, method=method, strength=r["strength"])
+                row.strength_matched_null = strength_matched(study, run=run, method=method, strength=r["strength"])
                 d = np.asarray(r["shifts"])
                 if "prompt" in per_item_refs:
-                    row["vs_prompt"] = paired_difference(d, per_item_refs["prompt"], seed=cfg.seed)
+                    row.vs_prompt = paired_difference(d, per_item_refs["prompt"], seed=cfg.seed)
                 if method == "steering":
                     steer_d[target] = d
                 elif target in steer_d:
-                    row["vs_steering"] = paired_difference(d, steer_d[target], seed=cfg.seed)
+                    row.vs_steering = paired_difference(d, steer_d[target], seed=cfg.seed)
             rows.append(row)
     return rows
 

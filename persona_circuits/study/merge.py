@@ -4,7 +4,8 @@ Merging loads no model and measures nothing: it checks that the shards belong to
 identity: model, fingerprint, dtype, every setting, the set list, the code identity), that every set of the
 study and the cross-set shard are there once each, and that the cross shard saw the same set contents as
 the set shards; then it lays the sets' results out in the study's order, adds the analysis-set results and
-the cross-set results, and applies the verdicts (:func:`~.verdicts.apply_verdicts`) to the merged dict. The
+the cross-set results, reads them into the typed :class:`~persona_circuits.results.StudyResults` and applies the
+verdicts (:func:`~.verdicts.apply_verdicts`) to it. The
 one-process study (:func:`~.run.run_study`) ends in the same :func:`merge_payloads`, so the two agree
 number for number.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..results import SCHEMA_VERSION
+from ..results import SCHEMA_VERSION, StudyResults, load_results, write_results
 from .shard_format import CROSS, ShardError, first_difference, read_shard
 
 
@@ -50,27 +51,27 @@ def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = T
     return missing
 
 
-def merge_payloads(payloads: list[dict]) -> dict:
-    """The study's results dict from checked shard payloads (verdicts applied; no ``meta`` yet)."""
+def merge_payloads(payloads: list[dict], meta: dict) -> StudyResults:
+    """The typed study results of checked shard payloads, with ``meta`` (its :class:`~persona_circuits.results.Meta`
+    fields) and the verdicts applied (:func:`~.verdicts.apply_verdicts`).
+
+    The shards' results are read into the results contract's records here, where they come out of their files
+    (a shard payload is plain JSON); from here on the study handles records only."""
     from .verdicts import apply_verdicts
 
     by = {p["shard"]["name"]: p for p in payloads}
     ident = payloads[0]["identity"]
     analysis_set = ident["config"]["sets"]["analysis_set"]
-    results: dict = {"schema": SCHEMA_VERSION, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
-                     "analysis": by[analysis_set]["analysis"] if analysis_set in by else None}
-    results.update(by[CROSS]["results"] if CROSS in by else {})
-    apply_verdicts(results)
     timings: dict[str, float] = {}
     for p in payloads:
         for k, v in p["timings"].items():
             timings[k] = round(timings.get(k, 0.0) + v, 2)
     papers = [p["paper"] for p in payloads if p.get("paper")]
-    results["paper"] = max(papers, key=lambda x: len(x.get("ai_persona") or {})) if papers else None
-    results["timings"] = timings
-    return results
-
-
+    parts = {"schema": SCHEMA_VERSION, "meta": meta, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
+             "analysis": by[analysis_set]["analysis"] if analysis_set in by else None,
+             **(by[CROSS]["results"] if CROSS in by else {}),
+             "paper": max(papers, key=lambda x: len(x.get("ai_persona") or {})) if papers else None, "timings": timings}
+    return apply_verdicts(load_results(parts))
 def merged_meta(payloads: list[dict], command: str) -> dict:
     """The meta of a merged study: the cross shard's machine and settings, the merge command, the summed
     seconds of every shard, and per shard where and how it was computed (``shards``)."""
@@ -83,18 +84,16 @@ def merged_meta(payloads: list[dict], command: str) -> dict:
                         ("command", "machine", "cpu", "threads", "seconds", "finished", "git_commit")}} for p in payloads]}
 
 
-def write_outputs(results: dict, out: Path):
-    """``results.json``, ``figures/`` and ``REPORT.md`` of a results dict under ``out``; the typed results."""
+def write_outputs(results: StudyResults, out: Path) -> StudyResults:
+    """``results.json``, ``figures/`` and ``REPORT.md`` of the typed results under ``out``; returns them."""
     from ..reporting.figures import write_figures
     from ..reporting.report import write_report
-    from ..results import load_results, write_results
 
-    typed = load_results(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_results(typed, out / "results.json")
-    write_figures(typed, out / "figures")
-    write_report(typed, out / "REPORT.md")
-    return typed
+    write_results(results, out / "results.json")
+    write_figures(results, out / "figures")
+    write_report(results, out / "REPORT.md")
+    return results
 
 
 def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "", partial: bool = False):
@@ -117,8 +116,7 @@ def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "
         raise OutputError(f"output path exists and is not a folder: {out}")
     payloads = [read_shard(f) for f in folders]
     missing = check_shards(payloads, [str(f) for f in folders], partial=partial)
-    results = merge_payloads(payloads)
-    results["meta"] = merged_meta(payloads, command)
+    meta = merged_meta(payloads, command)
     if missing:
-        results["meta"]["missing_shards"] = missing
-    return write_outputs(results, out)
+        meta["missing_shards"] = missing
+    return write_outputs(merge_payloads(payloads, meta), out)

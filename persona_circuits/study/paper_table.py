@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..results import PaperTableRow
 from .config import SETTINGS
 from .conditions import rag_retriever, released_wins
 from .setup import SetRun
@@ -65,15 +66,15 @@ def paper_baseline(study: Study, *, run: SetRun, condition: str) -> list[float]:
     return released_wins(study, run, contexts=rag_retriever(run, run.poles[0], study.cfg.baselines.rag_k).contexts(run.ps.test))
 
 
-def _row(condition: str, wins: list[float], seed: int, **extra) -> dict:
+def _row(condition: str, wins: list[float], seed: int, **fields) -> PaperTableRow:
     from ..measure.evaluation import bootstrap_ci
 
     w = np.asarray(wins)
-    return {"condition": condition, "scoring": "released", "pole": "matching", "accuracy": float(w.mean()),
-            "accuracy_ci95": list(bootstrap_ci(w, seed=seed)), "n": int(len(w)), **extra}
+    return PaperTableRow(condition=condition, scoring="released", pole="matching", accuracy=float(w.mean()),
+                         accuracy_ci95=bootstrap_ci(w, seed=seed), n=int(len(w)), **fields)
 
 
-def paper_table(study: Study, run: SetRun) -> list[dict]:
+def paper_table(study: Study, run: SetRun) -> list[PaperTableRow]:
     """Every row of one AI set's paper table (see the module docstring)."""
     from .matched import draw_seeds
 

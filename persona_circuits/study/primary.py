@@ -1,4 +1,4 @@
-"""The study's primary family and its calibration on placebos: pure functions of a results dict (no model), so
+"""The study's primary family and its calibration on placebos: pure functions of the typed results (no model), so
 ``persona-circuits verdicts`` and the merge of study shards recompute them from the stored draws.
 
 **Primary family, declared before any number is seen** (:data:`PRIMARY_METHODS`). One test per (method, target
@@ -31,15 +31,23 @@ interval that treats them as independent (``rate_ci95``) is too narrow; ``rate_c
 one trial (too wide), and the truth lies between. The primary statistic gets its own placebos: draw ``k`` of
 every set's row pooled the same way (``K`` placebos per primary test).
 
-``results["calibration"]`` is a dict keyed by method: ``{placebos, false_positives, rate, rate_ci95,
-rate_ci95_rows, rows, target_kl: [targets pooled], sets, by_target: [...], primary: {...}}``.
+Both take the typed :class:`~persona_circuits.results.StudyResults` and return records:
+:func:`primary_family` a list of :class:`~persona_circuits.results.PrimaryTest`, :func:`calibration` a
+:class:`~persona_circuits.results.MethodCalibration` per method (``placebos, false_positives, rate, rate_ci95,
+rate_ci95_rows, rows``, the targets pooled, the sets, ``by_target`` and the primary statistic's own placebos).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..measure.nulls import clopper_pearson, holm, loo_z, mean_t_sf, zero_z
+from ..results import MethodCalibration, PlaceboRate, PrimaryTest, TargetCalibration
+
+if TYPE_CHECKING:
+    from ..results import MatchedRow, StudyResults
 
 ALPHA = 0.05
 #: The primary family's methods (declared before the numbers): one test per (method, target) among these. The
@@ -49,46 +57,48 @@ PRIMARY_METHODS = ("steering", "soft-mask", "contrastive-wanda", "contrastive-re
 PRIMARY_FAMILY = "primary: one test per (method, target), mean over sets of z = contrast / null RMS"
 
 
-def tested_rows(results: dict) -> list[tuple[str, dict]]:
+def tested_rows(results: StudyResults) -> list[tuple[str, MatchedRow]]:
     """``(set, row)`` of every reached matched row with at least two null draws."""
-    return [(name, r) for name, s in results["sets"].items() for r in (s.get("headline") or {}).get("matched", [])
-            if r.get("reached") and len(r.get("null_shifts") or []) >= 2]
+    return [(name, r) for name, h in results.headlines().items() for r in h.matched
+            if r.reached and len(r.null_shifts or []) >= 2]
 
 
-def row_z(row: dict) -> dict:
+def row_z(row: MatchedRow) -> dict:
     """The row's ``z`` (contrast / zero-centred null RMS), its interval (the contrast's interval over the same
-    RMS) and its own one-sided ``p`` (``t`` on ``K`` degrees of freedom)."""
-    z, p, k = zero_z(row["shift"], row["null_shifts"])
-    rms = float(np.sqrt(np.mean(np.square(row["null_shifts"]))))
-    ci = [c / rms for c in row["shift_ci95"]] if rms > 0 else None
+    RMS) and its own one-sided ``p`` (``t`` on ``K`` degrees of freedom): the fields ``z, z_ci95, z_p_value,
+    null_rms`` of :class:`~persona_circuits.results.MatchedRow`."""
+    z, p, k = zero_z(row.shift, row.null_shifts)
+    rms = float(np.sqrt(np.mean(np.square(row.null_shifts))))
+    ci = [c / rms for c in row.shift_ci95] if rms > 0 else None
     return {"z": z, "z_ci95": ci, "z_p_value": p, "null_rms": rms}
 
 
-def _groups(results: dict, methods=PRIMARY_METHODS) -> dict:
+def _groups(results: StudyResults, methods=PRIMARY_METHODS) -> dict[tuple[str, float | None], list[tuple[str, MatchedRow]]]:
     out: dict = {}
     for name, r in tested_rows(results):
-        if r["method"] in methods:
-            t = r.get("target_kl")
-            out.setdefault((r["method"], None if t is None else float(t)), []).append((name, r))
+        if r.method in methods:
+            t = r.target_kl
+            out.setdefault((r.method, None if t is None else float(t)), []).append((name, r))
     return dict(sorted(out.items(), key=lambda kv: (methods.index(kv[0][0]), kv[0][1] or 0.0)))
 
 
-def primary_family(results: dict) -> list[dict]:
+def primary_family(results: StudyResults) -> list[PrimaryTest]:
     """The primary tests (see the module docstring), Holm-adjusted, in the order of :data:`PRIMARY_METHODS`."""
     tests = []
     for (method, target), rows in _groups(results).items():
-        zs = [zero_z(r["shift"], r["null_shifts"]) for _, r in rows]
+        zs = [zero_z(r.shift, r.null_shifts) for _, r in rows]
         stat = float(np.mean([z for z, _, _ in zs]))
-        tests.append({"method": method, "target_kl": target, "statistic": stat,
-                      "p_value": mean_t_sf(stat, [k for _, _, k in zs]), "sets": [n for n, _ in rows],
-                      "null_draws": [k for _, _, k in zs]})
-    adj, rej = holm([t["p_value"] for t in tests], alpha=ALPHA)
+        tests.append(PrimaryTest(method=method, target_kl=target, statistic=stat,
+                                 p_value=mean_t_sf(stat, [k for _, _, k in zs]), p_adjusted=1.0, persona_specific=False,
+                                 sets=[n for n, _ in rows], null_draws=[k for _, _, k in zs]))
+    adj, rej = holm([t.p_value for t in tests], alpha=ALPHA)
     for t, a, x in zip(tests, adj, rej):
-        t["p_adjusted"], t["persona_specific"] = a, bool(x and t["statistic"] > 0)
+        t.update(p_adjusted=a, persona_specific=bool(x and t.statistic > 0))
     return tests
 
 
 def _rate(fp: int, n: int, rows: int | None = None) -> dict:
+    """The fields of a :class:`~persona_circuits.results.PlaceboRate`."""
     out = {"placebos": int(n), "false_positives": int(fp), "rate": fp / n if n else None,
            "rate_ci95": clopper_pearson(fp, n)}
     if rows is not None:
@@ -97,17 +107,17 @@ def _rate(fp: int, n: int, rows: int | None = None) -> dict:
     return out
 
 
-def _row_placebos(row: dict) -> np.ndarray:
+def _row_placebos(row: MatchedRow) -> np.ndarray:
     """The one-sided p-values of the row's draws as placebos (leave one out, ``t`` on ``K − 1`` df)."""
     from scipy import stats
 
-    z = loo_z(row["null_shifts"])
+    z = loo_z(row.null_shifts)
     return stats.t.sf(z, len(z) - 1) if len(z) else z
 
 
-def _primary_placebos(rows: list[dict]) -> tuple[int, int]:
+def _primary_placebos(rows: list[MatchedRow]) -> tuple[int, int]:
     """Draw ``k`` of every set's row pooled like the real statistic (``k`` below every row's draw count)."""
-    zs = [loo_z(r["null_shifts"]) for r in rows]
+    zs = [loo_z(r.null_shifts) for r in rows]
     k = min((len(z) for z in zs), default=0)
     if k == 0:
         return 0, 0
@@ -116,24 +126,23 @@ def _primary_placebos(rows: list[dict]) -> tuple[int, int]:
     return int(sum(mean_t_sf(float(s), dfs) < ALPHA for s in stat)), k
 
 
-def calibration(results: dict) -> dict:
+def calibration(results: StudyResults) -> dict[str, MethodCalibration]:
     """The placebo false-positive rates per method (see the module docstring)."""
-    out: dict = {}
-    groups = _groups(results, tuple(dict.fromkeys([*PRIMARY_METHODS, *sorted({r["method"] for _, r in tested_rows(results)})])))
-    for (method, target), rows in groups.items():
+    by_method: dict[str, list[TargetCalibration]] = {}
+    sums: dict[str, np.ndarray] = {}  # per method: false positives, placebos, rows, primary false positives, primary placebos
+    methods = tuple(dict.fromkeys([*PRIMARY_METHODS, *sorted({r.method for _, r in tested_rows(results)})]))
+    for (method, target), rows in _groups(results, methods).items():
         ps = [_row_placebos(r) for _, r in rows]
         fp, n = int(sum((p < ALPHA).sum() for p in ps)), int(sum(len(p) for p in ps))
+        n_rows = sum(len(p) > 0 for p in ps)
         pfp, pn = _primary_placebos([r for _, r in rows])
-        m = out.setdefault(method, {"by_target": [], "sets": [], "_fp": 0, "_n": 0, "_rows": 0, "_pfp": 0, "_pn": 0})
-        m["by_target"].append({"target_kl": target, "sets": [s for s, _ in rows], **_rate(fp, n, sum(len(p) > 0 for p in ps)),
-                               "primary": _rate(pfp, pn)})
-        m["sets"] = sorted(set(m["sets"]) | {s for s, _ in rows})
-        m["_fp"] += fp
-        m["_n"] += n
-        m["_rows"] += sum(len(p) > 0 for p in ps)
-        m["_pfp"] += pfp
-        m["_pn"] += pn
-    for m in out.values():
-        m.update(_rate(m.pop("_fp"), m.pop("_n"), m.pop("_rows")), target_kl=[t["target_kl"] for t in m["by_target"]],
-                 primary=_rate(m.pop("_pfp"), m.pop("_pn")))
+        by_method.setdefault(method, []).append(TargetCalibration(
+            target_kl=target, sets=[s for s, _ in rows], **_rate(fp, n, n_rows), primary=PlaceboRate(**_rate(pfp, pn))))
+        sums[method] = sums.get(method, 0) + np.array([fp, n, n_rows, pfp, pn])
+    out = {}
+    for method, targets in by_method.items():
+        fp, n, n_rows, pfp, pn = (int(x) for x in sums[method])
+        out[method] = MethodCalibration(**_rate(fp, n, n_rows), target_kl=[t.target_kl for t in targets],
+                                        sets=sorted({s for t in targets for s in t.sets}), by_target=targets,
+                                        primary=PlaceboRate(**_rate(pfp, pn)))
     return out

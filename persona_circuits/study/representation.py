@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..results import Probes, Similarity
 from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
@@ -21,8 +22,8 @@ from .state import Study
 RANDOM_PAIR = "two random masks (reference)"
 
 
-@stage("probes", version=3)
-def probes(study: Study, *, run: SetRun) -> dict:
+@stage("probes", version=3, result=Probes)
+def probes(study: Study, *, run: SetRun) -> Probes:
     """Layer probes of the pole on held-out answers, next to bag-of-words and embedding probes."""
     from ..analysis.features import answer_embeddings
     from ..analysis.probes import probes_with_baselines
@@ -41,8 +42,9 @@ def probes(study: Study, *, run: SetRun) -> dict:
         test_groups=np.r_[np.arange(len(feats)), np.arange(len(feats))], seed=study.cfg.seed)
 
 
-@stage("similarity", settings=(SETTINGS.analysis.similarity_splits, SETTINGS.analysis.similarity_permutations), version=3)
-def similarity(study: Study, *, run: SetRun) -> dict:
+@stage("similarity", settings=(SETTINGS.analysis.similarity_splits, SETTINGS.analysis.similarity_permutations), version=3,
+       result=Similarity)
+def similarity(study: Study, *, run: SetRun) -> Similarity:
     """Split-half reliability of the pole difference per layer, with its permutation null."""
     from ..analysis.similarity import split_half_reliability
 

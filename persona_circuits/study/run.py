@@ -51,8 +51,6 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
         paper = paper_numbers(root)
         # merged as the shards would be read back from their folders (plain JSON)
         payloads = [json.loads(json.dumps({**p, "paper": paper})) for p in payloads]
-        results = merge_payloads(payloads)
-        results["meta"] = study_meta(study, identity, command, t0)
-        typed = write_outputs(results, out)
+        typed = write_outputs(merge_payloads(payloads, study_meta(study, identity, command, t0)), out)
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")
     return typed

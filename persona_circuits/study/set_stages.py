@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..results import SetResults, to_plain
 from .conditions import run_conditions
 from .config import StudyConfig
 from .gate_analysis import gate_analysis, gate_enabled
@@ -38,29 +39,33 @@ def _curves_on(cfg: StudyConfig, name: str) -> bool:
     return "*" in cfg.headline.curve_sets or name in cfg.headline.curve_sets
 
 
-def run_set(study: Study, sset: StudySet) -> tuple[dict, SetRun]:
-    """Every stage of one persona set; returns its results (plain data of :class:`~persona_circuits.results.SetResults`)
-    and the in-memory :class:`SetRun` (for the analysis-set stage)."""
+def run_set(study: Study, sset: StudySet) -> tuple[SetResults, SetRun]:
+    """Every stage of one persona set; returns its :class:`~persona_circuits.results.SetResults` and the
+    in-memory :class:`SetRun` (for the analysis-set stage)."""
     run = prepare_set(study, sset)
-    res: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
-                 "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
-    res.update(run_conditions(study, run))
+    parts: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
+                   "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
+    parts.update(run_conditions(study, run))
     if sset.family == "ai" and study.cfg.paper.enabled:
         from .paper_table import paper_table
 
         with study.timed(f"{sset.name}: paper table (released scoring)"):
-            res["paper_table"] = paper_table(study, run)
+            parts["paper_table"] = paper_table(study, run)
+    headline = None
     if _curves_on(study.cfg, sset.name):
         with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
-            res["headline"] = run_headline(study, run, res.get("sft"))
+            headline = run_headline(study, run, parts.get("sft"))
         if gate_enabled(study):
             with study.timed(f"{sset.name}: projection-gate analyses"):
                 g = gate_analysis(study, run=run)
-            res["gate"], run.gate_bits = g["summary"], g["bits"]
+            parts["gate"], run.gate_bits = g["summary"], g["bits"]
     with study.timed(f"{sset.name}: mask analyses"):
-        res.update(_mask_analyses(study, run))
+        parts.update(_mask_analyses(study, run))
     with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
-        res.update(representation_analyses(study, run))
+        parts.update(representation_analyses(study, run))
+    # the stages not yet returning records give plain data, read into the contract here
+    res = SetResults.from_dict(to_plain(parts), f"sets.{sset.name}")
+    res.headline = headline
     return res, run
 
 

@@ -142,7 +142,7 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
     study.timings = {}
     res, run = run_set(study, sset)
     analysis = run_analysis_set(study, run) if sset.name == study.cfg.sets.analysis_set else None
-    alone = axis_alone(study, run, res.get("headline")) if _is_axis(study.cfg, sset) else None
+    alone = axis_alone(study, run, res.headline) if _is_axis(study.cfg, sset) else None
     if keep is not None:
         keep.add(study, run, alone or {}, run.gate_bits)
     run.release()
@@ -150,7 +150,7 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
     free_memory(study.model)
     return {"format": SHARD_FORMAT, "identity": identity,
             "shard": {"name": sset.name, "family": sset.family, "set": sset.identity()},
-            "results": res, "analysis": analysis,
+            "results": res.to_dict(), "analysis": analysis,
             "cross": {"alone": None if alone is None else [{"method": m, "target_kl": t, "shifts": list(s)}
                                                            for (m, t), s in alone.items()]},
             "timings": study.timings}

@@ -26,6 +26,7 @@ from dataclasses import asdict, is_dataclass
 import numpy as np
 import torch
 
+from ..results import from_plain, to_plain
 
 
 def identity(x):
@@ -111,8 +112,11 @@ def stage(name: str, *, settings: Sequence[object] = (), version: int = 1, store
         settings: every :class:`StudyConfig` setting the stage reads, as :data:`~.config.SETTINGS` paths
             (``SETTINGS.nulls.swap``; a section, ``SETTINGS.masks``, declares all of it) or dotted strings
             (``seed`` and ``batch_size`` are always part of the key).
-        store: ``"json"`` (plain data or a dataclass with ``to_dict``) or ``"torch"``.
-        result: a dataclass type with ``from_dict`` that the JSON is rebuilt as.
+        store: ``"json"`` (plain data, records, or a dataclass with ``to_dict``) or ``"torch"``.
+        result: the type the stage returns (a record, ``list[CurvePoint]``, ``dict[str, Record]``...): the
+            cache holds its plain data (:func:`~persona_circuits.results.to_plain`), and a cached or computed
+            result is returned as this type (:func:`~persona_circuits.results.from_plain`), so a stage returns
+            the same records whether it ran or was read back.
     """
     if store not in ("json", "torch"):
         raise ValueError(f"store must be json or torch, got {store!r}")
@@ -131,10 +135,14 @@ def stage(name: str, *, settings: Sequence[object] = (), version: int = 1, store
 
             def compute():
                 out = fn(StageView(study, DeclaredConfig(study.cfg, settings, name)), **inputs)
-                return out.to_dict() if store == "json" and hasattr(out, "to_dict") else out
+                if store != "json":
+                    return out
+                if result is not None:
+                    return to_plain(out)
+                return out.to_dict() if hasattr(out, "to_dict") else out
 
             val = study.cache.get_or_compute(name, key, compute, store=store)
-            return result.from_dict(val) if result is not None and isinstance(val, dict) else val
+            return val if result is None else from_plain(result, val, name)
 
         run.stage_name, run.settings, run.version, run.key_of = name, tuple(settings), version, key_of
         STAGES[name] = (version, tuple(settings))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..results import Headline
 from .config import SETTINGS
 from .dials import contrast_summary
 from .stage import stage
@@ -61,13 +62,13 @@ def types_seed(study: Study, method: str) -> int:
     return derive_seed(study.cfg.seed, "types", method)
 
 
-def axis_alone(study: Study, run, headline: dict | None) -> dict:
+def axis_alone(study: Study, run, headline: Headline | None) -> dict:
     """The per-item contrasts of an axis's reached matched-damage rows, ``{(method, target): shifts}`` (read back
     from their cached stage; not in the results, so a set shard stores them for the cross-set shard)."""
     from .matched import matched_real
 
     alone = {}
-    for method, curve in ((headline or {}).get("curves") or {}).items():
+    for method, curve in (headline.curves if headline is not None else {}).items():
         if method in study.cfg.headline.matched_methods:
             for target, r in zip(study.cfg.headline.matched_damages, matched_real(study, run=run, method=method, curve=curve)):
                 if r["reached"]:

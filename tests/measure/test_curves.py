@@ -51,9 +51,9 @@ def test_paired_difference_cancels_shared_item_variance():
     item = rng.normal(0, 5, 200)  # large between-item spread both methods share
     a, b = item + 0.1 + rng.normal(0, 0.01, 200), item
     r = paired_difference(a, b)
-    assert r["diff"] == pytest.approx(0.1, abs=0.01) and r["ci95"][0] > 0.09 and r["verdict"] == "higher"
-    assert paired_difference(b, a)["verdict"] == "lower"
-    assert paired_difference(a, a)["verdict"] == "not distinguishable"
+    assert r.diff == pytest.approx(0.1, abs=0.01) and r.ci95[0] > 0.09 and r.verdict == "higher"
+    assert paired_difference(b, a).verdict == "lower"
+    assert paired_difference(a, a).verdict == "not distinguishable"
     with pytest.raises(ValueError):
         paired_difference(a, b[:10])
 

@@ -9,6 +9,8 @@ from persona_circuits.measure.nulls import (clopper_pearson, complement, derive_
                                     loo_z, mean_t_sf, zero_z)
 from persona_circuits.study.primary import calibration, primary_family
 
+from ..results_fixtures import minimal_results
+
 
 @pytest.mark.parametrize("n", [1, 2, 7, 10, 64, 129])
 def test_balanced_swaps_exactly_half_the_items(n):
@@ -88,7 +90,7 @@ def test_zero_z_loo_and_the_references():
     assert lo == pytest.approx(0.01643, abs=1e-4) and hi == pytest.approx(0.11284, abs=1e-4)
 
 
-def _synthetic_results(mu: float, rows: int = 60, n: int = 32, d: int = 6, draws: int = 10, seed: int = 0) -> dict:
+def _synthetic_results(mu: float, rows: int = 60, n: int = 32, d: int = 6, draws: int = 10, seed: int = 0):
     """Rows of a synthetic study: per-item persona differences ``mu · e₁ + noise``, a row's contrast is the
     projection of its pair's difference of means on a held-out reading ``w``, the draws are balanced swaps."""
     g = torch.Generator().manual_seed(seed)
@@ -99,24 +101,23 @@ def _synthetic_results(mu: float, rows: int = 60, n: int = 32, d: int = 6, draws
         w = torch.randn(d, generator=g, dtype=torch.float64) + torch.eye(d, dtype=torch.float64)[0]
         real = float(delta[:, 0].mean(0) @ w)
         nulls = label_swapped_directions(delta, torch.zeros_like(delta), draws=draws, seed=derive_seed(seed, r))[:, 0] @ w
-        sets[f"s{r}"] = {"headline": {"matched": [{
-            "method": "steering", "target_kl": 0.02, "reached": True, "shift": real, "shift_ci95": [real - 0.1, real + 0.1],
-            "null_shifts": [float(x) for x in nulls]}]}}
-    return {"sets": sets}
+        sets[f"s{r}"] = [{"method": "steering", "target_kl": 0.02, "reached": True, "shift": real,
+                          "shift_ci95": [real - 0.1, real + 0.1], "null_shifts": [float(x) for x in nulls]}]
+    return minimal_results(sets)
 
 
 def test_placebo_false_positive_rate_is_near_the_nominal_level():
     """600 balanced placebos under no persona: the rate must be near 5 %; a 20 % rate would fail."""
     cal = calibration(_synthetic_results(0.0))["steering"]
-    assert cal["placebos"] == 600 and cal["rows"] == 60 and cal["target_kl"] == [0.02]
-    assert cal["rate"] < 0.09 and cal["rate_ci95"][1] < 0.2
-    assert cal["rate_ci95"][0] <= cal["rate"] <= cal["rate_ci95"][1]
-    assert cal["primary"]["placebos"] == 10 and cal["by_target"][0]["placebos"] == 600
+    assert cal.placebos == 600 and cal.rows == 60 and cal.target_kl == [0.02]
+    assert cal.rate < 0.09 and cal.rate_ci95[1] < 0.2
+    assert cal.rate_ci95[0] <= cal.rate <= cal.rate_ci95[1]
+    assert cal.primary.placebos == 10 and cal.by_target[0].placebos == 600
 
 
 def test_primary_family_says_yes_to_a_persona_and_not_without_one():
     yes = primary_family(_synthetic_results(1.0, rows=4))
-    assert [(t["method"], t["target_kl"]) for t in yes] == [("steering", 0.02)]
-    assert yes[0]["persona_specific"] and yes[0]["p_adjusted"] < 0.05 and yes[0]["sets"] == ["s0", "s1", "s2", "s3"]
-    no = [primary_family(_synthetic_results(0.0, rows=4, seed=s))[0]["persona_specific"] for s in range(40)]
+    assert [(t.method, t.target_kl) for t in yes] == [("steering", 0.02)]
+    assert yes[0].persona_specific and yes[0].p_adjusted < 0.05 and yes[0].sets == ["s0", "s1", "s2", "s3"]
+    no = [primary_family(_synthetic_results(0.0, rows=4, seed=s))[0].persona_specific for s in range(40)]
     assert sum(no) <= 6  # about 5 % of 40 under no persona

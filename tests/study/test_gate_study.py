@@ -39,9 +39,9 @@ def test_gate_rows_curves_and_analysis(gate_run):
     assert gate_enabled(study)
     assert run.directions.shape == (study.model.cfg.n_layers, study.model.cfg.d_model)
     assert run.null_draw(run.draw_seed("gate-analysis", 0)).directions.shape == run.directions.shape
-    assert {"projection-gate", "steering-all", "gate-bias"} <= set(head["curves"])
-    rec = Headline.from_dict(head)
-    by = {r.method: r for r in rec.matched}
+    assert isinstance(head, Headline) and {"projection-gate", "steering-all", "gate-bias"} <= set(head.curves)
+    assert Headline.from_dict(head.to_dict()).to_dict() == head.to_dict()  # what results.json reads back
+    by = {r.method: r for r in head.matched}
     assert set(by) == set(METHODS) and list(by)[0] == "steering"
     for m in ("projection-gate", "steering-all", "gate-bias"):
         r = by[m]

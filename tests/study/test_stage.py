@@ -51,3 +51,39 @@ def test_settings_are_declared_by_typed_paths():
     assert declared and all(isinstance(s, str) for s in declared)
     for s in declared:
         cfg.get(s)  # a KeyError names a declared setting that does not exist
+
+
+def test_a_stage_returns_its_records_computed_or_read_back(tmp_path, tiny_llama):
+    """``result=``: the cache holds plain JSON, and the stage returns the same records whether it ran or was read
+    back from the cache (and refuses cached data that does not fit its record)."""
+    from persona_circuits.results import CurvePoint, ResultsError
+    from persona_circuits.study.stage import stage
+    from persona_circuits.study.state import Study
+
+    calls = []
+
+    @stage("probe-records", result=list[CurvePoint])
+    def points(study, *, x: float) -> list[CurvePoint]:
+        calls.append(x)
+        return [CurvePoint(strength=x, n=3, shift=0.1 * x, shift_ci95=(0.0, 0.2 * x), damage_kl=0.01, null_shifts=[0.0])]
+
+    st = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
+    first, again = points(st, x=2.0), points(st, x=2.0)
+    assert calls == [2.0] and isinstance(again[0], CurvePoint) and first == again
+    assert again[0].shift_ci95 == (0.0, 0.4)  # an interval comes back as a tuple, as results.json reads it
+
+    @stage("probe-bad-records", result=CurvePoint)
+    def bad(study, *, x: float) -> dict:
+        return {"strength": x}  # required fields missing
+
+    with pytest.raises(ResultsError, match="missing"):
+        bad(st, x=1.0)
+
+
+def test_a_record_update_refuses_a_name_it_does_not_have():
+    from persona_circuits.results import PairedDiff, ResultsError
+
+    p = PairedDiff(diff=0.1, ci95=(0.0, 0.2), n=4, verdict="higher")
+    assert p.update(p_adjusted=0.5) is p and p.p_adjusted == 0.5
+    with pytest.raises(ResultsError, match="no field p_ajusted"):
+        p.update(p_ajusted=0.5)

@@ -13,6 +13,7 @@ from persona_circuits.study.types import axis_state, run_types, types_seed
 from persona_circuits.study.verdicts import TYPES_FAMILY, apply_verdicts
 
 from ..analysis.test_atlas import random_persona
+from ..results_fixtures import minimal_results
 
 
 def test_types_draw_their_own_seeds_and_test_one_per_method_and_axis(tiny_llama, tmp_path):
@@ -40,8 +41,8 @@ def test_types_draw_their_own_seeds_and_test_one_per_method_and_axis(tiny_llama,
         assert len(t["rows"]) == 16
         for i in t["interference"]:
             assert i["alone_target_kl"] == 0.002 / 4 and i["alone_damage_kl"] > 0
-    res = apply_verdicts({"sets": {}, "types": out})
-    fam = next(f for f in res["multiple_comparisons"] if f["family"] == TYPES_FAMILY)
-    assert fam["n_tests"] == sum(len(t["axis_tests"]) for t in res["types"]) <= 4
+    res = apply_verdicts(minimal_results(types=out))
+    fam = next(f for f in res.multiple_comparisons if f.family == TYPES_FAMILY)
+    assert fam.n_tests == sum(len(t.axis_tests) for t in res.types) <= 4
     reached = sum(r["reached"] for r in out[0]["rows"] if r["type"][0] == "E")
-    assert all(a["type_pairs"] == reached for t in res["types"] for a in t["axis_tests"])
+    assert all(a.type_pairs == reached for t in res.types for a in t.axis_tests)
