@@ -4,6 +4,7 @@ stability, sparsity and calibration-size sweeps, general capability, on the anal
 
 from __future__ import annotations
 
+from ..results import AnalysisSet, CapabilityRow, Removal, Restore, StabilityRow, Sweep, SweepRow, to_plain
 from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
@@ -55,8 +56,9 @@ def _restore(study: Study, run: SetRun, score) -> dict:
                                seed=cfg.seed, gate=gate)}
 
 
-@stage("stability", settings=(SETTINGS.analysis.n_boot, SETTINGS.masks, SETTINGS.sets.calib_size), version=2)
-def stability(study: Study, *, run: SetRun) -> list[dict]:
+@stage("stability", settings=(SETTINGS.analysis.n_boot, SETTINGS.masks, SETTINGS.sets.calib_size), version=2,
+       result=list[StabilityRow])
+def stability(study: Study, *, run: SetRun) -> list[StabilityRow]:
     """Masks from bootstrap resamples of the calibration texts: their pairwise overlap against random masks'."""
     from ..analysis.stability import bootstrap_stability
 
@@ -67,34 +69,36 @@ def stability(study: Study, *, run: SetRun) -> list[dict]:
                                 n_texts=cfg.sets.calib_size) for meth in ("wanda", "contrastive-wanda")]
 
 
-def _sweep_row(study: Study, run: SetRun, score, label: str, sigs: dict, sparsity: float) -> dict:
+def _sweep_row(study: Study, run: SetRun, score, label: str, sigs: dict, sparsity: float) -> SweepRow:
     from ..measure.evaluation import pole_contrast, summarize
     from ..masks.registry import build_masks
 
     poles, cfg = run.poles, study.cfg
     mm = build_masks(study.model, "contrastive-wanda", sigs, sparsity=sparsity, modules=cfg.masks.modules)
     sc = {p: score(f"{label}:{p}", mm[p]) for p in poles}
-    return {"contrast": pole_contrast(sc[poles[0]], sc[poles[1]], condition=label, seed=cfg.seed).to_dict(),
-            "per_pole": {p: summarize(sc[p], i, condition="", pole=p, seed=cfg.seed).to_dict() for i, p in enumerate(poles)}}
+    return SweepRow(contrast=pole_contrast(sc[poles[0]], sc[poles[1]], condition=label, seed=cfg.seed),
+                    per_pole={p: summarize(sc[p], i, condition="", pole=p, seed=cfg.seed) for i, p in enumerate(poles)})
 
 
-def _sweeps(study: Study, run: SetRun, score) -> dict:
+def _sweeps(study: Study, run: SetRun, score) -> tuple[Sweep, Sweep]:
+    """The sparsity sweep and the calibration-size sweep of the contrastive-Wanda masks."""
     cfg, poles = study.cfg, run.poles
     ra, rb = (run.stats[p] for p in poles)
-    rows = [{"sparsity": rho, **_sweep_row(study, run, score, f"rho={rho}", run.sigs, rho)}
+    rows = [_sweep_row(study, run, score, f"rho={rho}", run.sigs, rho).update(sparsity=rho)
             for rho in cfg.analysis.sweep_sparsities]
     crows = []
     for n in cfg.analysis.sweep_calib_sizes:
         n_eff = min(n, len(ra), len(rb))
         sg = {poles[0]: ra.signature(range(n_eff), pole=poles[0]), poles[1]: rb.signature(range(n_eff), pole=poles[1])}
-        crows.append({"calib_size": n_eff, **_sweep_row(study, run, score, f"n={n_eff}", sg, cfg.masks.sparsity)})
-    return {"sparsity_sweep": {"method": "contrastive-wanda", "calib_size": cfg.sets.calib_size, "rows": rows},
-            "calibration_sweep": {"method": "contrastive-wanda", "sparsity": cfg.masks.sparsity, "rows": crows}}
+        crows.append(_sweep_row(study, run, score, f"n={n_eff}", sg, cfg.masks.sparsity).update(calib_size=n_eff))
+    return (Sweep(method="contrastive-wanda", calib_size=cfg.sets.calib_size, rows=rows),
+            Sweep(method="contrastive-wanda", sparsity=cfg.masks.sparsity, rows=crows))
 
 
 @stage("capability", settings=(SETTINGS.analysis.capability_texts, SETTINGS.analysis.capability_items), version=2)
 def capability(study: Study, *, mask) -> dict:
-    """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense)."""
+    """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense): the
+    ``perplexity`` and ``general_choice`` of a :class:`~persona_circuits.results.CapabilityRow`."""
     from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity
     from ..model.interventions import apply_mask
 
@@ -105,25 +109,26 @@ def capability(study: Study, *, mask) -> dict:
                                                   seed=study.cfg.seed)}
 
 
-def run_analysis_set(study: Study, run: SetRun) -> dict:
+def run_analysis_set(study: Study, run: SetRun) -> AnalysisSet:
     """Ablations, stability, sweeps and capability checks on the analysis set (see the module docstring)."""
     from ..analysis.ablation import removal_comparison
 
     cfg, name = study.cfg, run.name
     score = _scorer(study, run)
-    out: dict = {"set": name, "n_items": min(len(run.ps.test), cfg.analysis.analysis_items)}
+    out = AnalysisSet(set=name, n_items=min(len(run.ps.test), cfg.analysis.analysis_items))
     with study.timed(f"{name}: ablation"):
-        out["restore"] = _restore(study, run, score)
-        out["removal"] = {"poles": run.poles, **removal_comparison(
+        out.restore = Restore.from_dict(to_plain(_restore(study, run, score)), "analysis.restore")
+        out.removal = Removal.from_dict(to_plain({"poles": run.poles, **removal_comparison(
             study.model, run.ps.test[: cfg.analysis.analysis_items], *run.sigs.values(), cfg.analysis.removal_fractions,
-            modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score)}
+            modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score)}), "analysis.removal")
     if cfg.analysis.n_boot >= 2:  # pairwise overlaps need two resamples (the quick study skips it)
         with study.timed(f"{name}: stability"):
-            out["stability"] = stability(study, run=run)
+            out.stability = stability(study, run=run)
     with study.timed(f"{name}: sparsity and calibration-size sweeps"):
-        out.update(_sweeps(study, run, score))
+        out.sparsity_sweep, out.calibration_sweep = _sweeps(study, run, score)
     with study.timed(f"{name}: general capability"):
         conds = [("dense", None), ("random mask", study.random_masks()[0])]
         conds += [(f"{m} ({run.poles[0]})", run.masks[m][run.poles[0]]) for m in cfg.analysis.capability_methods]
-        out["capability"] = [{"condition": label, **capability(study, mask=mask)} for label, mask in conds]
+        out.capability = [CapabilityRow.from_dict({"condition": label, **capability(study, mask=mask)}, "analysis.capability")
+                          for label, mask in conds]
     return out

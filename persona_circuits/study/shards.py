@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..results import to_plain
 from .config import StudyConfig
 from .merge import check_shards
 from .set_stages import free_memory, open_study, run_set, study_meta
@@ -150,7 +151,7 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
     free_memory(study.model)
     return {"format": SHARD_FORMAT, "identity": identity,
             "shard": {"name": sset.name, "family": sset.family, "set": sset.identity()},
-            "results": res.to_dict(), "analysis": analysis,
+            "results": res.to_dict(), "analysis": None if analysis is None else analysis.to_dict(),
             "cross": {"alone": None if alone is None else [{"method": m, "target_kl": t, "shifts": list(s)}
                                                            for (m, t), s in alone.items()]},
             "timings": study.timings}
@@ -185,7 +186,7 @@ def cross_shard(study: Study, sets: list[StudySet], identity: dict, keep: CrossI
     out = keep.finish(study)
     return {"format": SHARD_FORMAT, "identity": identity,
             "shard": {"name": CROSS, "family": None, "sets": [s.identity() for s in sets]},
-            "results": out, "analysis": None, "cross": None, "timings": study.timings}
+            "results": to_plain(out), "analysis": None, "cross": None, "timings": study.timings}
 
 
 def _pick(sets: list[StudySet], shard: str) -> StudySet | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..results import Headline
+from ..results import AxisInterference, Headline, TypeAxisContrast, TypeRow, TypesResult
 from .config import SETTINGS
 from .dials import contrast_summary
 from .stage import stage
@@ -158,7 +158,7 @@ def _letter_sign(type_str: str, axis_index: int) -> float:
     return 1.0 if type_str[axis_index] == MBTI_AXES[axis_index][1] else -1.0
 
 
-def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: list[dict]) -> list[dict]:
+def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: list[dict]) -> list[TypeRow]:
     """The 16 x 4 table: each type's contrast towards its letter on every axis, with the shared null draws."""
     from ..masks.compose import ALL_TYPES, opposite_type
 
@@ -167,7 +167,7 @@ def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: l
     for t in ALL_TYPES:
         pair = t if t in real else opposite_type(t)
         r = real[pair]
-        row = {"type": t, "contrasts": [], "damage_kl": r.get("damage_kl"), "reached": r["reached"]}
+        row = TypeRow(type=t, contrasts=[], damage_kl=r.get("damage_kl"), reached=r["reached"])
         for i, a in enumerate(axes):
             if not r["reached"]:
                 continue
@@ -175,11 +175,11 @@ def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: l
             d = _letter_sign(t, i) * (1.0 if pair == t else -1.0) * np.asarray(r["shifts"][a.name])
             c = contrast_summary(d, cfg.seed)
             alone = a.alone.get((method, cfg.types.target_kl))
-            row["contrasts"].append({
-                "axis": a.name, "pole": a.poles[0] if _letter_sign(t, i) > 0 else a.poles[1],
-                "shift": c["shift"], "shift_ci95": c["shift_ci95"], "moved": c["moved"],
-                "alone_shift": None if alone is None else float(_letter_sign(t, i) * np.mean(alone[: len(d)])),
-                "null_shifts": [float(np.mean(n["shifts"][a.name])) for n in nulls if n["reached"]]})
+            row.contrasts.append(TypeAxisContrast(
+                axis=a.name, pole=a.poles[0] if _letter_sign(t, i) > 0 else a.poles[1],
+                shift=c["shift"], shift_ci95=c["shift_ci95"], moved=c["moved"],
+                alone_shift=None if alone is None else float(_letter_sign(t, i) * np.mean(alone[: len(d)])),
+                null_shifts=[float(np.mean(n["shifts"][a.name])) for n in nulls if n["reached"]]))
         rows.append(row)
     return rows
 
@@ -205,7 +205,7 @@ def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, t
     return out
 
 
-def _interference(study: Study, axes: list[AxisState], method: str, real: dict, layer: int) -> list[dict]:
+def _interference(study: Study, axes: list[AxisState], method: str, real: dict, layer: int) -> list[AxisInterference]:
     """Per axis: the contrast towards each type's letter, averaged over the type pairs, against the axis's
     condition alone at a quarter of the target damage (interval: bootstrap over the axis's items)."""
     from ..measure.evaluation import bootstrap_ci
@@ -219,13 +219,14 @@ def _interference(study: Study, axes: list[AxisState], method: str, real: dict, 
             continue
         comp = np.mean(per, axis=0)
         al = np.asarray(alone["shifts"][: len(comp)])
-        out.append({"axis": a.name, "alone_target_kl": quarter, "alone_damage_kl": alone["damage_kl"],
-                    "alone_shift": float(al.mean()), "composed_shift": float(comp.mean()),
-                    "change": float((comp - al).mean()), "change_ci95": list(bootstrap_ci(comp - al, seed=study.cfg.seed))})
+        out.append(AxisInterference(axis=a.name, alone_target_kl=quarter, alone_damage_kl=alone["damage_kl"],
+                                    alone_shift=float(al.mean()), composed_shift=float(comp.mean()),
+                                    change=float((comp - al).mean()),
+                                    change_ci95=bootstrap_ci(comp - al, seed=study.cfg.seed)))
     return out
 
 
-def run_types(study: Study, axes: list[AxisState], layer: int) -> list[dict]:
+def run_types(study: Study, axes: list[AxisState], layer: int) -> list[TypesResult]:
     """The 16-type table of every method in ``types.methods`` (see the module docstring)."""
     from ..masks.compose import ALL_TYPES
 
@@ -241,10 +242,11 @@ def run_types(study: Study, axes: list[AxisState], layer: int) -> list[dict]:
             nulls = [type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=k, prior=prior)
                      for k in range(cfg.types.null_draws)]
         n = [len(_axis_items(study, a)) for a in axes]
-        out.append({"method": method, "axes": [a.name for a in axes], "n_items": min(n), "target_kl": cfg.types.target_kl,
-                    "layer": layer if method == "steering" else None, "null_draws": sum(x["reached"] for x in nulls),
-                    "null_seed": types_seed(study, method), "null_swap": axes[0].draws[method][0].swap if nulls else None,
-                    "rows": _rows(study, axes, method, real, nulls),
-                    "interference": _interference(study, axes, method, real, layer)})
+        out.append(TypesResult(method=method, axes=[a.name for a in axes], n_items=min(n), target_kl=cfg.types.target_kl,
+                               layer=layer if method == "steering" else None, null_draws=sum(x["reached"] for x in nulls),
+                               null_seed=types_seed(study, method),
+                               null_swap=axes[0].draws[method][0].swap if nulls else None,
+                               rows=_rows(study, axes, method, real, nulls),
+                               interference=_interference(study, axes, method, real, layer)))
     return out
 

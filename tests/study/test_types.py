@@ -35,14 +35,14 @@ def test_types_draw_their_own_seeds_and_test_one_per_method_and_axis(tiny_llama,
     assert len(seeds) == 4 * 3  # every axis (and method) its own draws
     assert all(d.sigs == {} for a in axes for d in a.draws["steering"])  # steering keeps only the directions
     out = run_types(study, axes, layer=1)
-    assert [t["method"] for t in out] == ["steering"]
+    assert [t.method for t in out] == ["steering"]
     for t in out:
-        assert t["null_seed"] == types_seed(study, t["method"]) and t["null_swap"] == "balanced"
-        assert len(t["rows"]) == 16
-        for i in t["interference"]:
-            assert i["alone_target_kl"] == 0.002 / 4 and i["alone_damage_kl"] > 0
-    res = apply_verdicts(minimal_results(types=out))
+        assert t.null_seed == types_seed(study, t.method) and t.null_swap == "balanced"
+        assert len(t.rows) == 16
+        for i in t.interference:
+            assert i.alone_target_kl == 0.002 / 4 and i.alone_damage_kl > 0
+    res = apply_verdicts(minimal_results(types=[t.to_dict() for t in out]))
     fam = next(f for f in res.multiple_comparisons if f.family == TYPES_FAMILY)
     assert fam.n_tests == sum(len(t.axis_tests) for t in res.types) <= 4
-    reached = sum(r["reached"] for r in out[0]["rows"] if r["type"][0] == "E")
+    reached = sum(r.reached for r in out[0].rows if r.type[0] == "E")
     assert all(a.type_pairs == reached for t in res.types for a in t.axis_tests)
