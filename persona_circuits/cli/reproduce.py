@@ -205,4 +205,3 @@ def cmd_verdicts(args) -> int:
     write_results(results, path)
     print(f"recomputed the verdicts of {path}")
     return 0
-

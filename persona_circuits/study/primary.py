@@ -84,17 +84,16 @@ def _groups(results: StudyResults, methods=PRIMARY_METHODS) -> dict[tuple[str, f
 
 def primary_family(results: StudyResults) -> list[PrimaryTest]:
     """The primary tests (see the module docstring), Holm-adjusted, in the order of :data:`PRIMARY_METHODS`."""
-    tests = []
+    measured = []  # (method, target, statistic, p, sets, draws) per test, before Holm
     for (method, target), rows in _groups(results).items():
         zs = [zero_z(r.shift, r.null_shifts) for _, r in rows]
         stat = float(np.mean([z for z, _, _ in zs]))
-        tests.append(PrimaryTest(method=method, target_kl=target, statistic=stat,
-                                 p_value=mean_t_sf(stat, [k for _, _, k in zs]), p_adjusted=1.0, persona_specific=False,
-                                 sets=[n for n, _ in rows], null_draws=[k for _, _, k in zs]))
-    adj, rej = holm([t.p_value for t in tests], alpha=ALPHA)
-    for t, a, x in zip(tests, adj, rej):
-        t.update(p_adjusted=a, persona_specific=bool(x and t.statistic > 0))
-    return tests
+        measured.append((method, target, stat, mean_t_sf(stat, [k for _, _, k in zs]), [n for n, _ in rows],
+                         [k for _, _, k in zs]))
+    adj, rej = holm([m[3] for m in measured], alpha=ALPHA)
+    return [PrimaryTest(method=method, target_kl=target, statistic=stat, p_value=p, p_adjusted=a,
+                        persona_specific=bool(x and stat > 0), sets=sets, null_draws=draws)
+            for (method, target, stat, p, sets, draws), a, x in zip(measured, adj, rej)]
 
 
 def _rate(fp: int, n: int, rows: int | None = None) -> dict:

@@ -60,8 +60,8 @@ def _test_fields(t: NullTest) -> dict:
             "detectable_shift": t.detectable_shift, "persona_specific": t.persona_specific}
 
 
-def _family(name: str, n_tests: int, n_raw: int, n_adjusted: int) -> MultipleComparison:
-    return MultipleComparison(family=name, method="holm", n_tests=n_tests, n_raw=int(n_raw), n_adjusted=int(n_adjusted))
+def _family(name: str, n_tests: int, n_raw: int, n_adjusted: int, method: str = "holm") -> MultipleComparison:
+    return MultipleComparison(family=name, method=method, n_tests=n_tests, n_raw=int(n_raw), n_adjusted=int(n_adjusted))
 
 
 def _row_verdicts(r: MatchedRow, center: str) -> None:
@@ -165,8 +165,8 @@ def _atlas_families(results: StudyResults) -> list[MultipleComparison]:
     for fam in a.multiple_comparisons or []:
         if fam.family == "atlas overlap" and fam.n_tests:
             out.append(_family(fam.family, fam.n_tests, sum(r.p_value is not None and r.p_value < fam.alpha for r in pairs),
-                               sum(bool(r.shared) for r in pairs)).update(method=fam.method))
+                               sum(bool(r.shared) for r in pairs), fam.method))
         if fam.family == STEERING_PAIR_FAMILY and fam.n_tests:
             out.append(_family(fam.family, fam.n_tests, sum((r.steering_p or 1.0) < fam.alpha for r in pairs),
-                               sum(bool(r.steering_shared) for r in pairs)).update(method=fam.method))
+                               sum(bool(r.steering_shared) for r in pairs), fam.method))
     return out
