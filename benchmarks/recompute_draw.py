@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import persona_circuits as pc
     from persona_circuits.model.dtypes import cpu_model
+    from persona_circuits.results import MatchedDraw
     from persona_circuits.study.config import StudyConfig
     from persona_circuits.study.headline import curve
     from persona_circuits.study.matched import real_prior, draw_start, draw_seeds, matched_null, matched_real, row_seed
@@ -90,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     if prof:
         prof.disable()
     sec = time.perf_counter() - t
-    old = json.loads((a.study / "cache" / entry.name).read_text())
+    old = MatchedDraw.from_dict(json.loads((a.study / "cache" / entry.name).read_text()))
     same = (a.scratch / "cache" / entry.name).read_bytes() == (a.study / "cache" / entry.name).read_bytes()
-    print(f"{a.set} {a.method} draw {a.k}: recomputed in {sec:.1f} s; byte-identical to the study's cache: {same}")
-    print(f"  target {target}: fit damage {old['fit_damage_kl']!r} (cached) vs {new['fit_damage_kl']!r} (now); "
-          f"strength {old['strength']!r} vs {new['strength']!r}")
+    print(f"{a.set} {a.method} draw {a.k}: recomputed in {sec:.1f} s; byte-identical to the study's cache: {same}; "
+          f"the same draw (every number): {new == old}")
+    print(f"  target {target}: fit damage {old.fit_damage_kl!r} (cached) vs {new.fit_damage_kl!r} (now); "
+          f"strength {old.strength!r} vs {new.strength!r}")
     print(f"  CPU here: {cpu_model()}; the study's: {meta.get('cpu', 'not recorded')}")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(

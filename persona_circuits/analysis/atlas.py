@@ -65,6 +65,7 @@ from ..masks.scoring import contrastive_z, phi as phi_fn, wanda_scores
 from ..masks.statistics import DEFAULT_TEXT_STAT, ActivationSignature, PerTextStats
 from ..measure.nulls import derive_seed, holm, label_swapped_directions, label_swapped_signatures, null_test
 from ..model.loading import prunable_layers
+from ..results import Atlas, AtlasPair, OverlapMatrix, SteeringCosines, TestFamily, from_plain
 
 
 class AtlasError(PersonaCircuitsError, ValueError):
@@ -474,17 +475,21 @@ def atlas_conclusions(a: dict) -> list[str]:
     return L
 
 
-def atlas_record(a: dict, *, layer: int | None = None) -> dict:
-    """The atlas in the results contract's shape (``persona_circuits.results.Atlas``): one overlap matrix per
-    group and the steering cosines at ``layer`` (default: the middle layer)."""
+def atlas_record(a: dict, *, layer: int | None = None) -> Atlas:
+    """The atlas in the results contract's shape (:class:`persona_circuits.results.Atlas`): one overlap matrix per
+    group, the steering cosines at ``layer`` (default: the middle layer), the pair tests, their families and the
+    computed conclusions."""
     ov = a["overlap"]
-    overlaps = [{"by": g, "sets": a["sets"], "jaccard": ov["jaccard"][g], "method": a["score"],
-                 "random_expectation": ov["expected_jaccard"][g],
-                 **({"null_p95": ov["null_p95"][g]} if ov.get("null_p95") else {})} for g in ov["groups"]]
-    out: dict = {"overlaps": overlaps, "method": f"top {a['fraction']:g} by {a['score']}"}
+    overlaps = [OverlapMatrix(by=g, sets=a["sets"], jaccard=ov["jaccard"][g], method=a["score"],
+                              random_expectation=ov["expected_jaccard"][g],
+                              null_p95=ov["null_p95"][g] if ov.get("null_p95") else None) for g in ov["groups"]]
+    steering = None
     st = a["steering"]
     if st is not None:
         layer = st["n_layers"] // 2 if layer is None else layer
-        out["steering"] = {"sets": a["sets"], "cosine": st["cosine"][layer], "random_mean": st["random_mean"],
-                           "random_p95": st["random_p95"], "layer": layer}
-    return out
+        steering = SteeringCosines(sets=a["sets"], cosine=st["cosine"][layer], random_mean=st["random_mean"],
+                                   random_p95=st["random_p95"], layer=layer)
+    return Atlas(overlaps=overlaps, method=f"top {a['fraction']:g} by {a['score']}", steering=steering, sets=a["sets"],
+                 pairs=from_plain(list[AtlasPair], a["pairs"], "atlas.pairs"),
+                 multiple_comparisons=from_plain(list[TestFamily], a["multiple_comparisons"], "atlas.multiple_comparisons"),
+                 conclusions=a["conclusions"], fraction=a["fraction"], null_draws=a["null_draws"])

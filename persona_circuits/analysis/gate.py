@@ -21,12 +21,23 @@ order (``np.packbits``: 4.6 MB per set on the default model), so a study can kee
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import torch
 
 from ..masks.build import Mask
+from ..results import GateCrossPair, GateLayoutRow, GateOverlap, GatePole
+
+
+@dataclass
+class GateSelections:
+    """One persona set's packed selected sets: the real pair's ``{pole: packed}`` and, per label-swapped draw,
+    ``{pseudo-pole: packed}`` (:func:`packed_selection`)."""
+
+    real: dict[str, np.ndarray]
+    null: list[dict[str, np.ndarray]]
 
 
 def packed_selection(mask: Mask) -> np.ndarray:
@@ -44,18 +55,18 @@ def _best(a: np.ndarray, pair: Sequence[np.ndarray]) -> float:
     return max(jaccard(a, b) for b in pair)
 
 
-def gate_layout(masks: Mapping[str, Mask]) -> list[dict]:
+def gate_layout(masks: Mapping[str, Mask]) -> list[GateLayoutRow]:
     """Per writer matrix: ``block``, ``kind`` (``attn``/``mlp``), ``n_weights`` and each pole's selected count."""
     first = next(iter(masks.values()))
     rows = []
     for name in first.masks:
         _, block, kind, _ = name.split(".")
-        rows.append({"layer": name, "block": int(block), "kind": kind, "n_weights": int(first.masks[name].numel()),
-                     "selected": {p: int((~m.masks[name]).sum()) for p, m in masks.items()}})
+        rows.append(GateLayoutRow(layer=name, block=int(block), kind=kind, n_weights=int(first.masks[name].numel()),
+                                  selected={p: int((~m.masks[name]).sum()) for p, m in masks.items()}))
     return rows
 
 
-def gate_overlap(real: Mapping[str, np.ndarray], nulls: Sequence[Mapping[str, np.ndarray]]) -> dict:
+def gate_overlap(real: Mapping[str, np.ndarray], nulls: Sequence[Mapping[str, np.ndarray]]) -> GateOverlap:
     """Jaccard of the real poles' sets, of each real set with the null draws' sets, and between null draws.
 
     Args:
@@ -63,39 +74,36 @@ def gate_overlap(real: Mapping[str, np.ndarray], nulls: Sequence[Mapping[str, np
         nulls: one ``{pole: packed set}`` per label-swapped draw.
 
     Returns:
-        ``{"poles": J(A, B), "real_vs_null": {pole: [per draw]}, "null_vs_null": [per pair of draws]}`` (each draw's
-        larger Jaccard over its two pseudo-poles).
+        ``poles``: J(A, B); ``real_vs_null``: ``{pole: [per draw]}``; ``null_vs_null``: per pair of draws (each
+        draw's larger Jaccard over its two pseudo-poles).
     """
     poles = list(real)
-    out = {"poles": jaccard(real[poles[0]], real[poles[1]]),
-           "real_vs_null": {p: [_best(real[p], list(n.values())) for n in nulls] for p in poles},
-           "null_vs_null": [max(_best(a, list(nulls[j].values())) for a in nulls[i].values())
-                            for i, j in combinations(range(len(nulls)), 2)]}
-    return out
+    return GateOverlap(poles=jaccard(real[poles[0]], real[poles[1]]),
+                       real_vs_null={p: [_best(real[p], list(n.values())) for n in nulls] for p in poles},
+                       null_vs_null=[max(_best(a, list(nulls[j].values())) for a in nulls[i].values())
+                                     for i, j in combinations(range(len(nulls)), 2)])
 
 
-def cross_overlap(sets: Mapping[str, Mapping]) -> list[dict]:
+def cross_overlap(sets: Mapping[str, GateSelections]) -> list[GateCrossPair]:
     """Every pair of persona sets: Jaccard of their real sets (``same``: pole 1 with pole 1 and pole 2 with pole 2;
     ``crossed``: pole 1 with pole 2 and back; the mean of the two of each) against the larger of the two Jaccards
     of their null draws' sets, draw ``k`` of one set with draw ``k`` of the other.
 
     Args:
-        sets: ``{set name: {"real": {pole: packed}, "null": [{pole: packed}, ...]}}``; sets of different models
-            or writer sizes are not compared (skipped).
+        sets: ``{set name: its selections}``; sets of different models or writer sizes are not compared (skipped).
     """
     out = []
     for x, y in combinations(list(sets), 2):
-        rx, ry = list(sets[x]["real"].values()), list(sets[y]["real"].values())
+        rx, ry = list(sets[x].real.values()), list(sets[y].real.values())
         if rx[0].shape != ry[0].shape:
             continue
-        nulls = [max(_best(a, list(ny.values())) for a in nx.values())
-                 for nx, ny in zip(sets[x]["null"], sets[y]["null"])]
-        out.append({"sets": [x, y], "same": (jaccard(rx[0], ry[0]) + jaccard(rx[1], ry[1])) / 2,
-                    "crossed": (jaccard(rx[0], ry[1]) + jaccard(rx[1], ry[0])) / 2, "null": nulls})
+        nulls = [max(_best(a, list(ny.values())) for a in nx.values()) for nx, ny in zip(sets[x].null, sets[y].null)]
+        out.append(GateCrossPair(sets=[x, y], same=(jaccard(rx[0], ry[0]) + jaccard(rx[1], ry[1])) / 2,
+                                 crossed=(jaccard(rx[0], ry[1]) + jaccard(rx[1], ry[0])) / 2, null=nulls))
     return out
 
 
-def gate_summary(masks: Mapping[str, Mask]) -> dict:
+def gate_summary(masks: Mapping[str, Mask]) -> dict[str, GatePole]:
     """Per pole: selected count and fraction, the efficiency ratio of its set, and the gated share by kind."""
     out = {}
     for p, m in masks.items():
@@ -104,8 +112,8 @@ def gate_summary(masks: Mapping[str, Mask]) -> dict:
         for name, keep in m.masks.items():
             kind = name.split(".")[2]
             by_kind[kind] = by_kind.get(kind, 0) + int((~keep).sum())
-        out[p] = {"selected": int(e["selected"]), "fraction": float(e["selected_fraction"]), "ratio": float(e["ratio"]),
-                  "by_kind": by_kind}
+        out[p] = GatePole(selected=int(e["selected"]), fraction=float(e["selected_fraction"]), ratio=float(e["ratio"]),
+                          by_kind=by_kind)
     return out
 
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 import torch
 
 from ..masks.build import Mask
+from ..results import BlockOverlap, MaskOverlap, OverlapStats
 
 
 def _counts(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int]:
@@ -22,17 +23,20 @@ def _counts(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int]:
     return inter, union, diff, a.numel()
 
 
-def _summary(c) -> dict:
+def _summary(c, block: int | None = None) -> OverlapStats:
     inter, union, diff, n = c
-    return {"jaccard": inter / union if union else 1.0, "difference_rate": diff / n}
+    j, d = inter / union if union else 1.0, diff / n
+    return OverlapStats(jaccard=j, difference_rate=d) if block is None else BlockOverlap(block=block, jaccard=j,
+                                                                                          difference_rate=d)
 
 
-def random_expectation(density: float) -> dict:
+def random_expectation(density: float) -> OverlapStats:
+    """Expected overlap of two independent random masks that each keep a fraction ``density`` of every row."""
     p = density
-    return {"jaccard": p / (2 - p) if p < 2 else 1.0, "difference_rate": 2 * p * (1 - p)}
+    return OverlapStats(jaccard=p / (2 - p) if p < 2 else 1.0, difference_rate=2 * p * (1 - p))
 
 
-def mask_overlap(m1: Mask, m2: Mask) -> dict:
+def mask_overlap(m1: Mask, m2: Mask) -> MaskOverlap:
     """Overall, per module type and per block Jaccard and difference rate of two masks."""
     if set(m1.masks) != set(m2.masks):
         raise ValueError("masks cover different layers")
@@ -43,8 +47,6 @@ def mask_overlap(m1: Mask, m2: Mask) -> dict:
         for key in ("all", kind, f"block{block}"):
             acc[key] = [x + y for x, y in zip(acc[key], c)]
     blocks = sorted({int(n.split(".")[1]) for n in m1.masks})
-    out = {"overall": _summary(acc["all"]),
-           "by_module": {k: _summary(acc[k]) for k in ("attn", "mlp") if k in acc},
-           "per_block": [{"block": b, **_summary(acc[f"block{b}"])} for b in blocks]}
-    out["random_expectation"] = random_expectation((m1.density() + m2.density()) / 2)
-    return out
+    return MaskOverlap(overall=_summary(acc["all"]), by_module={k: _summary(acc[k]) for k in ("attn", "mlp") if k in acc},
+                       per_block=[_summary(acc[f"block{b}"], b) for b in blocks],
+                       random_expectation=random_expectation((m1.density() + m2.density()) / 2))

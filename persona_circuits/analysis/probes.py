@@ -43,6 +43,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..results import Decoding, DecodingLayer, Probes
 from .features import text_features
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def probes_with_baselines(train_x: Float[np.ndarray, "n layer d"], train_y: Int[
                           train_texts: Sequence[str], test_texts: Sequence[str],
                           train_embed: Float[np.ndarray, "n d"], test_embed: Float[np.ndarray, "m d"],
                           test_groups: Sequence | None = None, folds: int = 5, C: float = 0.1, seed: int = 0,
-                          n_boot: int = 2000) -> dict:
+                          n_boot: int = 2000) -> Probes:
     """Layer probes next to the bag-of-words and embedding baselines on the same split.
 
     ``*_texts`` are the texts whose answer tokens the features average over (the answers);
@@ -159,12 +160,13 @@ def probes_with_baselines(train_x: Float[np.ndarray, "n layer d"], train_y: Int[
         r["minus_embedding"] = r["test_accuracy"] - emb["test_accuracy"]
         r["minus_embedding_ci95"] = _ci(b - emb_b)
         r["informative"] = bool(r["minus_bag_of_words_ci95"][0] > 0 and r["minus_embedding_ci95"][0] > 0)
-    return {"layers": rows, "bag_of_words": bow, "embedding": emb,
-            "better_baseline": "bag_of_words" if bow["test_accuracy"] >= emb["test_accuracy"] else "embedding",
-            "n_train": int(len(train_y)), "n_test": int(len(test_y)), "n_items": int(len(np.unique(groups))),
-            "n_comparisons": len(rows), "n_informative": sum(r["informative"] for r in rows),
-            "criterion": "informative = paired bootstrap 95 % interval (over held-out items) of the layer's accuracy "
-                         "minus each baseline's lies above 0, for both baselines; one comparison per layer, uncorrected"}
+    out = {"layers": rows, "bag_of_words": bow, "embedding": emb,
+           "better_baseline": "bag_of_words" if bow["test_accuracy"] >= emb["test_accuracy"] else "embedding",
+           "n_train": int(len(train_y)), "n_test": int(len(test_y)), "n_items": int(len(np.unique(groups))),
+           "n_comparisons": len(rows), "n_informative": sum(r["informative"] for r in rows),
+           "criterion": "informative = paired bootstrap 95 % interval (over held-out items) of the layer's accuracy "
+                        "minus each baseline's lies above 0, for both baselines; one comparison per layer, uncorrected"}
+    return Probes.from_dict(out, "probes")
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def intervention_features(model: Model, intervention: Intervention, texts: Seque
 
 
 def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np.ndarray, "n layer d"], *,
-                      folds: int = 5, C: float = 0.1, seed: int = 0, n_boot: int = 2000) -> dict:
+                      folds: int = 5, C: float = 0.1, seed: int = 0, n_boot: int = 2000) -> Decoding:
     """Per layer, cross-validated accuracy of a probe telling condition A from B on the same texts
     (row ``t`` of both arrays is text ``t``); folds split by text. See the module docstring."""
     n, L = feats_a.shape[:2]
@@ -215,15 +217,15 @@ def decode_conditions(feats_a: Float[np.ndarray, "n layer d"], feats_b: Float[np
     rows = []
     for layer in range(L):
         ci = _ci(boots[layer])
-        rows.append({"layer": layer, "accuracy": float(per_text[0, layer].mean()), "accuracy_ci95": ci,
-                     "shuffled_accuracy": float(per_text[1, layer].mean()), "decodable": bool(ci[0] > 0.5)})
-    return {"layers": rows, "n_texts": int(n), "folds": int(k), "n_decodable": sum(r["decodable"] for r in rows),
-            "criterion": "decodable = bootstrap 95 % interval over texts of the cross-validated accuracy lies above 0.5"}
+        rows.append(DecodingLayer(layer=layer, accuracy=float(per_text[0, layer].mean()), accuracy_ci95=ci,
+                                  shuffled_accuracy=float(per_text[1, layer].mean()), decodable=bool(ci[0] > 0.5)))
+    return Decoding(layers=rows, n_texts=int(n), folds=int(k), n_decodable=sum(r.decodable for r in rows),
+                    criterion="decodable = bootstrap 95 % interval over texts of the cross-validated accuracy lies above 0.5")
 
 
 def decode_intervention(model: Model, intervention_a: Intervention, intervention_b: Intervention, texts: Sequence[str], *,
                         folds: int = 5, C: float = 0.1, seed: int = 0, batch_size: int = 16, n_boot: int = 2000,
-                        max_tokens: int = 256, progress: bool | str = False) -> dict:
+                        max_tokens: int = 256, progress: bool | str = False) -> Decoding:
     """Decode which of two interventions is active from hidden states of neutral ``texts``.
 
     ``intervention_*``: a callable returning a context manager (``lambda: apply_mask(model, m)``,
@@ -233,4 +235,4 @@ def decode_intervention(model: Model, intervention_a: Intervention, intervention
     kw = dict(batch_size=batch_size, max_tokens=max_tokens, progress=progress)
     fa = intervention_features(model, intervention_a, texts, **kw)
     fb = intervention_features(model, intervention_b, texts, **kw)
-    return {**decode_conditions(fa.numpy(), fb.numpy(), folds=folds, C=C, seed=seed, n_boot=n_boot), "max_tokens": max_tokens}
+    return decode_conditions(fa.numpy(), fb.numpy(), folds=folds, C=C, seed=seed, n_boot=n_boot).update(max_tokens=max_tokens)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from ..data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from ..model.interventions import ResidualSteering, steering
 from ..model.loading import Model, get_tokenizer, prunable_layers
 from ..model.plain import linear_modules, mirrored_hook, plain_model
+from ..results import SteeringChoice, SteeringTrial
 
 
 def persona_prompt(persona: PersonaSet, pole: str | int) -> str:
@@ -70,13 +70,6 @@ def steering_vectors(features_a: Float[Tensor, "n layer d"], features_b: Float[T
     return features_a.mean(0) - features_b.mean(0)
 
 
-@dataclass
-class SteeringChoice:
-    layer: int
-    coef: float
-    table: list[dict]  # every candidate with its calibration score
-
-
 def select_steering(model: Model, persona: PersonaSet, vectors: Tensor, layers: Sequence[int], coefs: Sequence[float],
                     *, n_items: int = 8, batch_size: int = 16) -> SteeringChoice:
     """Choose layer and coefficient on calibration items only.
@@ -93,10 +86,10 @@ def select_steering(model: Model, persona: PersonaSet, vectors: Tensor, layers: 
                 up = score_choices(model, items, batch_size=batch_size)
             with steering(model, ResidualSteering(vectors[j], layer, -c)):
                 down = score_choices(model, items, batch_size=batch_size)
-            table.append({"layer": int(layer), "coef": float(c),
-                          "contrast": float((up.diff(True) - down.diff(True)).mean())})
-    best = max(table, key=lambda r: (r["contrast"], -r["layer"], -r["coef"]))
-    return SteeringChoice(best["layer"], best["coef"], table)
+            table.append(SteeringTrial(layer=int(layer), coef=float(c),
+                                       contrast=float((up.diff(True) - down.diff(True)).mean())))
+    best = max(table, key=lambda r: (r.contrast, -r.layer, -r.coef))
+    return SteeringChoice(layer=best.layer, coef=best.coef, table=table)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..results import HeldOutDamage
+from ..results import HeldOutDamage, StrengthFit
 from .damage import NeutralReference, kl_damage, ratio_ci
 from .dials import Dial
 
@@ -39,20 +38,6 @@ FIT_TOL = 0.10
 #: A target is reached, and a held-out damage is "within tolerance", within this relative distance.
 REACH_TOL = 0.25
 DEFAULT_SLOPE = 2.0  # KL grows quadratically with a small perturbation
-
-
-@dataclass
-class StrengthFit:
-    """The strength fitted for one target damage on the fit texts."""
-
-    target_kl: float
-    strength: float | None
-    fit_damage_kl: float | None
-    reached: bool
-    history: list[tuple[float, float]] = field(default_factory=list)  # (strength, fit damage) measured
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _log_dist(d: float, target: float) -> float:
@@ -149,11 +134,12 @@ def fit_strengths(model: Model, dial: Dial, targets: Sequence[float], fit_ref: N
             tried.add(key)
             history.append((s, pair_fit_damage(model, dial, s, fit_ref)))
         if not history:
-            out.append(StrengthFit(target, None, None, False, []))
+            out.append(StrengthFit(target_kl=target, reached=False))
             continue
         s, d = min(history, key=lambda h: _log_dist(h[1], target))
         ok = within(d, target, reach_tol)
-        out.append(StrengthFit(target, s if ok else None, d, ok, list(history)))
+        out.append(StrengthFit(target_kl=target, reached=ok, strength=s if ok else None, fit_damage_kl=d,
+                               history=list(history)))
     return out
 
 

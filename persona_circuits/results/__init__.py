@@ -7,7 +7,7 @@ the report and the figures (which never import the study).
 
 Modules: :mod:`._record` (the base class: ``to_dict`` / ``from_dict`` with type checks), :mod:`.records`
 (choices, contrasts, curve points, matched-damage rows, null draws, reference points, the headline),
-:mod:`.analyses` (per-set analyses and the analysis set), :mod:`.types_atlas` (the 16 types, the atlas),
+:mod:`.analyses` (per-set analyses and the analysis set), :mod:`.types_atlas` (the 16 types, the atlas), :mod:`.fits` (strength searches and the stages' draws),
 :mod:`.study` (:class:`StudyResults`, loading and writing), :mod:`.upgrade` (the schema's versions: the current
 one, and every older file brought to it), :mod:`.constants` (set order, AI tasks, main methods), :mod:`.paper` (the
 paper's numbers).
@@ -19,6 +19,7 @@ from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capab
                        ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
                        SparsityProfile, StabilityRow, SteeringChoice, SteeringTrial, Sweep, SweepRow)
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
+from .fits import MatchedDraw, StrengthFit, TypePairDraw
 from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
 from .paper import paper_numbers
 from .primary import MethodCalibration, PlaceboRate, PrimaryTest, TargetCalibration
@@ -34,10 +35,10 @@ __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInt
            "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
            "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "from_plain", "GateAnalysis", "GateCrossPair",
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
-           "MAIN_METHODS", "MaskOverlap", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
+           "MAIN_METHODS", "MaskOverlap", "MatchedDraw", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "PlaceboRate", "PrimaryTest", "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
            "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults",
            "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
-           "SteeringTrial", "STRENGTH_MATCHED", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
-           "TargetCalibration", "TestFamily", "to_plain", "TypeAxisContrast", "TypeAxisTest", "TypeRow", "TypesResult", "upgrade", "write_results"]
+           "SteeringTrial", "STRENGTH_MATCHED", "StrengthFit", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
+           "TargetCalibration", "TestFamily", "to_plain", "TypeAxisContrast", "TypeAxisTest", "TypePairDraw", "TypeRow", "TypesResult", "upgrade", "write_results"]

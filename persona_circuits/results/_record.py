@@ -64,6 +64,13 @@ class Record:
             setattr(self, k, v)
         return self
 
+    def update_from(self, other: "Record") -> "Record":
+        """Set this record's fields from ``other``'s: every field ``other`` holds (not ``None``), each of which must
+        be a field of this record (checked as :meth:`update`); e.g. a matched row takes a contrast's ``n``,
+        ``shift``, ``moved`` and their intervals. Returns the record."""
+        return self.update(**{f.name: getattr(other, f.name) for f in dataclasses.fields(other)
+                              if f.name != "extra" and getattr(other, f.name) is not None})
+
     def to_dict(self) -> dict:
         """The plain dict of this record (fields that are ``None`` left out, unknown keys kept)."""
         out = {}

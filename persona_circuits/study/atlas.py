@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..results import Atlas
 from .config import SETTINGS
 from .stage import stage
 from .state import Study
@@ -59,8 +60,9 @@ def extra_inputs(study: Study) -> list[AtlasInput]:
     return out
 
 
-@stage("atlas", settings=(SETTINGS.atlas.fraction, SETTINGS.atlas.null_draws, SETTINGS.masks.modules, SETTINGS.nulls.swap), version=2)
-def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> dict:
+@stage("atlas", settings=(SETTINGS.atlas.fraction, SETTINGS.atlas.null_draws, SETTINGS.masks.modules, SETTINGS.nulls.swap),
+       version=2, result=Atlas)
+def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> Atlas:
     """The atlas of ``sets`` (see the module docstring)."""
     from ..analysis.atlas import atlas, atlas_record
 
@@ -68,6 +70,4 @@ def atlas_stage(study: Study, *, sets: list[AtlasInput]) -> dict:
     full = atlas(study.model, {s.name: list(s.sigs.values()) for s in sets},
                  per_text={s.name: list(s.stats.values()) for s in sets}, fraction=a.fraction, null_draws=a.null_draws,
                  seed=study.cfg.seed, modules=study.cfg.masks.modules, swap=study.cfg.nulls.swap)
-    return {**atlas_record(full), "sets": full["sets"], "pairs": full["pairs"],
-            "multiple_comparisons": full["multiple_comparisons"], "conclusions": full["conclusions"],
-            "fraction": full["fraction"], "null_draws": full["null_draws"]}
+    return atlas_record(full)

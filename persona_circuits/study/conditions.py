@@ -4,6 +4,8 @@ each condition's pole contrast with its damage (held-out neutral texts; prompt a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..results import ChoiceRow, Contrast, HeldOutDamage, LoraRun
@@ -120,10 +122,20 @@ def condition_damage(study: Study, *, run: SetRun, condition: str) -> HeldOutDam
     return held_out_damage(study.model, condition_interventions(run, condition, study), ref, seed=study.cfg.seed)
 
 
-def run_conditions(study: Study, run: SetRun) -> dict:
-    """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set: the
-    :class:`~persona_circuits.results.SetResults` fields ``conditions`` (choice rows), ``contrasts``, ``sft`` (a
-    :class:`~persona_circuits.results.LoraRun` per pole, or ``None``) and ``answer_tokens``."""
+@dataclass
+class ConditionResults:
+    """One set's per-condition comparison, the :class:`~persona_circuits.results.SetResults` fields of the same names:
+    ``conditions`` (each condition's choice rows), ``contrasts`` (with their damage), ``sft`` (a
+    :class:`~persona_circuits.results.LoraRun` per pole, or ``None``) and ``answer_tokens`` (mean tokens per pole's answer)."""
+
+    conditions: list[ChoiceRow]
+    contrasts: list[Contrast]
+    sft: dict[str, LoraRun] | None
+    answer_tokens: dict[str, float]
+
+
+def run_conditions(study: Study, run: SetRun) -> ConditionResults:
+    """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
     from ..measure.evaluation import ChoiceScores, pole_contrast, summarize
 
     cfg, poles = study.cfg, run.poles
@@ -163,5 +175,5 @@ def run_conditions(study: Study, run: SetRun) -> dict:
                 c.update(damage_kl=h.damage_kl, damage_kl_ci95=h.damage_kl_ci95)
             contrasts.append(c)
     dense = run.scores["dense"]
-    return {"conditions": rows, "contrasts": contrasts, "sft": sft or None,
-            "answer_tokens": {p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)}}
+    return ConditionResults(conditions=rows, contrasts=contrasts, sft=sft or None,
+                            answer_tokens={p: float(dense.n_tokens[:, i].float().mean()) for i, p in enumerate(poles)})

@@ -9,6 +9,7 @@ of each method is made once per set; a null dial comes from the label-swapped dr
 
 from __future__ import annotations
 
+from ..results import Shift
 from .config import SETTINGS
 from .setup import SetRun
 from .state import Study
@@ -75,7 +76,7 @@ class Dials:
         # projection-gate and steering-all: the draw's pseudo-pole signatures and every layer's directions (the
         # same swap: SetRun.null_draw); the gate selects again from them
         dial = self._make(method, draw.sigs, r.null_cw(model, cfg, draw) if method == "soft-mask" else None,
-                          draw.directions[r.steering["layer"]], share=keep, directions=draw.directions)
+                          draw.directions[r.steering.layer], share=keep, directions=draw.directions)
         if keep:
             self._null[key] = dial
         return dial
@@ -97,7 +98,7 @@ class Dials:
         if method == "soft-mask":
             return soft_mask_dial(cw_masks)
         if method == "steering":  # a wide range: label-swapped directions are shorter than the persona's
-            return steering_dial(vector, self.run.steering["layer"], lo=1e-3, hi=1e4)
+            return steering_dial(vector, self.run.steering.layer, lo=1e-3, hi=1e4)
         m = self.study.cfg.masks
         ranked = None
         if share and method in ("contrastive-wanda", "contrastive-removal"):  # keep and removal: one sort
@@ -118,10 +119,10 @@ def dials_of(study: Study, run: SetRun) -> Dials:
     return run.dials
 
 
-def contrast_summary(d, seed: int) -> dict:
-    """The contrast of per-item shifts ``d``: mean, interval, share moved (the study's contrast record)."""
+def item_contrast(d, seed: int) -> Shift:
+    """The contrast of per-item shifts ``d``: mean and share moved, each with its bootstrap interval over items
+    (the fields a matched row, a reference point and a type row take)."""
     from ..measure.evaluation import contrast_from_items
 
     c = contrast_from_items(d, condition="", seed=seed)
-    return {"n": c.n, "shift": c.shift, "shift_ci95": list(c.shift_ci95), "moved": c.moved,
-            "moved_ci95": list(c.moved_ci95)}
+    return Shift(n=c.n, shift=c.shift, shift_ci95=c.shift_ci95, moved=c.moved, moved_ci95=c.moved_ci95)

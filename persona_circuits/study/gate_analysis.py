@@ -9,6 +9,10 @@ two personas' real sets against that of their null draws' sets, draw by draw (th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..analysis.gate import GateSelections
+from ..results import GateAnalysis, GateCrossPair, to_plain
 from .config import SETTINGS
 from .dials import CURVE_GRIDS, DIAL_SETTINGS, dials_of
 from .setup import SetRun
@@ -19,6 +23,15 @@ from .state import Study
 CROSS_DRAWS = 2
 
 
+@dataclass
+class GateRun:
+    """A set's gate analysis: its record (``sets.<set>.gate``) and the packed selected sets of the real pair and
+    of the first :data:`CROSS_DRAWS` null draws, kept for the cross-persona overlap."""
+
+    analysis: GateAnalysis
+    selections: GateSelections
+
+
 def gate_enabled(study: Study) -> bool:
     """Whether the study measures the projection gate (a matched method with a curve grid)."""
     h = study.cfg.headline
@@ -26,8 +39,10 @@ def gate_enabled(study: Study) -> bool:
 
 
 @stage("gate-analysis", settings=(*DIAL_SETTINGS, SETTINGS.nulls.matched_draws, SETTINGS.nulls.swap), store="torch", version=2)
-def gate_analysis(study: Study, *, run: SetRun) -> dict:
-    """``{"summary": plain data (the ``gate`` record), "bits": {"real": {pole: packed}, "null": [...]}}``."""
+def gate_stage(study: Study, *, run: SetRun) -> dict:
+    """The cached form of :func:`gate_analysis` (``torch.save`` keeps the packed sets as tensors): the record's
+    plain data under ``summary``, the selections under ``bits`` (``real``: ``{pole: packed}``, ``null``: one per
+    kept draw)."""
     from ..analysis.gate import as_bits, gate_layout, gate_overlap, gate_summary, packed_selection
 
     dials = dials_of(study, run)
@@ -38,17 +53,28 @@ def gate_analysis(study: Study, *, run: SetRun) -> dict:
     for i in range(k):  # each draw its own seed (SetRun.draw_seed), selected again from its directions
         draw = run.null_draw(run.draw_seed("gate-analysis", i))
         null_bits.append({p: packed_selection(m) for p, m in dials.gate_masks(draw.sigs, draw.directions).items()})
-    summary = {"null_draws": k, "layout": gate_layout(real), "poles": gate_summary(real),
-               "overlap": gate_overlap(real_bits, null_bits)}
-    return {"summary": summary, "bits": {"real": {p: as_bits(b) for p, b in real_bits.items()},
-                                         "null": [{p: as_bits(b) for p, b in n.items()} for n in null_bits[:CROSS_DRAWS]]}}
+    analysis = GateAnalysis(null_draws=k, layout=gate_layout(real), poles=gate_summary(real),
+                            overlap=gate_overlap(real_bits, null_bits))
+    return {"summary": to_plain(analysis), "bits": {"real": {p: as_bits(b) for p, b in real_bits.items()},
+                                                    "null": [{p: as_bits(b) for p, b in n.items()}
+                                                             for n in null_bits[:CROSS_DRAWS]]}}
 
 
-def cross_set_overlap(kept: dict) -> list[dict]:
-    """The cross-persona overlap of the sets kept by :func:`gate_analysis` (``{set: its "bits"}``)."""
-    from ..analysis.gate import cross_overlap
+def gate_analysis(study: Study, *, run: SetRun) -> GateRun:
+    """Where the real pair's selected weights sit, each pole's selection, and its overlap with the sets selected
+    from ``nulls.matched_draws`` label-swapped draws (cached as :func:`gate_stage`)."""
+    stored = gate_stage(study, run=run)
+    bits = stored["bits"]
 
     def np_of(d):
         return {p: t.numpy() for p, t in d.items()}
 
-    return cross_overlap({s: {"real": np_of(b["real"]), "null": [np_of(n) for n in b["null"]]} for s, b in kept.items()})
+    return GateRun(GateAnalysis.from_dict(stored["summary"], "gate"),
+                   GateSelections(real=np_of(bits["real"]), null=[np_of(n) for n in bits["null"]]))
+
+
+def cross_set_overlap(kept: dict[str, GateSelections]) -> list[GateCrossPair]:
+    """The cross-persona overlap of the sets kept by :func:`gate_analysis` (``{set: its selections}``)."""
+    from ..analysis.gate import cross_overlap
+
+    return cross_overlap(kept)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ..results import CurvePoint, DamageTexts, Headline, HeldOutDamage, LoraRun, ReferencePoint
 from .config import SETTINGS
-from .dials import CURVE_GRIDS, CURVE_METHODS, DIAL_SETTINGS, contrast_summary, dials_of
+from .dials import CURVE_GRIDS, CURVE_METHODS, DIAL_SETTINGS, dials_of, item_contrast
 from .setup import SetRun
 from .stage import stage
 from .state import Study
@@ -66,7 +66,7 @@ def reference_points(study: Study, run: SetRun, sft: dict[str, LoraRun] | None) 
         if a is None or b is None:
             continue
         per_item[cond] = item_shifts(a, b)
-        point = ReferencePoint(**contrast_summary(per_item[cond], study.cfg.seed))
+        point = ReferencePoint.from_dict(item_contrast(per_item[cond], study.cfg.seed).to_dict())
         if cond == "sft":
             point.update(damage_kl=sum(x.damage_kl for x in sft.values()) / len(sft),
                          trained=all(x.trained for x in sft.values()))
@@ -87,7 +87,7 @@ def run_headline(study: Study, run: SetRun, sft: dict[str, LoraRun] | None) -> H
     points, per_item = reference_points(study, run, sft)
     return Headline(n_items_curve=min(len(run.ps.test), cfg.headline.curve_items), n_items_table=len(run.ps.test),
                     null_draws=cfg.nulls.curve_draws, matched_null_draws=cfg.nulls.matched_draws,
-                    null_swap=cfg.nulls.swap, steering_layer=run.steering["layer"], soft_mask_sparsity=cfg.masks.sparsity,
+                    null_swap=cfg.nulls.swap, steering_layer=run.steering.layer, soft_mask_sparsity=cfg.masks.sparsity,
                     targets=list(cfg.headline.matched_damages), n_damage_texts=len(held.texts),
                     damage=DamageTexts(fit_texts=fit.indices, damage_texts=held.indices,
                                        chat_texts=study.chat_reference().indices, tolerance=0.25),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..results import Probes, Similarity
+from ..results import Decoding, Probes, Similarity
 from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
@@ -67,7 +67,7 @@ def _decoding_conditions(study: Study, run: SetRun) -> dict:
 _DECODE_SETTINGS = (SETTINGS.masks, SETTINGS.analysis.neutral_probe_texts, SETTINGS.analysis.neutral_probe_tokens)
 
 
-def _decode(study: Study, ia, ib) -> dict:
+def _decode(study: Study, ia, ib) -> Decoding:
     from ..analysis.capability import neutral_texts
     from ..analysis.probes import decode_intervention
 
@@ -76,14 +76,14 @@ def _decode(study: Study, ia, ib) -> dict:
                                batch_size=study.cfg.batch_size, max_tokens=a.neutral_probe_tokens)
 
 
-@stage("neutral-decode", settings=_DECODE_SETTINGS, version=2)
-def neutral_decode(study: Study, *, run: SetRun, label: str) -> dict:
+@stage("neutral-decode", settings=_DECODE_SETTINGS, version=2, result=Decoding)
+def neutral_decode(study: Study, *, run: SetRun, label: str) -> Decoding:
     """Decoding from neutral-text features which pole's condition (``label``) is active."""
     return _decode(study, *_decoding_conditions(study, run)[label])
 
 
-@stage("random-decode", settings=_DECODE_SETTINGS, version=2)
-def random_decode(study: Study) -> dict:
+@stage("random-decode", settings=_DECODE_SETTINGS, version=2, result=Decoding)
+def random_decode(study: Study) -> Decoding:
     """The same for two random masks of the study's sparsity (set-independent: decoded once per study)."""
     from ..model.interventions import apply_mask
 
@@ -91,10 +91,10 @@ def random_decode(study: Study) -> dict:
     return _decode(study, lambda: apply_mask(model, rnd[0]), lambda: apply_mask(model, rnd[1]))
 
 
-def representation_analyses(study: Study, run: SetRun) -> dict:
-    """Probes, similarity and neutral-text decoding of one set (see the module docstring)."""
-    out = {"probes": probes(study, run=run), "similarity": similarity(study, run=run), "neutral_decoding": {}}
-    for label in _decoding_conditions(study, run):
-        out["neutral_decoding"][label] = {"poles": run.poles, **neutral_decode(study, run=run, label=label)}
-    out["neutral_decoding"][RANDOM_PAIR] = {"poles": ["random mask 1", "random mask 2"], **random_decode(study)}
+def neutral_decoding(study: Study, run: SetRun) -> dict[str, Decoding]:
+    """The neutral-text decoding of every pair of conditions (see the module docstring), with the reference pair
+    of two random masks under :data:`RANDOM_PAIR`."""
+    out = {label: neutral_decode(study, run=run, label=label).update(poles=list(run.poles))
+           for label in _decoding_conditions(study, run)}
+    out[RANDOM_PAIR] = random_decode(study).update(poles=["random mask 1", "random mask 2"])
     return out

@@ -13,25 +13,31 @@ from pathlib import Path
 
 import torch
 
-from ..results import SetResults, to_plain
+from ..results import MaskOverlap, SetResults, SparsityProfile
 from .conditions import run_conditions
 from .config import StudyConfig
 from .gate_analysis import gate_analysis, gate_enabled
 from .headline import run_headline
-from .representation import representation_analyses
+from .representation import neutral_decoding, probes, similarity
 from .sets import StudySet
 from .setup import SetRun, prepare_set
 from .state import Study, claim_output, log
 
 
-def _mask_analyses(study: Study, run: SetRun) -> dict:
-    from ..analysis.overlap import mask_overlap
+def mask_sparsity(run: SetRun) -> dict[str, dict[str, SparsityProfile]]:
+    """Each method's mask sparsity per pole (``{method: {pole: profile}}``)."""
     from ..analysis.sparsity import sparsity_profile
 
-    poles = run.poles
-    out = {"sparsity": {m: {p: sparsity_profile(run.masks[m][p]) for p in poles} for m in run.masks},
-           "overlap": {m: mask_overlap(run.masks[m][poles[0]], run.masks[m][poles[1]]) for m in run.masks}}
-    out["overlap"]["random"] = mask_overlap(*study.random_masks())
+    return {m: {p: sparsity_profile(run.masks[m][p]) for p in run.poles} for m in run.masks}
+
+
+def mask_overlaps(study: Study, run: SetRun) -> dict[str, MaskOverlap]:
+    """Each method's overlap of the two poles' masks, and of two random masks (``random``)."""
+    from ..analysis.overlap import mask_overlap
+
+    a, b = run.poles
+    out = {m: mask_overlap(run.masks[m][a], run.masks[m][b]) for m in run.masks}
+    out["random"] = mask_overlap(*study.random_masks())
     return out
 
 
@@ -43,29 +49,27 @@ def run_set(study: Study, sset: StudySet) -> tuple[SetResults, SetRun]:
     """Every stage of one persona set; returns its :class:`~persona_circuits.results.SetResults` and the
     in-memory :class:`SetRun` (for the analysis-set stage)."""
     run = prepare_set(study, sset)
-    parts: dict = {"family": sset.family, "poles": run.poles, "n_calibration": run.n_calib, "n_test": len(run.ps.test),
-                   "source": run.ps.source, "tokens": sset.tokens, "steering": run.steering}
-    parts.update(run_conditions(study, run))
+    res = SetResults(family=sset.family, poles=list(run.poles), n_calibration=run.n_calib, n_test=len(run.ps.test),
+                     source=run.ps.source, tokens=sset.tokens, steering=run.steering, conditions=[], contrasts=[])
+    c = run_conditions(study, run)
+    res.update(conditions=c.conditions, contrasts=c.contrasts, sft=c.sft, answer_tokens=c.answer_tokens)
     if sset.family == "ai" and study.cfg.paper.enabled:
         from .paper_table import paper_table
 
         with study.timed(f"{sset.name}: paper table (released scoring)"):
-            parts["paper_table"] = paper_table(study, run)
-    headline = None
+            res.paper_table = paper_table(study, run)
     if _curves_on(study.cfg, sset.name):
         with study.timed(f"{sset.name}: effect-damage curves and matched-damage table"):
-            headline = run_headline(study, run, parts.get("sft"))
+            res.headline = run_headline(study, run, c.sft)
         if gate_enabled(study):
             with study.timed(f"{sset.name}: projection-gate analyses"):
                 g = gate_analysis(study, run=run)
-            parts["gate"], run.gate_bits = g["summary"], g["bits"]
+            res.gate, run.gate_bits = g.analysis, g.selections
     with study.timed(f"{sset.name}: mask analyses"):
-        parts.update(_mask_analyses(study, run))
+        res.update(sparsity=mask_sparsity(run), overlap=mask_overlaps(study, run))
     with study.timed(f"{sset.name}: probes, similarity and neutral-text decoding"):
-        parts.update(representation_analyses(study, run))
-    # the stages not yet returning records give plain data, read into the contract here
-    res = SetResults.from_dict(to_plain(parts), f"sets.{sset.name}")
-    res.headline = headline
+        res.update(probes=probes(study, run=run), similarity=similarity(study, run=run),
+                   neutral_decoding=neutral_decoding(study, run))
     return res, run
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from ..analysis.gate import GateSelections
+from ..results import SteeringChoice
 from .config import MAIN_METHODS, SETTINGS
 from .sets import StudySet
 from .stage import stage
@@ -61,12 +63,12 @@ class SetRun:
     swap: str = "balanced"  # nulls.swap
     calibration_hash: str = ""
     n_null: int = 0  # draws of the analysis gate (max of curve_draws and matched_draws)
-    steering: dict = field(default_factory=dict)  # {"layer", "coef", "table"}
+    steering: SteeringChoice | None = None  # the steering layer and coefficient (:func:`prepare_set`)
     vector: Tensor | None = None
     directions: Tensor | None = None  # [n_layers, d_model] pole A minus pole B mean residual after every block
     scores: dict = field(default_factory=dict)  # condition -> ChoiceScores on every held-out item
     dials: object = None  # the headline's strength dials (study.dials.Dials), made once per run
-    gate_bits: dict | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
+    gate_bits: GateSelections | None = None  # the projection gate's packed selected sets (study.gate_analysis), for the atlas of sets
     released_sft: list | None = None  # the matching pole's LoRA under the released scoring (AI sets)
     _null_cw: list | None = None
     _draws: OrderedDict = field(default_factory=OrderedDict)
@@ -151,19 +153,18 @@ def calibration(study: Study, *, sset: StudySet, pole: str, n: int):
                         progress=f"{sset.name}/{pole} calibration" if study.progress else False)
 
 
-@stage("steer-select", settings=(SETTINGS.baselines.steer_layers_frac, SETTINGS.baselines.steer_coefs, SETTINGS.baselines.steer_items))
-def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[int]) -> dict:
+@stage("steer-select", settings=(SETTINGS.baselines.steer_layers_frac, SETTINGS.baselines.steer_coefs, SETTINGS.baselines.steer_items),
+       result=SteeringChoice)
+def steer_select(study: Study, *, sset: StudySet, vectors: Tensor, layers: list[int]) -> SteeringChoice:
     """The steering layer and coefficient, chosen on calibration items only (``select_steering``)."""
-    from dataclasses import asdict
-
     from ..measure.baselines import select_steering
 
     b = study.cfg.baselines
-    return asdict(select_steering(study.model, sset.ps, vectors[layers], layers, b.steer_coefs, n_items=b.steer_items,
-                                  batch_size=study.cfg.batch_size))
+    return select_steering(study.model, sset.ps, vectors[layers], layers, b.steer_coefs, n_items=b.steer_items,
+                           batch_size=study.cfg.batch_size)
 
 
-def _steering(study: Study, run: SetRun, chosen: dict | None = None) -> None:
+def _steering(study: Study, run: SetRun, chosen: SteeringChoice | None = None) -> None:
     from ..measure.baselines import steering_vectors
 
     b, n_layers = study.cfg.baselines, study.model.cfg.n_layers
@@ -173,17 +174,17 @@ def _steering(study: Study, run: SetRun, chosen: dict | None = None) -> None:
     if chosen is not None:  # chosen by the set's own run (its shard): the cross-set shard reuses it
         run.steering = chosen
     elif len(layers) * len(b.steer_coefs) == 1:  # one candidate: nothing to select
-        run.steering = {"layer": layers[0], "coef": float(b.steer_coefs[0]), "table": []}
+        run.steering = SteeringChoice(layer=layers[0], coef=float(b.steer_coefs[0]), table=[])
     else:
         run.steering = steer_select(study, sset=run.sset, vectors=vecs, layers=layers)
-    run.vector, run.directions = vecs[run.steering["layer"]], vecs
+    run.vector, run.directions = vecs[run.steering.layer], vecs
 
 
-def prepare_set(study: Study, sset: StudySet, steering: dict | None = None) -> SetRun:
+def prepare_set(study: Study, sset: StudySet, steering: SteeringChoice | None = None) -> SetRun:
     """Calibration, signatures, masks and steering of one set (see the module docstring).
 
     Args:
-        steering: the steering choice (``{"layer", "coef", "table"}``) the set's own run made, to reuse it
+        steering: the steering choice the set's own run made, to reuse it
             instead of selecting it again (the cross-set shard); ``None``: selected here (a cached stage)."""
     from ..masks.registry import build_masks
 
@@ -207,6 +208,6 @@ def prepare_set(study: Study, sset: StudySet, steering: dict | None = None) -> S
                  n_null=n_null)
     with study.timed(f"{sset.name}: steering"):
         _steering(study, run, steering)
-    run.shaping["steering"] = {"layer": run.steering["layer"], "coef": run.steering["coef"]}
+    run.shaping["steering"] = {"layer": run.steering.layer, "coef": run.steering.coef}  # part of the run's identity
     return run
 

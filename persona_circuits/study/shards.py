@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from ..results import to_plain
+from ..analysis.gate import GateSelections
+from ..results import SteeringChoice, to_plain
 from .config import StudyConfig
 from .merge import check_shards
 from .set_stages import free_memory, open_study, run_set, study_meta
@@ -94,7 +95,7 @@ class CrossInputs:
     def __init__(self) -> None:
         self.axes, self.layers, self.atlas, self.gate = {}, [], [], {}
 
-    def add(self, study: Study, run, alone: dict, gate_bits: dict | None = None) -> None:
+    def add(self, study: Study, run, alone: dict, gate_bits: GateSelections | None = None) -> None:
         """Keep ``run``'s part; ``alone``: an MBTI axis's matched-row shifts, ``{(method, target): shifts}``;
         ``gate_bits``: the set's packed gate selections (:func:`~.gate_analysis.gate_analysis`), if measured."""
         from .atlas import atlas_input
@@ -102,7 +103,7 @@ class CrossInputs:
 
         if _is_axis(study.cfg, run.sset):
             self.axes[run.name] = axis_state(study, run, alone)
-            self.layers.append(run.steering["layer"])
+            self.layers.append(run.steering.layer)
         if study.cfg.atlas.enabled:
             self.atlas.append(atlas_input(run))
         if gate_bits is not None:
@@ -170,9 +171,9 @@ def cross_inputs(study: Study, sets: list[StudySet], payloads: dict[str, dict]) 
         gate = p["results"].get("gate") is not None
         if not (_is_axis(study.cfg, sset) or study.cfg.atlas.enabled or gate):
             continue
-        run = prepare_set(study, sset, steering=p["results"]["steering"])
+        run = prepare_set(study, sset, steering=SteeringChoice.from_dict(p["results"]["steering"], f"{sset.name}: steering"))
         # the gate's selected sets: a cache hit beside the set shard's cache, else selected again (no forward pass)
-        bits = gate_analysis(study, run=run)["bits"] if gate else None
+        bits = gate_analysis(study, run=run).selections if gate else None
         keep.add(study, run, _alone_of((p.get("cross") or {}).get("alone") or []), bits)
         run.release()
         del run

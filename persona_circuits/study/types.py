@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..results import AxisInterference, Headline, TypeAxisContrast, TypeRow, TypesResult
+from ..results import AxisInterference, Headline, MatchedDraw, TypeAxisContrast, TypePairDraw, TypeRow, TypesResult
 from .config import SETTINGS
-from .dials import contrast_summary
+from .dials import item_contrast
 from .stage import stage
 from .state import Study
 
@@ -71,8 +71,8 @@ def axis_alone(study: Study, run, headline: Headline | None) -> dict:
     for method, curve in (headline.curves if headline is not None else {}).items():
         if method in study.cfg.headline.matched_methods:
             for target, r in zip(study.cfg.headline.matched_damages, matched_real(study, run=run, method=method, curve=curve)):
-                if r["reached"]:
-                    alone[(method, target)] = r["shifts"]
+                if r.reached:
+                    alone[(method, target)] = r.shifts
     return alone
 
 
@@ -131,9 +131,9 @@ def _axis_items(study: Study, a: AxisState) -> list:
     return a.items if n is None else a.items[:n]
 
 
-@stage("type-pair", settings=TYPE_SETTINGS, version=2)
+@stage("type-pair", settings=TYPE_SETTINGS, version=2, result=TypePairDraw)
 def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, type_str: str, draw: int | None,
-              prior: list) -> dict:
+              prior: list) -> TypePairDraw:
     """One type pair (real, or label-swapped draw ``draw``) at the target damage: its fit, held-out damage and
     per-item contrasts (preference for each axis's pole-A answer, type minus opposite type) on every axis."""
     from ..measure.curves import pair_item_shifts
@@ -142,11 +142,11 @@ def type_pair(study: Study, *, axes: list[AxisState], layer: int, method: str, t
     target = study.cfg.types.target_kl
     dial = _TypeDials(study, axes, layer).dial(method, type_str, draw)
     f = fit_strengths(study.model, dial, [target], study.fit_reference(), prior=prior, own=[])[0]
-    out = f.to_dict()
+    out = TypePairDraw.from_dict(f.to_dict())
     if f.reached:
         pair = dial.make(f.strength)
         h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
-        out.update(damage_kl=h.damage_kl, damage_kl_ci95=list(h.damage_kl_ci95), shifts={
+        out.update(damage_kl=h.damage_kl, damage_kl_ci95=h.damage_kl_ci95, shifts={
             a.name: [float(x) for x in pair_item_shifts(study.model, pair, _axis_items(study, a), batch_size=study.cfg.batch_size)]
             for a in axes})
     return out
@@ -158,7 +158,8 @@ def _letter_sign(type_str: str, axis_index: int) -> float:
     return 1.0 if type_str[axis_index] == MBTI_AXES[axis_index][1] else -1.0
 
 
-def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: list[dict]) -> list[TypeRow]:
+def _rows(study: Study, axes: list[AxisState], method: str, real: dict[str, TypePairDraw],
+          nulls: list[TypePairDraw]) -> list[TypeRow]:
     """The 16 x 4 table: each type's contrast towards its letter on every axis, with the shared null draws."""
     from ..masks.compose import ALL_TYPES, opposite_type
 
@@ -167,25 +168,25 @@ def _rows(study: Study, axes: list[AxisState], method: str, real: dict, nulls: l
     for t in ALL_TYPES:
         pair = t if t in real else opposite_type(t)
         r = real[pair]
-        row = TypeRow(type=t, contrasts=[], damage_kl=r.get("damage_kl"), reached=r["reached"])
+        row = TypeRow(type=t, contrasts=[], damage_kl=r.damage_kl, reached=r.reached)
         for i, a in enumerate(axes):
-            if not r["reached"]:
+            if not r.reached:
                 continue
             # the pair's shifts are the preference for pole A's answer, pair type minus its opposite
-            d = _letter_sign(t, i) * (1.0 if pair == t else -1.0) * np.asarray(r["shifts"][a.name])
-            c = contrast_summary(d, cfg.seed)
+            d = _letter_sign(t, i) * (1.0 if pair == t else -1.0) * np.asarray(r.shifts[a.name])
+            c = item_contrast(d, cfg.seed)
             alone = a.alone.get((method, cfg.types.target_kl))
             row.contrasts.append(TypeAxisContrast(
                 axis=a.name, pole=a.poles[0] if _letter_sign(t, i) > 0 else a.poles[1],
-                shift=c["shift"], shift_ci95=c["shift_ci95"], moved=c["moved"],
+                shift=c.shift, shift_ci95=c.shift_ci95, moved=c.moved,
                 alone_shift=None if alone is None else float(_letter_sign(t, i) * np.mean(alone[: len(d)])),
-                null_shifts=[float(np.mean(n["shifts"][a.name])) for n in nulls if n["reached"]]))
+                null_shifts=[float(np.mean(n.shifts[a.name])) for n in nulls if n.reached]))
         rows.append(row)
     return rows
 
 
-@stage("type-axis-alone", settings=TYPE_SETTINGS, version=1)
-def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, target: float) -> dict:
+@stage("type-axis-alone", settings=TYPE_SETTINGS, version=1, result=MatchedDraw)
+def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, target: float) -> MatchedDraw:
     """One axis's real condition alone (steering at the composition's ``layer``, or its soft masks) brought to
     ``target`` on the fit texts and measured on the axis's items: the interference's reference."""
     from ..measure.curves import pair_item_shifts
@@ -196,7 +197,7 @@ def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, t
     dial = (steering_dial((ra.mean(0) - rb.mean(0))[layer], layer, lo=1e-3, hi=1e4) if method == "steering"
             else soft_mask_dial(axis.cw_masks))
     f = fit_strengths(study.model, dial, [target], study.fit_reference(), prior=[], own=[])[0]
-    out = f.to_dict()
+    out = MatchedDraw.from_dict(f.to_dict())
     if f.reached:
         pair = dial.make(f.strength)
         h = held_out_damage(study.model, pair, study.held_out_reference(), seed=study.cfg.seed)
@@ -205,7 +206,8 @@ def type_axis_alone(study: Study, *, axis: AxisState, layer: int, method: str, t
     return out
 
 
-def _interference(study: Study, axes: list[AxisState], method: str, real: dict, layer: int) -> list[AxisInterference]:
+def _interference(study: Study, axes: list[AxisState], method: str, real: dict[str, TypePairDraw],
+                  layer: int) -> list[AxisInterference]:
     """Per axis: the contrast towards each type's letter, averaged over the type pairs, against the axis's
     condition alone at a quarter of the target damage (interval: bootstrap over the axis's items)."""
     from ..measure.evaluation import bootstrap_ci
@@ -214,12 +216,12 @@ def _interference(study: Study, axes: list[AxisState], method: str, real: dict, 
     quarter = study.cfg.types.target_kl / 4
     for i, a in enumerate(axes):
         alone = type_axis_alone(study, axis=a, layer=layer, method=method, target=quarter)
-        per = [_letter_sign(t, i) * np.asarray(r["shifts"][a.name]) for t, r in real.items() if r["reached"]]
-        if not alone["reached"] or not per:
+        per = [_letter_sign(t, i) * np.asarray(r.shifts[a.name]) for t, r in real.items() if r.reached]
+        if not alone.reached or not per:
             continue
         comp = np.mean(per, axis=0)
-        al = np.asarray(alone["shifts"][: len(comp)])
-        out.append(AxisInterference(axis=a.name, alone_target_kl=quarter, alone_damage_kl=alone["damage_kl"],
+        al = np.asarray(alone.shifts[: len(comp)])
+        out.append(AxisInterference(axis=a.name, alone_target_kl=quarter, alone_damage_kl=alone.damage_kl,
                                     alone_shift=float(al.mean()), composed_shift=float(comp.mean()),
                                     change=float((comp - al).mean()),
                                     change_ci95=bootstrap_ci(comp - al, seed=study.cfg.seed)))
@@ -236,14 +238,14 @@ def run_types(study: Study, axes: list[AxisState], layer: int) -> list[TypesResu
         with study.timed(f"types: {method}"):
             pairs = [t for t in ALL_TYPES if t[0] == "E"]
             first = type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=None, prior=[])
-            prior = [list(h) for h in first["history"]]
+            prior = [list(h) for h in first.history]
             real = {pairs[0]: first, **{t: type_pair(study, axes=axes, layer=layer, method=method, type_str=t, draw=None,
                                                      prior=prior) for t in pairs[1:]}}
             nulls = [type_pair(study, axes=axes, layer=layer, method=method, type_str=pairs[0], draw=k, prior=prior)
                      for k in range(cfg.types.null_draws)]
         n = [len(_axis_items(study, a)) for a in axes]
         out.append(TypesResult(method=method, axes=[a.name for a in axes], n_items=min(n), target_kl=cfg.types.target_kl,
-                               layer=layer if method == "steering" else None, null_draws=sum(x["reached"] for x in nulls),
+                               layer=layer if method == "steering" else None, null_draws=sum(x.reached for x in nulls),
                                null_seed=types_seed(study, method),
                                null_swap=axes[0].draws[method][0].swap if nulls else None,
                                rows=_rows(study, axes, method, real, nulls),

@@ -115,7 +115,8 @@ def test_random_direction_p_and_the_results_record(tiny_llama, ei):
     a = atlas(tiny_llama, {"x": sigs, "y": sigs, "z": sigs}, fraction=0.1, null_draws=0)  # no per-text: no verdict
     assert a["overlap"]["p_value"][0][1] is None and "no label-swapped null" in a["conclusions"][0]
     assert a["steering"] is None
-    rec = Atlas.from_dict(atlas_record(a))
+    rec = atlas_record(a)
+    assert isinstance(rec, Atlas) and Atlas.from_dict(rec.to_dict()) == rec
     assert rec.overlaps[0].by == "all" and rec.overlaps[0].null_p95 is None
     with pytest.raises(AtlasError, match="at least two"):
         atlas(tiny_llama, {"x": sigs})

@@ -38,33 +38,33 @@ def test_probes_against_baselines():
     # words carry no label: layer 1 beats both baselines, layer 0 does not
     r = probes_with_baselines(x, y, xt, yt, train_texts=_texts(y, rng, False), test_texts=_texts(yt, rng, False),
                               train_embed=emb, test_embed=embt, test_groups=groups)
-    assert [row["informative"] for row in r["layers"]] == [False, True]
-    assert r["bag_of_words"]["test_accuracy"] < 0.75 and r["n_items"] == 30 and r["n_comparisons"] == 2
-    lo, hi = r["layers"][1]["test_accuracy_ci95"]
-    assert lo <= r["layers"][1]["test_accuracy"] <= hi
+    assert [row.informative for row in r.layers] == [False, True]
+    assert r.bag_of_words.test_accuracy < 0.75 and r.n_items == 30 and r.n_comparisons == 2
+    lo, hi = r.layers[1].test_accuracy_ci95
+    assert lo <= r.layers[1].test_accuracy <= hi
     # words carry the label: the same layer is accurate but not informative
     r = probes_with_baselines(x, y, xt, yt, train_texts=_texts(y, rng, True), test_texts=_texts(yt, rng, True),
                               train_embed=emb, test_embed=embt, test_groups=groups)
-    assert r["bag_of_words"]["test_accuracy"] == 1.0 and r["layers"][1]["test_accuracy"] > 0.85
-    assert not any(row["informative"] for row in r["layers"]) and r["better_baseline"] == "bag_of_words"
+    assert r.bag_of_words.test_accuracy == 1.0 and r.layers[1].test_accuracy > 0.85
+    assert not any(row.informative for row in r.layers) and r.better_baseline == "bag_of_words"
 
 
 def test_neutral_text_decoding(tiny_llama):
     texts = neutral_texts(16)
     same = decode_intervention(tiny_llama, None, None, texts, n_boot=200)
-    assert all(r["accuracy"] == 0.5 and not r["decodable"] for r in same["layers"])
+    assert all(r.accuracy == 0.5 and not r.decodable for r in same.layers)
     m = random_mask(tiny_llama, sparsity=0.3, seed=0)
     same_mask = decode_intervention(tiny_llama, lambda: apply_mask(tiny_llama, m), lambda: apply_mask(tiny_llama, m),
                                     texts, n_boot=200)
-    assert all(r["accuracy"] == 0.5 for r in same_mask["layers"])
+    assert all(r.accuracy == 0.5 for r in same_mask.layers)
     v = torch.randn(tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(0))
     steer = decode_intervention(tiny_llama, None, lambda: steering(tiny_llama, ResidualSteering(v, 0, 10.0)), texts,
                                 n_boot=200)
-    assert all(r["accuracy"] > 0.9 and r["decodable"] for r in steer["layers"])
-    assert all(0.3 <= r["shuffled_accuracy"] <= 0.7 for r in steer["layers"])  # the control does not leak
-    assert steer["n_texts"] == 16 and steer["folds"] == 5
+    assert all(r.accuracy > 0.9 and r.decodable for r in steer.layers)
+    assert all(0.3 <= r.shuffled_accuracy <= 0.7 for r in steer.layers)  # the control does not leak
+    assert steer.n_texts == 16 and steer.folds == 5 and steer.max_tokens == 256
     heavy = random_mask(tiny_llama, sparsity=0.9, seed=1)
     masked = decode_intervention(tiny_llama, None, lambda: apply_mask(tiny_llama, heavy), texts, n_boot=200)
-    assert masked["layers"][-1]["accuracy"] > 0.8
+    assert masked.layers[-1].accuracy > 0.8
     prompts = decode_intervention(tiny_llama, "You love parties.", "You love quiet evenings.", texts, n_boot=200)
-    assert len(prompts["layers"]) == tiny_llama.cfg.n_layers
+    assert len(prompts.layers) == tiny_llama.cfg.n_layers

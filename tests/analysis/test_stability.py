@@ -15,7 +15,7 @@ def test_stability_and_removal(tiny_llama):
     pb = [("Q1", "Quiet book."), ("Q2", "Alone."), ("Q3", "Home.")]
     ra, rb = record_calibration(tiny_llama, pa), record_calibration(tiny_llama, pb)
     st = bootstrap_stability(tiny_llama, ra, rb, ["a", "b"], method="contrastive-wanda", sparsity=0.5, n_boot=3)
-    assert len(st["pairwise_jaccard"]) == 3 and 0 <= st["mean_jaccard"] <= 1
+    assert len(st.pairwise_jaccard) == 3 and 0 <= st.mean_jaccard <= 1
     m = top_contrastive_removal(tiny_llama, ra.signature(pole="a"), rb.signature(pole="b"), 0.1)
     for mm in m.masks.values():
         d_in = mm.shape[1]

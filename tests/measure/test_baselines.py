@@ -25,9 +25,9 @@ def test_steering_vectors_and_selection(tiny_llama, small_persona):
     v = steering_vectors(fa, fb)
     torch.testing.assert_close(v, fa.mean(0) - fb.mean(0))
     sel = select_steering(tiny_llama, small_persona, v, [0, 1], [1.0, 3.0], n_items=2)
-    assert len(sel.table) == 4 and (sel.layer, sel.coef) in {(r["layer"], r["coef"]) for r in sel.table}
-    best = max(r["contrast"] for r in sel.table)
-    assert next(r for r in sel.table if (r["layer"], r["coef"]) == (sel.layer, sel.coef))["contrast"] == best
+    assert len(sel.table) == 4 and (sel.layer, sel.coef) in {(r.layer, r.coef) for r in sel.table}
+    best = max(r.contrast for r in sel.table)
+    assert next(r for r in sel.table if (r.layer, r.coef) == (sel.layer, sel.coef)).contrast == best
 
 
 def test_lora_starts_at_base_model_and_training_lowers_loss(tiny_llama, small_persona):

@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 import persona_circuits.results as r
-from persona_circuits.results import ResultsError, StudyResults, load_results, upgrade
+from persona_circuits.results import Contrast, ResultsError, StudyResults, load_results, upgrade
 
 from ..results_fixtures import GEMMA, SMOLLM, raw, v2
 
@@ -231,3 +231,28 @@ def test_paper_numbers_are_read_from_the_data_readme(tmp_path):
     (tmp_path / "README.md").write_text("| method | power | wealth |\n|---|---|---|\n| contrastive Wanda | 54.0 | 66.0 |\n"
                                         "| RAG | 45.5 | x |\n\ntext\n")
     assert r.paper_numbers(tmp_path)["ai_persona"] == {"power": {"contrastive-wanda": 54.0}, "wealth": {"contrastive-wanda": 66.0}}
+
+
+def test_a_stage_draw_reads_an_older_cache_entry_and_round_trips():
+    """The matched stages' cache held ``StrengthFit.to_dict()`` of a dataclass (``None`` written out): it reads as
+    the record, and the record's plain data reads back to the same record."""
+    from persona_circuits.results import MatchedDraw, TypePairDraw
+
+    old = {"target_kl": 0.3, "strength": None, "fit_damage_kl": 0.9, "reached": False, "history": [[1.0, 0.9]]}
+    d = MatchedDraw.from_dict(old)
+    assert d.strength is None and d.history == [(1.0, 0.9)] and d.shifts is None
+    assert MatchedDraw.from_dict(d.to_dict()) == d and "strength" not in d.to_dict()
+    t = TypePairDraw.from_dict({**old, "reached": True, "strength": 2.0, "shifts": {"mbti-ei": [0.1, -0.2]}})
+    assert t.shifts["mbti-ei"] == [0.1, -0.2]
+    with pytest.raises(ResultsError, match="shifts"):
+        MatchedDraw.from_dict({**old, "shifts": {"mbti-ei": [0.1]}})  # a type pair's shifts are not a row's
+
+
+def test_update_from_takes_the_fields_another_record_holds():
+    from persona_circuits.results import MatchedRow, Shift
+
+    row = MatchedRow(method="steering", target_kl=0.02, reached=True)
+    row.update_from(Shift(n=3, shift=0.5, shift_ci95=(0.1, 0.9)))
+    assert (row.n, row.shift, row.shift_ci95, row.moved) == (3, 0.5, (0.1, 0.9), None)
+    with pytest.raises(ResultsError, match="condition"):
+        row.update_from(Contrast(n=3, shift=0.5, shift_ci95=(0.1, 0.9), condition="prompt"))

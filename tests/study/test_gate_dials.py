@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from persona_circuits.results import SteeringChoice
 from persona_circuits.study import StudyConfig
 from persona_circuits.study.config import StudyConfig as Config
 from persona_circuits.study.dials import CURVE_GRIDS, Dials
@@ -27,7 +28,7 @@ def fake_run(tiny_llama):
     dirs = steering_vectors(a, b)
     run = SetRun(SimpleNamespace(name=ps.name, poles=poles, ps=ps), 4, {}, stats, sigs, {"contrastive-wanda": None},
                  seed=0, swap="balanced", calibration_hash="h")
-    run.steering, run.vector, run.directions = {"layer": 1}, dirs[1], dirs
+    run.steering, run.vector, run.directions = SteeringChoice(layer=1), dirs[1], dirs
     return run
 
 

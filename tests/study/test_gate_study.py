@@ -47,15 +47,16 @@ def test_gate_rows_curves_and_analysis(gate_run):
         r = by[m]
         assert r.reached, r
         assert r.null_draws == 2 and len(r.null_shifts) == 2 and r.vs_steering is not None
-    a = GateAnalysis.from_dict(g["summary"])
+    a = g.analysis
+    assert isinstance(a, GateAnalysis) and GateAnalysis.from_dict(a.to_dict()) == a
     assert a.null_draws == 2 and a.overlap.poles == 0.0 and len(a.overlap.null_vs_null) == 1
     assert sum(p.selected for p in a.poles.values()) == sum(sum(r.selected.values()) for r in a.layout)
-    assert len(g["bits"]["null"]) == 2
-    cross = cross_set_overlap({"x": g["bits"], "y": g["bits"]})
-    assert cross[0]["same"] == 1.0
+    assert len(g.selections.null) == 2
+    cross = cross_set_overlap({"x": g.selections, "y": g.selections})
+    assert cross[0].same == 1.0
 
 
 def test_gate_analysis_is_cached(gate_run):
     study, run, _, g = gate_run
     again = gate_analysis(study, run=run)
-    assert again["summary"] == g["summary"]
+    assert again.analysis == g.analysis

@@ -200,13 +200,11 @@ def atlas_results(a: dict) -> Atlas:
 
     rec = atlas_record(a)
     ov = a["overlap"]
-    for m in rec["overlaps"]:
+    for m in rec.overlaps:
         for key in ("null_mean", "null_sd"):
-            if (ov.get(key) or {}).get(m["by"]) is not None:
-                m[key] = ov[key][m["by"]]
-    rec.update(sets=a["sets"], pairs=a["pairs"], multiple_comparisons=a["multiple_comparisons"],
-               conclusions=a["conclusions"], fraction=a["fraction"], null_draws=a["null_draws"])
-    return Atlas.from_dict(rec)
+            if (ov.get(key) or {}).get(m.by) is not None:
+                m.update(**{key: ov[key][m.by]})
+    return rec
 
 
 def fig_atlas_dict_overlap(a: dict, group: str = "all") -> Figure:
