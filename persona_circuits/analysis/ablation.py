@@ -37,6 +37,7 @@ from ..masks.statistics import DEFAULT_STATISTIC, ActivationSignature
 from ..measure.evaluation import ChoiceScores, bootstrap_ci, item_shifts, pole_contrast, score_choices
 from ..model.interventions import apply_mask
 from ..model.loading import Model, architecture_fingerprint, get_model_id, prunable_layers
+from ..results import Contrast, NullGate, Removal, RemovalRow, Restore, RestoreRow
 
 #: ``scorer(label, mask, dense_layers)``: the items' choice scores with ``mask`` applied except on
 #: ``dense_layers``; ``label`` names the condition uniquely (callers use it as a cache key).
@@ -111,35 +112,43 @@ def _default_scorer(model, items, batch_size: int) -> Scorer:
     return fn
 
 
-def restore_gate(full: dict, gate: bool | float | dict | None) -> dict:
-    if isinstance(gate, dict):  # a test made by the caller (e.g. nulls.null_test): {"test", "passed", ...}
+def restore_gate(full: Contrast, gate: bool | float | NullGate | dict | None) -> NullGate:
+    """The gate of the restore ablation: a test made by the caller (a :class:`~persona_circuits.results.NullGate`,
+    or its plain dict with ``test`` and ``passed``), the caller's verdict (``bool``), a threshold the full contrast
+    must exceed (``float``), or, with ``None``, the interim rule that the full contrast's interval lies above 0."""
+    if isinstance(gate, NullGate):
+        return gate
+    if isinstance(gate, dict):  # e.g. from nulls.null_test: {"test", "passed", ...}
         if "passed" not in gate or "test" not in gate:
             raise ValueError("a gate given as a dict needs the keys 'test' and 'passed'")
-        return dict(gate)
+        return NullGate.from_dict(gate, "gate")
     if isinstance(gate, bool):
-        return {"test": "the caller's own test passes", "passed": gate}
+        return NullGate(test="the caller's own test passes", passed=gate)
     if gate is not None:
-        return {"test": f"the full contrast exceeds the threshold {gate:+.4f} (e.g. the null's 95th percentile)",
-                "threshold": float(gate), "passed": bool(full["shift"] > gate)}
-    return {"test": "interim: the full contrast's 95 % bootstrap interval lies above 0 (no null yet)",
-            "passed": bool(full["shift_ci95"][0] > 0)}
+        return NullGate(test=f"the full contrast exceeds the threshold {gate:+.4f} (e.g. the null's 95th percentile)",
+                        threshold=float(gate), passed=bool(full.shift > gate))
+    return NullGate(test="interim: the full contrast's 95 % bootstrap interval lies above 0 (no null yet)",
+                    passed=bool(full.shift_ci95[0] > 0))
 
 
 def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Sequence[tuple[str, set[str]]], *,
-                     gate: bool | float | dict | None = None, scorer: Scorer | None = None, batch_size: int = 16,
-                     seed: int = 0, n_boot: int = 2000) -> dict:
+                     gate: bool | float | NullGate | dict | None = None, scorer: Scorer | None = None,
+                     batch_size: int = 16, seed: int = 0, n_boot: int = 2000, method: str = "given masks",
+                     poles: Sequence[str] = ("a", "b")) -> Restore:
     """Restore each layer group to dense inside both poles' masks; the remaining pole contrast as a
-    fraction of the full masks' contrast (only when the full contrast passes ``gate``; see the module
-    docstring). ``groups``: ``(label, layer names)`` pairs."""
+    fraction of the full masks' contrast (only when the full contrast passes ``gate``, :func:`restore_gate`; see
+    the module docstring). ``groups``: ``(label, layer names)`` pairs; ``method`` and ``poles`` name the masks in
+    the record."""
     score = scorer or _default_scorer(model, items, batch_size)
     fa, fb = score("full:a", mask_a, frozenset()), score("full:b", mask_b, frozenset())
-    full = pole_contrast(fa, fb, condition="full masks", seed=seed, n_boot=n_boot).to_dict()
+    full = pole_contrast(fa, fb, condition="full masks", seed=seed, n_boot=n_boot)
     g = restore_gate(full, gate)
-    out = {"full_contrast": full, "gate": g, "rows": [], "skipped": None,
-           "definition": "pole contrast (nats/token) with the group restored to dense in both masks, as a fraction of "
-                         "the full masks' pole contrast; interval: paired bootstrap over items"}
-    if not g["passed"]:
-        out["skipped"] = f"the full contrast ({full['shift']:+.3f} nats/token) did not pass its gate, which asks that {g['test'].split(': ', 1)[-1]}"
+    out = Restore(method=method, poles=list(poles), full_contrast=full, gate=g, rows=[],
+                  definition="pole contrast (nats/token) with the group restored to dense in both masks, as a fraction "
+                             "of the full masks' pole contrast; interval: paired bootstrap over items")
+    if not g.passed:
+        out.skipped = (f"the full contrast ({full.shift:+.3f} nats/token) did not pass its gate, which asks that "
+                       f"{g.test.split(': ', 1)[-1]}")
         return out
     d_full = item_shifts(fa, fb)
     idx = np.random.default_rng(seed).integers(0, len(d_full), size=(n_boot, len(d_full)))
@@ -147,21 +156,22 @@ def restore_ablation(model: Model, items, mask_a: Mask, mask_b: Mask, groups: Se
     for label, names in groups:
         ra = score(f"restore:{label}:a", mask_a, frozenset(names))
         rb = score(f"restore:{label}:b", mask_b, frozenset(names))
-        c = pole_contrast(ra, rb, condition=f"restore {label}", seed=seed, n_boot=n_boot).to_dict()
+        c = pole_contrast(ra, rb, condition=f"restore {label}", seed=seed, n_boot=n_boot)
         d = item_shifts(ra, rb)
         ratio = d[idx].mean(1) / np.where(den == 0, np.nan, den)
         lo, hi = np.nanpercentile(ratio, [2.5, 97.5])
-        out["rows"].append({"restored": label, "n_layers": len(names), "contrast": c,
-                            "fraction_of_full": c["shift"] / full["shift"], "fraction_ci95": [float(lo), float(hi)]})
+        out.rows.append(RestoreRow(restored=label, n_layers=len(names), contrast=c, fraction_of_full=c.shift / full.shift,
+                                   fraction_ci95=(float(lo), float(hi))))
     return out
 
 
 def removal_comparison(model: Model, items, sig_a: ActivationSignature, sig_b: ActivationSignature,
                        fractions: Sequence[float], *, modules: str = "all", statistic: str = DEFAULT_STATISTIC,
                        phi: str = "relu", seed: int = 0, scorer: Scorer | None = None, batch_size: int = 16,
-                       n_boot: int = 2000) -> dict:
+                       n_boot: int = 2000, poles: Sequence[str] = ("a", "b")) -> Removal:
     """Top contrastive removal vs top pooled-Wanda and random removal at matched count per row
-    (see the module docstring). Raises if the counts per row are not identical."""
+    (see the module docstring; ``poles`` names ``sig_a``'s and ``sig_b``'s poles in the record). Raises if the
+    counts per row are not identical."""
     score = scorer or _default_scorer(model, items, batch_size)
     dense = score("dense", None, frozenset())
     rows = []
@@ -181,18 +191,16 @@ def removal_comparison(model: Model, items, sig_a: ActivationSignature, sig_b: A
         rnd_pair = pole_contrast(s["random-0"], s["random-1"], condition="random pair", seed=seed, n_boot=n_boot)
         d_con = item_shifts(s["remove-b-top"], s["remove-a-top"])
         d_rnd = item_shifts(s["random-0"], s["random-1"])
-        vs_dense = {k: pole_contrast(s[k], dense, condition=k, seed=seed, n_boot=n_boot).to_dict() for k in s}
-        rows.append({
-            "fraction": q, "removed_per_layer": {n: int(c.sum()) for n, c in ref.items()},
-            "removed_total": int(sum(int(c.sum()) for c in ref.values())),
-            "contrastive_contrast": con.to_dict(), "random_pair_contrast": rnd_pair.to_dict(),
-            "contrastive_minus_random_pair": float((d_con - d_rnd).mean()),
-            "contrastive_minus_random_pair_ci95": list(bootstrap_ci(d_con - d_rnd, n_boot=n_boot, seed=seed)),
-            "shift_vs_dense": vs_dense,
-        })
-    return {"rows": rows, "matched_count_per_row": True,
-            "definition": "contrastive_contrast: pole contrast (nats/token) between removing pole B's top contrastive "
-                          "weights (towards A) and removing pole A's; random_pair_contrast: the same between two random "
-                          "removals of the same count; shift_vs_dense: mean change of the preference for pole A's answer "
-                          "against the dense model (wanda-pooled and random are pole-agnostic: a shift there is damage "
-                          "that happens to favour one answer)"}
+        vs_dense = {k: pole_contrast(s[k], dense, condition=k, seed=seed, n_boot=n_boot) for k in s}
+        rows.append(RemovalRow(
+            fraction=q, removed_per_layer={n: int(c.sum()) for n, c in ref.items()},
+            removed_total=int(sum(int(c.sum()) for c in ref.values())), contrastive_contrast=con,
+            random_pair_contrast=rnd_pair, contrastive_minus_random_pair=float((d_con - d_rnd).mean()),
+            contrastive_minus_random_pair_ci95=bootstrap_ci(d_con - d_rnd, n_boot=n_boot, seed=seed),
+            shift_vs_dense=vs_dense))
+    return Removal(poles=list(poles), rows=rows, matched_count_per_row=True,
+                   definition="contrastive_contrast: pole contrast (nats/token) between removing pole B's top contrastive "
+                              "weights (towards A) and removing pole A's; random_pair_contrast: the same between two random "
+                              "removals of the same count; shift_vs_dense: mean change of the preference for pole A's "
+                              "answer against the dense model (wanda-pooled and random are pole-agnostic: a shift there is "
+                              "damage that happens to favour one answer)")

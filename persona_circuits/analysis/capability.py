@@ -13,6 +13,7 @@ import torch
 from ..data import ChoiceItem, EncodedText, pad_batches
 from ..measure.evaluation import bootstrap_ci, score_choices
 from ..model.loading import Model, get_tokenizer
+from ..results import Accuracy, GeneralChoice, Perplexity
 
 CAPABILITY_DIR = Path(__file__).resolve().parents[1] / "capability"
 
@@ -28,7 +29,7 @@ def general_choice_items(limit: int | None = None) -> list[ChoiceItem]:
 
 
 @torch.no_grad()
-def perplexity(model: Model, texts: list[str], *, batch_size: int = 16) -> dict:
+def perplexity(model: Model, texts: list[str], *, batch_size: int = 16) -> Perplexity:
     """Token-level perplexity ``exp(mean NLL)`` of plain texts (no chat template), with a bootstrap
     interval over texts of the mean NLL."""
     tok = get_tokenizer(model)
@@ -46,15 +47,17 @@ def perplexity(model: Model, texts: list[str], *, batch_size: int = 16) -> dict:
     per_text = nll / cnt
     mean = float(nll.sum() / cnt.sum())
     lo, hi = bootstrap_ci(per_text)
-    return {"perplexity": math.exp(mean), "mean_nll": mean, "mean_nll_ci95": [lo, hi], "n_texts": len(texts),
-            "n_tokens": int(cnt.sum())}
+    return Perplexity(perplexity=math.exp(mean), mean_nll=mean, mean_nll_ci95=(lo, hi), n_texts=len(texts),
+                      n_tokens=int(cnt.sum()))
 
 
-def choice_accuracy(model: Model, items: list[ChoiceItem], *, batch_size: int = 16, seed: int = 0) -> dict:
+def choice_accuracy(model: Model, items: list[ChoiceItem], *, batch_size: int = 16, seed: int = 0) -> GeneralChoice:
+    """Two-way choice accuracy (the correct answer more likely: summed and per token; a tie counts 0.5), each with
+    its bootstrap interval over items."""
     s = score_choices(model, items, batch_size=batch_size)
-    out = {}
-    for name, d in (("summed", s.diff(False)), ("length_normalized", s.diff(True))):
+
+    def acc(d) -> Accuracy:
         w = np.where(d.numpy() > 0, 1.0, np.where(d.numpy() < 0, 0.0, 0.5))
-        out[name] = {"accuracy": float(w.mean()), "accuracy_ci95": list(bootstrap_ci(w, seed=seed))}
-    out["n"] = len(items)
-    return out
+        return Accuracy(accuracy=float(w.mean()), accuracy_ci95=bootstrap_ci(w, seed=seed))
+
+    return GeneralChoice(n=len(items), summed=acc(s.diff(False)), length_normalized=acc(s.diff(True)))

@@ -14,7 +14,7 @@ paper's numbers).
 """
 
 from ._record import Record, ResultsError, from_plain, to_plain
-from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, CapabilityRow, Decoding, DecodingLayer,
+from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capability, CapabilityRow, Decoding, DecodingLayer,
                        GeneralChoice, LoraRun, MaskOverlap, NullGate, OverlapStats, Perplexity, ProbeBaseline,
                        ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
                        SparsityProfile, StabilityRow, SteeringChoice, SteeringTrial, Sweep, SweepRow)
@@ -32,7 +32,7 @@ from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, Ste
 from .upgrade import SCHEMA_VERSION, upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
-           "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
+           "Capability", "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
            "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "from_plain", "GateAnalysis", "GateCrossPair",
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedDraw", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",

@@ -213,6 +213,7 @@ class NullGate(Record):
     p_value: float | None = None
     detectable_shift: float | None = None
     null_mean_t: float | None = None
+    threshold: float | None = None  # a gate given as a threshold on the full contrast
 
 
 @record
@@ -326,12 +327,18 @@ class GeneralChoice(Record):
 
 
 @record
-class CapabilityRow(Record):
+class Capability(Record):
+    """General capability of a model (with a mask applied, or dense): perplexity and general-choice accuracy."""
+
+    perplexity: Perplexity
+    general_choice: GeneralChoice
+
+
+@record
+class CapabilityRow(Capability):
     """General capability of one condition."""
 
     condition: str
-    perplexity: Perplexity
-    general_choice: GeneralChoice
 
 
 @record

@@ -4,7 +4,7 @@ stability, sparsity and calibration-size sweeps, general capability, on the anal
 
 from __future__ import annotations
 
-from ..results import AnalysisSet, CapabilityRow, Removal, Restore, StabilityRow, Sweep, SweepRow, to_plain
+from ..results import AnalysisSet, Capability, CapabilityRow, NullGate, Restore, StabilityRow, Sweep, SweepRow
 from .config import SETTINGS
 from .setup import SetRun
 from .stage import stage
@@ -32,7 +32,7 @@ def _scorer(study: Study, run: SetRun):
     return score
 
 
-def _restore(study: Study, run: SetRun, score) -> dict:
+def _restore(study: Study, run: SetRun, score) -> Restore:
     """Restore layer groups to dense inside both poles' contrastive-Wanda masks, gated by the full masks'
     contrast against their label-swapped nulls on the same items (nulls.null_test)."""
     from ..analysis.ablation import group_layers, layer_groups, restore_ablation
@@ -48,12 +48,14 @@ def _restore(study: Study, run: SetRun, score) -> dict:
     nulls = [pole_contrast(score(f"null-full:{i}:a", p[poles[0]]), score(f"null-full:{i}:b", p[poles[1]]),
                            condition="null", seed=cfg.seed).shift for i, p in enumerate(run.null_cw_masks(study.model, cfg))]
     t = null_test(full.shift, nulls, shift_ci95=full.shift_ci95)
-    gate = {"test": f"null_test: the full contrast exceeds the one-sided 95 % prediction bound of {len(nulls)} "
-                    "label-swapped mask pairs on the same items, with its interval above 0",
-            "passed": bool(t.persona_specific), **{k: v for k, v in t.to_dict().items() if k != "shift"}}
-    return {"method": "contrastive-wanda", "poles": poles,
-            **restore_ablation(study.model, run.ps.test[: cfg.analysis.analysis_items], ma, mb, groups, scorer=score,
-                               seed=cfg.seed, gate=gate)}
+    gate = NullGate(test=f"null_test: the full contrast exceeds the one-sided 95 % prediction bound of {len(nulls)} "
+                         "label-swapped mask pairs on the same items, with its interval above 0",
+                    passed=bool(t.persona_specific), null_draws=t.null_draws, null_threshold=t.null_threshold,
+                    null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd, null_p_value=t.null_p_value,
+                    null_z=t.null_z, persona_specific=t.persona_specific, center=t.center, p_value=t.p_value,
+                    detectable_shift=t.detectable_shift, null_mean_t=t.null_mean_t)
+    return restore_ablation(study.model, run.ps.test[: cfg.analysis.analysis_items], ma, mb, groups, scorer=score,
+                            seed=cfg.seed, gate=gate, method="contrastive-wanda", poles=poles)
 
 
 @stage("stability", settings=(SETTINGS.analysis.n_boot, SETTINGS.masks, SETTINGS.sets.calib_size), version=2,
@@ -95,18 +97,18 @@ def _sweeps(study: Study, run: SetRun, score) -> tuple[Sweep, Sweep]:
             Sweep(method="contrastive-wanda", sparsity=cfg.masks.sparsity, rows=crows))
 
 
-@stage("capability", settings=(SETTINGS.analysis.capability_texts, SETTINGS.analysis.capability_items), version=2)
-def capability(study: Study, *, mask) -> dict:
-    """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense): the
-    ``perplexity`` and ``general_choice`` of a :class:`~persona_circuits.results.CapabilityRow`."""
+@stage("capability", settings=(SETTINGS.analysis.capability_texts, SETTINGS.analysis.capability_items), version=2,
+       result=Capability)
+def capability(study: Study, *, mask) -> Capability:
+    """Perplexity on neutral text and general-choice accuracy with ``mask`` applied (``None``: dense)."""
     from ..analysis.capability import choice_accuracy, general_choice_items, neutral_texts, perplexity
     from ..model.interventions import apply_mask
 
     a, model, bs = study.cfg.analysis, study.model, study.cfg.batch_size
     with apply_mask(model, mask):
-        return {"perplexity": perplexity(model, neutral_texts(a.capability_texts), batch_size=bs),
-                "general_choice": choice_accuracy(model, general_choice_items(a.capability_items), batch_size=bs,
-                                                  seed=study.cfg.seed)}
+        return Capability(perplexity=perplexity(model, neutral_texts(a.capability_texts), batch_size=bs),
+                          general_choice=choice_accuracy(model, general_choice_items(a.capability_items), batch_size=bs,
+                                                         seed=study.cfg.seed))
 
 
 def run_analysis_set(study: Study, run: SetRun) -> AnalysisSet:
@@ -117,10 +119,10 @@ def run_analysis_set(study: Study, run: SetRun) -> AnalysisSet:
     score = _scorer(study, run)
     out = AnalysisSet(set=name, n_items=min(len(run.ps.test), cfg.analysis.analysis_items))
     with study.timed(f"{name}: ablation"):
-        out.restore = Restore.from_dict(to_plain(_restore(study, run, score)), "analysis.restore")
-        out.removal = Removal.from_dict(to_plain({"poles": run.poles, **removal_comparison(
+        out.restore = _restore(study, run, score)
+        out.removal = removal_comparison(
             study.model, run.ps.test[: cfg.analysis.analysis_items], *run.sigs.values(), cfg.analysis.removal_fractions,
-            modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score)}), "analysis.removal")
+            modules=cfg.masks.modules, statistic=cfg.masks.statistic, seed=cfg.seed, scorer=score, poles=run.poles)
     if cfg.analysis.n_boot >= 2:  # pairwise overlaps need two resamples (the quick study skips it)
         with study.timed(f"{name}: stability"):
             out.stability = stability(study, run=run)
@@ -129,6 +131,8 @@ def run_analysis_set(study: Study, run: SetRun) -> AnalysisSet:
     with study.timed(f"{name}: general capability"):
         conds = [("dense", None), ("random mask", study.random_masks()[0])]
         conds += [(f"{m} ({run.poles[0]})", run.masks[m][run.poles[0]]) for m in cfg.analysis.capability_methods]
-        out.capability = [CapabilityRow.from_dict({"condition": label, **capability(study, mask=mask)}, "analysis.capability")
-                          for label, mask in conds]
+        out.capability = []
+        for label, mask in conds:
+            c = capability(study, mask=mask)
+            out.capability.append(CapabilityRow(condition=label, perplexity=c.perplexity, general_choice=c.general_choice))
     return out

@@ -46,31 +46,34 @@ def test_removals_match_counts_per_row(tiny_llama, q):
 def test_removal_comparison_and_restore(tiny_llama):
     sa, sb = _recs(tiny_llama)
     r = removal_comparison(tiny_llama, ITEMS, sa, sb, [0.05], n_boot=200)
-    row = r["rows"][0]
-    assert r["matched_count_per_row"] and row["removed_total"] == sum(row["removed_per_layer"].values())
-    assert set(row["shift_vs_dense"]) == {"remove-b-top", "remove-a-top", "wanda-pooled", "random-0", "random-1"}
-    assert row["contrastive_contrast"]["n"] == len(ITEMS)
+    row = r.rows[0]
+    assert r.matched_count_per_row and row.removed_total == sum(row.removed_per_layer.values())
+    assert set(row.shift_vs_dense) == {"remove-b-top", "remove-a-top", "wanda-pooled", "random-0", "random-1"}
+    assert row.contrastive_contrast.n == len(ITEMS) and r.poles == ["a", "b"]
     ma, mb = random_mask(tiny_llama, sparsity=0.5, seed=0), random_mask(tiny_llama, sparsity=0.5, seed=1)
     groups = [("block 0", group_layers(ma, blocks=[0])), ("all MLP", group_layers(ma, kind="mlp"))]
     skipped = restore_ablation(tiny_llama, ITEMS, ma, mb, groups, gate=False, n_boot=200)
-    assert skipped["rows"] == [] and "did not pass" in skipped["skipped"]
+    assert skipped.rows == [] and "did not pass" in skipped.skipped
     done = restore_ablation(tiny_llama, ITEMS, ma, mb, groups, gate=True, n_boot=200)
-    assert [x["restored"] for x in done["rows"]] == ["block 0", "all MLP"] and done["skipped"] is None
-    full = done["full_contrast"]["shift"]
-    assert done["rows"][0]["fraction_of_full"] == pytest.approx(done["rows"][0]["contrast"]["shift"] / full)
+    assert [x.restored for x in done.rows] == ["block 0", "all MLP"] and done.skipped is None
+    full = done.full_contrast.shift
+    assert done.rows[0].fraction_of_full == pytest.approx(done.rows[0].contrast.shift / full)
     # everything restored: the contrast vanishes
     everything = restore_ablation(tiny_llama, ITEMS, ma, mb, [("all", set(ma.masks))], gate=True, n_boot=200)
-    assert everything["rows"][0]["contrast"]["shift"] == 0.0
+    assert everything.rows[0].contrast.shift == 0.0
     thr = restore_ablation(tiny_llama, ITEMS, ma, mb, groups, gate=abs(full) + 1.0, n_boot=200)
-    assert not thr["gate"]["passed"] and thr["gate"]["threshold"] == abs(full) + 1.0
+    assert not thr.gate.passed and thr.gate.threshold == abs(full) + 1.0
 
 
 def test_restore_gate_given_as_a_test_result(tiny_llama):
     from persona_circuits.analysis.ablation import restore_gate
 
-    full = {"shift": 0.5, "shift_ci95": [0.1, 0.9]}
+    from persona_circuits.results import Contrast, NullGate
+
+    full = Contrast(condition="full masks", n=4, shift=0.5, shift_ci95=(0.1, 0.9))
     g = restore_gate(full, {"test": "null_test", "passed": False, "null_threshold": 0.7})
-    assert g["passed"] is False and g["null_threshold"] == 0.7  # the caller's null test wins over CI > 0
-    assert restore_gate(full, None)["passed"] is True
+    assert g.passed is False and g.null_threshold == 0.7  # the caller's null test wins over CI > 0
+    assert restore_gate(full, NullGate(test="t", passed=False)).passed is False
+    assert restore_gate(full, None).passed is True
     with pytest.raises(ValueError):
         restore_gate(full, {"passed": True})
