@@ -63,14 +63,13 @@ def tested_rows(results: StudyResults) -> list[tuple[str, MatchedRow]]:
             if r.reached and len(r.null_shifts or []) >= 2]
 
 
-def row_z(row: MatchedRow) -> dict:
-    """The row's ``z`` (contrast / zero-centred null RMS), its interval (the contrast's interval over the same
-    RMS) and its own one-sided ``p`` (``t`` on ``K`` degrees of freedom): the fields ``z, z_ci95, z_p_value,
-    null_rms`` of :class:`~persona_circuits.results.MatchedRow`."""
+def with_row_z(row: MatchedRow) -> MatchedRow:
+    """``row`` with its ``z`` (contrast / zero-centred null RMS), its interval ``z_ci95`` (the contrast's interval
+    over the same RMS), its own one-sided ``z_p_value`` (``t`` on ``K`` degrees of freedom) and ``null_rms``."""
     z, p, k = zero_z(row.shift, row.null_shifts)
     rms = float(np.sqrt(np.mean(np.square(row.null_shifts))))
     ci = [c / rms for c in row.shift_ci95] if rms > 0 else None
-    return {"z": z, "z_ci95": ci, "z_p_value": p, "null_rms": rms}
+    return row.update(z=z, z_ci95=ci, z_p_value=p, null_rms=rms)
 
 
 def _groups(results: StudyResults, methods=PRIMARY_METHODS) -> dict[tuple[str, float | None], list[tuple[str, MatchedRow]]]:
@@ -96,13 +95,13 @@ def primary_family(results: StudyResults) -> list[PrimaryTest]:
             for (method, target, stat, p, sets, draws), a, x in zip(measured, adj, rej)]
 
 
-def _rate(fp: int, n: int, rows: int | None = None) -> dict:
-    """The fields of a :class:`~persona_circuits.results.PlaceboRate`."""
-    out = {"placebos": int(n), "false_positives": int(fp), "rate": fp / n if n else None,
-           "rate_ci95": clopper_pearson(fp, n)}
+def _rate(fp: int, n: int, rows: int | None = None, kind: type[PlaceboRate] = PlaceboRate, **fields) -> PlaceboRate:
+    """``fp`` false positives among ``n`` placebos (over ``rows`` rows) as a :class:`PlaceboRate` (or its subclass
+    ``kind`` with its own ``fields``)."""
+    out = kind(placebos=int(n), false_positives=int(fp), rate=fp / n if n else None, rate_ci95=clopper_pearson(fp, n),
+               **fields)
     if rows is not None:
-        out["rows"] = rows
-        out["rate_ci95_rows"] = clopper_pearson(int(round(fp / n * rows)), rows) if n and rows else None
+        out.update(rows=rows, rate_ci95_rows=clopper_pearson(int(round(fp / n * rows)), rows) if n and rows else None)
     return out
 
 
@@ -135,13 +134,12 @@ def calibration(results: StudyResults) -> dict[str, MethodCalibration]:
         fp, n = int(sum((p < ALPHA).sum() for p in ps)), int(sum(len(p) for p in ps))
         n_rows = sum(len(p) > 0 for p in ps)
         pfp, pn = _primary_placebos([r for _, r in rows])
-        by_method.setdefault(method, []).append(TargetCalibration(
-            target_kl=target, sets=[s for s, _ in rows], **_rate(fp, n, n_rows), primary=PlaceboRate(**_rate(pfp, pn))))
+        by_method.setdefault(method, []).append(_rate(fp, n, n_rows, TargetCalibration, target_kl=target,
+                                                      sets=[s for s, _ in rows], primary=_rate(pfp, pn)))
         sums[method] = sums.get(method, 0) + np.array([fp, n, n_rows, pfp, pn])
     out = {}
     for method, targets in by_method.items():
         fp, n, n_rows, pfp, pn = (int(x) for x in sums[method])
-        out[method] = MethodCalibration(**_rate(fp, n, n_rows), target_kl=[t.target_kl for t in targets],
-                                        sets=sorted({s for t in targets for s in t.sets}), by_target=targets,
-                                        primary=PlaceboRate(**_rate(pfp, pn)))
+        out[method] = _rate(fp, n, n_rows, MethodCalibration, target_kl=[t.target_kl for t in targets],
+                            sets=sorted({s for t in targets for s in t.sets}), by_target=targets, primary=_rate(pfp, pn))
     return out

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from ..analysis.atlas import STEERING_PAIR_FAMILY
 from ..measure.nulls import NullTest, holm, null_test, symmetry_check, zero_z
-from ..results import (EstimatedCenter, MatchedRow, MultipleComparison, NullSymmetry, PairedDiff, StudyResults,
+from ..results import (DamageMatchedNull, EstimatedCenter, MatchedRow, MultipleComparison, NullSymmetry, PairedDiff, StudyResults,
                        TypeAxisTest, TypesResult)
-from .primary import PRIMARY_FAMILY, calibration, primary_family, row_z
+from .primary import PRIMARY_FAMILY, calibration, primary_family, with_row_z
 
 ALPHA = 0.05
 
@@ -51,13 +51,11 @@ def _rows(results: StudyResults) -> list[MatchedRow]:
     return [r for r in _all_rows(results) if r.reached and (r.null_draws or 0) >= 2]
 
 
-def _test_fields(t: NullTest) -> dict:
-    """The fields of a :class:`~persona_circuits.results.DamageMatchedNull` that a null test fills."""
-    return {"null_shift_mean": t.null_shift_mean, "null_shift_sd": t.null_shift_sd,
-            "null_threshold": t.null_threshold, "null_z": t.null_z,
-            "null_p_perm": t.null_p_value, "null_mean_t": t.null_mean_t,
-            "null_center": t.center, "p_value": t.p_value,
-            "detectable_shift": t.detectable_shift, "persona_specific": t.persona_specific}
+def _with_test(rec: DamageMatchedNull, t: NullTest) -> DamageMatchedNull:
+    """``rec`` with the fields a null test fills."""
+    return rec.update(null_shift_mean=t.null_shift_mean, null_shift_sd=t.null_shift_sd, null_threshold=t.null_threshold,
+                      null_z=t.null_z, null_p_perm=t.null_p_value, null_mean_t=t.null_mean_t, null_center=t.center,
+                      p_value=t.p_value, detectable_shift=t.detectable_shift, persona_specific=t.persona_specific)
 
 
 def _family(name: str, n_tests: int, n_raw: int, n_adjusted: int, method: str = "holm") -> MultipleComparison:
@@ -66,14 +64,14 @@ def _family(name: str, n_tests: int, n_raw: int, n_adjusted: int, method: str = 
 
 def _row_verdicts(r: MatchedRow, center: str) -> None:
     ci = tuple(r.shift_ci95)
-    r.update(**row_z(r))
-    r.update(**_test_fields(null_test(r.shift, r.null_shifts, shift_ci95=ci, center=center)))
+    with_row_z(r)
+    _with_test(r, null_test(r.shift, r.null_shifts, shift_ci95=ci, center=center))
     est = null_test(r.shift, r.null_shifts, shift_ci95=ci, center="estimated")
     r.estimated_center = EstimatedCenter(null_threshold=est.null_threshold, p_value=est.p_value,
                                          persona_specific=est.persona_specific)
     rnd = r.random_direction_null
     if rnd is not None and len(rnd.null_shifts or []) >= 2:
-        rnd.update(**_test_fields(null_test(r.shift, rnd.null_shifts, shift_ci95=ci, center=center)))
+        _with_test(rnd, null_test(r.shift, rnd.null_shifts, shift_ci95=ci, center=center))
     sm = r.strength_matched_null
     if sm is not None and len(sm.null_shifts or []) >= 2:
         t = null_test(sm.shift, sm.null_shifts, center="estimated")
