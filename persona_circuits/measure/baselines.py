@@ -27,7 +27,7 @@ from ..data import ChoiceItem, PersonaSet, encode_pair, pad_batches
 from ..model.interventions import ResidualSteering, steering
 from ..model.loading import Model, get_tokenizer, prunable_layers
 from ..model.plain import linear_modules, mirrored_hook, plain_model
-from ..results import SteeringChoice, SteeringTrial
+from ..results import LoraRun, SteeringChoice, SteeringTrial
 
 
 def persona_prompt(persona: PersonaSet, pole: str | int) -> str:
@@ -175,7 +175,7 @@ def answer_loss(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8)
 
 def train_lora(model: Model, pairs: Sequence[tuple[str, str]], *, rank: int = 8, epochs: int = 1, lr: float = 1e-3,
                batch_size: int = 8, seed: int = 0, progress: bool | str = False,
-               val_pairs: Sequence[tuple[str, str]] | None = None, min_rel_improvement: float = 0.01) -> tuple[LoRA, dict]:
+               val_pairs: Sequence[tuple[str, str]] | None = None, min_rel_improvement: float = 0.01) -> tuple[LoRA, LoraRun]:
     """Fine-tune LoRA adapters on ``(question, answer)`` pairs (loss on answer tokens only).
 
     With ``val_pairs`` (held-out calibration pairs of the same pole), ``epochs`` is a maximum: after every
@@ -234,11 +234,10 @@ def train_lora(model: Model, pairs: Sequence[tuple[str, str]], *, rank: int = 8,
         with torch.no_grad():
             for p, b in zip(lora.parameters(), best_state):
                 p.copy_(b)
-    cost = {"steps": steps, "epochs": epochs_run, "max_epochs": epochs, "texts": len(enc), "tokens": n_tok,
-            "seconds": time.perf_counter() - t0,
-            "trainable_parameters": sum(p.numel() for p in lora.parameters()), "rank": rank, "lr": lr,
-            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            "val_texts": len(val), "val_losses": val_losses, "converged": converged if val else None}
+    cost = LoraRun(steps=steps, epochs=epochs_run, max_epochs=epochs, texts=len(enc), tokens=n_tok,
+                   seconds=time.perf_counter() - t0, trainable_parameters=sum(p.numel() for p in lora.parameters()),
+                   rank=rank, lr=lr, first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+                   val_texts=len(val), val_losses=val_losses, converged=converged if val else None)
     for p in lora.parameters():
         p.requires_grad_(False)
     return lora, cost

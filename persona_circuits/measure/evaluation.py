@@ -48,6 +48,18 @@ class ChoiceScores:
         v = self.logp / self.n_tokens if length_normalized else self.logp
         return v[:, 0] - v[:, 1]
 
+    def to_store(self) -> dict[str, Tensor]:
+        """The tensors to store (``torch.save``; a study stage's cache): ``logp``, ``n_tokens``, ``features`` if kept."""
+        out = {"logp": self.logp, "n_tokens": self.n_tokens}
+        if self.features is not None:
+            out["features"] = self.features
+        return out
+
+    @classmethod
+    def from_store(cls, d: dict[str, Tensor]) -> "ChoiceScores":
+        """The scores of :meth:`to_store`'s tensors."""
+        return cls(d["logp"], d["n_tokens"], d.get("features"))
+
 
 def bridge_hidden(model: Model, input_ids: Tensor, attention_mask: Tensor, capture: Sequence[str] = (),
                   store: dict[str, Tensor] | None = None) -> Float[Tensor, "batch pos d_model"]:

@@ -192,6 +192,9 @@ class LoraRun(Record):
     val_texts: int | None = None
     first_loss: float | None = None
     last_loss: float | None = None
+    val_texts: int | None = None
+    first_loss: float | None = None
+    last_loss: float | None = None
 
 
 # ---- the analysis set

@@ -4,6 +4,7 @@ stability, sparsity and calibration-size sweeps, general capability, on the anal
 
 from __future__ import annotations
 
+from ..measure.evaluation import ChoiceScores
 from ..results import AnalysisSet, Capability, CapabilityRow, NullGate, Restore, StabilityRow, Sweep, SweepRow
 from .config import SETTINGS
 from .setup import SetRun
@@ -11,23 +12,19 @@ from .stage import stage
 from .state import Study
 
 
-@stage("analysis-scores", settings=(SETTINGS.analysis.analysis_items,), store="torch", version=3)
-def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str]) -> dict:
+@stage("analysis-scores", settings=(SETTINGS.analysis.analysis_items,), store="torch", version=3, result=ChoiceScores)
+def analysis_scores(study: Study, *, run: SetRun, mask, dense_layers: list[str]) -> ChoiceScores:
     """Scores of the analysis items with ``mask`` applied (``None``: dense) and ``dense_layers`` left dense."""
     from ..measure.evaluation import score_choices
     from ..model.interventions import apply_mask
 
     with apply_mask(study.model, mask, dense_layers=set(dense_layers)):
-        s = score_choices(study.model, run.ps.test[: study.cfg.analysis.analysis_items], batch_size=study.cfg.batch_size)
-    return {"logp": s.logp, "n_tokens": s.n_tokens}
+        return score_choices(study.model, run.ps.test[: study.cfg.analysis.analysis_items], batch_size=study.cfg.batch_size)
 
 
 def _scorer(study: Study, run: SetRun):
-    from ..measure.evaluation import ChoiceScores
-
     def score(label, mask, dense_layers=frozenset()):
-        d = analysis_scores(study, run=run, mask=mask, dense_layers=sorted(dense_layers))
-        return ChoiceScores(d["logp"], d["n_tokens"])
+        return analysis_scores(study, run=run, mask=mask, dense_layers=sorted(dense_layers))
 
     return score
 

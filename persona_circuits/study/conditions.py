@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..measure.evaluation import ChoiceScores
 from ..results import ChoiceRow, Contrast, HeldOutDamage, LoraRun
 from .config import MAIN_METHODS, SETTINGS
 from .setup import SetRun
@@ -43,15 +44,9 @@ def released_wins(study: Study, run: SetRun, *, mask=None, lora=None, contexts=N
     return [float(w) for w in wins(s.diff().numpy())]
 
 
-def _scores_dict(s) -> dict:
-    d = {"logp": s.logp, "n_tokens": s.n_tokens}
-    if s.features is not None:
-        d["features"] = s.features
-    return d
-
-
-@stage("condition-scores", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k), store="torch", version=2)
-def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
+@stage("condition-scores", settings=(*_MASK_SETTINGS, SETTINGS.baselines.rag_k), store="torch", version=2,
+       result=ChoiceScores)
+def condition_scores(study: Study, *, run: SetRun, condition: str) -> ChoiceScores:
     """Two-way-choice scores of one condition (``dense``, ``prompt:<pole>``, ``rag:<pole>``, ``random-mask``,
     ``<method>:<pole>``) on every held-out item; the dense pass keeps every block's answer features."""
     from ..measure.baselines import persona_prompt
@@ -71,11 +66,36 @@ def condition_scores(study: Study, *, run: SetRun, condition: str) -> dict:
         mask = study.random_masks()[0] if kind == "random-mask" else run.masks[kind][pole]
         with apply_mask(model, mask):
             s = score_choices(model, ps.test, batch_size=bs)
-    return _scores_dict(s)
+    return s
 
 
-@stage("lora", settings=(SETTINGS.baselines.sft_texts, SETTINGS.baselines.lora_max_epochs, SETTINGS.damage.damage_texts), store="torch", version=4)
-def lora(study: Study, *, run: SetRun, pole: str) -> dict:
+@dataclass
+class LoraOutcome:
+    """One pole's LoRA adapters as the study keeps them: their scores on every held-out item, their run (cost and
+    held-out damage) and, on an AI task's first pole, the released scoring's per-item wins (the paper table's row)."""
+
+    scores: ChoiceScores
+    run: LoraRun
+    released_wins: list[float] | None = None
+
+    def to_store(self) -> dict:
+        """The stored form (``torch.save``): the scores' tensors, the run's cost, its damage, the released wins."""
+        run = self.run.to_dict()
+        out = {**self.scores.to_store(), "damage_kl": run.pop("damage_kl"), "damage_kl_ci95": run.pop("damage_kl_ci95"),
+               "cost": run}
+        if self.released_wins is not None:
+            out["released_wins"] = self.released_wins
+        return out
+
+    @classmethod
+    def from_store(cls, d: dict) -> "LoraOutcome":
+        run = LoraRun.from_dict({**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]}, "lora")
+        return cls(ChoiceScores.from_store(d), run, d.get("released_wins"))
+
+
+@stage("lora", settings=(SETTINGS.baselines.sft_texts, SETTINGS.baselines.lora_max_epochs, SETTINGS.damage.damage_texts),
+       store="torch", version=4, result=LoraOutcome)
+def lora(study: Study, *, run: SetRun, pole: str) -> LoraOutcome:
     """LoRA adapters of one pole, trained until their held-out calibration loss stops falling: their scores
     on every held-out item, their training cost and their held-out damage."""
     from ..measure.baselines import train_lora
@@ -92,10 +112,9 @@ def lora(study: Study, *, run: SetRun, pole: str) -> dict:
     with ad.active():
         s = score_choices(model, run.ps.test, batch_size=cfg.batch_size)
     h = held_out_damage(model, [Intervention(lora=ad)], study.held_out_reference(), seed=cfg.seed)
-    out = {**_scores_dict(s), "cost": {**cost, "trained": ad.trained}, "damage_kl": h.damage_kl,
-           "damage_kl_ci95": list(h.damage_kl_ci95)}
+    out = LoraOutcome(s, cost.update(trained=ad.trained, damage_kl=h.damage_kl, damage_kl_ci95=h.damage_kl_ci95))
     if run.sset.family == "ai" and pole == run.poles[0]:  # the paper table's LoRA row (released scoring)
-        out["released_wins"] = released_wins(study, run, lora=ad)
+        out.released_wins = released_wins(study, run, lora=ad)
     return out
 
 
@@ -136,25 +155,23 @@ class ConditionResults:
 
 def run_conditions(study: Study, run: SetRun) -> ConditionResults:
     """Every condition's scores (kept in ``run.scores``), accuracies, LoRA and contrasts of one set."""
-    from ..measure.evaluation import ChoiceScores, pole_contrast, summarize
+    from ..measure.evaluation import pole_contrast, summarize
 
     cfg, poles = study.cfg, run.poles
     labels = ["dense", *(f"{k}:{p}" for p in poles for k in ("prompt", "rag")), "random-mask",
               *(f"{m}:{p}" for m in MAIN_METHODS for p in poles)]
     with study.timed(f"{run.name}: baselines and masks"):
         for label in labels:
-            d = condition_scores(study, run=run, condition=label)
-            run.scores[label] = ChoiceScores(d["logp"], d["n_tokens"], d.get("features"))
+            run.scores[label] = condition_scores(study, run=run, condition=label)
     sft: dict[str, LoraRun] = {}
     if run.name in cfg.baselines.sft_sets:
         with study.timed(f"{run.name}: LoRA fine-tuning"):
             for p in poles:
-                d = lora(study, run=run, pole=p)
-                run.scores[f"sft:{p}"] = ChoiceScores(d["logp"], d["n_tokens"])
-                sft[p] = LoraRun.from_dict({**d["cost"], "damage_kl": d["damage_kl"], "damage_kl_ci95": d["damage_kl_ci95"]},
-                                           f"sft.{p}")
-                if "released_wins" in d:
-                    run.released_sft = d["released_wins"]
+                ad = lora(study, run=run, pole=p)
+                run.scores[f"sft:{p}"] = ad.scores
+                sft[p] = ad.run
+                if ad.released_wins is not None:
+                    run.released_sft = ad.released_wins
     rows: list[ChoiceRow] = []
     for label, s in run.scores.items():
         cond, _, pole = label.partition(":")

@@ -31,6 +31,24 @@ class GateRun:
     analysis: GateAnalysis
     selections: GateSelections
 
+    def to_store(self) -> dict:
+        """The stored form (``torch.save``): the record's plain data, the packed sets as tensors."""
+        from ..analysis.gate import as_bits
+
+        def bits(d):
+            return {p: as_bits(b) for p, b in d.items()}
+
+        return {"summary": to_plain(self.analysis),
+                "bits": {"real": bits(self.selections.real), "null": [bits(n) for n in self.selections.null]}}
+
+    @classmethod
+    def from_store(cls, d: dict) -> "GateRun":
+        def arrays(x):
+            return {p: t.numpy() for p, t in x.items()}
+
+        return cls(GateAnalysis.from_dict(d["summary"], "gate"),
+                   GateSelections(real=arrays(d["bits"]["real"]), null=[arrays(n) for n in d["bits"]["null"]]))
+
 
 def gate_enabled(study: Study) -> bool:
     """Whether the study measures the projection gate (a matched method with a curve grid)."""
@@ -38,12 +56,12 @@ def gate_enabled(study: Study) -> bool:
     return "projection-gate" in h.matched_methods and bool(study.cfg.get(CURVE_GRIDS["projection-gate"]))
 
 
-@stage("gate-analysis", settings=(*DIAL_SETTINGS, SETTINGS.nulls.matched_draws, SETTINGS.nulls.swap), store="torch", version=2)
-def gate_stage(study: Study, *, run: SetRun) -> dict:
-    """The cached form of :func:`gate_analysis` (``torch.save`` keeps the packed sets as tensors): the record's
-    plain data under ``summary``, the selections under ``bits`` (``real``: ``{pole: packed}``, ``null``: one per
-    kept draw)."""
-    from ..analysis.gate import as_bits, gate_layout, gate_overlap, gate_summary, packed_selection
+@stage("gate-analysis", settings=(*DIAL_SETTINGS, SETTINGS.nulls.matched_draws, SETTINGS.nulls.swap), store="torch", version=2,
+       result=GateRun)
+def gate_analysis(study: Study, *, run: SetRun) -> GateRun:
+    """Where the real pair's selected weights sit, each pole's selection, and its overlap with the sets selected
+    from ``nulls.matched_draws`` label-swapped draws (see the module docstring)."""
+    from ..analysis.gate import gate_layout, gate_overlap, gate_summary, packed_selection
 
     dials = dials_of(study, run)
     real = dials.gate_masks(run.sigs, run.directions)
@@ -55,22 +73,7 @@ def gate_stage(study: Study, *, run: SetRun) -> dict:
         null_bits.append({p: packed_selection(m) for p, m in dials.gate_masks(draw.sigs, draw.directions).items()})
     analysis = GateAnalysis(null_draws=k, layout=gate_layout(real), poles=gate_summary(real),
                             overlap=gate_overlap(real_bits, null_bits))
-    return {"summary": to_plain(analysis), "bits": {"real": {p: as_bits(b) for p, b in real_bits.items()},
-                                                    "null": [{p: as_bits(b) for p, b in n.items()}
-                                                             for n in null_bits[:CROSS_DRAWS]]}}
-
-
-def gate_analysis(study: Study, *, run: SetRun) -> GateRun:
-    """Where the real pair's selected weights sit, each pole's selection, and its overlap with the sets selected
-    from ``nulls.matched_draws`` label-swapped draws (cached as :func:`gate_stage`)."""
-    stored = gate_stage(study, run=run)
-    bits = stored["bits"]
-
-    def np_of(d):
-        return {p: t.numpy() for p, t in d.items()}
-
-    return GateRun(GateAnalysis.from_dict(stored["summary"], "gate"),
-                   GateSelections(real=np_of(bits["real"]), null=[np_of(n) for n in bits["null"]]))
+    return GateRun(analysis, GateSelections(real=real_bits, null=null_bits[:CROSS_DRAWS]))
 
 
 def cross_set_overlap(kept: dict[str, GateSelections]) -> list[GateCrossPair]:

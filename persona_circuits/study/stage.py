@@ -116,7 +116,8 @@ def stage(name: str, *, settings: Sequence[object] = (), version: int = 1, store
         result: the type the stage returns (a record, ``list[CurvePoint]``, ``dict[str, Record]``...): the
             cache holds its plain data (:func:`~persona_circuits.results.to_plain`), and a cached or computed
             result is returned as this type (:func:`~persona_circuits.results.from_plain`), so a stage returns
-            the same records whether it ran or was read back.
+            the same records whether it ran or was read back. With ``store="torch"`` the type keeps its own
+            tensors: the cache holds ``result.to_store()`` and a result is read back by ``result.from_store``.
     """
     if store not in ("json", "torch"):
         raise ValueError(f"store must be json or torch, got {store!r}")
@@ -136,13 +137,15 @@ def stage(name: str, *, settings: Sequence[object] = (), version: int = 1, store
             def compute():
                 out = fn(StageView(study, DeclaredConfig(study.cfg, settings, name)), **inputs)
                 if store != "json":
-                    return out
+                    return out if result is None else out.to_store()
                 if result is not None:
                     return to_plain(out)
                 return out.to_dict() if hasattr(out, "to_dict") else out
 
             val = study.cache.get_or_compute(name, key, compute, store=store)
-            return val if result is None else from_plain(result, val, name)
+            if result is None:
+                return val
+            return result.from_store(val) if store != "json" else from_plain(result, val, name)
 
         run.stage_name, run.settings, run.version, run.key_of = name, tuple(settings), version, key_of
         STAGES[name] = (version, tuple(settings))

@@ -39,7 +39,7 @@ def test_lora_starts_at_base_model_and_training_lowers_loss(tiny_llama, small_pe
     torch.testing.assert_close(base.logp, same.logp)
     pairs = small_persona.calibration_pairs("extravert")[:4]
     lora, cost = train_lora(tiny_llama, pairs, epochs=3, lr=5e-3, batch_size=4)
-    assert cost["steps"] == 3 and cost["last_loss"] < cost["first_loss"]
+    assert cost.steps == 3 and cost.last_loss < cost.first_loss
     after = score_choices(tiny_llama, items)
     torch.testing.assert_close(base.logp, after.logp)  # hooks are gone outside `active()`
     assert all(p.requires_grad for p in tiny_llama.parameters()) or not any(p.requires_grad for p in tiny_llama.parameters())
@@ -55,7 +55,7 @@ def test_lora_trains_and_runs_on_a_bfloat16_model(tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = load_model(tiny_hf("llama", len(tok)), tok, model_id="tiny-bf16", dtype="bfloat16")
     lora, cost = train_lora(model, [("Hi?", "Hello there."), ("Plans?", "Staying in.")], epochs=1, batch_size=2)
-    assert cost["steps"] == 1 and all(p.dtype == torch.float32 for p in lora.parameters())
+    assert cost.steps == 1 and all(p.dtype == torch.float32 for p in lora.parameters())
     with lora.active():
         out = model(torch.tensor([[1, 2, 3]]))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
@@ -65,14 +65,14 @@ def test_lora_stops_when_its_held_out_loss_stops_falling(tiny_llama, small_perso
     pairs = small_persona.calibration_pairs("extravert")
     # a learning rate so high that the held-out loss cannot keep falling: training stops early
     _, cost = train_lora(tiny_llama, pairs[:4], epochs=8, lr=0.5, batch_size=4, val_pairs=pairs[4:8])
-    assert cost["converged"] is True and cost["epochs"] < 8 and cost["max_epochs"] == 8
-    assert len(cost["val_losses"]) == cost["epochs"] + 1 and cost["val_texts"] == 4
+    assert cost.converged is True and cost.epochs < 8 and cost.max_epochs == 8
+    assert len(cost.val_losses) == cost.epochs + 1 and cost.val_texts == 4
     # a tiny learning rate: the loss falls by less than the threshold at once, also "converged" after one epoch
     _, slow = train_lora(tiny_llama, pairs[:4], epochs=3, lr=1e-7, batch_size=4, val_pairs=pairs[4:8])
-    assert slow["epochs"] == 1 and slow["converged"] is True
+    assert slow.epochs == 1 and slow.converged is True
     # no held-out pairs: a fixed number of epochs, as before
     _, fixed = train_lora(tiny_llama, pairs[:4], epochs=2, lr=1e-3, batch_size=4)
-    assert fixed["epochs"] == 2 and fixed["converged"] is None and fixed["val_losses"] == []
+    assert fixed.epochs == 2 and fixed.converged is None and fixed.val_losses == []
 
 
 def test_lora_keeps_the_adapters_of_its_best_epoch(tiny_llama, small_persona):
@@ -82,4 +82,4 @@ def test_lora_keeps_the_adapters_of_its_best_epoch(tiny_llama, small_persona):
     lora, cost = train_lora(tiny_llama, pairs[:4], epochs=6, lr=0.05, batch_size=4, val_pairs=pairs[4:8])
     with lora.active():
         final = answer_loss(tiny_llama, pairs[4:8])
-    assert final == pytest.approx(min(cost["val_losses"]), rel=1e-4)
+    assert final == pytest.approx(min(cost.val_losses), rel=1e-4)

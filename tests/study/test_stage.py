@@ -87,3 +87,27 @@ def test_a_record_update_refuses_a_name_it_does_not_have():
     assert p.update(p_adjusted=0.5) is p and p.p_adjusted == 0.5
     with pytest.raises(ResultsError, match="no field p_ajusted"):
         p.update(p_ajusted=0.5)
+
+
+def test_a_torch_stage_returns_its_type_computed_or_read_back(tmp_path, tiny_llama):
+    """``store="torch"`` with ``result=``: the cache holds ``to_store()`` (tensors in a dict), and the stage returns
+    the type whether it ran or was read back (here :class:`ChoiceScores`, as the condition-scores stage)."""
+    import torch
+
+    from persona_circuits.measure.evaluation import ChoiceScores
+    from persona_circuits.study.stage import stage
+    from persona_circuits.study.state import Study
+
+    calls = []
+
+    @stage("probe-torch-scores", store="torch", result=ChoiceScores)
+    def scores(study, *, n: int) -> ChoiceScores:
+        calls.append(n)
+        return ChoiceScores(torch.arange(2.0 * n).reshape(n, 2), torch.ones(n, 2))
+
+    st = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
+    first, again = scores(st, n=3), scores(st, n=3)
+    assert calls == [3] and isinstance(again, ChoiceScores) and again.features is None
+    assert torch.equal(first.logp, again.logp) and torch.equal(first.n_tokens, again.n_tokens)
+    stored = next(tmp_path.rglob("probe-torch-scores-*.pt"))
+    assert set(torch.load(stored, weights_only=False)) == {"logp", "n_tokens"}  # the layout older caches hold
