@@ -17,7 +17,6 @@ capability), *representations* (probes, similarity, decoding, mask analyses), an
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Result, main_of  # noqa: E402
 from bench_study import model_in, scoring_seconds, set_scorings  # noqa: E402
+
+from persona_circuits.results import Shard  # noqa: E402
+from persona_circuits.study.shard_format import read_shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS = ROOT / "reports" / "shards"
@@ -48,25 +50,25 @@ def group_of(label: str) -> str:
     return "other"
 
 
-def shard_rows(payload: dict) -> dict[str, float]:
+def shard_rows(shard: Shard) -> dict[str, float]:
     """Seconds per group of one shard's stage log."""
     out: dict[str, float] = defaultdict(float)
-    for label, sec in (payload.get("timings") or {}).items():
+    for label, sec in shard.timings.items():
         out[group_of(label)] += float(sec)
     return dict(out)
 
 
-def resumed(payload: dict) -> bool:
+def resumed(shard: Shard) -> bool:
     """Whether the shard's run resumed an earlier one: some matched-damage null stage took under a second (its
     draws read back from the stage cache). Its ``meta.seconds`` is then the last run's only: a lower bound."""
-    return any("matched-damage nulls" in k and float(v) < 1.0 for k, v in (payload.get("timings") or {}).items())
+    return any("matched-damage nulls" in k and float(v) < 1.0 for k, v in shard.timings.items())
 
 
-def read_shards(root: Path = SHARDS) -> dict[str, dict[str, dict]]:
-    """``{model: {shard: payload}}`` of every committed shard."""
-    out: dict[str, dict[str, dict]] = {}
+def read_shards(root: Path = SHARDS) -> dict[str, dict[str, Shard]]:
+    """``{model: {shard: its record}}`` of every committed shard."""
+    out: dict[str, dict[str, Shard]] = {}
     for f in sorted(root.glob("*/*/shard.json")):
-        out.setdefault(f.parent.parent.name, {})[f.parent.name] = json.loads(f.read_text())
+        out.setdefault(f.parent.parent.name, {})[f.parent.name] = read_shard(f.parent)
     return out
 
 
@@ -85,34 +87,33 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
         L = [f"**{mname}** (minutes per group of the shard's own stage log)", "", head,
              "|" + " --- |" * (6 + len(groups))]
         for name, p in by.items():
-            m, rows = p.get("meta") or {}, shard_rows(p)
-            wall, again = float(m.get("seconds") or 0.0), resumed(p)
-            L.append(f"| {name} | {m.get('cpu')} | {m.get('threads')} | {m.get('dtype')} | {'yes' if again else 'no'} | "
+            m, rows = p.meta, shard_rows(p)  # every shard records how it was computed
+            wall, again = float(m.seconds or 0.0), resumed(p)
+            L.append(f"| {name} | {m.cpu} | {m.threads} | {m.dtype} | {'yes' if again else 'no'} | "
                      f"{wall / 60:.1f}{' (last run only)' if again else ''} | "
                      + " | ".join(f"{rows.get(g, 0.0) / 60:.1f}" for g in groups) + " |")
             target = TARGET_S / 60 if (mname.startswith("smollm2") and name != "cross") else None
             res.add(f"{mname} shard {name}: wall time{' (resumed: last run only)' if again else ''}", wall / 60, "min",
                     target, "<=" if target else "",
-                    detail=f"{m.get('cpu')}, {m.get('threads')} threads, {m.get('dtype')}, finished {m.get('finished')}")
+                    detail=f"{m.cpu}, {m.threads} threads, {m.dtype}, finished {m.finished}")
             if target and wall > TARGET_S:
                 res.misses.append(f"{mname} shard {name}: {wall / 60:.0f} min against {TARGET_S / 60:.0f}; "
                                   f"its curves and matched table took {rows.get('curves and matched table', 0) / 60:.0f} min, "
                                   f"of which matched-damage nulls "
                                   f"{rows.get('matched-damage nulls (each listed, inside the curves)', 0) / 60:.0f} min")
-            if floor and p["shard"]["name"] != "cross":
-                n = set_scorings(p["results"])
+            if floor and p.shard.name != "cross":
+                n = set_scorings(p.results)
                 if n:
-                    key = (mname, m.get("dtype"))
+                    key = (mname, m.dtype)
                     if key not in secs:
                         if mname != "smollm2-135m-instruct":
                             continue  # the floor is priced on the default model only
-                        secs.update({(mname, m.get("dtype"), fam): s for fam, s in
-                                     scoring_seconds(model_in(m.get("dtype"), model)).items()})
+                        secs.update({(mname, m.dtype, fam): s for fam, s in scoring_seconds(model_in(m.dtype, model)).items()})
                         secs[key] = 1.0
-                    fam = p["results"].get("family", "mbti")
-                    per = secs.get((mname, m.get("dtype"), fam), secs.get((mname, m.get("dtype"), "mbti")))
+                    fam = p.results.get("family", "mbti")  # the set's results as stored
+                    per = secs.get((mname, m.dtype, fam), secs.get((mname, m.dtype, "mbti")))
                     res.add(f"{mname} shard {name}: null draws' item scoring alone (floor)", n * per / 60, "min",
-                            detail=f"{n} scorings of every held-out item at {per:.1f} s ({m.get('dtype')})")
+                            detail=f"{n} scorings of every held-out item at {per:.1f} s ({m.dtype})")
         res.tables.append("\n".join(L))
     res.notes.append("wall time and stage log: the shard's own record (meta.seconds, timings), measured by the run "
                      "that computed it; whether other work shared its cores is not recorded (BENCHMARKS.md says where it "

@@ -27,9 +27,9 @@ def _existing(out: Path, shard: str, identity: dict) -> bool:
     if not (out / SHARD_FILE).is_file():
         return False
     old = read_shard(out)
-    d = first_difference(old["identity"], identity)
-    if d or old["shard"]["name"] != shard:
-        what = d or f"shard: {old['shard']['name']} vs {shard}"
+    d = first_difference(old.identity, identity)
+    if d or old.shard.name != shard:
+        what = d or f"shard: {old.shard.name} vs {shard}"
         raise ShardError(f"{out} holds another shard ({what}); choose another --out or remove it")
     return True
 

@@ -21,24 +21,26 @@ from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capab
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
 from .fits import MatchedDraw, StrengthFit, TypePairDraw
 from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
-from .paper import paper_numbers
+from .paper import Paper, paper_numbers
 from .primary import MethodCalibration, PlaceboRate, PrimaryTest, TargetCalibration
 from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts,
                       EstimatedCenter, Headline, HeldOutDamage, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
                       RandomDirectionNull, ReferencePoint, Shift, StrengthMatchedNull)
-from .study import Meta, MultipleComparison, Paper, RunSettings, SetResults, StudyResults, load_results, write_results
+from .study import (Meta, MultipleComparison, RunSettings, SetResults, ShardMeta, StudyResults, load_results,
+                    write_results)
+from .shard import AxisShifts, CrossResults, Shard, ShardCross, ShardInfo
 from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, SteeringCosines, TestFamily,
                           TypeAxisContrast, TypeAxisTest, TypeRow, TypesResult)
 from .upgrade import SCHEMA_VERSION, upgrade
 
-__all__ = ["Accuracy", "AI_TASKS", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
-           "Capability", "CapabilityRow", "ChoiceRow", "Contrast", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
+__all__ = ["Accuracy", "AI_TASKS", "AxisShifts", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
+           "Capability", "CapabilityRow", "ChoiceRow", "Contrast", "CrossResults", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
            "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "from_plain", "GateAnalysis", "GateCrossPair",
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedDraw", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
            "PlaceboRate", "PrimaryTest", "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
-           "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults",
+           "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults", "Shard", "ShardCross", "ShardInfo", "ShardMeta",
            "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
            "SteeringTrial", "STRENGTH_MATCHED", "StrengthFit", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",
            "TargetCalibration", "TestFamily", "to_plain", "TypeAxisContrast", "TypeAxisTest", "TypePairDraw", "TypeRow", "TypesResult", "upgrade", "write_results"]

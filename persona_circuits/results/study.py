@@ -10,6 +10,7 @@ from ._record import Record, ResultsError, record
 from .analyses import (AnalysisSet, Decoding, LoraRun, MaskOverlap, Probes, Similarity, SparsityProfile,
                        SteeringChoice)
 from .constants import study_order
+from .paper import Paper
 from .primary import MethodCalibration, PrimaryTest
 from .gate import GateAnalysis, GateCrossPair
 from .records import DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, Headline, NullSymmetry, PaperTableRow
@@ -30,6 +31,20 @@ class RunSettings(Record):
     seed: int
     text_stat: str | None = None
     analysis_set: str | None = None
+
+
+@record
+class ShardMeta(Record):
+    """Where and how one shard of a merged study was computed (``meta.shards``)."""
+
+    shard: str
+    command: str | None = None
+    machine: str | None = None
+    cpu: str | None = None
+    threads: int | None = None
+    seconds: float | None = None
+    finished: str | None = None
+    git_commit: str | None = None
 
 
 @record
@@ -55,14 +70,9 @@ class Meta(Record):
     threads: int | None = None
     verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
     missing_shards: list[str] | None = None  # a partial merge (merge --partial): the study's shards not in it
-
-
-@record
-class Paper(Record):
-    """The paper's numbers, read from the reference data (never typed into the package)."""
-
-    mbti_difference_rate: dict[str, float]
-    ai_persona: dict[str, dict[str, float]]
+    shards: list[ShardMeta] | None = None  # a merged study: each shard's machine and command
+    git_commit: str | None = None  # a shard: the commit of the checkout that computed it
+    study_config: dict | None = None  # every setting of the study (``config`` holds those the report quotes)
 
 
 @record

@@ -16,14 +16,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..results import Shard
 from .config import StudyConfig
 from .shard_format import CROSS, SHARD_FILE
 
 
 def _shard_task(load: Callable, cfg: dict, data_root: str | None, shard: str, work: str,
-                set_payloads: list[dict] | None, cache_from: list[str], progress: bool, command: str,
-                threads: int | None = None) -> dict:
-    """One shard in a Ray worker: load the model, compute the shard's payload (returned to the driver)."""
+                set_payloads: list[Shard] | None, cache_from: list[str], progress: bool, command: str,
+                threads: int | None = None) -> Shard:
+    """One shard in a Ray worker: load the model, compute the shard (returned to the driver)."""
     from .shards import compute_shard
 
     if threads is not None:  # Ray sets a task's OMP_NUM_THREADS to its CPUs; torch's reductions follow the count
@@ -86,16 +87,16 @@ def run_ray(load: Callable, out: str | Path, *, cfg: StudyConfig, data_root: Pat
         task = ray.remote(num_gpus=1 if cuda else 0, num_cpus=0 if cuda else 1, max_retries=0)(_shard_task)
         args = (cfg.to_dict(), str(data_root) if data_root else None)
 
-        def submit(name: str, payloads=None, cache_from=()):
-            return task.remote(load, *args, name, str(folders[name] / "cache"), payloads, list(cache_from), progress,
+        def submit(name: str, set_shards=None, cache_from=()):
+            return task.remote(load, *args, name, str(folders[name] / "cache"), set_shards, list(cache_from), progress,
                                f"{command} [shard {name}]", threads)
 
         todo = [n for n in set_names if not (folders[n] / SHARD_FILE).is_file()]
-        for name, payload in zip(todo, ray.get([submit(n) for n in todo])):
-            write_shard(folders[name], payload)
+        for name, shard in zip(todo, ray.get([submit(n) for n in todo])):
+            write_shard(folders[name], shard)
         if not (folders[CROSS] / SHARD_FILE).is_file():
-            payloads = [read_shard(folders[n]) for n in set_names]
-            write_shard(folders[CROSS], ray.get(submit(CROSS, payloads, [str(folders[n] / "cache") for n in set_names])))
+            set_shards = [read_shard(folders[n]) for n in set_names]
+            write_shard(folders[CROSS], ray.get(submit(CROSS, set_shards, [str(folders[n] / "cache") for n in set_names])))
     finally:
         if started:
             ray.shutdown()

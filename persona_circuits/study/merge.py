@@ -12,76 +12,84 @@ number for number.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from ..results import SCHEMA_VERSION, StudyResults, load_results, write_results
+from ..results import CrossResults, Meta, Shard, ShardMeta, StudyResults, write_results
+from .config import StudyConfig
 from .shard_format import CROSS, ShardError, first_difference, read_shard
 
 
-def check_shards(payloads: list[dict], where: list[str], *, need_cross: bool = True, partial: bool = False) -> list[str]:
+def check_shards(shards: list[Shard], where: list[str], *, need_cross: bool = True, partial: bool = False) -> list[str]:
     """Refuse (:class:`ShardError`, one line) shards of different studies, duplicate, missing or unknown
     shards, and a cross shard that saw other set contents than the set shards. ``partial``: missing shards
     are allowed (and returned) instead of refused. Returns the missing shards."""
-    if not payloads:
+    if not shards:
         raise ShardError("no shard to merge")
-    ref = payloads[0]["identity"]
-    for p, w in zip(payloads[1:], where[1:]):
-        d = first_difference(ref, p["identity"])
+    ref = shards[0].identity
+    for p, w in zip(shards[1:], where[1:]):
+        d = first_difference(ref, p.identity)
         if d:
             raise ShardError(f"{w} is not a shard of the study of {where[0]}: {d}")
-    names = [p["shard"]["name"] for p in payloads]
+    names = [p.shard.name for p in shards]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ShardError("duplicate shards: " + "; ".join(
             f"{n} ({', '.join(w for w, m in zip(where, names) if m == n)})" for n in dup))
-    expected = list(ref["sets"]) + ([CROSS] if need_cross else [])
+    study_sets = list(ref["sets"])
+    expected = study_sets + ([CROSS] if need_cross else [])
     unknown = [n for n in names if n not in expected]
     if unknown:
-        raise ShardError(f"shards of sets the study does not have: {', '.join(unknown)} (its sets: {', '.join(ref['sets'])})")
+        raise ShardError(f"shards of sets the study does not have: {', '.join(unknown)} (its sets: {', '.join(study_sets)})")
     missing = [n for n in expected if n not in names]
     if missing and not partial:
         raise ShardError(f"missing shards: {', '.join(missing)} (--partial merges the shards there are)")
-    by = dict(zip(names, payloads))
+    by = dict(zip(names, shards))
     if CROSS in by:
-        for seen in by[CROSS]["shard"]["sets"]:
-            d = first_difference(by[seen["name"]]["shard"]["set"], seen, seen["name"])
+        for seen in by[CROSS].shard.sets or []:
+            name = seen["name"]  # a set's identity (as stored) names it
+            d = first_difference(by[name].shard.set, seen, name)
             if d:
                 raise ShardError(f"the cross shard saw other contents of set {d}")
     return missing
 
 
-def merge_payloads(payloads: list[dict], meta: dict) -> StudyResults:
-    """The typed study results of checked shard payloads, with ``meta`` (its :class:`~persona_circuits.results.Meta`
-    fields) and the verdicts applied (:func:`~.verdicts.apply_verdicts`).
-
-    The shards' results are read into the results contract's records here, where they come out of their files
-    (a shard payload is plain JSON); from here on the study handles records only."""
+def merge_payloads(shards: list[Shard], meta: Meta) -> StudyResults:
+    """The typed study results of checked shards, with ``meta`` and the verdicts applied
+    (:func:`~.verdicts.apply_verdicts`): the sets in the study's order, the analysis set's results, the cross
+    shard's results, the paper's numbers and every shard's timings summed per stage."""
     from .verdicts import apply_verdicts
 
-    by = {p["shard"]["name"]: p for p in payloads}
-    ident = payloads[0]["identity"]
-    analysis_set = ident["config"]["sets"]["analysis_set"]
+    by = {p.shard.name: p for p in shards}
+    study_sets = shards[0].identity["sets"]
+    analysis_set = StudyConfig.from_dict(shards[0].identity["config"]).sets.analysis_set
     timings: dict[str, float] = {}
-    for p in payloads:
-        for k, v in p["timings"].items():
+    for p in shards:
+        for k, v in p.timings.items():
             timings[k] = round(timings.get(k, 0.0) + v, 2)
-    papers = [p["paper"] for p in payloads if p.get("paper")]
-    parts = {"schema": SCHEMA_VERSION, "meta": meta, "sets": {n: by[n]["results"] for n in ident["sets"] if n in by},
-             "analysis": by[analysis_set]["analysis"] if analysis_set in by else None,
-             **(by[CROSS]["results"] if CROSS in by else {}),
-             "paper": max(papers, key=lambda x: len(x.get("ai_persona") or {})) if papers else None, "timings": timings}
-    return apply_verdicts(load_results(parts))
-def merged_meta(payloads: list[dict], command: str) -> dict:
+    papers = [p.paper for p in shards if p.paper is not None]
+    cross = by[CROSS].cross_results() if CROSS in by else CrossResults()
+    results = StudyResults(meta=meta, sets={n: by[n].set_results() for n in study_sets if n in by},
+                           analysis=by[analysis_set].analysis if analysis_set in by else None,
+                           types=cross.types, atlas=cross.atlas, gate_overlap=cross.gate_overlap,
+                           paper=max(papers, key=lambda x: len(x.ai_persona or {})) if papers else None, timings=timings,
+                           extra=dict(cross.extra))
+    return apply_verdicts(results)
+
+
+def merged_meta(shards: list[Shard], command: str) -> Meta:
     """The meta of a merged study: the cross shard's machine and settings, the merge command, the summed
     seconds of every shard, and per shard where and how it was computed (``shards``)."""
-    metas = [p["meta"] for p in payloads]
-    base = next((p["meta"] for p in payloads if p["shard"]["name"] == CROSS), metas[0])
-    cpus = list(dict.fromkeys(m.get("cpu") for m in metas if m.get("cpu")))
-    return {**base, "command": command, "seconds": round(sum(m.get("seconds") or 0.0 for m in metas), 1),
-            "cpu": "; ".join(cpus) if cpus else base.get("cpu"), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "shards": [{"shard": p["shard"]["name"], **{k: p["meta"].get(k) for k in
-                        ("command", "machine", "cpu", "threads", "seconds", "finished", "git_commit")}} for p in payloads]}
+    metas = [p.meta for p in shards]
+    base = next((p.meta for p in shards if p.shard.name == CROSS), metas[0])
+    cpus = list(dict.fromkeys(m.cpu for m in metas if m.cpu))
+    return dataclasses.replace(
+        base, command=command, seconds=round(sum(m.seconds or 0.0 for m in metas), 1),
+        cpu="; ".join(cpus) if cpus else base.cpu, finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+        shards=[ShardMeta(shard=p.shard.name, command=p.meta.command, machine=p.meta.machine, cpu=p.meta.cpu,
+                          threads=p.meta.threads, seconds=p.meta.seconds, finished=p.meta.finished,
+                          git_commit=p.meta.git_commit) for p in shards])
 
 
 def write_outputs(results: StudyResults, out: Path) -> StudyResults:
@@ -114,9 +122,9 @@ def merge_shards(folders: list[str | Path], out: str | Path, *, command: str = "
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path exists and is not a folder: {out}")
-    payloads = [read_shard(f) for f in folders]
-    missing = check_shards(payloads, [str(f) for f in folders], partial=partial)
-    meta = merged_meta(payloads, command)
+    shards = [read_shard(f) for f in folders]
+    missing = check_shards(shards, [str(f) for f in folders], partial=partial)
+    meta = merged_meta(shards, command)
     if missing:
-        meta["missing_shards"] = missing
-    return write_outputs(merge_payloads(payloads, meta), out)
+        meta.missing_shards = missing
+    return write_outputs(merge_payloads(shards, meta), out)

@@ -36,7 +36,7 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     """
     import json
 
-    from ..results import paper_numbers
+    from ..results import Meta, Shard, paper_numbers
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
@@ -45,12 +45,13 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
         sets = study_sets(cfg, root)
         sid = shard_identity(model, cfg, sets)
         keep = CrossInputs()
-        payloads = [set_shard(study, sset, sid, keep) for sset in sets]
+        shards = [set_shard(study, sset, sid, keep) for sset in sets]
         study.timings = {}
-        payloads.append(cross_shard(study, sets, sid, keep))
+        shards.append(cross_shard(study, sets, sid, keep))
         paper = paper_numbers(root)
         # merged as the shards would be read back from their folders (plain JSON)
-        payloads = [json.loads(json.dumps({**p, "paper": paper})) for p in payloads]
-        typed = write_outputs(merge_payloads(payloads, study_meta(study, identity, command, t0)), out)
+        shards = [Shard.from_dict(json.loads(json.dumps(p.update(paper=paper).to_dict())), p.shard.name) for p in shards]
+        meta = Meta.from_dict(study_meta(study, identity, command, t0), "meta")
+        typed = write_outputs(merge_payloads(shards, meta), out)
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")
     return typed

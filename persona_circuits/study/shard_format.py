@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..results import ResultsError, Shard
 from .config import StudyError
 
 #: The shard of the cross-set stages (the 16 types, the atlas).
@@ -45,8 +46,8 @@ def first_difference(a, b, path: str = "") -> str | None:
     return None if a == b else f"{path or 'value'}: {_short(a)} vs {_short(b)}"
 
 
-def read_shard(folder: str | Path) -> dict:
-    """The payload of a shard folder (``shard.json``); :class:`ShardError` if it is not one."""
+def read_shard(folder: str | Path) -> Shard:
+    """The shard of a shard folder (``shard.json``); :class:`ShardError` if it is not one."""
     path = Path(folder) / SHARD_FILE
     try:
         d = json.loads(path.read_text())
@@ -56,13 +57,16 @@ def read_shard(folder: str | Path) -> dict:
         raise ShardError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
         raise ShardError(f"{path}: not a shard of format {SHARD_FORMAT} (found {d.get('format') if isinstance(d, dict) else d!r})")
-    return d
+    try:
+        return Shard.from_dict(d, str(path))
+    except ResultsError as exc:
+        raise ShardError(str(exc)) from exc
 
 
-def write_shard(folder: str | Path, payload: dict) -> Path:
+def write_shard(folder: str | Path, shard: Shard) -> Path:
     """``folder/shard.json`` (written atomically; one JSON value per line of indentation, keys sorted)."""
     from .._io import atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(folder / SHARD_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    return atomic_write_text(folder / SHARD_FILE, json.dumps(shard.to_dict(), indent=1, sort_keys=True) + "\n")

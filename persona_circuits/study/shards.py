@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..analysis.gate import GateSelections
-from ..results import SteeringChoice, to_plain
+from ..results import AxisShifts, CrossResults, Shard, ShardCross, ShardInfo
 from .config import StudyConfig
 from .merge import check_shards
 from .set_stages import free_memory, open_study, run_set, study_meta
@@ -109,32 +109,27 @@ class CrossInputs:
         if gate_bits is not None:
             self.gate[run.name] = gate_bits
 
-    def finish(self, study: Study) -> dict:
-        """The types (when every MBTI axis is in) and the atlas (with the atlas-only sets)."""
+    def finish(self, study: Study) -> CrossResults:
+        """The types (when every MBTI axis is in), the atlas (with the atlas-only sets) and the gate's overlap."""
         from ..masks.compose import MBTI_AXES
         from .atlas import atlas_stage, extra_inputs
+        from .gate_analysis import cross_set_overlap
         from .types import run_types
 
-        from .gate_analysis import cross_set_overlap
-
-        out: dict = {}
+        out = CrossResults()
         if len(self.gate) >= 2:
-            out["gate_overlap"] = cross_set_overlap(self.gate)
+            out.gate_overlap = cross_set_overlap(self.gate)
         if study.cfg.types.enabled and len(self.axes) == len(MBTI_AXES):
             layer = max(set(self.layers), key=self.layers.count)
-            out["types"] = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)
+            out.types = run_types(study, [self.axes[a] for a, _, _ in MBTI_AXES], layer)
         sets = self.atlas + (extra_inputs(study) if study.cfg.atlas.enabled else [])
         if len(sets) >= 2:
             with study.timed("atlas"):
-                out["atlas"] = atlas_stage(study, sets=sets)
+                out.atlas = atlas_stage(study, sets=sets)
         return out
 
 
-def _alone_of(rows: list[dict]) -> dict:
-    return {(r["method"], r["target_kl"]): r["shifts"] for r in rows}
-
-
-def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | None = None) -> dict:
+def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | None = None) -> Shard:
     """Every stage of one set (see the module docstring); ``keep`` collects its cross-set inputs in memory
     (the one-process study) so that the cross shard need not recompute them."""
     from .analysis_set import run_analysis_set
@@ -150,44 +145,43 @@ def set_shard(study: Study, sset: StudySet, identity: dict, keep: CrossInputs | 
     run.release()
     del run
     free_memory(study.model)
-    return {"format": SHARD_FORMAT, "identity": identity,
-            "shard": {"name": sset.name, "family": sset.family, "set": sset.identity()},
-            "results": res.to_dict(), "analysis": None if analysis is None else analysis.to_dict(),
-            "cross": {"alone": None if alone is None else [{"method": m, "target_kl": t, "shifts": list(s)}
-                                                           for (m, t), s in alone.items()]},
-            "timings": study.timings}
+    cross = ShardCross(alone=None if alone is None else [AxisShifts(method=m, target_kl=t, shifts=list(s))
+                                                         for (m, t), s in alone.items()])
+    return Shard(format=SHARD_FORMAT, identity=identity, shard=ShardInfo(name=sset.name, family=sset.family,
+                                                                         set=sset.identity()),
+                 results=res.to_dict(), analysis=analysis, cross=cross, timings=study.timings)
 
 
-def cross_inputs(study: Study, sets: list[StudySet], payloads: dict[str, dict]) -> CrossInputs:
+def cross_inputs(study: Study, sets: list[StudySet], shards: dict[str, Shard]) -> CrossInputs:
     """The cross-set inputs rebuilt from the set shards: each needed set's calibration (recomputed, or a cache
     hit), its steering choice and matched-row shifts from its shard."""
-    from .setup import prepare_set
-
     from .gate_analysis import gate_analysis
+    from .setup import prepare_set
 
     keep = CrossInputs()
     for sset in sets:
-        p = payloads[sset.name]
-        gate = p["results"].get("gate") is not None
+        p = shards[sset.name]
+        res = p.set_results()
+        gate = res.gate is not None
         if not (_is_axis(study.cfg, sset) or study.cfg.atlas.enabled or gate):
             continue
-        run = prepare_set(study, sset, steering=SteeringChoice.from_dict(p["results"]["steering"], f"{sset.name}: steering"))
+        run = prepare_set(study, sset, steering=res.steering)
         # the gate's selected sets: a cache hit beside the set shard's cache, else selected again (no forward pass)
         bits = gate_analysis(study, run=run).selections if gate else None
-        keep.add(study, run, _alone_of((p.get("cross") or {}).get("alone") or []), bits)
+        alone = p.cross.alone if p.cross is not None and p.cross.alone else []
+        keep.add(study, run, {(a.method, a.target_kl): a.shifts for a in alone}, bits)
         run.release()
         del run
         free_memory(study.model)
     return keep
 
 
-def cross_shard(study: Study, sets: list[StudySet], identity: dict, keep: CrossInputs) -> dict:
+def cross_shard(study: Study, sets: list[StudySet], identity: dict, keep: CrossInputs) -> Shard:
     """The cross-set stages on ``keep`` (the types, the atlas)."""
     torch.manual_seed(study.cfg.seed)
     out = keep.finish(study)
-    return {"format": SHARD_FORMAT, "identity": identity,
-            "shard": {"name": CROSS, "family": None, "sets": [s.identity() for s in sets]},
-            "results": to_plain(out), "analysis": None, "cross": None, "timings": study.timings}
+    return Shard(format=SHARD_FORMAT, identity=identity, shard=ShardInfo(name=CROSS, sets=[s.identity() for s in sets]),
+                 results=out.to_dict(), timings=study.timings)
 
 
 def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
@@ -202,9 +196,9 @@ def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
 
 
 def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str, work: str | Path,
-                  set_payloads: list[dict] | None = None, progress: bool = True, command: str = "",
-                  cache_from: list[str | Path] | None = None) -> dict:
-    """Compute one shard's payload (not written: :func:`~.shard_format.write_shard`).
+                  set_payloads: list[Shard] | None = None, progress: bool = True, command: str = "",
+                  cache_from: list[str | Path] | None = None) -> Shard:
+    """Compute one shard (not written: :func:`~.shard_format.write_shard`).
 
     Args:
         cfg: the whole study's settings (every set named: each shard knows the study's set list).
@@ -212,10 +206,10 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         work: the shard's work folder (a study output folder: ``study.json``, its lock, the stage cache); several
             shards of one study may share it one at a time, and the cross shard then finds the set shards'
             calibration there.
-        set_payloads: the cross shard's inputs: the payloads of every set shard of the study.
+        set_payloads: the cross shard's inputs: every set shard of the study.
         cache_from: other work or output folders whose cached stage results are reused where keys match.
     """
-    from ..results import paper_numbers
+    from ..results import Meta, paper_numbers
     from .sets import study_sets
     from .state import log
 
@@ -225,15 +219,15 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
     sid = shard_identity(model, cfg, sets)
     if sset is None:
         set_payloads = list(set_payloads or [])
-        check_shards([{"identity": sid, "shard": {"name": CROSS, "sets": []}}, *set_payloads],
-                     ["this study", *(f"set shard {p['shard']['name']}" for p in set_payloads)])
+        this = Shard(format=SHARD_FORMAT, identity=sid, shard=ShardInfo(name=CROSS, sets=[]), results={}, timings={})
+        check_shards([this, *set_payloads], ["this study", *(f"set shard {p.shard.name}" for p in set_payloads)])
     with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
         if sset is not None:
-            payload = set_shard(study, sset, sid)
+            out = set_shard(study, sset, sid)
         else:
-            keep = cross_inputs(study, sets, {p["shard"]["name"]: p for p in set_payloads})
-            payload = cross_shard(study, sets, sid, keep)
-        meta = study_meta(study, ident, command, t0)
-        payload.update(paper=paper_numbers(data_root), meta={**meta, "git_commit": git_commit()})
+            keep = cross_inputs(study, sets, {p.shard.name: p for p in set_payloads})
+            out = cross_shard(study, sets, sid, keep)
+        out.update(paper=paper_numbers(data_root),
+                   meta=Meta.from_dict(study_meta(study, ident, command, t0), "meta").update(git_commit=git_commit()))
     log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
-    return json.loads(json.dumps(payload))
+    return Shard.from_dict(json.loads(json.dumps(out.to_dict())), f"shard {shard}")  # as a merge reads it back

@@ -227,10 +227,10 @@ def test_constants_agree_with_the_study_and_the_mask_builders():
 
 
 def test_paper_numbers_are_read_from_the_data_readme(tmp_path):
-    assert r.paper_numbers(None)["ai_persona"] == {} and r.paper_numbers(None)["mbti_difference_rate"]["mbti-ei"] == 1.34
+    assert r.paper_numbers(None).ai_persona == {} and r.paper_numbers(None).mbti_difference_rate["mbti-ei"] == 1.34
     (tmp_path / "README.md").write_text("| method | power | wealth |\n|---|---|---|\n| contrastive Wanda | 54.0 | 66.0 |\n"
                                         "| RAG | 45.5 | x |\n\ntext\n")
-    assert r.paper_numbers(tmp_path)["ai_persona"] == {"power": {"contrastive-wanda": 54.0}, "wealth": {"contrastive-wanda": 66.0}}
+    assert r.paper_numbers(tmp_path).ai_persona == {"power": {"contrastive-wanda": 54.0}, "wealth": {"contrastive-wanda": 66.0}}
 
 
 def test_a_stage_draw_reads_an_older_cache_entry_and_round_trips():

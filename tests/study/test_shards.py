@@ -75,9 +75,11 @@ def test_merged_shards_equal_the_one_process_study(studies):
     for f in folders:  # the stage cache is not in the shard folder
         assert sorted(p.name for p in f.iterdir()) == [SHARD_FILE]
     ei = read_shard(folders[1])
-    assert ei["shard"]["set"]["name"] == "mbti-ei" and ei["identity"]["sets"] == list(SETS)
-    assert ei["identity"]["code"]["stages"] and ei["meta"]["seconds"] > 0 and ei["analysis"] is not None
-    assert read_shard(folders[2])["analysis"] is None
+    assert ei.shard.set["name"] == "mbti-ei" and ei.identity["sets"] == list(SETS)
+    assert ei.identity["code"]["stages"] and ei.meta.seconds > 0 and ei.analysis is not None
+    assert ei.meta.git_commit is None or len(ei.meta.git_commit) >= 40
+    assert read_shard(folders[2]).analysis is None and ei.set_results().family == "mbti"
+    assert read_shard(folders[0]).cross_results().atlas is not None
 
 
 def test_merge_refuses_shards_of_other_studies(studies):
@@ -85,11 +87,11 @@ def test_merge_refuses_shards_of_other_studies(studies):
     payloads = [read_shard(f) for f in folders]
     where = [str(f) for f in folders]
     other = copy.deepcopy(payloads)
-    other[2]["identity"]["config"]["masks"]["sparsity"] = 0.3
+    other[2].identity["config"]["masks"]["sparsity"] = 0.3
     with pytest.raises(ShardError, match=r"mbti-jp is not a shard of the study of .*: config\.masks\.sparsity: 0\.5 vs 0\.3"):
         check_shards(other, where)
     other = copy.deepcopy(payloads)
-    other[1]["identity"]["dtype"] = "bfloat16"
+    other[1].identity["dtype"] = "bfloat16"
     with pytest.raises(ShardError, match="dtype: \"float32\" vs \"bfloat16\""):
         check_shards(other, where)
     with pytest.raises(ShardError, match="duplicate shards: mbti-ei"):
@@ -99,7 +101,7 @@ def test_merge_refuses_shards_of_other_studies(studies):
     with pytest.raises(ShardError, match=r"missing shards: cross \(--partial merges the shards there are\)$"):
         check_shards(payloads[1:], where[1:])
     other = copy.deepcopy(payloads)
-    other[0]["shard"]["sets"][0]["items"] = "0" * 16
+    other[0].shard.sets[0]["items"] = "0" * 16
     with pytest.raises(ShardError, match="other contents of set mbti-ei.items"):
         check_shards(other, where)
 
