@@ -36,7 +36,7 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     """
     import json
 
-    from ..results import Meta, Shard, paper_numbers
+    from ..results import Shard, paper_numbers
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
@@ -51,7 +51,6 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
         paper = paper_numbers(root)
         # merged as the shards would be read back from their folders (plain JSON)
         shards = [Shard.from_dict(json.loads(json.dumps(p.update(paper=paper).to_dict())), p.shard.name) for p in shards]
-        meta = Meta.from_dict(study_meta(study, identity, command, t0), "meta")
-        typed = write_outputs(merge_payloads(shards, meta), out)
+        typed = write_outputs(merge_payloads(shards, study_meta(study, identity, command, t0)), out)
     log(f"wrote {out / 'results.json'}, {out / 'REPORT.md'} and {out / 'figures'} in {time.perf_counter() - t0:.0f} s")
     return typed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..results import MaskOverlap, SetResults, SparsityProfile
+from ..results import MaskOverlap, Meta, RunSettings, SetResults, SparsityProfile
 from .conditions import run_conditions
 from .config import StudyConfig
 from .gate_analysis import gate_analysis, gate_enabled
@@ -94,19 +94,21 @@ def study_identity(model, cfg: StudyConfig, root: Path | None) -> dict:
             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
 
-def study_meta(study: Study, identity: dict, command: str, t0: float) -> dict:
+def study_meta(study: Study, identity: dict, command: str, t0: float) -> Meta:
+    """How the study (or shard) was made: its identity (:func:`study_identity`) less the settings, the settings the
+    report quotes (``config``) and all of them (``study_config``), the command, the machine and the time."""
     from ..model.dtypes import cpu_model
 
     cfg = study.cfg
-    flat = {"tokens": cfg.masks.tokens, "statistic": cfg.masks.statistic, "modules": cfg.masks.modules,
-            "sparsity": cfg.masks.sparsity, "calib_size": cfg.sets.calib_size, "rag_k": cfg.baselines.rag_k,
-            "seed": cfg.seed, "text_stat": "rms", "analysis_set": cfg.sets.analysis_set}
-    return {**{k: v for k, v in identity.items() if k != "config"}, "config": flat, "study_config": identity["config"],
-            "command": command, "quick": cfg.quick, "package_version": __import__("persona_circuits").__version__,
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - t0, 1),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    quoted = RunSettings(tokens=cfg.masks.tokens, statistic=cfg.masks.statistic, modules=cfg.masks.modules,
+                         sparsity=cfg.masks.sparsity, calib_size=cfg.sets.calib_size, rag_k=cfg.baselines.rag_k,
+                         seed=cfg.seed, text_stat="rms", analysis_set=cfg.sets.analysis_set)
+    return Meta(model=identity["model"], fingerprint=identity["fingerprint"], data_root=identity["data_root"],
+                format=identity["format"], dtype=identity["dtype"], config=quoted, study_config=identity["config"],
+                command=command, quick=cfg.quick, package_version=__import__("persona_circuits").__version__,
+                torch=torch.__version__, python=platform.python_version(), machine=platform.machine(), cpu=cpu_model(),
+                cpu_count=os.cpu_count(), threads=torch.get_num_threads(), seconds=round(time.perf_counter() - t0, 1),
+                finished=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 @contextlib.contextmanager

@@ -209,7 +209,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         set_payloads: the cross shard's inputs: every set shard of the study.
         cache_from: other work or output folders whose cached stage results are reused where keys match.
     """
-    from ..results import Meta, paper_numbers
+    from ..results import paper_numbers
     from .sets import study_sets
     from .state import log
 
@@ -228,6 +228,6 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
             keep = cross_inputs(study, sets, {p.shard.name: p for p in set_payloads})
             out = cross_shard(study, sets, sid, keep)
         out.update(paper=paper_numbers(data_root),
-                   meta=Meta.from_dict(study_meta(study, ident, command, t0), "meta").update(git_commit=git_commit()))
+                   meta=study_meta(study, ident, command, t0).update(git_commit=git_commit()))
     log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
     return Shard.from_dict(json.loads(json.dumps(out.to_dict())), f"shard {shard}")  # as a merge reads it back
