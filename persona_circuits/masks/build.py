@@ -31,6 +31,7 @@ from ..errors import MaskError, ModelMismatchError
 from ..model.loading import MODULE_SCOPES, Model, architecture_fingerprint, get_model_id, prunable_layers
 from ..options import METHODS
 from .selection import sort_keys, topk_rows, topk_rows_varying  # noqa: F401 (sort_keys: for importers of masks)
+from .provenance import Provenance
 from .statistics import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, ActivationSignature
 
 MASK_WEIGHTS_FILENAME = "mask.safetensors"
@@ -80,6 +81,12 @@ class MaskConfig:
     seed: int | None = None
     dtype: str | None = None  # the model's weights' dtype when the mask was built (|W| in its scores)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where this mask comes from (the record its signatures share)."""
+        return Provenance(model_id=self.model_id, fingerprint=self.fingerprint, tokens=self.tokens, pole=self.pole,
+                          dataset=self.dataset, calibration_hash=self.calibration_hash)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -234,10 +241,9 @@ def check_mask_args(model, sparsity, modules, sigs=(), statistic=None, text_stat
         raise MaskError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
     if text_stat is not None and text_stat not in TEXT_STATISTICS:
         raise MaskError(f"unknown per-text statistic {text_stat!r}; choose one of {TEXT_STATISTICS}")
-    fp = architecture_fingerprint(model)
+    fp, model_id = architecture_fingerprint(model), get_model_id(model)
     for s in sigs:
-        if s.fingerprint != fp:
-            raise ModelMismatchError(f"signature recorded on another model ({s.model_id}); this model is {get_model_id(model)}")
+        s.provenance.check_model(model_id, fp)
     if len(sigs) == 2:
         sigs[0].check_compatible(sigs[1])
     return sparsity
@@ -253,9 +259,7 @@ def wanda_mask(model: Model, signature: ActivationSignature, *, sparsity: float 
         w = l.weight
         out[l.name] = topk_rows(scoring.wanda_scores(w, signature.statistic(l.name, statistic)),
                                 keep_count(w.shape[1], sparsity), tiebreak=w.detach()).cpu()
-    return Mask(out, _config(model, "wanda", sparsity, modules, statistic=statistic, tokens=signature.tokens,
-                             pole=signature.pole, poles=[signature.pole] if signature.pole else [],
-                             dataset=signature.dataset, calibration_hash=signature.calibration_hash))
+    return Mask(out, _config(model, "wanda", sparsity, modules, statistic=statistic, **signature.provenance.mask_fields()))
 
 
 @torch.no_grad()

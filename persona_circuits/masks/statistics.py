@@ -49,9 +49,10 @@ from tqdm.auto import tqdm
 from .._io import atomic_write_bytes
 from ..data import EncodedText, PersonaSet, encode_pair, pad_batches
 from ..model.dtypes import dtype_name
-from ..errors import ModelMismatchError, SignatureError
+from ..errors import SignatureError
 from ..model.hooks import StopForward, block_out, stop
 from ..model.loading import Model, architecture_fingerprint, get_model_id, get_tokenizer, input_device, prunable_layers
+from .provenance import Provenance
 from ..options import DEFAULT_STATISTIC, DEFAULT_TEXT_STAT, STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS  # noqa: F401
 
 SUM_KEYS = ("sum", "sumsq", "sumabs", "l2_sum", "rms_sum", "msq_sum")
@@ -127,10 +128,14 @@ class ActivationSignature:
         raise ValueError(f"unknown statistic {name!r}; choose one of {STATISTICS}")
 
     # ---- combination
+    @property
+    def provenance(self) -> Provenance:
+        """Where this signature comes from (the record a mask built from it shares)."""
+        return Provenance(model_id=self.model_id, fingerprint=self.fingerprint, tokens=self.tokens, pole=self.pole,
+                          dataset=self.dataset, calibration_hash=self.calibration_hash)
+
     def check_compatible(self, other: "ActivationSignature") -> None:
-        if self.fingerprint != other.fingerprint or self.model_id != other.model_id:
-            raise ModelMismatchError(
-                f"signatures come from different models ({self.model_id}/{self.fingerprint} vs {other.model_id}/{other.fingerprint})")
+        self.provenance.check_same_model(other.provenance)
         if self.tokens != other.tokens:
             raise SignatureError(f"signatures use different token selections ({self.tokens} vs {other.tokens})")
         if set(self.sums) != set(other.sums):

@@ -48,6 +48,7 @@ from ..model.loading import Model, architecture_fingerprint, get_tokenizer
 from ..model.plain import hooks_active, plain_model
 from ..model.replay import base_forward
 from ..options import DEFAULT_DAMAGE_TEXTS
+from ..results.records import Damage
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -214,30 +215,6 @@ def neutral_reference(model: Model, texts: Sequence[str] | None = None, *, n_tex
     return ref
 
 
-@dataclass
-class Damage:
-    """Cost of one intervention: KL from the dense model on neutral text, perplexity, general accuracy."""
-
-    label: str
-    kl: float
-    kl_ci95: tuple[float, float]
-    n_texts: int
-    n_tokens: int
-    perplexity: float
-    perplexity_dense: float
-    general_accuracy: float | None = None
-    general_accuracy_ci95: tuple[float, float] | None = None
-    general_accuracy_dense: float | None = None
-    general_n: int | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("kl_ci95", "general_accuracy_ci95"):
-            if d[k] is not None:
-                d[k] = list(d[k])
-        return d
-
-
 def _as_intervention(x: Intervention | Mask | None) -> Intervention:
     if x is None:
         return Intervention()
@@ -307,7 +284,8 @@ def measure_damage(model: Model, intervention: Intervention | Mask | None = None
     iv = _as_intervention(intervention)
     ref = reference if reference is not None else neutral_reference(model)
     kl, ci, ppl, _ = kl_damage(model, iv, ref, seed=seed)
-    out = Damage(iv.label, kl, ci, len(ref.ids), int(ref.n_pred.sum()), ppl, ref.dense_perplexity)
+    out = Damage(label=iv.label, kl=kl, kl_ci95=ci, n_texts=len(ref.ids), n_tokens=int(ref.n_pred.sum()),
+                 perplexity=ppl, perplexity_dense=ref.dense_perplexity)
     if general is not False:
         items = general_choice_items() if general is True else list(general)
         key = tuple(it.id for it in items)

@@ -23,7 +23,7 @@ from .fits import MatchedDraw, StrengthFit, TypePairDraw
 from .gate import GateAnalysis, GateCrossPair, GateLayoutRow, GateOverlap, GatePole
 from .paper import Paper, paper_numbers
 from .primary import MethodCalibration, PlaceboRate, PrimaryTest, TargetCalibration
-from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, DamageMatchedNull, DamageTexts,
+from .records import (DAMAGE_MATCHED, STRENGTH_MATCHED, ChoiceRow, Contrast, CurvePoint, Damage, DamageMatchedNull, DamageTexts,
                       EstimatedCenter, Headline, HeldOutDamage, MatchedRow, NullDraws, NullSymmetry, PairedDiff, PaperTableRow,
                       RandomDirectionNull, ReferencePoint, Shift, StrengthMatchedNull)
 from .study import (Meta, MultipleComparison, RunSettings, SetResults, ShardMeta, StudyResults, load_results,
@@ -34,7 +34,7 @@ from .types_atlas import (Atlas, AtlasPair, AxisInterference, OverlapMatrix, Ste
 from .upgrade import SCHEMA_VERSION, upgrade
 
 __all__ = ["Accuracy", "AI_TASKS", "AxisShifts", "AnalysisSet", "Atlas", "AtlasPair", "AxisInterference", "BlockOverlap", "BlockSparsity",
-           "Capability", "CapabilityRow", "ChoiceRow", "Contrast", "CrossResults", "CurvePoint", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
+           "Capability", "CapabilityRow", "ChoiceRow", "Contrast", "CrossResults", "CurvePoint", "Damage", "DAMAGE_MATCHED", "DamageMatchedNull", "DamageTexts",
            "Decoding", "DecodingLayer", "DEFAULT_TEXT_STAT", "EstimatedCenter", "from_plain", "GateAnalysis", "GateCrossPair",
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedDraw", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",

@@ -278,6 +278,26 @@ class HeldOutDamage(Record):
 
 
 @record
+class Damage(Record):
+    """The cost of one intervention, as :func:`persona_circuits.measure.damage.measure_damage` returns it: mean
+    KL(dense ‖ intervened) per predicted token on neutral text with its bootstrap interval over texts, the
+    perplexity of those texts with and without the intervention, and (when measured) the accuracy on the bundled
+    general-knowledge choice items with its interval and the dense model's."""
+
+    label: str
+    kl: float
+    kl_ci95: Interval
+    n_texts: int
+    n_tokens: int
+    perplexity: float
+    perplexity_dense: float
+    general_accuracy: float | None = None
+    general_accuracy_ci95: Interval | None = None
+    general_accuracy_dense: float | None = None
+    general_n: int | None = None
+
+
+@record
 class ReferencePoint(Shift):
     """A condition without a strength dial (persona prompt, RAG, LoRA), measured on every held-out item (a
     :class:`Shift`)."""

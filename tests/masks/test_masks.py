@@ -268,3 +268,20 @@ def test_random_like_matches_every_rows_count_and_is_seeded(tiny_llama, sigs):
     assert any(not torch.equal(r1.masks[k], r3.masks[k]) for k in ma.masks)
     assert abs(r1.density() - ma.density()) < 1e-12 and ma.density() < 0.7
     assert r1.config.method == "random" and r1.config.extra["matched_to"] == "contrastive-sparse"
+
+
+def test_a_mask_shares_its_signatures_provenance(tiny_llama, sigs):
+    """One provenance record for signatures and masks: a Wanda mask's is its signature's (the model's id and
+    fingerprint included); a pair's masks keep the model and tokens, with their own pole; the model check of a
+    signature on another model goes through it."""
+    from persona_circuits.masks.provenance import Provenance
+
+    m = wanda_mask(tiny_llama, sigs[0], sparsity=0.5)
+    assert isinstance(m.config.provenance, Provenance) and m.config.provenance == sigs[0].provenance
+    a, b = contrastive_wanda_masks(tiny_llama, sigs[0], sigs[1], sparsity=0.3)
+    for mask, sig in ((a, sigs[0]), (b, sigs[1])):
+        p = mask.config.provenance
+        assert (p.model_id, p.fingerprint, p.tokens, p.pole) == (sig.model_id, sig.fingerprint, sig.tokens, sig.pole)
+    other = Provenance(model_id="other", fingerprint="x")
+    with pytest.raises(ModelMismatchError, match="different models"):
+        sigs[0].provenance.check_same_model(other)
