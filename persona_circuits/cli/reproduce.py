@@ -190,6 +190,7 @@ def cmd_verdicts(args) -> int:
 
     from ..errors import OutputError
     from ..results import SCHEMA_VERSION, load_results, write_results
+    from ..results.upgrade import is_current
     from ..study.verdicts import apply_verdicts
 
     path = Path(args.results)
@@ -197,7 +198,7 @@ def cmd_verdicts(args) -> int:
         d = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA_VERSION:
+    if not is_current(d):
         raise OutputError(f"{path}: not the results of a schema-{SCHEMA_VERSION} study (the verdicts need its "
                           "damage-matched draws)")
     results = apply_verdicts(load_results(d))

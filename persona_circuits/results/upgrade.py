@@ -35,6 +35,12 @@ from ._record import ResultsError
 SCHEMA_VERSION = 2
 
 
+def is_current(d) -> bool:
+    """Whether ``d`` (a parsed ``results.json``) is written in the current schema (:data:`SCHEMA_VERSION`) as it
+    stands, i.e. needs no :func:`upgrade`: e.g. ``persona-circuits verdicts`` needs a current file's draws."""
+    return isinstance(d, dict) and d.get("schema") == SCHEMA_VERSION
+
+
 def upgrade(d: dict) -> dict:
     """``d`` at the current schema (a copy when anything changes; ``d`` itself when it is current).
 
