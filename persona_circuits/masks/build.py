@@ -85,8 +85,7 @@ class MaskConfig:
     @property
     def provenance(self) -> Provenance:
         """Where this mask comes from (the record its signatures share)."""
-        return Provenance(model_id=self.model_id, fingerprint=self.fingerprint, tokens=self.tokens, pole=self.pole,
-                          dataset=self.dataset, calibration_hash=self.calibration_hash)
+        return Provenance.of(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -37,6 +37,12 @@ class Provenance:
     dataset: str | None = None
     calibration_hash: str | None = None
 
+    @classmethod
+    def of(cls, obj) -> "Provenance":
+        """The provenance of any object with these six attributes (a signature, a mask's config)."""
+        return cls(model_id=obj.model_id, fingerprint=obj.fingerprint, tokens=obj.tokens, pole=obj.pole,
+                   dataset=obj.dataset, calibration_hash=obj.calibration_hash)
+
     def check_model(self, model_id: str, fingerprint: str, *, what: str = "signature") -> None:
         """Raise :class:`ModelMismatchError` unless this object was recorded on the model of ``fingerprint``."""
         if self.fingerprint != fingerprint:

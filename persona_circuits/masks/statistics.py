@@ -131,8 +131,7 @@ class ActivationSignature:
     @property
     def provenance(self) -> Provenance:
         """Where this signature comes from (the record a mask built from it shares)."""
-        return Provenance(model_id=self.model_id, fingerprint=self.fingerprint, tokens=self.tokens, pole=self.pole,
-                          dataset=self.dataset, calibration_hash=self.calibration_hash)
+        return Provenance.of(self)
 
     def check_compatible(self, other: "ActivationSignature") -> None:
         self.provenance.check_same_model(other.provenance)
