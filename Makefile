@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full reproduce-gemma reproduce-power shard merge merge-gemma figures report z-length notebook
+.PHONY: install lint test reproduce reproduce-full reproduce-gemma shard merge merge-gemma merge-power figures report z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -59,12 +59,15 @@ reproduce-gemma: install
 	cp runs/gemma/REPORT.md runs/gemma/results.json reports/gemma-3-270m/
 	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)
 
-# The full study on the power task alone (the paper's table under the released scoring, every held-out item, the
-# damage-matched nulls; about an hour on 2 cores); committed under reports/smollm2-power/.
-reproduce-power: install
-	$(CLI) reproduce --out runs/power --data-root ../shared/data --sets power
+# The power task on its own page (the paper's table under the released scoring, every held-out item, the
+# damage-matched nulls): a partial merge of the committed SmolLM2 power shard (seconds, no model), committed under
+# reports/smollm2-power/. Its numbers are the power rows of the seven-set report; only the pooled tests differ
+# (they pool the one set).
+merge-power: install
+	$(CLI) merge --partial $(SHARDS)/smollm2-135m-instruct/power --out runs/merged-power
+	rm -rf reports/smollm2-power/figures
 	mkdir -p reports/smollm2-power
-	cp runs/power/REPORT.md runs/power/results.json reports/smollm2-power/
+	cp runs/merged-power/REPORT.md runs/merged-power/results.json reports/smollm2-power/
 	$(CLI) figures reports/smollm2-power/results.json --out reports/smollm2-power/figures --format $(FIGURE_FORMATS)
 
 # Study shards (README: "Shards"): `make shard SET=mbti-ei` computes one set's shard (SET=cross: the 16 types and
@@ -95,6 +98,7 @@ merge: install
 
 merge-gemma: install
 	$(CLI) merge $(wildcard $(SHARDS)/gemma-3-270m/*) --out runs/merged-gemma
+	rm -rf reports/gemma-3-270m/figures
 	mkdir -p reports/gemma-3-270m
 	cp runs/merged-gemma/REPORT.md runs/merged-gemma/results.json reports/gemma-3-270m/
 	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)

@@ -118,6 +118,22 @@ def test_merge_cli(studies, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_merging_twice_writes_the_same_files(studies, tmp_path):
+    """Same shards, same files: the merge's time is the last shard's finishing time (not the clock's), and the
+    report rewritten from results.json (a JSON round trip may reorder keys) equals the one the merge wrote."""
+    from persona_circuits.reporting.report import write_report
+
+    _, folders = studies
+    for name in ("a", "b"):
+        merge_shards(folders, tmp_path / name, command="merge")
+    for f in ("results.json", "REPORT.md"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    meta = json.loads((tmp_path / "a" / "results.json").read_text())["meta"]
+    assert meta["finished"] == max(read_shard(d).meta.finished for d in folders)
+    write_report(tmp_path / "a" / "results.json", tmp_path / "again.md")
+    assert (tmp_path / "again.md").read_text() == (tmp_path / "a" / "REPORT.md").read_text()
+
+
 def test_partial_merge_names_what_is_missing(studies, tmp_path):
     from persona_circuits.cli import main
 

@@ -54,12 +54,21 @@ def _verdict(c) -> str:
     return "consistent with the nominal 5 %"
 
 
+def _method_order(res: StudyResults) -> list[str]:
+    """The calibration's methods in the primary family's order, then any others by name: a fixed order, so the
+    report written by the study and the one rewritten from its results.json (whose keys a JSON round trip may
+    reorder) are byte-identical."""
+    first = [m for m in dict.fromkeys(t.method for t in res.primary or []) if m in res.calibration]
+    return first + sorted(m for m in res.calibration if m not in first)
+
+
 def calibration_section(res: StudyResults) -> list[str]:
     """The false-positive rate of the tests, measured on the placebos (every label-swapped draw)."""
     if not res.calibration:
         return []
     rows, lines = [], []
-    for m, c in res.calibration.items():
+    for m in _method_order(res):
+        c = res.calibration[m]
         p = c.primary
         rows.append([m, str(c.placebos), str(c.false_positives), pct(c.rate), ci(c.rate_ci95) if c.rate_ci95 else "-",
                      ci(c.rate_ci95_rows) if c.rate_ci95_rows else "-",
