@@ -134,14 +134,17 @@ def atlas_section(a: Atlas | None) -> list[str]:
     if a.pairs:
         fam = a.family("atlas overlap")
         st = a.family("atlas steering cosines")
+        sp = a.family("atlas steering directions (max over layers)")
         score = (a.overlap("all").method if a.overlap("all") else None) or a.method or "the atlas score"
         L.append(f"Top {opt(a.fraction, '{:g}')} of each row's weights by {score}: each pair's "
                  "whole-model Jaccard against two random masks of the same per-row density (expectation) and against "
                  f"{opt(a.null_draws, '{:d}')} label-swapped draws per set (pooled in both directions). A pair shares "
                  f"weights beyond chance when its p-value after Holm's correction over the {fam.n_tests if fam else '-'} "
                  f"pairs is below {opt(fam.alpha if fam else None, '{:g}')}"
-                 + (f"; steering directions per layer against {st.null}, Holm over {st.n_tests} (pair, layer) tests, "
-                    "two-sided" if st else "") + ".\n")
+                 + (f"; steering directions: one test per pair, the maximum over layers of |cos| against the same "
+                    f"maximum of {sp.null}, Holm over the {sp.n_tests} pairs (the verdict)" if sp else "")
+                 + (f"; {'beside it, descriptive: ' if sp else ''}steering directions per layer against {st.null}, "
+                    f"Holm over {st.n_tests} (pair, layer) tests, two-sided" if st else "") + ".\n")
         L += _pairs_table(a) + [""]
         if len(a.overlaps) > 1:
             L.append("![atlas per layer](figures/atlas_layers.png)\n")
