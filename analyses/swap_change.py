@@ -23,8 +23,11 @@ import math
 import statistics
 import sys
 
+from persona_circuits.measure.nulls import zero_z
+
 
 def _rms(xs: list[float]) -> float:
+    """The zero-centred null spread (the denominator of :func:`~persona_circuits.measure.nulls.zero_z`)."""
     return math.sqrt(sum(x * x for x in xs) / len(xs))
 
 
@@ -49,7 +52,8 @@ def compare(before: dict, after: dict) -> list[dict]:
                      "draws_before": len(rb["null_shifts"]), "draws_after": len(ra["null_shifts"]),
                      "null_rms_before": sb, "null_rms_after": sa, "ratio": sa / sb,
                      "shift_before": rb["shift"], "shift_after": ra["shift"],
-                     "z_before": rb["shift"] / sb, "z_after": ra["shift"] / sa})
+                     "z_before": zero_z(rb["shift"], rb["null_shifts"])[0],
+                     "z_after": zero_z(ra["shift"], ra["null_shifts"])[0]})
     return recs
 
 
