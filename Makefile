@@ -75,7 +75,9 @@ merge-power: install
 # it is left as it is); MODEL=gemma-3-270m for the Gemma study. Every shard of a model gets that model's set list
 # (SMOLLM2_SETS, GEMMA_SETS): a shard records it, and merge refuses shards of different lists. The stage cache goes
 # to SHARD_CACHE (one work folder per model, outside the committed folders: the cross shard finds the set shards'
-# calibration there). `make merge` merges the SmolLM2 shards into REPORT.md, figures/results.json and figures/;
+# calibration there). The shard's stage results also go to CHECKPOINT (default reports/checkpoints/$(MODEL)/$(SET):
+# a few MB, all but the calibration statistics), to be committed while a long shard runs: `make shard` again, on this
+# machine or another of the same dtype, resumes from it; it is removed when the shard is written. `make merge` merges the SmolLM2 shards into REPORT.md, figures/results.json and figures/;
 # `make merge-gemma` the Gemma shards into reports/gemma-3-270m/.
 MODEL ?= smollm2-135m-instruct
 SET ?=
@@ -84,11 +86,12 @@ GEMMA_SETS ?= mbti-ei,power,wealth,hallucination
 SHARD_SETS = $(if $(filter gemma-3-270m,$(MODEL)),$(GEMMA_SETS),$(SMOLLM2_SETS))
 SHARD_CACHE ?= runs/shard-cache/$(MODEL)
 SHARDS := reports/shards
+CHECKPOINT ?= reports/checkpoints/$(MODEL)/$(SET)
 
 shard: install
 	@test -n "$(SET)" || { echo "make shard: name the shard, e.g. SET=mbti-ei (or SET=cross)" >&2; exit 2; }
 	$(CLI) reproduce --model $(MODEL) --sets $(SHARD_SETS) --data-root $(DATA_ROOT) --shard $(SET) \
-		--out $(SHARDS)/$(MODEL)/$(SET) --cache $(SHARD_CACHE)
+		--out $(SHARDS)/$(MODEL)/$(SET) --cache $(SHARD_CACHE) --checkpoint $(CHECKPOINT)
 
 merge: install
 	$(CLI) merge $(wildcard $(SHARDS)/smollm2-135m-instruct/*) --out runs/merged-smollm2

@@ -34,6 +34,11 @@ def add_reproduce_parser(sub, common) -> None:
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="with --shard: the work folder holding the stage cache (default OUT/cache; never commit it); "
                         "the shards of one study may share one, one at a time")
+    g.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="with --shard: also copy the shard's stage results to DIR as they are computed (all but the "
+                        "calibration statistics; a few MB, meant to be committed while a long shard runs); rerunning "
+                        "the command resumes from DIR on any machine of the same dtype; DIR is removed once the shard "
+                        "is written")
     g.add_argument("--set-shards", nargs="+", default=None, metavar="DIR",
                    help="with --shard cross: the folders of every set shard (default: the folders next to --out "
                         "holding a shard.json)")
@@ -93,8 +98,8 @@ def _check_executor_args(args) -> None:
 
     if args.shard is not None and args.executor != "process":
         raise StudyError("--shard computes one shard in this process: it takes no --executor")
-    if args.shard is None and (args.cache is not None or args.set_shards is not None):
-        raise StudyError("--cache and --set-shards go with --shard")
+    if args.shard is None and (args.cache is not None or args.set_shards is not None or args.checkpoint is not None):
+        raise StudyError("--cache, --checkpoint and --set-shards go with --shard")
     if args.executor != "ray" and (args.ray_address, args.ray_cpus, args.ray_threads) != (None, None, None):
         raise StudyError("--ray-address, --ray-cpus and --ray-threads go with --executor ray")
     for flag, v in (("--ray-cpus", args.ray_cpus), ("--ray-threads", args.ray_threads)):

@@ -3,7 +3,9 @@
 A folder that already holds this shard of this study is left as it is (a committed shard is never
 recomputed); one that holds anything else is refused. The cross shard reads the set shards (``--set-shards``,
 default: the folders next to ``--out`` that hold a ``shard.json``) and reuses their stage caches where they
-are on this machine (``SHARD/cache``).
+are on this machine (``SHARD/cache``). With ``--checkpoint DIR`` the shard's stage results are also copied to
+``DIR`` as they are computed (commit it while the shard runs), a rerun resumes from it on any machine of the same
+dtype, and it is removed once ``shard.json`` is written.
 """
 
 from __future__ import annotations
@@ -58,7 +60,13 @@ def run_shard_command(args, cfg, root, sets, command: str) -> int:
     work = Path(args.cache) if args.cache else out / "cache"
     sources = [s for s in sources if s.resolve() != work.resolve()]
     payload = compute_shard(model, cfg=cfg, data_root=root, shard=args.shard, work=work, set_payloads=payloads,
-                            progress=not args.no_progress, command=command, cache_from=[*(args.cache_from or []), *sources])
+                            progress=not args.no_progress, command=command, cache_from=[*(args.cache_from or []), *sources],
+                            checkpoint=args.checkpoint)
     path = write_shard(out, payload)
     log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if args.checkpoint is not None:
+        from ..study.state import remove_checkpoint
+
+        n = remove_checkpoint(Path(args.checkpoint))
+        log(f"removed the checkpoint {args.checkpoint} ({n} stage results): the shard is complete")
     return 0

@@ -197,7 +197,7 @@ def _pick(sets: list[StudySet], shard: str) -> StudySet | None:
 
 def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str, work: str | Path,
                   set_payloads: list[Shard] | None = None, progress: bool = True, command: str = "",
-                  cache_from: list[str | Path] | None = None) -> Shard:
+                  cache_from: list[str | Path] | None = None, checkpoint: str | Path | None = None) -> Shard:
     """Compute one shard (not written: :func:`~.shard_format.write_shard`).
 
     Args:
@@ -208,6 +208,9 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
             calibration there.
         set_payloads: the cross shard's inputs: every set shard of the study.
         cache_from: other work or output folders whose cached stage results are reused where keys match.
+        checkpoint: a folder that receives a portable copy of the shard's stage results as they are computed
+            (all but the calibration statistics: a few MB) and from which a rerun resumes, on any machine of the
+            same dtype (:meth:`~.state.StageCache.attach_checkpoint`).
     """
     from ..results import paper_numbers
     from .sets import study_sets
@@ -222,6 +225,9 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         this = Shard(format=SHARD_FORMAT, identity=sid, shard=ShardInfo(name=CROSS, sets=[]), results={}, timings={})
         check_shards([this, *set_payloads], ["this study", *(f"set shard {p.shard.name}" for p in set_payloads)])
     with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
+        if checkpoint is not None:
+            restored, saved = study.cache.attach_checkpoint(Path(checkpoint), {"shard": shard, **sid})
+            log(f"checkpoint {checkpoint}: {restored} stage results restored from it, {saved} added to it")
         if sset is not None:
             out = set_shard(study, sset, sid)
         else:

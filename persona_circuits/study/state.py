@@ -28,12 +28,25 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+#: Stages whose results a checkpoint leaves out: the per-text statistics of a pole's calibration texts (tens to
+#: hundreds of MB; recomputed on resume in seconds to minutes, and not part of any later stage's key).
+NOT_CHECKPOINTED = ("calibration",)
+#: Largest stage result a checkpoint keeps (bytes); a larger one is recomputed on resume.
+CHECKPOINT_MAX_BYTES = 4_000_000
+CHECKPOINT_FILE = "checkpoint.json"
+
+
 class StageCache:
     """Stage results under ``folder``, one file per stage key (``<stage>-<key>.json`` or ``.pt``), written
-    atomically: an interrupted run leaves whole files only, and rerunning resumes from them."""
+    atomically: an interrupted run leaves whole files only, and rerunning resumes from them.
+
+    With a checkpoint folder (:meth:`attach_checkpoint`) every stage result small enough to commit is copied
+    there as well, as it is written: a run interrupted on one machine resumes on another from that folder."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.checkpoint: Path | None = None
+        self.checkpoint_max_bytes = CHECKPOINT_MAX_BYTES
         folder.mkdir(parents=True, exist_ok=True)
 
     def get_or_compute(self, name: str, key: str, fn: Callable[[], object], *, store: str = "json"):
@@ -49,7 +62,59 @@ class StageCache:
             buf = io.BytesIO()
             torch.save(val, buf)
             atomic_write_bytes(path, buf.getvalue())
+        if self.checkpoint is not None:
+            self._to_checkpoint(path)
         return val
+
+    def _portable(self, f: Path) -> bool:
+        return (f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE
+                and not any(f.name.startswith(f"{n}-") for n in NOT_CHECKPOINTED)
+                and f.stat().st_size <= self.checkpoint_max_bytes)
+
+    def _to_checkpoint(self, f: Path) -> int:
+        dst = self.checkpoint / f.name
+        if dst.exists() or not self._portable(f):
+            return 0
+        atomic_write_bytes(dst, f.read_bytes())
+        return 1
+
+    def attach_checkpoint(self, folder: Path, identity: dict, *, max_bytes: int = CHECKPOINT_MAX_BYTES) -> tuple[int, int]:
+        """Resume from, and keep writing to, a checkpoint folder: a portable copy of this cache's stage results.
+
+        A stage result's key holds the model, its dtype, the stage's code version, its declared settings and its
+        inputs' identities, never the machine, so a result computed on one machine is the same stage's result on
+        another of the same dtype (numbers may differ from a recomputation in the last digits where CPU kernels
+        differ). The checkpoint keeps every result but the calibration statistics (:data:`NOT_CHECKPOINTED`) and
+        results over ``max_bytes``: the stage results of a long shard, a few MB, can be committed as it runs and
+        the shard finished elsewhere. ``identity`` (the shard's) is written to ``checkpoint.json``; a folder that
+        holds another identity is refused, naming the first difference. Entries of the checkpoint are added to
+        the cache, and this cache's portable entries to the checkpoint; returns ``(restored, saved)``."""
+        from .shard_format import first_difference
+
+        identity = json.loads(json.dumps(identity))
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"--checkpoint: {folder} exists and is not a folder")
+        marker = folder / CHECKPOINT_FILE
+        if marker.is_file():
+            try:
+                old = json.loads(marker.read_text())
+            except json.JSONDecodeError as exc:
+                raise StudyError(f"{marker}: unreadable ({exc.msg})") from exc
+            diff = first_difference(old, identity)
+            if diff:
+                raise StudyError(f"--checkpoint: {folder} holds another shard's stage results ({diff})")
+        elif folder.is_dir() and any(folder.iterdir()):
+            raise StudyError(f"--checkpoint: {folder} is not empty and holds no {CHECKPOINT_FILE}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the checkpoint folder {folder}: {exc.strerror or exc}") from exc
+        atomic_write_json(marker, identity)
+        restored = self.seed_from(folder)
+        self.checkpoint, self.checkpoint_max_bytes = folder, max_bytes
+        saved = sum(self._to_checkpoint(f) for f in sorted(self.folder.iterdir()))
+        return restored, saved
+
 
     def seed_from(self, source: Path) -> int:
         """Add the stage results of another study's cache (``source``: its output folder or its ``cache``
@@ -70,6 +135,23 @@ class StageCache:
                 atomic_write_bytes(dst, f.read_bytes())
             added += 1
         return added
+
+
+def remove_checkpoint(folder: Path) -> int:
+    """Remove a checkpoint folder (:meth:`StageCache.attach_checkpoint`) once its shard is written: its stage
+    result files, its ``checkpoint.json`` and the folder if nothing else is left in it. Returns how many stage
+    results it held; a folder without ``checkpoint.json`` is left alone (0)."""
+    if not (folder / CHECKPOINT_FILE).is_file():
+        return 0
+    n = 0
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE:
+            f.unlink()
+            n += 1
+    (folder / CHECKPOINT_FILE).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return n
 
 
 class OutputLock:

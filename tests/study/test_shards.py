@@ -149,6 +149,75 @@ def test_partial_merge_names_what_is_missing(studies, tmp_path):
     assert "Partial study" not in (tmp / "one" / "REPORT.md").read_text()
 
 
+def _shard_numbers(payload) -> dict:
+    """A shard's payload without what the clock or the machine decides (meta, timings, LoRA fit seconds)."""
+    d = json.loads(json.dumps(payload.to_dict()))
+    return _no_wall_times({k: v for k, v in d.items() if k not in ("meta", "timings")})
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_dir, tmp_path, monkeypatch):
+    """A shard interrupted after some stages, resumed in a fresh work folder (another machine: nothing but the
+    checkpoint survives), equals the shard computed in one go; the resumed run recomputes the calibration and
+    the stages the first run had not finished, nothing else; the checkpoint holds no calibration statistics."""
+    from persona_circuits.study import state
+    from persona_circuits.study.config import StudyError
+
+    tmp, folders = studies
+    name = SETS[0]
+    uninterrupted = read_shard(tmp / "shards" / name)
+    model, cfg, ckpt = _load(tiny_model_dir), shard_config(), tmp_path / "ckpt" / name
+    computed: list[str] = []
+    real = state.StageCache.get_or_compute
+
+    def counting(limit):
+        def get_or_compute(self, stage_name, key, fn, *, store="json"):
+            def compute():
+                if limit is not None and len(computed) >= limit:
+                    raise _Interrupted
+                computed.append((stage_name, key))
+                return fn()
+            return real(self, stage_name, key, compute, store=store)
+        return get_or_compute
+
+    monkeypatch.setattr(state.StageCache, "get_or_compute", counting(12))
+    with pytest.raises(_Interrupted):
+        compute_shard(model, cfg=cfg, data_root=None, shard=name, work=tmp_path / "machine-a", progress=False, checkpoint=ckpt)
+    first = list(computed)
+    kept = sorted(p.name for p in ckpt.iterdir())
+    assert "checkpoint.json" in kept and not any(k.startswith("calibration-") for k in kept)
+    finished = {k for n, k in first if n != "calibration"}
+    assert finished and {f"{n}-{k}" for n, k in first if n != "calibration"} == {k.rsplit(".", 1)[0] for k in kept} - {"checkpoint"}
+
+    computed.clear()
+    monkeypatch.setattr(state.StageCache, "get_or_compute", counting(None))
+    resumed = compute_shard(model, cfg=cfg, data_root=None, shard=name, work=tmp_path / "machine-b", progress=False,
+                            checkpoint=ckpt)
+    assert _shard_numbers(resumed) == _shard_numbers(uninterrupted)
+    # the calibration is recomputed (not in the checkpoint); no stage the first run finished is computed again
+    assert sorted(k for n, k in computed if n == "calibration") == sorted(k for n, k in first if n == "calibration")
+    assert computed and not finished & {k for _, k in computed}
+
+    # another study's shard (another seed) is refused, naming the difference; nothing is added to the folder
+    before = sorted(p.name for p in ckpt.iterdir())
+    with pytest.raises(StudyError, match=r"holds another shard's stage results \(config.seed: 0 vs 1\)"):
+        compute_shard(model, cfg=replace(cfg, seed=1), data_root=None, shard=name, work=tmp_path / "machine-c",
+                      progress=False, checkpoint=ckpt)
+    assert sorted(p.name for p in ckpt.iterdir()) == before
+    assert state.remove_checkpoint(ckpt) == len(before) - 1 and not ckpt.exists()
+
+
+def test_shard_cli_checkpoint_flag(tmp_path, capsys):
+    from persona_circuits.cli import main
+
+    assert main(["reproduce", "--quick", "--sets", "mbti-ei", "--checkpoint", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 def test_shard_cli_refuses_unknown_set_and_other_flags(tmp_path, capsys):
     from persona_circuits.cli import main
 
