@@ -111,3 +111,27 @@ def test_a_torch_stage_returns_its_type_computed_or_read_back(tmp_path, tiny_lla
     assert torch.equal(first.logp, again.logp) and torch.equal(first.n_tokens, again.n_tokens)
     stored = next(tmp_path.rglob("probe-torch-scores-*.pt"))
     assert set(torch.load(stored, weights_only=False)) == {"logp", "n_tokens"}  # the layout older caches hold
+
+
+def test_stored_scores_hold_their_own_values_only(tmp_path, tiny_llama):
+    """Scores that are views of a large buffer (as the scoring path makes them) are stored as compact copies:
+    ``torch.save`` of a view writes its whole storage, which bloated cache entries and checkpoints."""
+    import torch
+
+    from persona_circuits.measure.evaluation import ChoiceScores
+    from persona_circuits.study.stage import stage
+    from persona_circuits.study.state import Study
+
+    buffer = torch.arange(200_000.0, dtype=torch.float64)
+
+    @stage("probe-view-scores", store="torch", result=ChoiceScores)
+    def scores(study, *, n: int) -> ChoiceScores:
+        return ChoiceScores(buffer[: 2 * n].view(n, 2), buffer[2 * n: 4 * n].view(n, 2))
+
+    st = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
+    computed = scores(st, n=4)
+    stored = next(tmp_path.rglob("probe-view-scores-*.pt"))
+    assert stored.stat().st_size < 10_000  # the buffer alone is 1.6 MB
+    again = Study(tiny_llama, tmp_path, StudyConfig.quick_preset(), None, progress=False)
+    back = scores(again, n=4)
+    assert torch.equal(back.logp, computed.logp) and torch.equal(back.n_tokens, buffer[8:16].view(4, 2))
