@@ -148,6 +148,8 @@ def remove_checkpoint(folder: Path) -> int:
         if f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE:
             f.unlink()
             n += 1
+        elif f.is_file() and f.name.startswith(".") and f.suffix == ".tmp":  # a write cut short by a killed process
+            f.unlink()
     (folder / CHECKPOINT_FILE).unlink()
     with contextlib.suppress(OSError):
         folder.rmdir()

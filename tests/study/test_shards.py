@@ -207,6 +207,7 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
         compute_shard(model, cfg=replace(cfg, seed=1), data_root=None, shard=name, work=tmp_path / "machine-c",
                       progress=False, checkpoint=ckpt)
     assert sorted(p.name for p in ckpt.iterdir()) == before
+    (ckpt / ".matched-null-0123.json.x1y2.tmp").write_text("{")  # a write cut short by a killed process
     assert state.remove_checkpoint(ckpt) == len(before) - 1 and not ckpt.exists()
 
 
