@@ -65,8 +65,9 @@ def run_shard_command(args, cfg, root, sets, command: str) -> int:
     path = write_shard(out, payload)
     log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.checkpoint is not None:
-        from ..study.state import remove_checkpoint
+        from ..study.state import checkpoint_size, remove_checkpoint
 
+        _, size = checkpoint_size(Path(args.checkpoint))
         n = remove_checkpoint(Path(args.checkpoint))
-        log(f"removed the checkpoint {args.checkpoint} ({n} stage results): the shard is complete")
+        log(f"removed the checkpoint {args.checkpoint} ({n} stage results, {size / 1e6:.2f} MB): the shard is complete")
     return 0

@@ -51,8 +51,9 @@ class ChoiceScores:
     def to_store(self) -> dict[str, Tensor]:
         """The tensors to store (``torch.save``; a study stage's cache): ``logp``, ``n_tokens``, ``features`` if kept.
 
-        Each is a compact copy: ``torch.save`` writes a view's whole underlying storage (the scores of four items
-        took 0.55 MB as views of the scoring buffers; a stage's cache entry, and a shard's checkpoint, hold them)."""
+        Each is a compact copy: ``torch.save`` writes a view's whole underlying storage, so a view of a larger
+        buffer would carry the buffer into a stage's cache entry and a shard's checkpoint. (The dense condition's
+        entry is large for another reason: it keeps every block's answer features, ``items x 2 x layers x d_model``.)"""
         out = {"logp": self.logp.detach().clone(), "n_tokens": self.n_tokens.detach().clone()}
         if self.features is not None:
             out["features"] = self.features.detach().clone()

@@ -214,7 +214,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
     """
     from ..results import paper_numbers
     from .sets import study_sets
-    from .state import log
+    from .state import checkpoint_size, log
 
     t0 = time.perf_counter()
     sets = study_sets(cfg, data_root)
@@ -227,7 +227,9 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
     with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
         if checkpoint is not None:
             restored, saved = study.cache.attach_checkpoint(Path(checkpoint), {"shard": shard, **sid})
-            log(f"checkpoint {checkpoint}: {restored} stage results restored from it, {saved} added to it")
+            n, size = checkpoint_size(Path(checkpoint))
+            log(f"checkpoint {checkpoint}: {restored} stage results restored from it, {saved} added to it "
+                f"({n} stage results, {size / 1e6:.2f} MB)")
         if sset is not None:
             out = set_shard(study, sset, sid)
         else:

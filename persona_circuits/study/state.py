@@ -110,13 +110,13 @@ class StageCache:
         except OSError as exc:
             raise OutputError(f"cannot create the checkpoint folder {folder}: {exc.strerror or exc}") from exc
         atomic_write_json(marker, identity)
-        restored = self.seed_from(folder)
+        restored = self.seed_from(folder, skip=(CHECKPOINT_FILE,))
         self.checkpoint, self.checkpoint_max_bytes = folder, max_bytes
         saved = sum(self._to_checkpoint(f) for f in sorted(self.folder.iterdir()))
         return restored, saved
 
 
-    def seed_from(self, source: Path) -> int:
+    def seed_from(self, source: Path, skip: tuple[str, ...] = ()) -> int:
         """Add the stage results of another study's cache (``source``: its output folder or its ``cache``
         folder) that this cache lacks, as hard links (copies across file systems). Entries are keyed by the
         model, the stage's code version, its declared settings and inputs (:mod:`.stage`), so an entry that
@@ -127,7 +127,7 @@ class StageCache:
         added = 0
         for f in sorted(src.iterdir()):
             dst = self.folder / f.name
-            if not f.is_file() or f.suffix not in (".json", ".pt") or dst.exists():
+            if not f.is_file() or f.suffix not in (".json", ".pt") or dst.exists() or f.name in skip:
                 continue
             try:
                 os.link(f, dst)
@@ -135,6 +135,13 @@ class StageCache:
                 atomic_write_bytes(dst, f.read_bytes())
             added += 1
         return added
+
+
+def checkpoint_size(folder: Path) -> tuple[int, int]:
+    """``(stage results, bytes)`` held by a checkpoint folder (``checkpoint.json`` not counted)."""
+    files = [f for f in folder.iterdir() if f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE] \
+        if folder.is_dir() else []
+    return len(files), sum(f.stat().st_size for f in files)
 
 
 def remove_checkpoint(folder: Path) -> int:

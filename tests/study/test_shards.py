@@ -197,6 +197,7 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
     resumed = compute_shard(model, cfg=cfg, data_root=None, shard=name, work=tmp_path / "machine-b", progress=False,
                             checkpoint=ckpt)
     assert _shard_numbers(resumed) == _shard_numbers(uninterrupted)
+    assert not (tmp_path / "machine-b" / "cache" / "checkpoint.json").exists()  # the marker is not a stage result
     # the calibration is recomputed (not in the checkpoint); no stage the first run finished is computed again
     assert sorted(k for n, k in computed if n == "calibration") == sorted(k for n, k in first if n == "calibration")
     assert computed and not finished & {k for _, k in computed}
@@ -207,6 +208,8 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
         compute_shard(model, cfg=replace(cfg, seed=1), data_root=None, shard=name, work=tmp_path / "machine-c",
                       progress=False, checkpoint=ckpt)
     assert sorted(p.name for p in ckpt.iterdir()) == before
+    n, size = state.checkpoint_size(ckpt)
+    assert n == len(before) - 1 and size == sum(p.stat().st_size for p in ckpt.iterdir() if p.name != "checkpoint.json")
     (ckpt / ".matched-null-0123.json.x1y2.tmp").write_text("{")  # a write cut short by a killed process
     assert state.remove_checkpoint(ckpt) == len(before) - 1 and not ckpt.exists()
 
