@@ -77,8 +77,9 @@ merge-power: install
 # to SHARD_CACHE (one work folder per model, outside the committed folders: the cross shard finds the set shards'
 # calibration there). The shard's stage results also go to CHECKPOINT (default reports/checkpoints/$(MODEL)/$(SET):
 # a few MB, all but the calibration statistics), to be committed while a long shard runs: `make shard` again, on this
-# machine or another of the same dtype, resumes from it; it is removed when the shard is written. `make merge` merges the SmolLM2 shards into REPORT.md, figures/results.json and figures/;
-# `make merge-gemma` the Gemma shards into reports/gemma-3-270m/.
+# machine or another of the same dtype, resumes from it; it is removed when the shard is written. `make merge` merges
+# the SmolLM2 shards into REPORT.md, figures/results.json and figures/; `make merge-gemma` the Gemma shards into
+# reports/gemma-3-270m/.
 MODEL ?= smollm2-135m-instruct
 SET ?=
 SMOLLM2_SETS ?= mbti-ei,mbti-sn,mbti-tf,mbti-jp,power,wealth,hallucination

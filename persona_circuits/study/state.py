@@ -36,6 +36,20 @@ CHECKPOINT_MAX_BYTES = 4_000_000
 CHECKPOINT_FILE = "checkpoint.json"
 
 
+def _is_stage_result(f: Path) -> bool:
+    """Whether ``f`` is a stage result file (``<stage>-<key>.json`` or ``.pt``; not a checkpoint's marker)."""
+    return f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy, written atomically, across file systems); stage result files are
+    never edited in place, so the two names can share one file."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        atomic_write_bytes(dst, src.read_bytes())
+
+
 class StageCache:
     """Stage results under ``folder``, one file per stage key (``<stage>-<key>.json`` or ``.pt``), written
     atomically: an interrupted run leaves whole files only, and rerunning resumes from them.
@@ -67,15 +81,14 @@ class StageCache:
         return val
 
     def _portable(self, f: Path) -> bool:
-        return (f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE
-                and not any(f.name.startswith(f"{n}-") for n in NOT_CHECKPOINTED)
+        return (_is_stage_result(f) and not any(f.name.startswith(f"{n}-") for n in NOT_CHECKPOINTED)
                 and f.stat().st_size <= self.checkpoint_max_bytes)
 
     def _to_checkpoint(self, f: Path) -> int:
         dst = self.checkpoint / f.name
         if dst.exists() or not self._portable(f):
             return 0
-        atomic_write_bytes(dst, f.read_bytes())
+        _link_or_copy(f, dst)
         return 1
 
     def attach_checkpoint(self, folder: Path, identity: dict, *, max_bytes: int = CHECKPOINT_MAX_BYTES) -> tuple[int, int]:
@@ -110,13 +123,12 @@ class StageCache:
         except OSError as exc:
             raise OutputError(f"cannot create the checkpoint folder {folder}: {exc.strerror or exc}") from exc
         atomic_write_json(marker, identity)
-        restored = self.seed_from(folder, skip=(CHECKPOINT_FILE,))
+        restored = self.seed_from(folder)
         self.checkpoint, self.checkpoint_max_bytes = folder, max_bytes
         saved = sum(self._to_checkpoint(f) for f in sorted(self.folder.iterdir()))
         return restored, saved
 
-
-    def seed_from(self, source: Path, skip: tuple[str, ...] = ()) -> int:
+    def seed_from(self, source: Path) -> int:
         """Add the stage results of another study's cache (``source``: its output folder or its ``cache``
         folder) that this cache lacks, as hard links (copies across file systems). Entries are keyed by the
         model, the stage's code version, its declared settings and inputs (:mod:`.stage`), so an entry that
@@ -127,20 +139,16 @@ class StageCache:
         added = 0
         for f in sorted(src.iterdir()):
             dst = self.folder / f.name
-            if not f.is_file() or f.suffix not in (".json", ".pt") or dst.exists() or f.name in skip:
+            if not _is_stage_result(f) or dst.exists():
                 continue
-            try:
-                os.link(f, dst)
-            except OSError:
-                atomic_write_bytes(dst, f.read_bytes())
+            _link_or_copy(f, dst)
             added += 1
         return added
 
 
 def checkpoint_size(folder: Path) -> tuple[int, int]:
     """``(stage results, bytes)`` held by a checkpoint folder (``checkpoint.json`` not counted)."""
-    files = [f for f in folder.iterdir() if f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE] \
-        if folder.is_dir() else []
+    files = [f for f in folder.iterdir() if _is_stage_result(f)] if folder.is_dir() else []
     return len(files), sum(f.stat().st_size for f in files)
 
 
@@ -152,7 +160,7 @@ def remove_checkpoint(folder: Path) -> int:
         return 0
     n = 0
     for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE:
+        if _is_stage_result(f):
             f.unlink()
             n += 1
         elif f.is_file() and f.name.startswith(".") and f.suffix == ".tmp":  # a write cut short by a killed process
