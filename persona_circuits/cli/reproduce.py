@@ -30,7 +30,8 @@ def add_reproduce_parser(sub, common) -> None:
     g.add_argument("--shard", default=None, metavar="SET",
                    help="compute one shard of the study into --out (its shard.json): a set of the study, or "
                         "'cross' (the 16 types and the atlas; needs the set shards, see --set-shards); "
-                        "`persona-circuits merge` joins the shards. The other options must be the whole study's")
+                        "`persona-circuits merge` joins the shards. The other options must be the whole study's: "
+                        "a shard beside shards (or checkpoints) of another study is refused before computing")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="with --shard: the work folder holding the stage cache (default OUT/cache; never commit it); "
                         "the shards of one study may share one, one at a time")

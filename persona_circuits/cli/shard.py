@@ -6,6 +6,11 @@ default: the folders next to ``--out`` that hold a ``shard.json``) and reuses th
 are on this machine (``SHARD/cache``). With ``--checkpoint DIR`` the shard's stage results are also copied to
 ``DIR`` as they are computed (commit it while the shard runs), a rerun resumes from it on any machine of the same
 dtype, and it is removed once ``shard.json`` is written.
+
+Before anything is computed, a shard is checked against its siblings: the shards in the folders next to
+``--out`` (and the checkpoints next to ``--checkpoint``) are one study's, so a shard of another study there (another
+dtype, seed, setting, set list or code) is refused, naming the first difference: otherwise it would be found
+only by ``merge``, after hours of computing. Another study's shards go to another folder.
 """
 
 from __future__ import annotations
@@ -36,6 +41,44 @@ def _existing(out: Path, shard: str, identity: dict) -> bool:
     return True
 
 
+def _sibling_identities(out: Path, checkpoint: Path | None) -> list[tuple[Path, dict]]:
+    """The identities of the other shards next to ``out`` and the other checkpoints next to ``checkpoint``."""
+    import json
+
+    from ..study.config import StudyError
+    from ..study.shard_format import read_shard
+    from ..study.state import CHECKPOINT_FILE
+
+    found: list[tuple[Path, dict]] = []
+    for own, marker in ((out, SHARD_FILE), (checkpoint, CHECKPOINT_FILE)):
+        if own is None or not own.resolve().parent.is_dir():
+            continue
+        for d in sorted(own.resolve().parent.iterdir()):
+            if d == own.resolve() or not (d / marker).is_file():
+                continue
+            if marker == SHARD_FILE:
+                found.append((d, read_shard(d).identity))
+                continue
+            try:
+                ident = json.loads((d / marker).read_text())
+            except json.JSONDecodeError as exc:
+                raise StudyError(f"{d / marker}: unreadable ({exc.msg})") from exc
+            found.append((d, {k: v for k, v in ident.items() if k != "shard"}))
+    return found
+
+
+def check_siblings(out: Path, checkpoint: Path | None, identity: dict) -> None:
+    """Refuse (:class:`~persona_circuits.study.shard_format.ShardError`, one line) a shard whose sibling shards
+    or checkpoints belong to another study (see the module docstring)."""
+    from ..study.shard_format import ShardError, first_difference
+
+    for d, other in _sibling_identities(out, checkpoint):
+        diff = first_difference(other, identity)
+        if diff:
+            raise ShardError(f"{d} next to it holds a shard of another study ({diff}): the shards of one folder are one "
+                             "study's; give another study's shards another folder")
+
+
 def run_shard_command(args, cfg, root, sets, command: str) -> int:
     """The handler of ``reproduce --shard`` (after the settings and sets are settled)."""
     from .common import load_model_from_args
@@ -54,9 +97,11 @@ def run_shard_command(args, cfg, root, sets, command: str) -> int:
         payloads = [read_shard(d) for d in folders]
         sources = [d / "cache" for d in folders if (d / "cache" / "cache").is_dir()]
     model = load_model_from_args(args)
-    if _existing(out, args.shard, shard_identity(model, cfg, sets)):
+    identity = shard_identity(model, cfg, sets)
+    if _existing(out, args.shard, identity):
         log(f"{out} already holds shard {args.shard} of this study: nothing to do")
         return 0
+    check_siblings(out, Path(args.checkpoint) if args.checkpoint is not None else None, identity)
     work = Path(args.cache) if args.cache else out / "cache"
     sources = [s for s in sources if s.resolve() != work.resolve()]
     payload = compute_shard(model, cfg=cfg, data_root=root, shard=args.shard, work=work, set_payloads=payloads,

@@ -222,6 +222,43 @@ def test_shard_cli_checkpoint_flag(tmp_path, capsys):
     assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
+def test_a_shard_next_to_another_studys_shards_or_checkpoints_is_refused(studies, tmp_path):
+    """The shards next to ``--out`` and the checkpoints next to ``--checkpoint`` are one study's: a shard of
+    another study there (here another dtype) is refused, naming the difference; one of the same study passes."""
+    import shutil
+
+    from persona_circuits.cli.shard import check_siblings
+
+    tmp, folders = studies
+    ident = read_shard(folders[1]).identity
+    shutil.copytree(folders[1], tmp_path / "shards" / "mbti-ei")
+    check_siblings(tmp_path / "shards" / "mbti-jp", None, ident)  # same study
+    check_siblings(tmp_path / "shards" / "mbti-ei", None, {**ident, "dtype": "bfloat16"})  # itself is not a sibling
+    with pytest.raises(ShardError, match=r"shards/mbti-ei next to it holds a shard of another study \(dtype: \"float32\" vs \"bfloat16\"\)"):
+        check_siblings(tmp_path / "shards" / "mbti-jp", None, {**ident, "dtype": "bfloat16"})
+    (tmp_path / "ckpt" / "mbti-ei").mkdir(parents=True)
+    (tmp_path / "ckpt" / "mbti-ei" / "checkpoint.json").write_text(json.dumps({"shard": "mbti-ei", **ident}))
+    check_siblings(tmp_path / "elsewhere" / "mbti-jp", tmp_path / "ckpt" / "mbti-jp", ident)
+    with pytest.raises(ShardError, match=r"ckpt/mbti-ei next to it holds a shard of another study \(config.seed: 0 vs 1\)"):
+        check_siblings(tmp_path / "elsewhere" / "mbti-jp", tmp_path / "ckpt" / "mbti-jp",
+                       {**ident, "config": {**ident["config"], "seed": 1}})
+
+
+def test_shard_cli_refuses_before_computing_next_to_another_study(studies, tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from persona_circuits.cli import main
+
+    _, folders = studies
+    shutil.copytree(folders[1], tmp_path / "shards" / "mbti-ei")  # the micro study's shard; the CLI runs the quick one
+    assert main(["reproduce", "--quick", "--model", str(tiny_model_dir), "--dtype", "float32", "--sets", "mbti-ei,mbti-jp",
+                 "--shard", "mbti-jp", "--out", str(tmp_path / "shards" / "mbti-jp"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "next to it holds a shard of another study (config." in errors[0]
+    assert not (tmp_path / "shards" / "mbti-jp").exists()
+
+
 def test_shard_cli_refuses_unknown_set_and_other_flags(tmp_path, capsys):
     from persona_circuits.cli import main
 
