@@ -27,7 +27,9 @@ ORDER = ["bench_recording", "bench_released_stats", "bench_masks", "bench_switch
          # issue 16 (commands that answer in seconds): whole-process CLI times; the study's wall time
          "bench_cli", "bench_study",
          # issue 25 (shards that fit a short job): each committed shard against 40 min
-         "bench_shards"]
+         "bench_shards",
+         # issue 25 (the Gemma shards): the KL damage's unembedding, several texts per call
+         "bench_kl_rows"]
 
 def gpu_paragraph(results) -> str:
     """What would change on a GPU, with the sizes measured in this run (no GPU was used)."""

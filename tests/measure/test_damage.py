@@ -120,3 +120,63 @@ def test_the_dense_models_own_kl_is_a_rounding_error(tiny_llama):
     """The stored (bfloat16, renormalised) reference makes the dense model's KL a second-order rounding error."""
     ref = neutral_reference(tiny_llama, n_texts=6)
     assert kl_damage(tiny_llama, None, ref, n_boot=1)[0] < 1e-5
+
+
+@pytest.mark.parametrize("max_tokens", [66, 129])
+def test_kl_rows_shared_across_texts_give_the_same_sums_bit_for_bit(tiny_llama, monkeypatch, max_tokens):
+    """Logits of several texts per unembedding call (``KL_ROWS``) against one call per text's group of 64 rows:
+    the same per-text KL sums and perplexity, bit for bit, with groups of one row (65 and 128 scored tokens)."""
+    import numpy as np
+
+    from persona_circuits.measure import damage
+
+    long = [" ".join([t] * 8) for t in TEXTS]  # over 128 tokens each before the cut
+    ref = neutral_reference(tiny_llama, long + TEXTS, max_tokens=max_tokens, batch_size=3)
+    assert max(len(i) for i in ref.ids) == max_tokens
+    ivs = (None, random_mask(tiny_llama, sparsity=0.4, seed=2), Intervention(system="You are a pirate."))
+
+    def run(rows):
+        monkeypatch.setattr(damage, "KL_ROWS", rows)
+        return [kl_damage(tiny_llama, iv, ref, n_boot=1) for iv in ivs]
+
+    one, shared, odd = run(damage.LOGIT_CHUNK), run(256), run(100)
+    for a, b, c in zip(one, shared, odd):
+        assert np.array_equal(a[3], b[3]) and np.array_equal(a[3], c[3])
+        assert a[2] == b[2] == c[2] and a[0] == b[0] == c[0]
+
+
+@torch.no_grad()
+def test_kl_rows_keep_each_groups_reductions_at_a_large_vocabulary():
+    """At a 49k vocabulary, texts of 91, 65, 27, 130, 1 and 64 scored rows (groups of one and two rows included)
+    added in the batches' order: sharing the unembedding between texts changes no bit of the sums. (On the real
+    models, where reducing a whole call's rows at once did change the last bits, the same identity is checked by
+    ``benchmarks/bench_kl_rows.py``.)"""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from persona_circuits.measure.damage import LOGIT_CHUNK, _KLRows
+
+    g = torch.Generator().manual_seed(0)
+    vocab, d = 49152, 16
+    head = torch.nn.Linear(d, vocab, bias=False)
+    head.weight.copy_(torch.randn(vocab, d, generator=g))
+    lengths = (91, 65, 27, 130, 1, 64)
+    hidden = [torch.randn(n, d, generator=g) for n in lengths]
+    targets = [torch.randint(0, vocab, (n,), generator=g) for n in lengths]
+    p = [torch.softmax(head(h * 1.1) + torch.randn(n, vocab, generator=g), -1).to(torch.bfloat16) for h, n in zip(hidden, lengths)]
+    ref = SimpleNamespace(dense_p=p, dense_mass=[x.float().sum(-1).double() for x in p],
+                          dense_plogp=[torch.xlogy(x.float(), x.float()).sum(-1).double() for x in p])
+
+    def sums(rows):
+        kl, nll = np.zeros(len(lengths)), np.zeros(len(lengths))
+        acc = _KLRows(ref, kl, nll, rows)
+        for i in (2, 0, 4, 1, 5, 3):  # the batches' order (by length), not the texts'
+            acc.add(i, hidden[i], targets[i], head)
+        acc.flush()
+        return kl, nll
+
+    one = sums(LOGIT_CHUNK)
+    for rows in (100, 256, 1000):
+        kl, nll = sums(rows)
+        assert np.array_equal(kl, one[0]) and np.array_equal(nll, one[1]), rows

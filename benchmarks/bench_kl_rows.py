@@ -1,0 +1,70 @@
+"""KL damage on neutral text: the logits of several texts in one unembedding call (``KL_ROWS`` = 256 rows, the
+default) against one call per text's group of 64 rows (the path before), on the same texts in the same run,
+for SmolLM2-135M (49k vocabulary) and Gemma-3-270M (262k vocabulary), float32.
+
+Same result: the per-text KL sums and negative log-likelihoods of both paths are compared bit for bit (the
+dense model and a Wanda mask of mbti-ei). The saving is the matrix product's: a ``d_model x d_vocab`` product
+streams the whole output embedding from memory at each call, so more rows per call cost less per row; the
+reductions run on the same groups of rows either way.
+
+    python benchmarks/bench_kl_rows.py [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Result, get_model, interleaved, main_of, median, repeats_for  # noqa: E402
+
+
+def run(quick: bool = False, repeats: int | None = None, model=None, models: tuple[str | None, ...] = (None, "gemma-3-270m"),
+        n_texts: int | None = None) -> Result:
+    import numpy as np
+
+    import persona_circuits as pc
+    from persona_circuits.measure import damage
+
+    repeats = repeats_for(quick, repeats, 3)
+    n_texts = n_texts or (4 if quick else 16)
+    res = Result("kl_rows", "KL damage: logits of several texts per unembedding call vs one call per text",
+                 "python benchmarks/bench_kl_rows.py" + (" --quick" if quick else ""), runs=repeats)
+    lines = ["| model | vocabulary | one call per text (s) | 256 rows per call (s) | ratio | per-text sums |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    default_rows = damage.KL_ROWS
+    for name in models:
+        m = model if (model is not None and name is None) else get_model(name)
+        ref = damage.neutral_reference(m, n_texts=n_texts)
+        persona = pc.load_persona_set("mbti-ei")
+        sigs = pc.record_persona_signatures(m, persona, calib_size=4 if quick else 16)
+        mask = pc.build_masks(m, "wanda", sigs, sparsity=0.5)[persona.pole_names[0]]
+
+        def kl(rows, iv=None, m=m, ref=ref):
+            damage.KL_ROWS = rows
+            try:
+                return damage.kl_damage(m, iv, ref, n_boot=1)
+            finally:
+                damage.KL_ROWS = default_rows
+
+        same = all(np.array_equal(kl(damage.LOGIT_CHUNK, iv)[3], kl(default_rows, iv)[3]) and
+                   kl(damage.LOGIT_CHUNK, iv)[2] == kl(default_rows, iv)[2] for iv in (None, mask))
+        label = name or "smollm2-135m-instruct"
+        t = interleaved({f"{label}: one call per text": lambda: kl(damage.LOGIT_CHUNK),
+                         f"{label}: {default_rows} rows per call": lambda: kl(default_rows)}, repeats)
+        res.timings.update(t)
+        a, b = (median(v) for v in t.values())
+        vocab = m.cfg.d_vocab
+        res.add(f"{label}: time of one call per text / {default_rows} rows per call", a / b, "x")
+        res.checks.append(f"{label}: per-text KL sums and perplexity identical bit for bit on both paths "
+                          f"(dense model and a Wanda mask): {same}")
+        lines.append(f"| {label} | {vocab} | {a:.2f} | {b:.2f} | {a / b:.2f}x | {'identical' if same else 'DIFFER'} |")
+    res.tables.append("\n".join(lines))
+    res.notes.append(f"{n_texts} neutral texts (the study's damage texts are 24, its fit texts 24); float32, the "
+                     "benchmarks' reference dtype; medians of interleaved runs")
+    return res
+
+
+if __name__ == "__main__":
+    main_of(run, __doc__.splitlines()[0])
