@@ -16,7 +16,7 @@ def add_reproduce_parser(sub, common) -> None:
                                    "the sets named in --sets. Stages are cached under OUT/cache; rerunning the same command "
                                    "resumes. One process writes a folder at a time (a lock in OUT).")
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
-    s.add_argument("--quick", action="store_true", help="reduced run (about 3 min on 2 cores with native bfloat16, about 9 min in float32 on an AVX2-only CPU): mbti-ei and, with --data-root, "
+    s.add_argument("--quick", action="store_true", help="reduced run (about 3 min on 2 cores with native bfloat16, about 8 min in float32 on an AVX2-only CPU): mbti-ei and, with --data-root, "
                    "power, a few items each, the headline with its nulls on mbti-ei only (with --sets: on every named set)")
     s.add_argument("--sets", default=None, help="comma-separated persona sets: bundled names (mbti-ei), AI-task names (power; "
                    "needs --data-root), paths the loaders read (a folder in the package format or the paper's CSV layout, "

@@ -168,7 +168,7 @@ class StudyConfig:
 
     @classmethod
     def quick_preset(cls) -> StudyConfig:
-        """About three minutes on 2 cores with native bfloat16 (about nine in float32 on an AVX2-only CPU): mbti-ei and power,
+        """About three minutes on 2 cores with native bfloat16 (about eight in float32 on an AVX2-only CPU): mbti-ei and power,
         a few items each, the headline on mbti-ei."""
         return cls(
             preset="quick",
