@@ -231,7 +231,7 @@ def _as_intervention(x: Intervention | Mask | None) -> Intervention:
 KL_ROWS = 256
 
 
-class _KLRows:
+class KLRows:
     """The per-text sums of :func:`kl_damage`, with the logits of several texts computed in one call.
 
     Each text's positions are cut into groups of :data:`LOGIT_CHUNK` rows, in order, and every reduction (the
@@ -308,7 +308,7 @@ def kl_damage(model: Model, intervention: Intervention | Mask | None, reference:
     kl_sum = np.zeros(len(reference.ids))
     nll = np.zeros(len(reference.ids))
 
-    acc = _KLRows(reference, kl_sum, nll, KL_ROWS)
+    acc = KLRows(reference, kl_sum, nll, KL_ROWS)
     with iv.active(model):
         _scored_hidden(model, _encode_for(reference, tok, iv.system, iv.context), reference.batch_size, acc.add)
         acc.flush()

@@ -155,7 +155,7 @@ def test_kl_rows_keep_each_groups_reductions_at_a_large_vocabulary():
 
     import numpy as np
 
-    from persona_circuits.measure.damage import LOGIT_CHUNK, _KLRows
+    from persona_circuits.measure.damage import LOGIT_CHUNK, KLRows
 
     g = torch.Generator().manual_seed(0)
     vocab, d = 49152, 16
@@ -170,7 +170,7 @@ def test_kl_rows_keep_each_groups_reductions_at_a_large_vocabulary():
 
     def sums(rows):
         kl, nll = np.zeros(len(lengths)), np.zeros(len(lengths))
-        acc = _KLRows(ref, kl, nll, rows)
+        acc = KLRows(ref, kl, nll, rows)
         for i in (2, 0, 4, 1, 5, 3):  # the batches' order (by length), not the texts'
             acc.add(i, hidden[i], targets[i], head)
         acc.flush()
