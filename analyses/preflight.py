@@ -4,8 +4,9 @@ matched method (the quick preset measures two), on that model; prints the second
     python analyses/preflight.py --out /tmp/preflight [--model gemma-3-270m] [--dtype auto] [--data-root ../shared/data]
 
 A shard of the full study on Gemma-3-270M runs for hours; this runs the same code paths on it in about half an
-hour on 2 cores (float32 on an AMD EPYC, Zen 3: 1912 s, measured once on 2026-12-07 with the code before commit
-4fc40cd, which made the KL damage cheaper), so a failure on that architecture shows before the hours are spent. It writes a study folder (``results.json``, ``REPORT.md``, figures) whose numbers mean
+hour on 2 cores (float32 on an AMD EPYC, Zen 3, 2026-12-07, each measured once: 1912 s with the code before
+commit 4fc40cd, which shares the KL damage's unembedding between texts, and 1792 s after it, with results equal
+number for number), so a failure on that architecture shows before the hours are spent. It writes a study folder (``results.json``, ``REPORT.md``, figures) whose numbers mean
 nothing at these sizes (two null draws, four test items).
 """
 
