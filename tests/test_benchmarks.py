@@ -128,3 +128,12 @@ def test_study_design_floor_scales_each_familys_largest_full_size_set():
     ai = {"sets": {"power": {"family": "ai", "headline": {"matched": [row(10, 4, 200), row(10, 0, 200)]}}}}
     assert bench_study.design_scorings([mbti, ai], {"mbti": 4, "ai": 3}) == {"mbti": 4 * 48, "ai": 3 * 48}
     assert bench_study.design_scorings([mbti], {"mbti": 4, "ai": 3}) is None
+
+
+@pytest.mark.slow
+def test_kl_rows_benchmark(real_model):
+    import bench_kl_rows
+
+    res = bench_kl_rows.run(quick=True, repeats=1, model=real_model, models=(None,), n_texts=2)
+    _ok(res)
+    assert all(c.endswith(": True") for c in res.checks), res.checks  # the sums of both paths are identical
