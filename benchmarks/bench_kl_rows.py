@@ -48,8 +48,8 @@ def run(quick: bool = False, repeats: int | None = None, model=None, models: tup
             finally:
                 damage.KL_ROWS = default_rows
 
-        same = all(np.array_equal(kl(damage.LOGIT_CHUNK, iv)[3], kl(default_rows, iv)[3]) and
-                   kl(damage.LOGIT_CHUNK, iv)[2] == kl(default_rows, iv)[2] for iv in (None, mask))
+        pairs = [(kl(damage.LOGIT_CHUNK, iv), kl(default_rows, iv)) for iv in (None, mask)]
+        same = all(np.array_equal(a[3], b[3]) and a[2] == b[2] for a, b in pairs)
         label = name or "smollm2-135m-instruct"
         t = interleaved({f"{label}: one call per text": lambda: kl(damage.LOGIT_CHUNK),
                          f"{label}: {default_rows} rows per call": lambda: kl(default_rows)}, repeats)

@@ -42,28 +42,20 @@ def _existing(out: Path, shard: str, identity: dict) -> bool:
 
 
 def _sibling_identities(out: Path, checkpoint: Path | None) -> list[tuple[Path, dict]]:
-    """The identities of the other shards next to ``out`` and the other checkpoints next to ``checkpoint``."""
-    import json
-
-    from ..study.config import StudyError
+    """The study identities of the other shards next to ``out`` and the other checkpoints next to ``checkpoint``."""
     from ..study.shard_format import read_shard
-    from ..study.state import CHECKPOINT_FILE
+    from ..study.state import CHECKPOINT_FILE, read_checkpoint_identity
+
+    def checkpoint_study(d: Path) -> dict:
+        return {k: v for k, v in read_checkpoint_identity(d).items() if k != "shard"}
 
     found: list[tuple[Path, dict]] = []
-    for own, marker in ((out, SHARD_FILE), (checkpoint, CHECKPOINT_FILE)):
+    for own, marker, read in ((out, SHARD_FILE, lambda d: read_shard(d).identity),
+                              (checkpoint, CHECKPOINT_FILE, checkpoint_study)):
         if own is None or not own.resolve().parent.is_dir():
             continue
-        for d in sorted(own.resolve().parent.iterdir()):
-            if d == own.resolve() or not (d / marker).is_file():
-                continue
-            if marker == SHARD_FILE:
-                found.append((d, read_shard(d).identity))
-                continue
-            try:
-                ident = json.loads((d / marker).read_text())
-            except json.JSONDecodeError as exc:
-                raise StudyError(f"{d / marker}: unreadable ({exc.msg})") from exc
-            found.append((d, {k: v for k, v in ident.items() if k != "shard"}))
+        found += [(d, read(d)) for d in sorted(own.resolve().parent.iterdir())
+                  if d != own.resolve() and (d / marker).is_file()]
     return found
 
 

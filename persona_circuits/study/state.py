@@ -109,11 +109,7 @@ class StageCache:
             raise OutputError(f"--checkpoint: {folder} exists and is not a folder")
         marker = folder / CHECKPOINT_FILE
         if marker.is_file():
-            try:
-                old = json.loads(marker.read_text())
-            except json.JSONDecodeError as exc:
-                raise StudyError(f"{marker}: unreadable ({exc.msg})") from exc
-            diff = first_difference(old, identity)
+            diff = first_difference(read_checkpoint_identity(folder), identity)
             if diff:
                 raise StudyError(f"--checkpoint: {folder} holds another shard's stage results ({diff})")
         elif folder.is_dir() and any(folder.iterdir()):
@@ -144,6 +140,16 @@ class StageCache:
             _link_or_copy(f, dst)
             added += 1
         return added
+
+
+def read_checkpoint_identity(folder: Path) -> dict:
+    """The identity a checkpoint folder was written for (its ``checkpoint.json``: the shard's name and its
+    study's identity); :class:`StudyError` if the file cannot be read as JSON."""
+    marker = folder / CHECKPOINT_FILE
+    try:
+        return json.loads(marker.read_text())
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"{marker}: unreadable ({exc.msg})") from exc
 
 
 def checkpoint_size(folder: Path) -> tuple[int, int]:
