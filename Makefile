@@ -77,7 +77,7 @@ merge-power: install
 # to SHARD_CACHE (one work folder per model, outside the committed folders: the cross shard finds the set shards'
 # calibration there). The shard's stage results also go to CHECKPOINT (default reports/checkpoints/$(MODEL)/$(SET):
 # a few MB, all but the calibration statistics), to be committed while a long shard runs: `make shard` again, on this
-# machine or another of the same dtype, resumes from it; it is removed when the shard is written. `make merge` merges
+# machine or another, resumes from it (in its dtype); it is removed when the shard is written. `make merge` merges
 # the SmolLM2 shards into REPORT.md, figures/results.json and figures/; `make merge-gemma` the Gemma shards into
 # reports/gemma-3-270m/.
 MODEL ?= smollm2-135m-instruct
@@ -88,10 +88,14 @@ SHARD_SETS = $(if $(filter gemma-3-270m,$(MODEL)),$(GEMMA_SETS),$(SMOLLM2_SETS))
 SHARD_CACHE ?= runs/shard-cache/$(MODEL)
 SHARDS := reports/shards
 CHECKPOINT ?= reports/checkpoints/$(MODEL)/$(SET)
+# --dtype of the shard: auto (default) is the dtype of the study's shards or of the shard's checkpoint, and the
+# machine's own choice for a study's first shard; DTYPE=bfloat16 starts a bfloat16 study on any CPU (without native
+# bfloat16 its products run in float32: persona_circuits/model/upcast.py)
+DTYPE ?= auto
 
 shard: install
 	@test -n "$(SET)" || { echo "make shard: name the shard, e.g. SET=mbti-ei (or SET=cross)" >&2; exit 2; }
-	$(CLI) reproduce --model $(MODEL) --sets $(SHARD_SETS) --data-root $(DATA_ROOT) --shard $(SET) \
+	$(CLI) reproduce --model $(MODEL) --dtype $(DTYPE) --sets $(SHARD_SETS) --data-root $(DATA_ROOT) --shard $(SET) \
 		--out $(SHARDS)/$(MODEL)/$(SET) --cache $(SHARD_CACHE) --checkpoint $(CHECKPOINT)
 
 merge: install

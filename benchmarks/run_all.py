@@ -29,7 +29,9 @@ ORDER = ["bench_recording", "bench_released_stats", "bench_masks", "bench_switch
          # issue 25 (shards that fit a short job): each committed shard against 40 min
          "bench_shards",
          # issue 25 (the Gemma shards): the KL damage's unembedding, several texts per call
-         "bench_kl_rows"]
+         "bench_kl_rows",
+         # issue 25 (the Gemma shards on any CPU): bfloat16 products in float32 where bfloat16 is not native
+         "bench_bf16_upcast"]
 
 def gpu_paragraph(results) -> str:
     """What would change on a GPU, with the sizes measured in this run (no GPU was used)."""

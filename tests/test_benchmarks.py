@@ -137,3 +137,14 @@ def test_kl_rows_benchmark(real_model):
     res = bench_kl_rows.run(quick=True, repeats=1, model=real_model, models=(None,), n_texts=2)
     _ok(res)
     assert all(c.endswith(": True") for c in res.checks), res.checks  # the sums of both paths are identical
+
+
+@pytest.mark.slow
+def test_bf16_upcast_benchmark(real_model):
+    import bench_bf16_upcast
+
+    res = bench_bf16_upcast.run(quick=True, repeats=1, model=real_model, models=(None,), n_texts=2)
+    _ok(res)
+    assert all(c.endswith(": True") for c in res.checks), res.checks  # the float32-product path is deterministic
+    kern = next(r.value for r in res.rows if "products in float32 vs bfloat16 kernels" in r.metric)
+    assert kern < 0.05  # the same arithmetic: a rounding difference, not another computation

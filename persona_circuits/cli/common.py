@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 from ..errors import PersonaCircuitsError
 
 
@@ -18,14 +22,36 @@ def mask_gamma(mask, gamma: float | None) -> float:
     return float(mask.config.extra["gamma"]) if mask is not None and mask.config.method == "projection-gate" else 0.0
 
 
+_COMMAND: contextvars.ContextVar[contextlib.ExitStack | None] = contextvars.ContextVar("persona_command", default=None)
+
+
+@contextlib.contextmanager
+def command_scope() -> Iterator[None]:
+    """The span of one command (:func:`~persona_circuits.cli.main.main`): what :func:`load_model_from_args`
+    enters for its model (:func:`~persona_circuits.model.upcast.bf16_compute`) is left when the command returns."""
+    with contextlib.ExitStack() as stack:
+        token = _COMMAND.set(stack)
+        try:
+            yield
+        finally:
+            _COMMAND.reset(token)
+
+
 def load_model_from_args(args):
     """The model named by the global options ``--model``, ``--device``, ``--dtype``, ``--device-map`` and
-    ``--no-progress`` (every command loads it this way)."""
+    ``--no-progress`` (every command loads it this way). A bfloat16 model on a CPU without native bfloat16
+    has its matrix products computed in float32 until the command returns (:mod:`persona_circuits.model.upcast`)."""
     from ..model.loading import load_model, parse_device_map
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    return load_model(args.model, device=args.device, dtype=args.dtype,
-                      device_map=parse_device_map(getattr(args, "device_map", None)), progress=not args.no_progress)
+    from ..model.upcast import bf16_compute
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype,
+                       device_map=parse_device_map(getattr(args, "device_map", None)), progress=not args.no_progress)
+    scope = _COMMAND.get()
+    if scope is not None:  # until the command returns (main's command_scope)
+        scope.enter_context(bf16_compute(model))
+    return model

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .common import check_positive, load_model_from_args, mask_gamma
+from .common import check_positive, command_scope, load_model_from_args, mask_gamma
 from ..errors import PersonaCircuitsError
 from ..options import (DEFAULT_DAMAGE_TEXTS, DEFAULT_SCORING, DEFAULT_TEXT_STAT, DTYPE_LOGGER, DTYPES, METHODS, SCORINGS,
                       STATISTICS, TEXT_STATISTICS, TOKEN_SELECTIONS)
@@ -348,12 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     dtype_log.propagate = False
     try:
         _check_overwrite(args)
-        if args.command in ("reproduce", "merge", "verdicts"):
-            from . import reproduce as command
+        with command_scope():
+            if args.command in ("reproduce", "merge", "verdicts"):
+                from . import reproduce as command
 
-            return {"reproduce": command.cmd_reproduce, "merge": command.cmd_merge,
-                    "verdicts": command.cmd_verdicts}[args.command](args)
-        return handlers[args.command](args)
+                return {"reproduce": command.cmd_reproduce, "merge": command.cmd_merge,
+                        "verdicts": command.cmd_verdicts}[args.command](args)
+            return handlers[args.command](args)
     except PersonaCircuitsError as exc:
         print(f"persona-circuits: error: {exc}", file=sys.stderr)
         return 2

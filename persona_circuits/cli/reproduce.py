@@ -31,14 +31,15 @@ def add_reproduce_parser(sub, common) -> None:
                    help="compute one shard of the study into --out (its shard.json): a set of the study, or "
                         "'cross' (the 16 types and the atlas; needs the set shards, see --set-shards); "
                         "`persona-circuits merge` joins the shards. The other options must be the whole study's: "
-                        "a shard beside shards (or checkpoints) of another study is refused before computing")
+                        "a shard beside shards (or checkpoints) of another study is refused before computing; "
+                        "--dtype auto takes the dtype of the study's shards or of the shard's checkpoint")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="with --shard: the work folder holding the stage cache (default OUT/cache; never commit it); "
                         "the shards of one study may share one, one at a time")
     g.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="with --shard: also copy the shard's stage results to DIR as they are computed (all but the "
                         "calibration statistics; a few MB, meant to be committed while a long shard runs); rerunning "
-                        "the command resumes from DIR on any machine of the same dtype; DIR is removed once the shard "
+                        "the command resumes from DIR on any machine (in DIR's dtype); DIR is removed once the shard "
                         "is written")
     g.add_argument("--set-shards", nargs="+", default=None, metavar="DIR",
                    help="with --shard cross: the folders of every set shard (default: the folders next to --out "

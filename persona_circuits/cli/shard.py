@@ -11,6 +11,11 @@ Before anything is computed, a shard is checked against its siblings: the shards
 ``--out`` (and the checkpoints next to ``--checkpoint``) are one study's, so a shard of another study there (another
 dtype, seed, setting, set list or code) is refused, naming the first difference: otherwise it would be found
 only by ``merge``, after hours of computing. Another study's shards go to another folder.
+
+So ``--dtype auto`` (the default) means, for a shard, the dtype of the study it joins: that of its own checkpoint,
+else of its sibling shards or checkpoints (:func:`study_dtype`); only the first shard of a study is given the
+machine's own ``auto`` dtype. A bfloat16 study is thus continued in bfloat16 on a CPU without native bfloat16, its
+matrix products computed in float32 (:mod:`persona_circuits.model.upcast`: about float32's speed there).
 """
 
 from __future__ import annotations
@@ -59,6 +64,20 @@ def _sibling_identities(out: Path, checkpoint: Path | None) -> list[tuple[Path, 
     return found
 
 
+def study_dtype(out: Path, checkpoint: Path | None) -> tuple[str, Path] | None:
+    """The dtype of the study a shard joins, and the folder that says so: the shard's own checkpoint (a resumed
+    shard), else the first sibling shard or checkpoint (:func:`check_siblings`'s); ``None`` for a study's first
+    shard."""
+    from ..study.state import CHECKPOINT_FILE, read_checkpoint_identity
+
+    own = [(checkpoint, read_checkpoint_identity(checkpoint))] \
+        if checkpoint is not None and (checkpoint / CHECKPOINT_FILE).is_file() else []
+    for d, identity in [*own, *_sibling_identities(out, checkpoint)]:
+        if identity.get("dtype"):
+            return str(identity["dtype"]), d
+    return None
+
+
 def check_siblings(out: Path, checkpoint: Path | None, identity: dict) -> None:
     """Refuse (:class:`~persona_circuits.study.shard_format.ShardError`, one line) a shard whose sibling shards
     or checkpoints belong to another study (see the module docstring)."""
@@ -88,6 +107,11 @@ def run_shard_command(args, cfg, root, sets, command: str) -> int:
         folders = _set_shard_folders(args, out)
         payloads = [read_shard(d) for d in folders]
         sources = [d / "cache" for d in folders if (d / "cache" / "cache").is_dir()]
+    if args.dtype == "auto":
+        found = study_dtype(out, Path(args.checkpoint) if args.checkpoint is not None else None)
+        if found is not None:
+            args.dtype = found[0]
+            log(f"--dtype auto: {found[0]}, the dtype of this study's shards ({found[1]})")
     model = load_model_from_args(args)
     identity = shard_identity(model, cfg, sets)
     if _existing(out, args.shard, identity):

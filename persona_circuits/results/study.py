@@ -45,6 +45,7 @@ class ShardMeta(Record):
     seconds: float | None = None
     finished: str | None = None
     git_commit: str | None = None
+    bf16_products: str | None = None  # a bfloat16 shard: "native" kernels or "float32" (model.upcast)
 
 
 @record
@@ -67,6 +68,8 @@ class Meta(Record):
     python: str | None = None
     machine: str | None = None
     cpu: str | None = None  # the CPU model: bfloat16 results reproduce bit for bit on the same model
+    #: bfloat16 on a CPU: its matrix products by torch's "native" kernels or in "float32" (model.upcast); else "n/a"
+    bf16_products: str | None = None
     threads: int | None = None
     verdicts_command: str | None = None  # the command that last recomputed the verdicts from the stored draws
     missing_shards: list[str] | None = None  # a partial merge (merge --partial): the study's shards not in it

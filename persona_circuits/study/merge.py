@@ -89,7 +89,7 @@ def merged_meta(shards: list[Shard], command: str) -> Meta:
         cpu="; ".join(cpus) if cpus else base.cpu, finished=max((m.finished for m in metas if m.finished), default=base.finished),
         shards=[ShardMeta(shard=p.shard.name, command=p.meta.command, machine=p.meta.machine, cpu=p.meta.cpu,
                           threads=p.meta.threads, seconds=p.meta.seconds, finished=p.meta.finished,
-                          git_commit=p.meta.git_commit) for p in shards])
+                          git_commit=p.meta.git_commit, bf16_products=p.meta.bf16_products) for p in shards])
 
 
 def write_outputs(results: StudyResults, out: Path) -> StudyResults:

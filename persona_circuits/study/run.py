@@ -36,12 +36,13 @@ def run_study(model: Model, out: str | Path, *, cfg: StudyConfig, data_root: str
     """
     import json
 
+    from ..model.upcast import bf16_compute
     from ..results import Shard, paper_numbers
 
     t0 = time.perf_counter()
     root = check_data_root(str(data_root) if data_root is not None else None)
     out = Path(out)
-    with open_study(model, out, cfg, root, progress, cache_from) as (study, identity):
+    with bf16_compute(model), open_study(model, out, cfg, root, progress, cache_from) as (study, identity):
         sets = study_sets(cfg, root)
         sid = shard_identity(model, cfg, sets)
         keep = CrossInputs()

@@ -107,8 +107,17 @@ def study_meta(study: Study, identity: dict, command: str, t0: float) -> Meta:
                 format=identity["format"], dtype=identity["dtype"], config=quoted, study_config=identity["config"],
                 command=command, quick=cfg.quick, package_version=__import__("persona_circuits").__version__,
                 torch=torch.__version__, python=platform.python_version(), machine=platform.machine(), cpu=cpu_model(),
-                cpu_count=os.cpu_count(), threads=torch.get_num_threads(), seconds=round(time.perf_counter() - t0, 1),
+                bf16_products=_products(study.model), cpu_count=os.cpu_count(), threads=torch.get_num_threads(), seconds=round(time.perf_counter() - t0, 1),
                 finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _products(model) -> str | None:
+    """``bf16_products`` of the meta (:func:`~persona_circuits.model.upcast.bf16_products`): left out (``None``)
+    for a model that is not bfloat16 on a CPU."""
+    from ..model.upcast import bf16_products
+
+    v = bf16_products(model)
+    return None if v == "n/a" else v
 
 
 @contextlib.contextmanager

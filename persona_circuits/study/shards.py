@@ -212,6 +212,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
             (all but the calibration statistics: a few MB) and from which a rerun resumes, on any machine of the
             same dtype (:meth:`~.state.StageCache.attach_checkpoint`).
     """
+    from ..model.upcast import bf16_compute
     from ..results import paper_numbers
     from .sets import study_sets
     from .state import checkpoint_size, log
@@ -224,7 +225,7 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         set_payloads = list(set_payloads or [])
         this = Shard(format=SHARD_FORMAT, identity=sid, shard=ShardInfo(name=CROSS, sets=[]), results={}, timings={})
         check_shards([this, *set_payloads], ["this study", *(f"set shard {p.shard.name}" for p in set_payloads)])
-    with open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
+    with bf16_compute(model), open_study(model, Path(work), cfg, data_root, progress, cache_from) as (study, ident):
         if checkpoint is not None:
             restored, saved = study.cache.attach_checkpoint(Path(checkpoint), {"shard": shard, **sid})
             n, size = checkpoint_size(Path(checkpoint))

@@ -286,3 +286,45 @@ def test_ray_executor_equals_the_sequential_study(studies, tiny_model_dir, tmp_p
     ray_res, one = _comparable(tmp_path / "ray" / "results.json"), _comparable(tmp / "one" / "results.json")
     assert ray_res == one, first_difference(ray_res, one)
     assert {p.name for p in (tmp_path / "ray" / "shards").iterdir()} == {*SETS, CROSS}
+
+
+def test_dtype_auto_of_a_shard_is_its_studys(studies, tmp_path):
+    """``--dtype auto`` for a shard: its own checkpoint's dtype first, else a sibling shard's or checkpoint's;
+    nothing for a study's first shard."""
+    import shutil
+
+    from persona_circuits.cli.shard import study_dtype
+
+    _, folders = studies
+    ident = read_shard(folders[1]).identity
+    assert ident["dtype"] == "float32"
+    assert study_dtype(tmp_path / "shards" / "mbti-jp", tmp_path / "ckpt" / "mbti-jp") is None  # the first shard
+    shutil.copytree(folders[1], tmp_path / "shards" / "mbti-ei")
+    assert study_dtype(tmp_path / "shards" / "mbti-jp", None) == ("float32", tmp_path / "shards" / "mbti-ei")
+    assert study_dtype(tmp_path / "shards" / "mbti-ei", None) is None  # itself is not a sibling
+    own = tmp_path / "ckpt" / "mbti-jp"
+    own.mkdir(parents=True)
+    (own / "checkpoint.json").write_text(json.dumps({"shard": "mbti-jp", **ident, "dtype": "bfloat16"}))
+    assert study_dtype(tmp_path / "shards" / "mbti-jp", own) == ("bfloat16", own)  # a resumed shard: its own first
+    assert study_dtype(tmp_path / "elsewhere" / "mbti-sn", tmp_path / "ckpt" / "mbti-sn") == ("bfloat16", own)
+
+
+def test_shard_cli_dtype_auto_joins_the_studys_dtype(studies, tiny_model_dir, tmp_path, capsys):
+    """Next to a bfloat16 shard, ``--dtype auto`` loads the model in bfloat16 (on any CPU), says so, and the
+    sibling check then compares like with like (here the settings differ: refused on them, not on the dtype)."""
+    import shutil
+
+    from persona_circuits.cli import main
+
+    _, folders = studies
+    sib = tmp_path / "shards" / "mbti-ei"
+    shutil.copytree(folders[1], sib)
+    d = json.loads((sib / "shard.json").read_text())
+    d["identity"]["dtype"] = "bfloat16"
+    (sib / "shard.json").write_text(json.dumps(d))
+    assert main(["reproduce", "--quick", "--model", str(tiny_model_dir), "--sets", "mbti-ei,mbti-jp",
+                 "--shard", "mbti-jp", "--out", str(tmp_path / "shards" / "mbti-jp"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--dtype auto: bfloat16, the dtype of this study's shards ({sib})" in err
+    assert "dtype bfloat16 (--dtype bfloat16)" in err
+    assert "next to it holds a shard of another study (config." in err and "dtype:" not in err.split("another study")[-1]
