@@ -41,6 +41,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "measure.dials": ("Dial", "all_layer_steering_dial", "gate_bias_dial", "gate_dial", "mask_dial",
                       "soft_mask_dial", "steering_dial"),
     "model.dtypes": ("resolve_dtype",),
+    "model.upcast": ("bf16_compute",),
     "measure.evaluation": ("ChoiceResult", "ChoiceScores", "generate", "pole_contrast", "score_choices", "summarize"),
     "measure.released": ("ReleasedResult", "ReleasedScores", "released_system_prompt", "score_released",
                          "summarize_released"),

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,23 +61,45 @@ def _is_cpu_bf16(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 and x.device.type == "cpu"
 
 
-def _up(x: Any) -> Any:
-    return x.float() if _is_cpu_bf16(x) else x
-
-
 def _down(x: Any) -> Any:
     return x.to(torch.bfloat16) if isinstance(x, torch.Tensor) and x.dtype == torch.float32 else x
+
+
+#: a bfloat16 parameter of at least this many elements (an output embedding: Gemma-3-270M's is 262144 x 640) keeps
+#: its float32 copy between products, instead of being converted at every call
+KEEP_MIN = 1 << 24
 
 
 class Bf16ViaFloat32(TorchFunctionMode):
     """A torch function mode: each product of :data:`PRODUCTS` with a bfloat16 CPU tensor among its
     arguments runs on float32 copies of its bfloat16 arguments, its float32 results rounded to bfloat16
     (see the module docstring). Autograd flows through the conversions. ``calls`` counts the products it
-    converted."""
+    converted, ``kept_hits`` the conversions saved.
+
+    The float32 copy of a large parameter (:data:`KEEP_MIN`; in practice the output embedding, which no mask
+    edits) is kept while the parameter is the same object with the same storage, shape and version counter
+    (an in-place edit bumps it), so it equals a fresh conversion bit for bit; one such copy at a time (Gemma-3-270M:
+    671 MB). Where autograd records (a parameter that requires a gradient, outside ``torch.no_grad``) it is converted
+    afresh."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
+        self.kept_hits = 0  # conversions saved by the kept copy
+        self._kept: tuple | None = None  # (weakref to the parameter, its key, the float32 copy)
+
+    def _up(self, x: Any) -> Any:
+        if not _is_cpu_bf16(x):
+            return x
+        if not isinstance(x, torch.nn.Parameter) or x.numel() < KEEP_MIN or (x.requires_grad and torch.is_grad_enabled()):
+            return x.float()
+        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x._version)
+        if self._kept is not None and self._kept[0]() is x and self._kept[1] == key:
+            self.kept_hits += 1
+            return self._kept[2]
+        up = x.float()
+        self._kept = (weakref.ref(x), key, up)
+        return up
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -86,7 +109,7 @@ class Bf16ViaFloat32(TorchFunctionMode):
                 flat = [*flat[1:]]
             if any(_is_cpu_bf16(a) or (isinstance(a, (list, tuple)) and any(_is_cpu_bf16(b) for b in a)) for a in flat):
                 self.calls += 1
-                out = func(*tree_map(_up, args), **tree_map(_up, kwargs))
+                out = func(*tree_map(self._up, args), **tree_map(self._up, kwargs))
                 return tree_map(_down, out)
         return func(*args, **kwargs)
 

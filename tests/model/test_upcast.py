@@ -117,3 +117,28 @@ def test_a_bfloat16_model_scores_as_with_torchs_kernels(tokenizer_dir, small_per
     dtype_gap = float((native - f32).abs().max())
     kernel_gap = float((ours - native).abs().max())
     assert dtype_gap > 0 and kernel_gap < 0.01 * dtype_gap, (kernel_gap, dtype_gap)
+
+
+def test_a_large_parameters_float32_copy_is_kept_until_it_changes(monkeypatch):
+    """The kept copy of a large parameter gives the products of a fresh conversion, bit for bit; an in-place
+    edit (a mask), another parameter or a parameter that autograd records gets a fresh conversion."""
+    monkeypatch.setattr(upcast, "KEEP_MIN", 100)
+    head = torch.nn.Linear(16, 40, bias=False).to(torch.bfloat16)
+    other = torch.nn.Linear(16, 40, bias=False).to(torch.bfloat16)
+    x = _bf16(3, 16)
+
+    def fresh(lin):
+        return F.linear(x.float(), lin.weight.float()).to(torch.bfloat16)
+
+    with torch.no_grad(), Bf16ViaFloat32() as mode:
+        a, b = head(x), head(x)
+        assert mode.kept_hits == 1 and torch.equal(a, fresh(head)) and torch.equal(b, a)
+        head.weight[:, :8].zero_()  # an in-place edit bumps the version: converted again
+        c = head(x)
+        assert mode.kept_hits == 1 and torch.equal(c, fresh(head)) and not torch.equal(c, a)
+        assert torch.equal(other(x), fresh(other)) and torch.equal(head(x), fresh(head)) and mode.kept_hits == 1
+        small = torch.nn.Linear(16, 4).to(torch.bfloat16)
+        small(x), small(x)
+        with torch.enable_grad():  # autograd records: never kept
+            head(x), head(x)
+        assert mode.kept_hits == 1 and mode.calls == 9
