@@ -415,3 +415,13 @@ def test_the_paper_tables_label_swap_is_read_from_its_rows():
     paper = build_report(d).split("## Headline")[0]
     assert ("label-swapped calibration set(s) (exactly half of the items, chosen uniformly, with their two answers swapped "
             "between the poles: the accuracies") in paper and "by a coin" not in paper
+
+
+def test_the_symmetry_conclusion_names_the_centre_the_rows_were_tested_with():
+    d = v2()
+    d["null_symmetry"].update(role="description", centered=False, p_value=0.04)  # described only: zero centre regardless
+    line = next(x for x in _conclusions(d).splitlines() if x.startswith("- Null symmetry"))
+    assert "a description" in line and "tested with the zero-centred bound" in line and "estimated centre" not in line
+    d["null_symmetry"].pop("role")  # an older run, whose check chose the centre
+    line = next(x for x in _conclusions(d).splitlines() if x.startswith("- Null symmetry"))
+    assert "not taken as centred on 0, and every row is tested with the estimated centre" in line

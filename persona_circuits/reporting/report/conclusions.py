@@ -165,8 +165,12 @@ def symmetry_conclusion(res: StudyResults) -> list[str]:
     s = res.null_symmetry
     if s is None or s.stouffer_z is None or s.p_value is None:
         return []
-    return [f"- Null symmetry: pooled over {s.n_rows} rows, Stouffer z = {s.stouffer_z:+.2f} (p = {s.p_value:.3g}), "
-            f"{pct(s.share_rejected)} % of rows reject at 5 %: the label-swapped nulls are "
+    head = (f"- Null symmetry: pooled over {s.n_rows} rows, Stouffer z = {s.stouffer_z:+.2f} (p = {s.p_value:.3g}), "
+            f"{pct(s.share_rejected)} % of rows reject at 5 %")
+    if s.role == "description":  # the zero centre holds by construction; the check describes, it does not choose
+        return [head + " (a description: the label-swapped nulls are centred on 0 by construction, and every row is "
+                "tested with the zero-centred bound whatever the check gives)."]
+    return [head + ": the label-swapped nulls are "
             + ("taken as centred on 0, and every row is tested with the zero-centred bound." if s.centered else
                "not taken as centred on 0, and every row is tested with the estimated centre.")]
 
