@@ -23,10 +23,15 @@ def config():
 
     cfg = StudyConfig.quick_preset()
     full = StudyConfig.full()
+    # the sizes the timings above were measured at (the quick preset's before 2026-12-07): mbti-ei and an AI task
+    # (the paper table's path), 8 + 8 neutral texts, 2 curve and 2 matched draws, decoding on 6 texts x 64 tokens
     return cfg.with_changes(
+        sets=replace(cfg.sets, sets=("mbti-ei", "power")),
+        damage=replace(cfg.damage, damage_texts=8, fit_texts=8),
         headline=replace(cfg.headline, gate_strengths=full.headline.gate_strengths,
                          steer_all_coefs=full.headline.steer_all_coefs, matched_methods=full.headline.matched_methods),
-        nulls=replace(cfg.nulls, matched_draws=2))
+        nulls=replace(cfg.nulls, curve_draws=2, matched_draws=2),
+        analysis=replace(cfg.analysis, neutral_probe_texts=6, neutral_probe_tokens=64))
 
 
 def main(argv=None) -> int:
