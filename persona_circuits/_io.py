@@ -23,12 +23,26 @@ def check_parent(path: str | os.PathLike) -> Path:
     return p
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename. The file gets the
+    permissions of the file it replaces, else those of a new file (``0o666`` less the umask), not the
+    owner-only ``0o600`` of a temporary file."""
     p = check_parent(path)
+    try:
+        mode = p.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -60,9 +74,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iter
     if p.exists() and not overwrite:
         raise OutputError(f"output folder already exists: {p}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
     try:
         yield tmp
         if p.exists():

@@ -54,3 +54,24 @@ def test_identical_masks_are_saved_byte_identically_across_processes(tmp_path):
             for f in ("mask.safetensors", "mask_config.json"):
                 digests.append(hashlib.sha256((out / f"m{k}" / f).read_bytes()).hexdigest())
     assert len(set(digests[0::2])) == 1 and len(set(digests[1::2])) == 1
+
+
+def test_atomic_writes_give_the_usual_permissions_and_keep_a_replaced_files(tmp_path):
+    from persona_circuits._io import atomic_directory, atomic_write_bytes, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        new = atomic_write_json(tmp_path / "r.json", {"a": 1})
+        assert new.stat().st_mode & 0o777 == 0o644  # not the 0o600 of a temporary file
+        os.chmod(new, 0o640)
+        atomic_write_bytes(new, b"{}")
+        assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"{}"  # the replaced file's mode
+        os.umask(0o077)
+        assert atomic_write_bytes(tmp_path / "private", b"x").stat().st_mode & 0o777 == 0o600  # the umask holds
+        os.umask(0o022)
+        with atomic_directory(tmp_path / "d") as d:
+            (d / "f").write_text("x")
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".*.tmp"))
