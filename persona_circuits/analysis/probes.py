@@ -43,7 +43,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..results import Decoding, DecodingLayer, Probes
+from ..results import Decoding, DecodingLayer, LayerProbe, Probes
 from .features import text_features
 
 if TYPE_CHECKING:
@@ -88,9 +88,11 @@ def _layer_probes(train_x, train_y, test_x, test_y, *, folds, C, seed) -> tuple[
 
 def layer_probes(train_x: Float[np.ndarray, "n layer d"], train_y: Int[np.ndarray, " n"],
                  test_x: Float[np.ndarray, "m layer d"], test_y: Int[np.ndarray, " m"], *,
-                 folds: int = 5, C: float = 0.1, seed: int = 0) -> list[dict]:
-    """Per layer: CV accuracy on calibration, held-out accuracy, held-out accuracy of a shuffled-label probe."""
-    return _layer_probes(train_x, train_y, test_x, test_y, folds=folds, C=C, seed=seed)[0]
+                 folds: int = 5, C: float = 0.1, seed: int = 0) -> list[LayerProbe]:
+    """Per layer: CV accuracy on calibration, held-out accuracy, held-out accuracy of a shuffled-label probe
+    (one :class:`~persona_circuits.results.LayerProbe` per layer; :func:`probes_with_baselines` adds the baselines)."""
+    rows = _layer_probes(train_x, train_y, test_x, test_y, folds=folds, C=C, seed=seed)[0]
+    return [LayerProbe.from_dict(r, f"layer_probes[{i}]") for i, r in enumerate(rows)]
 
 
 def bag_of_words(train_texts: Sequence[str], train_y: np.ndarray, test_texts: Sequence[str], test_y: np.ndarray, *,

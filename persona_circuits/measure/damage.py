@@ -251,8 +251,7 @@ class KLRows:
         self.bufs: dict[str, Tensor | None] = {"z": None, "pz": None}  # float32 logits and products, reused
 
     def add(self, i: int, hidden: Tensor, targets: Tensor, unembed: Callable[[Tensor], Tensor]) -> None:
-        self.unembed = unembed
-        self.kl_sum[i] = self.nll[i] = 0.0
+        self.unembed = unembed  # kl_sum and nll start at zero (the caller's arrays); each text is added once
         for j in range(0, hidden.shape[0], LOGIT_CHUNK):
             h = hidden[j:j + LOGIT_CHUNK]
             if h.shape[0] == 1 or self.n_rows + h.shape[0] > self.rows:

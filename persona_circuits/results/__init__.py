@@ -16,7 +16,7 @@ paper's numbers).
 from ._record import Record, ResultsError, from_plain, to_plain
 from .analyses import (Accuracy, AnalysisSet, BlockOverlap, BlockSparsity, Capability, CapabilityRow, Decoding, DecodingLayer,
                        GeneralChoice, LoraRun, MaskOverlap, NullGate, OverlapStats, Perplexity, ProbeBaseline,
-                       ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
+                       LayerProbe, ProbeLayer, Probes, Removal, RemovalRow, Restore, RestoreRow, Similarity, SimilarityLayer,
                        SparsityProfile, StabilityRow, SteeringChoice, SteeringTrial, Sweep, SweepRow)
 from .constants import AI_TASKS, DEFAULT_TEXT_STAT, MAIN_METHODS, RELEASED_SPARSITY, study_order
 from .fits import MatchedDraw, StrengthFit, TypePairDraw
@@ -39,7 +39,7 @@ __all__ = ["Accuracy", "AI_TASKS", "AxisShifts", "AnalysisSet", "Atlas", "AtlasP
            "GateLayoutRow", "GateOverlap", "GatePole", "GeneralChoice", "Headline", "HeldOutDamage", "load_results", "LoraRun",
            "MAIN_METHODS", "MaskOverlap", "MatchedDraw", "MatchedRow", "Meta", "MethodCalibration", "MultipleComparison", "NullDraws", "NullGate", "NullSymmetry",
            "OverlapMatrix", "OverlapStats", "PairedDiff", "Paper", "paper_numbers", "PaperTableRow", "Perplexity",
-           "PlaceboRate", "PrimaryTest", "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
+           "LayerProbe", "PlaceboRate", "PrimaryTest", "ProbeBaseline", "ProbeLayer", "Probes", "RandomDirectionNull", "Record", "ReferencePoint", "RELEASED_SPARSITY",
            "Removal", "RemovalRow", "Restore", "RestoreRow", "ResultsError", "RunSettings", "SCHEMA_VERSION", "SetResults", "Shard", "ShardCross", "ShardInfo", "ShardMeta",
            "Shift", "Similarity", "SimilarityLayer", "SparsityProfile", "StabilityRow", "SteeringChoice", "SteeringCosines",
            "SteeringTrial", "STRENGTH_MATCHED", "StrengthFit", "StrengthMatchedNull", "study_order", "StudyResults", "Sweep", "SweepRow",

@@ -63,6 +63,20 @@ class ProbeBaseline(Record):
 
 
 @record
+class LayerProbe(Record):
+    """A layer's linear probe on its own (:func:`~persona_circuits.analysis.probes.layer_probes`): accuracy by
+    cross-validation on the training split, on the held-out split, and of the same probe fitted to shuffled training
+    labels (the control: chance when the probe learns the labels, not the items)."""
+
+    layer: int
+    cv_accuracy: float
+    test_accuracy: float
+    shuffled_test_accuracy: float
+    n_train: int
+    n_test: int
+
+
+@record
 class ProbeLayer(Record):
     """A layer's linear probe: held-out accuracy and its paired difference to each baseline."""
 

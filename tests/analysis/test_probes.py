@@ -5,6 +5,7 @@ from persona_circuits.analysis.capability import neutral_texts
 from persona_circuits.analysis.probes import decode_intervention, layer_probes, probes_with_baselines
 from persona_circuits.model.interventions import ResidualSteering, apply_mask, steering
 from persona_circuits.masks.build import random_mask
+from persona_circuits.results import LayerProbe
 
 
 def _texts(y, rng, lexical: bool):
@@ -22,8 +23,10 @@ def test_probes_separate_separable_data_and_control_is_chance():
     xt = rng.normal(size=(60, 2, 8))
     xt[:, 1, 0] += 3 * yt
     res = layer_probes(x, y, xt, yt)
-    assert res[1]["test_accuracy"] > 0.9 and res[1]["cv_accuracy"] > 0.9
-    assert res[0]["test_accuracy"] < 0.75 and res[1]["shuffled_test_accuracy"] < 0.75
+    assert [r.layer for r in res] == [0, 1] and all(isinstance(r, LayerProbe) for r in res)
+    assert res[1].test_accuracy > 0.9 and res[1].cv_accuracy > 0.9
+    assert res[0].test_accuracy < 0.75 and res[1].shuffled_test_accuracy < 0.75
+    assert (res[1].n_train, res[1].n_test) == (80, 60)
 
 
 def test_probes_against_baselines():
