@@ -17,6 +17,28 @@ def get_bf16_model():
     return MODELS["default-bf16"]
 
 
+def as_study(m16, f):
+    """``f`` run as the study runs ``m16`` (a bfloat16 model): inside
+    :func:`~persona_circuits.model.upcast.bf16_compute`, so on a CPU without native bfloat16 its products run in
+    float32 (torch's generic bfloat16 kernels there are several times slower than the study's path)."""
+    from persona_circuits.model.upcast import bf16_compute
+
+    def run():
+        with bf16_compute(m16):
+            return f()
+
+    return run
+
+
+def bf16_note(m16) -> str:
+    """The note naming how ``m16``'s bfloat16 products were computed in this run."""
+    from persona_circuits.model.upcast import bf16_products
+
+    how = bf16_products(m16)
+    return (f"bfloat16 products: {how} (as the study computes them on this CPU: persona_circuits/model/upcast.py; "
+            + ("native bfloat16 kernels)" if how == "native" else "converted to float32, result rounded to bfloat16)"))
+
+
 def test_items(n: int):
     """``n`` test items: half mbti-ei (bundled), half the power task when present."""
     import persona_circuits as pc
@@ -37,4 +59,4 @@ def agreement(ref, new) -> dict:
             "max_logp_diff": float((ref.logp - new.logp).abs().max())}
 
 
-__all__ = ["agreement", "get_bf16_model", "get_model", "test_items", "torch"]
+__all__ = ["agreement", "as_study", "bf16_note", "get_bf16_model", "get_model", "test_items", "torch"]

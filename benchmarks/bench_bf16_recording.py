@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from _common import Result, interleaved, main_of, median, repeats_for  # noqa: E402
-from _dtypes import get_bf16_model, get_model  # noqa: E402
+from _dtypes import as_study, bf16_note, get_bf16_model, get_model  # noqa: E402
 
 
 def diff_rate(a, b) -> float:
@@ -39,7 +39,8 @@ def run(quick: bool = False, repeats: int | None = None, model=None, calib_size:
     res = Result("bf16_recording", "bfloat16 vs float32: signature recording, masks and damage",
                  "python benchmarks/bench_bf16_recording.py" + (" --quick" if quick else ""), runs=repeats)
     rec = {"record_persona_signatures, float32": lambda: pc.record_persona_signatures(model, persona, calib_size=calib),
-           "record_persona_signatures, bfloat16": lambda: pc.record_persona_signatures(m16, persona, calib_size=calib)}
+           "record_persona_signatures, bfloat16": as_study(m16, lambda: pc.record_persona_signatures(m16, persona,
+                                                                                             calib_size=calib))}
     s32, s16 = (f() for f in rec.values())
     layer = next(iter(s32[persona.pole_names[0]].sums))
     assert all(v.dtype == torch.float64 for sig in (s32, s16) for s in sig.values() for v in s.sums[layer].values())
@@ -71,9 +72,11 @@ def run(quick: bool = False, repeats: int | None = None, model=None, calib_size:
         if method == "contrastive-wanda":
             dmg = {}
             for name, m in (("float32", model), ("bfloat16", m16)):
-                ref = pc.neutral_reference(m, n_texts=2 if quick else 8)
-                kl, _, ppl, _ = pc.kl_damage(m, k32[a], ref)
-                dmg[name] = (kl, ppl, ref.dense_perplexity)
+                def damage(m=m, mask=k32[a]):
+                    ref = pc.neutral_reference(m, n_texts=2 if quick else 8)
+                    kl, _, ppl, _ = pc.kl_damage(m, mask, ref)
+                    return kl, ppl, ref.dense_perplexity
+                dmg[name] = as_study(m, damage)()
             res.add("KL damage of the contrastive-Wanda pole-A mask, float32", dmg["float32"][0], "nats/token")
             res.add("KL damage of the contrastive-Wanda pole-A mask, bfloat16", dmg["bfloat16"][0], "nats/token")
             res.add("dense perplexity on neutral text, float32", dmg["float32"][2], "")
@@ -82,6 +85,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, calib_size:
                       "sparsities):\n\n" + "\n".join(lines))
     res.notes.append(f"mbti-ei, {calib} calibration items per pole, batch 8; the bfloat16 model is "
                      f"load_model(dtype='bfloat16'); masks of bfloat16 'end to end' use its bfloat16 weights too")
+    res.notes.append(bf16_note(m16))
     return res
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SHARED_POWER, Result, data_sources, interleaved, main_of, median, repeats_for  # noqa: E402
-from _dtypes import agreement, get_bf16_model, get_model, test_items  # noqa: E402
+from _dtypes import agreement, as_study, bf16_note, get_bf16_model, get_model, test_items  # noqa: E402
 
 BATCH = 16
 
@@ -55,9 +55,9 @@ def pole_contrasts(model32, model16, items, calib_size: int) -> tuple[list[str],
         out = {}
         for name, m in (("float32", model32), ("bfloat16", model16)):
             with pc.apply_mask(m, a):
-                sa = pc.score_choices(m, items, batch_size=BATCH)
+                sa = as_study(m, lambda m=m: pc.score_choices(m, items, batch_size=BATCH))()
             with pc.apply_mask(m, b):
-                sb = pc.score_choices(m, items, batch_size=BATCH)
+                sb = as_study(m, lambda m=m: pc.score_choices(m, items, batch_size=BATCH))()
             out[name] = pc.pole_contrast(sa, sb, condition=method)
         d = abs(out["float32"].shift - out["bfloat16"].shift)
         diffs.append(d)
@@ -80,8 +80,8 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_items: in
     runs = {
         "bridge path, float32 (before)": lambda: pc.score_choices(model, items, batch_size=BATCH, path="bridge"),
         "shared-prefix path, float32": lambda: pc.score_choices(model, items, batch_size=BATCH),
-        "shared-prefix path, bfloat16": lambda: pc.score_choices(m16, items, batch_size=BATCH),
-        "bridge path, bfloat16": lambda: pc.score_choices(m16, items, batch_size=BATCH, path="bridge"),
+        "shared-prefix path, bfloat16": as_study(m16, lambda: pc.score_choices(m16, items, batch_size=BATCH)),
+        "bridge path, bfloat16": as_study(m16, lambda: pc.score_choices(m16, items, batch_size=BATCH, path="bridge")),
     }
     out = {k: f() for k, f in runs.items()}  # also the warm-up (builds the plain modules)
     ref = out["bridge path, float32 (before)"]
@@ -120,6 +120,7 @@ def run(quick: bool = False, repeats: int | None = None, model=None, n_items: in
     res.notes.append(f"{len(items)} test items ({data_sources()}), {2 * len(items)} answers; batch 16 texts "
                      f"(bridge) or 16 rows / {128 * BATCH} padded tokens (shared prefix); the bfloat16 model is "
                      f"load_model(dtype='bfloat16')")
+    res.notes.append(bf16_note(m16))
     tok_ratio = pad["sh_padded"] / pad["sep_padded"]
     if sp32 < 1.5:
         res.misses.append(
