@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 CLI := $(VENV)/bin/persona-circuits
 
-.PHONY: install lint test reproduce reproduce-full reproduce-gemma shard merge merge-gemma merge-power figures report z-length notebook
+.PHONY: install lint test reproduce reproduce-full reproduce-gemma shard shards merge merge-gemma merge-power figures report z-length notebook
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -90,6 +90,7 @@ MODEL ?= smollm2-135m-instruct
 SET ?=
 SMOLLM2_SETS ?= mbti-ei,mbti-sn,mbti-tf,mbti-jp,power,wealth,hallucination
 GEMMA_SETS ?= mbti-ei,power,wealth,hallucination
+comma := ,
 SHARD_SETS = $(if $(filter gemma-3-270m,$(MODEL)),$(GEMMA_SETS),$(SMOLLM2_SETS))
 SHARD_CACHE ?= runs/shard-cache/$(MODEL)
 SHARDS := reports/shards
@@ -103,6 +104,13 @@ shard: install
 	@test -n "$(SET)" || { echo "make shard: name the shard, e.g. SET=mbti-ei (or SET=cross)" >&2; exit 2; }
 	$(CLI) reproduce --model $(MODEL) --dtype $(DTYPE) --sets $(SHARD_SETS) --data-root $(DATA_ROOT) --shard $(SET) \
 		--out $(SHARDS)/$(MODEL)/$(SET) --cache $(SHARD_CACHE) --checkpoint $(CHECKPOINT)
+
+# Every shard of MODEL in turn, the set shards in SHARD_SETS order and then the cross shard: one command for a
+# machine that computes a whole study, resumable (a finished shard is left as it is, an unfinished one resumes from
+# its checkpoint). It stops at the first shard that fails.
+shards: install
+	@for s in $(subst $(comma), ,$(SHARD_SETS)) cross; do \
+		$(MAKE) --no-print-directory shard MODEL=$(MODEL) SET=$$s DTYPE=$(DTYPE) || exit $$?; done
 
 merge: install
 	$(CLI) merge $(wildcard $(SHARDS)/smollm2-135m-instruct/*) --out runs/merged-smollm2
