@@ -31,7 +31,9 @@ ORDER = ["bench_recording", "bench_released_stats", "bench_masks", "bench_switch
          # issue 25 (the Gemma shards): the KL damage's unembedding, several texts per call
          "bench_kl_rows",
          # issue 25 (the Gemma shards on any CPU): bfloat16 products in float32 where bfloat16 is not native
-         "bench_bf16_upcast"]
+         "bench_bf16_upcast",
+         # issue 25 (the Gemma shards): chunks of logits kept in the heap instead of fresh mmap pages
+         "bench_malloc"]
 
 def gpu_paragraph(results) -> str:
     """What would change on a GPU, with the sizes measured in this run (no GPU was used)."""

@@ -148,3 +148,12 @@ def test_bf16_upcast_benchmark(real_model):
     assert all(c.endswith(": True") for c in res.checks), res.checks  # the float32-product path is deterministic
     kern = next(r.value for r in res.rows if "products in float32 vs bfloat16 kernels" in r.metric)
     assert kern < 0.05  # the same arithmetic: a rounding difference, not another computation
+
+
+@pytest.mark.slow
+def test_malloc_benchmark():
+    import bench_malloc
+
+    res = bench_malloc.run(quick=True, repeats=1, models=(("smollm2-135m-instruct", "float32"),), n_texts=2, n_items=2)
+    _ok(res)
+    assert len(res.checks) == 1 and "bit for bit in all 2 processes: True" in res.checks[0], res.checks

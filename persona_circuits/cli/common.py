@@ -40,15 +40,18 @@ def command_scope() -> Iterator[None]:
 def load_model_from_args(args):
     """The model named by the global options ``--model``, ``--device``, ``--dtype``, ``--device-map`` and
     ``--no-progress`` (every command loads it this way). A bfloat16 model on a CPU without native bfloat16
-    has its matrix products computed in float32 until the command returns (:mod:`persona_circuits.model.upcast`)."""
+    has its matrix products computed in float32 until the command returns (:mod:`persona_circuits.model.upcast`);
+    large tensors are kept in the heap (:mod:`persona_circuits.model.memory`)."""
     from ..model.loading import load_model, parse_device_map
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    from ..model.memory import keep_large_allocations
     from ..model.upcast import bf16_compute
 
+    keep_large_allocations()  # chunks of logits without page faults (persona_circuits.model.memory)
     model = load_model(args.model, device=args.device, dtype=args.dtype,
                        device_map=parse_device_map(getattr(args, "device_map", None)), progress=not args.no_progress)
     scope = _COMMAND.get()

@@ -25,8 +25,10 @@ def _shard_task(load: Callable, cfg: dict, data_root: str | None, shard: str, wo
                 set_payloads: list[Shard] | None, cache_from: list[str], progress: bool, command: str,
                 threads: int | None = None) -> Shard:
     """One shard in a Ray worker: load the model, compute the shard (returned to the driver)."""
+    from ..model.memory import keep_large_allocations
     from .shards import compute_shard
 
+    keep_large_allocations()  # as the command line does (persona_circuits.model.memory)
     if threads is not None:  # Ray sets a task's OMP_NUM_THREADS to its CPUs; torch's reductions follow the count
         import torch
 
