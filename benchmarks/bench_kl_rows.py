@@ -30,9 +30,10 @@ def scoring_rows(res: Result, models, model, repeats: int, n_items: int) -> str:
 
     import persona_circuits as pc
     from persona_circuits.measure import evaluation as ev
+    from persona_circuits.measure import logits
 
     items = pc.load_persona_set("mbti-ei").test[:n_items]
-    orig, rows = ev.target_logprobs, ev.LOGIT_ROWS
+    orig, rows = ev.target_logprobs, logits.LOGIT_ROWS
     lines = [f"| model | choice scoring, 64 rows per call (s) | {rows} rows per call (s) | ratio | log-likelihoods |",
              "| --- | --- | --- | --- | --- |"]
     for name in models:
@@ -45,9 +46,9 @@ def scoring_rows(res: Result, models, model, repeats: int, n_items: int) -> str:
             finally:
                 ev.target_logprobs = orig
 
-        same = torch.equal(score(ev.LOGIT_CHUNK).logp, score(rows).logp)
+        same = torch.equal(score(logits.LOGIT_CHUNK).logp, score(rows).logp)
         label = name or "smollm2-135m-instruct"
-        t = interleaved({f"{label}: scoring, 64 rows per call": lambda: score(ev.LOGIT_CHUNK),
+        t = interleaved({f"{label}: scoring, 64 rows per call": lambda: score(logits.LOGIT_CHUNK),
                          f"{label}: scoring, {rows} rows per call": lambda: score(rows)}, repeats)
         res.timings.update(t)
         a, b = (median(v) for v in t.values())

@@ -38,7 +38,8 @@ from torch import Tensor
 
 from .dials import (Dial, all_layer_steering_dial, gate_bias_dial, gate_dial, mask_dial,  # noqa: F401 (re-exported)
                     soft_mask_dial, steering_dial)
-from .evaluation import LOGIT_CHUNK, bootstrap_ci, bridge_hidden, float32_rows, plain_unembed, score_choices, wins
+from .evaluation import bootstrap_ci, bridge_hidden, score_choices, wins
+from .logits import LOGIT_CHUNK, float32_rows, plain_unembed
 from ..analysis.capability import general_choice_items, neutral_texts
 from ..data import ChoiceItem, EncodedText, pad_batches, render_prompt
 from ..errors import PersonaCircuitsError
