@@ -39,7 +39,7 @@ from torch import Tensor
 from .dials import (Dial, all_layer_steering_dial, gate_bias_dial, gate_dial, mask_dial,  # noqa: F401 (re-exported)
                     soft_mask_dial, steering_dial)
 from .evaluation import bootstrap_ci, bridge_hidden, score_choices, wins
-from .logits import LOGIT_CHUNK, float32_rows, plain_unembed
+from .logits import LOGIT_CHUNK, GroupedLogits, plain_unembed
 from ..analysis.capability import general_choice_items, neutral_texts
 from ..data import ChoiceItem, EncodedText, pad_batches, render_prompt
 from ..errors import PersonaCircuitsError
@@ -237,52 +237,37 @@ class KLRows:
 
     Each text's positions are cut into groups of :data:`LOGIT_CHUNK` rows, in order, and every reduction (the
     log-sum-exp, ``Σ p z``, the sums over a group) runs on one group's rows, as when each text was unembedded
-    on its own: torch's reductions may add in another order when a tensor has another number of rows (a
-    logsumexp over 64 rows and over 11 rows of the same logits can differ in the last bit), so the groups keep
-    their shapes. Only the matrix product is shared, ``rows`` at a time, by whole groups; its rows do not depend
-    on the other rows of the call, except that a single row takes another kernel (a matrix-vector product),
-    so a one-row group is unembedded alone. The per-text sums are thereby the same, bit for bit, as one call per
-    group (``tests/measure/test_damage.py``)."""
+    on its own; only the matrix product is shared, ``rows`` at a time, by whole groups
+    (:class:`~.logits.GroupedLogits`, which says why that changes no bit). The per-text sums are thereby the same,
+    bit for bit, as one call per group (``tests/measure/test_damage.py``)."""
 
     def __init__(self, reference: NeutralReference, kl_sum: np.ndarray, nll: np.ndarray, rows: int) -> None:
-        self.ref, self.kl_sum, self.nll, self.rows = reference, kl_sum, nll, max(rows, LOGIT_CHUNK)
-        self.groups: list[tuple[int, int, Tensor, Tensor]] = []  # (text, first row, hidden, targets)
-        self.n_rows = 0
-        self.unembed: Callable[[Tensor], Tensor] | None = None
-        self.bufs: dict[str, Tensor | None] = {"z": None, "pz": None}  # float32 logits and products, reused
+        self.ref, self.kl_sum, self.nll = reference, kl_sum, nll  # zero at the start (the caller's arrays)
+        self.logits = GroupedLogits(self._reduce, rows=rows)
+        self.pz: Tensor | None = None  # the products p * z of one group, reused
 
     def add(self, i: int, hidden: Tensor, targets: Tensor, unembed: Callable[[Tensor], Tensor]) -> None:
-        self.unembed = unembed  # kl_sum and nll start at zero (the caller's arrays); each text is added once
-        for j in range(0, hidden.shape[0], LOGIT_CHUNK):
-            h = hidden[j:j + LOGIT_CHUNK]
-            if h.shape[0] == 1 or self.n_rows + h.shape[0] > self.rows:
-                self.flush()
-            self.groups.append((i, j, h, targets[j:j + LOGIT_CHUNK]))
-            self.n_rows += h.shape[0]
-            if h.shape[0] == 1:
-                self.flush()
+        """Queue text ``i``'s scored positions (each text is added once)."""
+        self.logits.add((i, targets), hidden, unembed)
 
     def flush(self) -> None:
-        if not self.groups:
-            return
-        ref, groups = self.ref, self.groups
-        self.groups, self.n_rows = [], 0
-        hidden = torch.cat([h for _, _, h, _ in groups]) if len(groups) > 1 else groups[0][2]
-        zs, self.bufs["z"] = float32_rows(self.unembed(hidden), self.bufs["z"], self.rows)
-        at = 0
-        for i, j, h, targets in groups:
-            z = zs[at:at + h.shape[0]]
-            at += h.shape[0]
-            lse = z.logsumexp(-1)
-            p = ref.dense_p[i][j:j + z.shape[0]].to(z.device)
-            if self.bufs["pz"] is None or self.bufs["pz"].shape[1:] != z.shape[1:] or self.bufs["pz"].device != z.device:
-                self.bufs["pz"] = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
-            # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
-            pz = torch.mul(p, z, out=self.bufs["pz"][: z.shape[0]]).sum(-1).double().cpu()
-            rows = slice(j, j + z.shape[0])
-            m = ref.dense_mass[i][rows]
-            self.kl_sum[i] += float((ref.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())
-            self.nll[i] -= float((z.gather(1, targets[:, None].to(z.device)).squeeze(1) - lse).sum())
+        """Compute what is queued."""
+        self.logits.flush()
+
+    def _reduce(self, key: tuple[int, Tensor], j: int, z: Tensor) -> None:
+        i, targets = key
+        ref = self.ref
+        lse = z.logsumexp(-1)
+        p = ref.dense_p[i][j:j + z.shape[0]].to(z.device)
+        if self.pz is None or self.pz.shape[1:] != z.shape[1:] or self.pz.device != z.device:
+            self.pz = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
+        # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
+        pz = torch.mul(p, z, out=self.pz[: z.shape[0]]).sum(-1).double().cpu()
+        rows = slice(j, j + z.shape[0])
+        m = ref.dense_mass[i][rows]
+        self.kl_sum[i] += float((ref.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())
+        t = targets[rows].to(z.device)
+        self.nll[i] -= float((z.gather(1, t[:, None]).squeeze(1) - lse).sum())
 
 
 @torch.no_grad()
