@@ -85,7 +85,7 @@ merge-power: install
 # a few MB, all but the calibration statistics), to be committed while a long shard runs: `make shard` again, on this
 # machine or another, resumes from it (in its dtype); it is removed when the shard is written. `make merge` merges
 # the SmolLM2 shards into REPORT.md, figures/results.json and figures/; `make merge-gemma` the Gemma shards into
-# reports/gemma-3-270m/.
+# reports/gemma-3-270m/ (PARTIAL=1: the shards there are, an interim report naming the missing ones).
 MODEL ?= smollm2-135m-instruct
 SET ?=
 SMOLLM2_SETS ?= mbti-ei,mbti-sn,mbti-tf,mbti-jp,power,wealth,hallucination
@@ -119,7 +119,7 @@ merge: install
 	$(MAKE) figures
 
 merge-gemma: install
-	$(CLI) merge $(wildcard $(SHARDS)/gemma-3-270m/*) --out runs/merged-gemma
+	$(CLI) merge $(if $(PARTIAL),--partial )$(wildcard $(SHARDS)/gemma-3-270m/*) --out runs/merged-gemma
 	rm -rf reports/gemma-3-270m/figures
 	mkdir -p reports/gemma-3-270m
 	cp runs/merged-gemma/REPORT.md runs/merged-gemma/results.json reports/gemma-3-270m/
