@@ -46,6 +46,9 @@ class ShardMeta(Record):
     finished: str | None = None
     git_commit: str | None = None
     bf16_products: str | None = None  # a bfloat16 shard: "native" kernels or "float32" (model.upcast)
+    runs: int | None = None  # a shard computed with a checkpoint: the runs its run log holds (this one included)
+    seconds_all_runs: float | None = None  # ... and their seconds together (``seconds`` is the last run's)
+    runs_complete: bool | None = None  # ... whether the log holds every run (false: it began after the first)
 
 
 @record
@@ -76,6 +79,12 @@ class Meta(Record):
     shards: list[ShardMeta] | None = None  # a merged study: each shard's machine and command
     git_commit: str | None = None  # a shard: the commit of the checkout that computed it
     study_config: dict | None = None  # every setting of the study (``config`` holds those the report quotes)
+    #: a shard computed with a checkpoint (``--checkpoint``), carried over runs: how many runs its log holds, their
+    #: seconds together (``seconds`` is the last run's), and whether the log holds every run (false when the
+    #: checkpoint predates the log, so the first runs are missing and the sum is a lower bound)
+    runs: int | None = None
+    seconds_all_runs: float | None = None
+    runs_complete: bool | None = None
 
 
 @record

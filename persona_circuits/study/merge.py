@@ -79,17 +79,21 @@ def merge_payloads(shards: list[Shard], meta: Meta) -> StudyResults:
 
 def merged_meta(shards: list[Shard], command: str) -> Meta:
     """The meta of a merged study: the cross shard's machine and settings, the merge command, the summed
-    seconds of every shard, the latest shard's finishing time (not the merge's: merging the same shards twice
-    writes byte-identical files), and per shard where and how it was computed (``shards``)."""
+    seconds of every shard (of all its logged runs where it has a run log: ``seconds_all_runs``), the latest
+    shard's finishing time (not the merge's: merging the same shards twice writes byte-identical files), and per
+    shard where and how it was computed (``shards``)."""
     metas = [p.meta for p in shards]
     base = next((p.meta for p in shards if p.shard.name == CROSS), metas[0])
     cpus = list(dict.fromkeys(m.cpu for m in metas if m.cpu))
     return dataclasses.replace(
-        base, command=command, seconds=round(sum(m.seconds or 0.0 for m in metas), 1),
+        base, command=command, seconds=round(sum(m.seconds_all_runs or m.seconds or 0.0 for m in metas), 1),
         cpu="; ".join(cpus) if cpus else base.cpu, finished=max((m.finished for m in metas if m.finished), default=base.finished),
         shards=[ShardMeta(shard=p.shard.name, command=p.meta.command, machine=p.meta.machine, cpu=p.meta.cpu,
                           threads=p.meta.threads, seconds=p.meta.seconds, finished=p.meta.finished,
-                          git_commit=p.meta.git_commit, bf16_products=p.meta.bf16_products) for p in shards])
+                          git_commit=p.meta.git_commit, bf16_products=p.meta.bf16_products, runs=p.meta.runs,
+                          seconds_all_runs=p.meta.seconds_all_runs, runs_complete=p.meta.runs_complete)
+                for p in shards],
+        runs=None, seconds_all_runs=None, runs_complete=None)
 
 
 def write_outputs(results: StudyResults, out: Path) -> StudyResults:

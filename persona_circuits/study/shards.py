@@ -236,7 +236,11 @@ def compute_shard(model, *, cfg: StudyConfig, data_root: Path | None, shard: str
         else:
             keep = cross_inputs(study, sets, {p.shard.name: p for p in set_payloads})
             out = cross_shard(study, sets, sid, keep)
-        out.update(paper=paper_numbers(data_root),
-                   meta=study_meta(study, ident, command, t0).update(git_commit=git_commit()))
+        meta = study_meta(study, ident, command, t0).update(git_commit=git_commit())
+        runs = study.cache.run_log()
+        if runs is not None:  # this run's own time is the meta's (from the start of the shard, loading included)
+            meta.update(runs=len(runs["runs"]), runs_complete=bool(runs["complete"]),
+                        seconds_all_runs=round(sum(r["seconds"] for r in runs["runs"][:-1]) + meta.seconds, 1))
+        out.update(paper=paper_numbers(data_root), meta=meta)
     log(f"shard {shard} computed in {time.perf_counter() - t0:.0f} s")
     return Shard.from_dict(json.loads(json.dumps(out.to_dict())), f"shard {shard}")  # as a merge reads it back

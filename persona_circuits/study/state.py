@@ -34,11 +34,13 @@ NOT_CHECKPOINTED = ("calibration",)
 #: Largest stage result a checkpoint keeps (bytes); a larger one is recomputed on resume.
 CHECKPOINT_MAX_BYTES = 4_000_000
 CHECKPOINT_FILE = "checkpoint.json"
+#: A checkpoint's log of the runs that computed its stage results (:meth:`StageCache.run_log`).
+RUNS_FILE = "runs.json"
 
 
 def _is_stage_result(f: Path) -> bool:
     """Whether ``f`` is a stage result file (``<stage>-<key>.json`` or ``.pt``; not a checkpoint's marker)."""
-    return f.is_file() and f.suffix in (".json", ".pt") and f.name != CHECKPOINT_FILE
+    return f.is_file() and f.suffix in (".json", ".pt") and f.name not in (CHECKPOINT_FILE, RUNS_FILE)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -61,6 +63,8 @@ class StageCache:
         self.folder = folder
         self.checkpoint: Path | None = None
         self.checkpoint_max_bytes = CHECKPOINT_MAX_BYTES
+        self._runs: dict | None = None  # the checkpoint's run log, this run last (:meth:`run_log`)
+        self._run_t0 = 0.0
         folder.mkdir(parents=True, exist_ok=True)
 
     def get_or_compute(self, name: str, key: str, fn: Callable[[], object], *, store: str = "json"):
@@ -78,6 +82,7 @@ class StageCache:
             atomic_write_bytes(path, buf.getvalue())
         if self.checkpoint is not None:
             self._to_checkpoint(path)
+            self._log_run()
         return val
 
     def _portable(self, f: Path) -> bool:
@@ -119,10 +124,48 @@ class StageCache:
         except OSError as exc:
             raise OutputError(f"cannot create the checkpoint folder {folder}: {exc.strerror or exc}") from exc
         atomic_write_json(marker, identity)
+        had = checkpoint_size(folder)[0]
         restored = self.seed_from(folder)
         self.checkpoint, self.checkpoint_max_bytes = folder, max_bytes
         saved = sum(self._to_checkpoint(f) for f in sorted(self.folder.iterdir()))
+        self._start_run(folder, fresh=had == 0)
         return restored, saved
+
+    def _start_run(self, folder: Path, *, fresh: bool) -> None:
+        """Add this run to the checkpoint's run log (``runs.json``). ``complete`` says whether the log holds every
+        run that added to the checkpoint: true when the log began with the checkpoint's first results."""
+        from ..model.dtypes import cpu_model
+
+        f = folder / RUNS_FILE
+        log_ = None
+        if f.is_file():
+            try:
+                log_ = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                log_ = None
+        if not isinstance(log_, dict) or not isinstance(log_.get("runs"), list):
+            log_ = {"complete": fresh, "runs": []}
+        log_["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(),
+                             "threads": torch.get_num_threads(), "seconds": 0.0})
+        self._runs, self._run_t0 = log_, time.perf_counter()
+        atomic_write_json(f, log_)
+
+    def _log_run(self) -> None:
+        """This run's seconds so far, written to the run log at each stage result it adds (a run cut off between
+        two results loses the time since the last one)."""
+        if self._runs is None or self.checkpoint is None:
+            return
+        self._runs["runs"][-1]["seconds"] = round(time.perf_counter() - self._run_t0, 1)
+        atomic_write_json(self.checkpoint / RUNS_FILE, self._runs)
+
+    def run_log(self) -> dict | None:
+        """The checkpoint's run log, this run's seconds up to now: ``{"complete": bool, "runs": [{"started", "cpu",
+        "threads", "seconds"}, ...]}`` (``None`` without a checkpoint). The runs of a shard carried over sessions or
+        machines; ``complete`` is false when its checkpoint predates the log, so earlier runs are missing."""
+        if self._runs is None:
+            return None
+        self._runs["runs"][-1]["seconds"] = round(time.perf_counter() - self._run_t0, 1)
+        return json.loads(json.dumps(self._runs))
 
     def seed_from(self, source: Path) -> int:
         """Add the stage results of another study's cache (``source``: its output folder or its ``cache``
@@ -165,6 +208,7 @@ def remove_checkpoint(folder: Path) -> int:
     if not (folder / CHECKPOINT_FILE).is_file():
         return 0
     n = 0
+    (folder / RUNS_FILE).unlink(missing_ok=True)
     for f in sorted(folder.iterdir()):
         if _is_stage_result(f):
             f.unlink()

@@ -190,7 +190,9 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
     kept = sorted(p.name for p in ckpt.iterdir())
     assert "checkpoint.json" in kept and not any(k.startswith("calibration-") for k in kept)
     finished = {k for n, k in first if n != "calibration"}
-    assert finished and {f"{n}-{k}" for n, k in first if n != "calibration"} == {k.rsplit(".", 1)[0] for k in kept} - {"checkpoint"}
+    assert finished and {f"{n}-{k}" for n, k in first if n != "calibration"} == {k.rsplit(".", 1)[0] for k in kept} - {"checkpoint", "runs"}
+    log1 = json.loads((ckpt / "runs.json").read_text())  # the run log: the interrupted run, the log complete
+    assert log1["complete"] is True and len(log1["runs"]) == 1 and log1["runs"][0]["seconds"] > 0
 
     computed.clear()
     monkeypatch.setattr(state.StageCache, "get_or_compute", counting(None))
@@ -198,6 +200,12 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
                             checkpoint=ckpt)
     assert _shard_numbers(resumed) == _shard_numbers(uninterrupted)
     assert not (tmp_path / "machine-b" / "cache" / "checkpoint.json").exists()  # the marker is not a stage result
+    assert not (tmp_path / "machine-b" / "cache" / "runs.json").exists()  # nor is the run log
+    # the shard's meta: both runs, their seconds together (this run's own time is the meta's seconds)
+    m = resumed.meta
+    assert (m.runs, m.runs_complete) == (2, True)
+    assert m.seconds_all_runs == pytest.approx(log1["runs"][0]["seconds"] + m.seconds, abs=0.11)
+    assert uninterrupted.meta.runs is None and uninterrupted.meta.seconds_all_runs is None  # no checkpoint, no log
     # the calibration is recomputed (not in the checkpoint); no stage the first run finished is computed again
     assert sorted(k for n, k in computed if n == "calibration") == sorted(k for n, k in first if n == "calibration")
     assert computed and not finished & {k for _, k in computed}
@@ -209,9 +217,10 @@ def test_checkpoint_resumes_an_interrupted_shard_elsewhere(studies, tiny_model_d
                       progress=False, checkpoint=ckpt)
     assert sorted(p.name for p in ckpt.iterdir()) == before
     n, size = state.checkpoint_size(ckpt)
-    assert n == len(before) - 1 and size == sum(p.stat().st_size for p in ckpt.iterdir() if p.name != "checkpoint.json")
+    assert n == len(before) - 2 and size == sum(p.stat().st_size for p in ckpt.iterdir()
+                                                if p.name not in ("checkpoint.json", "runs.json"))
     (ckpt / ".matched-null-0123.json.x1y2.tmp").write_text("{")  # a write cut short by a killed process
-    assert state.remove_checkpoint(ckpt) == len(before) - 1 and not ckpt.exists()
+    assert state.remove_checkpoint(ckpt) == len(before) - 2 and not ckpt.exists()
 
 
 def test_shard_cli_checkpoint_flag(tmp_path, capsys):

@@ -46,3 +46,36 @@ def test_seed_from_adds_only_missing_entries_as_links_and_refuses_a_folder_witho
     assert b.seed_from(tmp_path / "a") == 0
     with pytest.raises(StudyError, match="holds no stage cache"):
         b.seed_from(tmp_path / "nothing")
+
+
+def test_checkpoint_run_log_counts_runs_and_says_when_it_began_late(tmp_path):
+    """Each attach adds a run to the checkpoint's runs.json, whose seconds grow with each stage result; a checkpoint
+    that already held results without a log (written by code before the log) gives an incomplete log."""
+    import json
+
+    from persona_circuits.study.state import StageCache, remove_checkpoint
+
+    ident = {"shard": "s", "model": "m"}
+    ckpt = tmp_path / "ckpt"
+    a = StageCache(tmp_path / "a")
+    a.attach_checkpoint(ckpt, ident)
+    a.get_or_compute("stage", "k1", lambda: {"x": 1})
+    log = json.loads((ckpt / "runs.json").read_text())
+    assert log["complete"] is True and len(log["runs"]) == 1 and {"started", "cpu", "threads", "seconds"} <= set(log["runs"][0])
+    b = StageCache(tmp_path / "b")
+    b.attach_checkpoint(ckpt, ident)
+    assert b.get_or_compute("stage", "k1", lambda: {"x": 2}) == {"x": 1}  # restored, the log is not a stage result
+    assert not (tmp_path / "b" / "runs.json").exists()
+    run = b.run_log()
+    assert run["complete"] is True and len(run["runs"]) == 2
+    assert StageCache(tmp_path / "c").run_log() is None  # no checkpoint, no log
+    # a checkpoint written before the log: results there, no runs.json
+    old = tmp_path / "old"
+    c = StageCache(tmp_path / "c2")
+    c.attach_checkpoint(old, ident)
+    c.get_or_compute("stage", "k9", lambda: {"x": 9})
+    (old / "runs.json").unlink()
+    d = StageCache(tmp_path / "d")
+    d.attach_checkpoint(old, ident)
+    assert d.run_log()["complete"] is False and len(d.run_log()["runs"]) == 1
+    assert remove_checkpoint(old) == 1 and not old.exists()
