@@ -57,13 +57,12 @@ reproduce-full: install
 	cp $(FULL_OUT)/results.json figures/results.json
 	$(MAKE) figures
 
-# The second model family on two sets (the analysis set and one AI task), same settings; its report,
-# results.json and figures are committed under reports/gemma-3-270m/.
+# The second model family (Gemma-3-270M) on GEMMA_SETS, same settings: every shard in turn (`make shards`, resumable,
+# days on 2 cores without native bfloat16), then their merge into reports/gemma-3-270m/ (REPORT.md, results.json,
+# figures). Until 2026-12-07 this target ran a one-process study of mbti-ei and power, which wrote the report there now.
 reproduce-gemma: install
-	$(CLI) reproduce --model gemma-3-270m --sets mbti-ei,power --out runs/gemma --data-root ../shared/data
-	mkdir -p reports/gemma-3-270m
-	cp runs/gemma/REPORT.md runs/gemma/results.json reports/gemma-3-270m/
-	$(CLI) figures reports/gemma-3-270m/results.json --out reports/gemma-3-270m/figures --format $(FIGURE_FORMATS)
+	$(MAKE) --no-print-directory shards MODEL=gemma-3-270m
+	$(MAKE) --no-print-directory merge-gemma
 
 # The power task on its own page (the paper's table under the released scoring, every held-out item, the
 # damage-matched nulls): a partial merge of the committed SmolLM2 power shard (seconds, no model), committed under
