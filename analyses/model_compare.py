@@ -22,16 +22,11 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def rows(results: dict) -> dict[tuple[str, str, float], dict]:
-    """The matched rows with label-swapped draws, by ``(set, method, target_kl)``."""
-    out = {}
-    for name, s in results.get("sets", {}).items():
-        for r in ((s.get("headline") or {}).get("matched") or []):
-            if r.get("reached") and r.get("null_shifts"):
-                out[(name, r["method"], float(r["target_kl"]))] = r
-    return out
+from _studies import matched_rows as rows, read_studies  # noqa: E402
 
 
 def efficiency(r: dict) -> float:
@@ -115,11 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b", required=True, help="results.json of the second study (e.g. reports/gemma-3-270m/results.json)")
     p.add_argument("--json", action="store_true", help="print the records as JSON instead of markdown")
     args = p.parse_args(argv)
-    try:
-        a, b = (json.loads(open(f).read()) for f in (args.a, args.b))
-    except (OSError, ValueError) as e:
-        print(f"model_compare: {e}", file=sys.stderr)
+    studies = read_studies([args.a, args.b], "model_compare")
+    if studies is None:
         return 2
+    a, b = studies
     swaps = {r.get("null_swap") for res in (a, b) for r in rows(res).values()}
     if len(swaps) > 1:
         print(f"model_compare: the studies' null designs differ ({', '.join(sorted(map(str, swaps)))})", file=sys.stderr)

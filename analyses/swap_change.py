@@ -22,8 +22,13 @@ import json
 import math
 import statistics
 import sys
+from pathlib import Path
 
-from persona_circuits.measure.nulls import zero_z
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _studies import matched_rows, read_studies  # noqa: E402
+
+from persona_circuits.measure.nulls import zero_z  # noqa: E402
 
 
 def _rms(xs: list[float]) -> float:
@@ -31,18 +36,9 @@ def _rms(xs: list[float]) -> float:
     return math.sqrt(sum(x * x for x in xs) / len(xs))
 
 
-def _rows(results: dict) -> dict[tuple[str, str, float], dict]:
-    out = {}
-    for name, s in results.get("sets", {}).items():
-        for r in ((s.get("headline") or {}).get("matched") or []):
-            if r.get("null_shifts"):
-                out[(name, r["method"], r["target_kl"])] = r
-    return out
-
-
 def compare(before: dict, after: dict) -> list[dict]:
     """One record per matched row present in both studies (label-swapped nulls only)."""
-    b, a = _rows(before), _rows(after)
+    b, a = matched_rows(before), matched_rows(after)
     recs = []
     for key in sorted(set(b) & set(a)):
         rb, ra = b[key], a[key]
@@ -85,11 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--after", required=True, help="results.json of the balanced-swap study")
     p.add_argument("--json", action="store_true", help="print the records as JSON instead of markdown tables")
     args = p.parse_args(argv)
-    try:
-        before, after = (json.loads(open(f).read()) for f in (args.before, args.after))
-    except (OSError, ValueError) as e:
-        print(f"swap_change: {e}", file=sys.stderr)
+    studies = read_studies([args.before, args.after], "swap_change")
+    if studies is None:
         return 2
+    before, after = studies
     recs = compare(before, after)
     if not recs:
         print("swap_change: the two studies share no matched-damage row with label-swapped draws", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny randomly initialised Llama and GPT-2 models (offline, fast) and the real
-default model (session-scoped, used by tests marked ``slow``)."""
+"""Shared fixtures: tiny randomly initialised Llama and GPT-2 models (offline, fast), the real
+default model (session-scoped, used by tests marked ``slow``) and the scripts of ``analyses/``."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +14,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+
+
+@pytest.fixture
+def analysis_script():
+    """A loader of the scripts of ``analyses/`` (not a package) as modules: ``analysis_script("swap_change")``."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ANALYSES / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 def shared_data(*parts: str) -> Path:

@@ -1,18 +1,7 @@
 """analyses/model_compare.py: two models' matched rows side by side, only the rows both have."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "analyses" / "model_compare.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("model_compare", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _row(method, target, shift, kl, z, adj, swap="balanced"):
@@ -25,8 +14,8 @@ def _study(model, rows, calibration=None):
             "calibration": calibration or {}}
 
 
-def test_shared_rows_efficiency_and_verdicts(tmp_path, capsys):
-    mc = _module()
+def test_shared_rows_efficiency_and_verdicts(analysis_script, tmp_path, capsys):
+    mc = analysis_script("model_compare")
     cal = {"steering": {"by_target": [{"false_positives": 1, "placebos": 20}, {"false_positives": 0, "placebos": 20}]}}
     a = _study("m1", [_row("steering", 0.02, 0.3, 0.04, 5.0, True), _row("soft-mask", 0.02, 0.1, 0.04, 1.0, False)], cal)
     b = _study("m2", [_row("steering", 0.02, 0.2, 0.01, 2.0, False), _row("gate-bias", 0.3, 0.5, 0.25, 3.0, True)])
@@ -46,8 +35,8 @@ def test_shared_rows_efficiency_and_verdicts(tmp_path, capsys):
     assert "| steering | 1 of 40 | n/a |" in out
 
 
-def test_refuses_disjoint_or_differently_nulled_studies(tmp_path, capsys):
-    mc = _module()
+def test_refuses_disjoint_or_differently_nulled_studies(analysis_script, tmp_path, capsys):
+    mc = analysis_script("model_compare")
     a = _study("m1", [_row("steering", 0.02, 0.3, 0.04, 5.0, True)])
     fa, fb = tmp_path / "a.json", tmp_path / "b.json"
     fa.write_text(json.dumps(a))

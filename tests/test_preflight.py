@@ -1,17 +1,10 @@
 """analyses/preflight.py: its config runs every stage's code path (an AI task, every matched method, curve bands)."""
 
-import importlib.util
-from pathlib import Path
-
 from persona_circuits.study import StudyConfig
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analyses" / "preflight.py"
 
-
-def test_preflight_covers_what_the_quick_preset_leaves_out():
-    spec = importlib.util.spec_from_file_location("preflight", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_preflight_covers_what_the_quick_preset_leaves_out(analysis_script):
+    mod = analysis_script("preflight")
     cfg, quick, full = mod.config(), StudyConfig.quick_preset(), StudyConfig.full()
     assert "power" in cfg.sets.sets and "power" not in quick.sets.sets  # the paper table's path
     assert cfg.headline.matched_methods == full.headline.matched_methods

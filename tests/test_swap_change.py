@@ -1,26 +1,15 @@
 """analyses/swap_change.py: the before/after table of the null spreads reads the rows the two studies share."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "analyses" / "swap_change.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("swap_change", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _study(rows):
     return {"sets": {"s": {"headline": {"matched": rows}}}}
 
 
-def test_spreads_before_and_after(tmp_path, capsys):
-    sc = _module()
+def test_spreads_before_and_after(analysis_script, tmp_path, capsys):
+    sc = analysis_script("swap_change")
     before = _study([{"method": "steering", "target_kl": 0.02, "shift": 0.3, "null_shifts": [0.2, -0.2, 0.2, -0.2]},
                      {"method": "soft-mask", "target_kl": 0.3, "shift": 0.1, "null_shifts": [0.1, -0.1]}])
     after = _study([{"method": "steering", "target_kl": 0.02, "shift": 0.3, "null_shifts": [0.1, -0.1],
