@@ -150,13 +150,16 @@ class StageCache:
         self._runs, self._run_t0 = log_, time.perf_counter()
         atomic_write_json(f, log_)
 
+    def _tick(self) -> None:
+        """This run's seconds so far, into the run log in memory."""
+        self._runs["runs"][-1]["seconds"] = round(time.perf_counter() - self._run_t0, 1)
+
     def _log_run(self) -> None:
         """This run's seconds so far, written to the run log at each stage result it adds (a run cut off between
         two results loses the time since the last one)."""
-        if self._runs is None or self.checkpoint is None:
-            return
-        self._runs["runs"][-1]["seconds"] = round(time.perf_counter() - self._run_t0, 1)
-        atomic_write_json(self.checkpoint / RUNS_FILE, self._runs)
+        if self._runs is not None:  # set with the checkpoint (:meth:`attach_checkpoint`)
+            self._tick()
+            atomic_write_json(self.checkpoint / RUNS_FILE, self._runs)
 
     def run_log(self) -> dict | None:
         """The checkpoint's run log, this run's seconds up to now: ``{"complete": bool, "runs": [{"started", "cpu",
@@ -164,7 +167,7 @@ class StageCache:
         machines; ``complete`` is false when its checkpoint predates the log, so earlier runs are missing."""
         if self._runs is None:
             return None
-        self._runs["runs"][-1]["seconds"] = round(time.perf_counter() - self._run_t0, 1)
+        self._tick()
         return json.loads(json.dumps(self._runs))
 
     def seed_from(self, source: Path) -> int:
