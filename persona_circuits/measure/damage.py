@@ -239,12 +239,17 @@ class KLRows:
     log-sum-exp, ``Σ p z``, the sums over a group) runs on one group's rows, as when each text was unembedded
     on its own; only the matrix product is shared, ``rows`` at a time, by whole groups
     (:class:`~.logits.GroupedLogits`, which says why that changes no bit). The per-text sums are thereby the same,
-    bit for bit, as one call per group (``tests/measure/test_damage.py``)."""
+    bit for bit, as one call per group (``tests/measure/test_damage.py``).
+
+    The reduction is a closure over the reference and the sums, not a method of the object: a
+    :class:`~.logits.GroupedLogits` holding a bound method of its owner would make a reference cycle, and a cycle
+    is freed only by the garbage collector's rare full passes, so every call's float32 logits buffer (256 rows of
+    Gemma-3-270M's vocabulary: 256 MB) stayed allocated: a long study grew by gigabytes
+    (``tests/measure/test_damage.py`` checks that a call leaves no cycle)."""
 
     def __init__(self, reference: NeutralReference, kl_sum: np.ndarray, nll: np.ndarray, rows: int) -> None:
         self.ref, self.kl_sum, self.nll = reference, kl_sum, nll  # zero at the start (the caller's arrays)
-        self.logits = GroupedLogits(self._reduce, rows=rows)
-        self.pz: Tensor | None = None  # the products p * z of one group, reused
+        self.logits = GroupedLogits(_kl_reducer(reference, kl_sum, nll), rows=rows)
 
     def add(self, i: int, hidden: Tensor, targets: Tensor, unembed: Callable[[Tensor], Tensor]) -> None:
         """Queue text ``i``'s scored positions (each text is added once)."""
@@ -254,20 +259,28 @@ class KLRows:
         """Compute what is queued."""
         self.logits.flush()
 
-    def _reduce(self, key: tuple[int, Tensor], j: int, z: Tensor) -> None:
+
+def _kl_reducer(ref: NeutralReference, kl_sum: np.ndarray, nll: np.ndarray) -> Callable[[tuple[int, Tensor], int, Tensor], None]:
+    """The reduction of one group of :class:`KLRows`: ``reduce((text, targets), first row, logits)`` adds the group's
+    KL and negative log-likelihood to ``kl_sum[text]`` and ``nll[text]``."""
+    buf: list[Tensor | None] = [None]  # the products p * z of one group, reused
+
+    def reduce(key: tuple[int, Tensor], j: int, z: Tensor) -> None:
         i, targets = key
-        ref = self.ref
         lse = z.logsumexp(-1)
         p = ref.dense_p[i][j:j + z.shape[0]].to(z.device)
-        if self.pz is None or self.pz.shape[1:] != z.shape[1:] or self.pz.device != z.device:
-            self.pz = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
+        pz_buf = buf[0]
+        if pz_buf is None or pz_buf.shape[1:] != z.shape[1:] or pz_buf.device != z.device:
+            pz_buf = buf[0] = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
         # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
-        pz = torch.mul(p, z, out=self.pz[: z.shape[0]]).sum(-1).double().cpu()
+        pz = torch.mul(p, z, out=pz_buf[: z.shape[0]]).sum(-1).double().cpu()
         rows = slice(j, j + z.shape[0])
         m = ref.dense_mass[i][rows]
-        self.kl_sum[i] += float((ref.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())
+        kl_sum[i] += float((ref.dense_plogp[i][rows] / m - m.log() - pz / m + lse.double().cpu()).sum())
         t = targets[rows].to(z.device)
-        self.nll[i] -= float((z.gather(1, t[:, None]).squeeze(1) - lse).sum())
+        nll[i] -= float((z.gather(1, t[:, None]).squeeze(1) - lse).sum())
+
+    return reduce
 
 
 @torch.no_grad()

@@ -180,3 +180,35 @@ def test_kl_rows_keep_each_groups_reductions_at_a_large_vocabulary():
     for rows in (100, 256, 1000):
         kl, nll = sums(rows)
         assert np.array_equal(kl, one[0]) and np.array_equal(nll, one[1]), rows
+
+
+def test_damage_and_scoring_leave_no_reference_cycle(tiny_llama, ref):
+    """A call's buffers (the float32 logits, 256 rows of the vocabulary) are freed when it returns: nothing it made
+    is left in a reference cycle, which only the garbage collector's rare full passes would free (a Gemma study grew
+    by a logits buffer per call until it ran out of memory)."""
+    import gc
+
+    from persona_circuits.measure.curves import pair_item_shifts
+    from persona_circuits.measure.logits import GroupedLogits
+
+    from .test_evaluation import ITEMS
+
+    pair = [Intervention(mask=random_mask(tiny_llama, sparsity=0.3, seed=0)), Intervention()]
+
+    def calls():
+        kl_damage(tiny_llama, pair[0], ref)
+        pair_item_shifts(tiny_llama, pair, ITEMS)
+
+    calls()  # first calls: lazily built state is not garbage
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        calls()
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage if isinstance(o, (torch.Tensor, GroupedLogits))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert not left, left
