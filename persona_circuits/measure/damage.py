@@ -248,7 +248,7 @@ class KLRows:
     (``tests/measure/test_damage.py`` checks that a call leaves no cycle)."""
 
     def __init__(self, reference: NeutralReference, kl_sum: np.ndarray, nll: np.ndarray, rows: int) -> None:
-        self.ref, self.kl_sum, self.nll = reference, kl_sum, nll  # zero at the start (the caller's arrays)
+        # kl_sum and nll: the caller's arrays, zero at the start, added to in place
         self.logits = GroupedLogits(_kl_reducer(reference, kl_sum, nll), rows=rows)
 
     def add(self, i: int, hidden: Tensor, targets: Tensor, unembed: Callable[[Tensor], Tensor]) -> None:
@@ -263,15 +263,15 @@ class KLRows:
 def _kl_reducer(ref: NeutralReference, kl_sum: np.ndarray, nll: np.ndarray) -> Callable[[tuple[int, Tensor], int, Tensor], None]:
     """The reduction of one group of :class:`KLRows`: ``reduce((text, targets), first row, logits)`` adds the group's
     KL and negative log-likelihood to ``kl_sum[text]`` and ``nll[text]``."""
-    buf: list[Tensor | None] = [None]  # the products p * z of one group, reused
+    pz_buf: Tensor | None = None  # the products p * z of one group, reused
 
     def reduce(key: tuple[int, Tensor], j: int, z: Tensor) -> None:
+        nonlocal pz_buf
         i, targets = key
         lse = z.logsumexp(-1)
         p = ref.dense_p[i][j:j + z.shape[0]].to(z.device)
-        pz_buf = buf[0]
         if pz_buf is None or pz_buf.shape[1:] != z.shape[1:] or pz_buf.device != z.device:
-            pz_buf = buf[0] = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
+            pz_buf = torch.empty((LOGIT_CHUNK, *z.shape[1:]), dtype=torch.float32, device=z.device)
         # p (bfloat16) times z (float32) promotes p exactly: the products of p.float() * z
         pz = torch.mul(p, z, out=pz_buf[: z.shape[0]]).sum(-1).double().cpu()
         rows = slice(j, j + z.shape[0])
